@@ -1,0 +1,25 @@
+//! # sipreg — a carrier-scale SIP registrar
+//!
+//! The crate is split into a **sans-IO core** and a thin **runtime**:
+//!
+//! | layer | module | contract |
+//! |---|---|---|
+//! | wire format | [`sip`] | zero-copy request/response views over a receive buffer, stream framing, response writer |
+//! | authentication | [`auth`] | HTTP Digest (RFC 2617/7616/8760) challenges and verification, stateless nonces, credentials |
+//! | location service | [`store`] | bindings per address-of-record in a sharded concurrent map, expiry, change feed |
+//! | registrar | [`engine`] | RFC 3261 §10.3 processing: bytes in, response bytes out |
+//! | runtime | `runtime` | the only place with sockets, threads, io_uring and the clock |
+//!
+//! ## The sans-IO contract
+//! Nothing outside `runtime` (and the binary's `main.rs`) touches sockets, threads, the clock
+//! or io_uring. Core functions take the current time ([`time::Instant`]), the source address and
+//! the bytes as arguments and return decisions and bytes. `clippy.toml` enforces it with
+//! `disallowed-methods`; only the runtime opts out. This makes the registrar logic testable with
+//! fabricated time and no sockets, and lets both I/O backends drive the very same engine.
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod engine;
+pub mod sip;
+pub mod store;
+pub mod time;

@@ -1,0 +1,2 @@
+//! The `sipreg` binary.
+fn main() {}
