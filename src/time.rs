@@ -46,14 +46,20 @@ impl Instant {
 impl Add<Duration> for Instant {
     type Output = Self;
     fn add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
 impl Sub<Duration> for Instant {
     type Output = Self;
     fn sub(self, d: Duration) -> Self {
-        Self(self.0.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Self(
+            self.0
+                .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -73,7 +79,10 @@ mod tests {
         assert_eq!((t + Duration::from_millis(1500)).as_millis(), 11_500);
         assert_eq!((t - Duration::from_secs(20)), Instant::ZERO);
         assert_eq!(t.saturating_since(Instant::from_secs(12)), Duration::ZERO);
-        assert_eq!(Instant::from_secs(12).saturating_since(t), Duration::from_secs(2));
+        assert_eq!(
+            Instant::from_secs(12).saturating_since(t),
+            Duration::from_secs(2)
+        );
         assert_eq!(Instant::from_secs(u64::MAX).as_millis(), u64::MAX);
     }
 }

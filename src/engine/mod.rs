@@ -1,14 +1,30 @@
-//! The registrar state machine (RFC 3261 §10.3) — PLACEHOLDER SIGNATURES.
+//! The registrar state machine: RFC 3261 §10.3 (processing REGISTER requests), §8.2 (UAS
+//! behaviour for other methods), §18.2 (response addressing), RFC 3581 (rport), RFC 3327 (Path),
+//! RFC 5626 §4.4.1 (CRLF keepalive) and RFC 5626 §6 (instance/reg-id binding identity).
 //!
-//! This file fixes the interface the runtime drives; the logic lands with the registrar core.
-//! Input verbs are `handle_*`, outputs are `poll_*`. The engine never touches sockets, threads
-//! or the clock: time, addresses and bytes are arguments.
+//! Contract: bytes, the peer's address and the current time go in through `handle_*`; response
+//! bytes come out through [`Engine::poll_transmit`]. The engine never touches sockets, threads or
+//! the clock. One [`Engine`] per shard thread; all of them share one [`Shared`] (configuration,
+//! the bindings [`Store`], the [`Authenticator`]). The steady state allocates nothing per request:
+//! the request is parsed into views over the receive buffer and the response is written into a
+//! reused buffer; only the store copies owned data.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::{Algorithm, AuthConfig, Authenticator, Credentials};
+use crate::sip::{self, Message, Request};
+use crate::store::{AorKey, ChangeFeed, Store, StoreConfig};
 use crate::time::Instant;
+
+mod error;
+mod register;
+#[cfg(test)]
+mod tests;
+
+pub use error::Error;
 
 /// Everything the registrar needs, as plain validated data (`config.rs` builds it from TOML and
 /// flags; the runtime reads files, the engine never does).
@@ -63,6 +79,8 @@ pub struct AuthSettings {
     pub secret: [u8; 32],
     /// Bind nonces to the client's IP address.
     pub bind_nonce_to_source: bool,
+    /// Random per process, so that two nodes never issue the same nonce.
+    pub salt_seed: u64,
 }
 
 impl Default for EngineConfig {
@@ -93,21 +111,149 @@ impl Default for EngineConfig {
 pub struct ConfigError(pub String);
 
 /// State shared by every shard's [`Engine`]: configuration, bindings store, authenticator.
-#[derive(Debug)]
 pub struct Shared {
     config: EngineConfig,
+    limits: sip::Limits,
+    domains: Vec<String>,
+    store: Arc<Store>,
+    auth: Option<Authenticator>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("auth", &self.auth.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
     /// Validates the configuration and builds the store and authenticator.
     pub fn new(config: EngineConfig) -> Result<Self, ConfigError> {
-        Ok(Self { config })
+        Self::with_feed(config, None)
+    }
+
+    /// Like [`Shared::new`], with a change feed subscribed to every binding change
+    /// (persistence, replication).
+    pub fn with_feed(
+        config: EngineConfig,
+        feed: Option<Arc<dyn ChangeFeed>>,
+    ) -> Result<Self, ConfigError> {
+        validate(&config)?;
+        let store_config = StoreConfig {
+            capacity: config.store_capacity,
+            shards: config.store_shards,
+            max_expires: config.max_expires,
+        };
+        let store = match feed {
+            Some(feed) => Store::with_feed(&store_config, feed),
+            None => Store::new(&store_config),
+        };
+        let auth = config.auth.as_ref().map(build_authenticator).transpose()?;
+        Ok(Self {
+            limits: sip::Limits {
+                max_message_size: config.max_message_size,
+                max_headers: config.max_headers,
+                max_contacts: config.max_contacts_per_request,
+            },
+            domains: config
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            store: Arc::new(store),
+            auth,
+            config,
+        })
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
+
+    /// The bindings store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The digest authenticator, when authentication is on.
+    pub fn authenticator(&self) -> Option<&Authenticator> {
+        self.auth.as_ref()
+    }
+
+    /// Parser limits derived from the configuration.
+    pub fn limits(&self) -> &sip::Limits {
+        &self.limits
+    }
+
+    /// Is `host` (as written in a URI) one of our domains? Any host when none are configured.
+    fn serves(&self, host: &[u8]) -> bool {
+        self.domains.is_empty()
+            || self
+                .domains
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+    }
+}
+
+fn validate(c: &EngineConfig) -> Result<(), ConfigError> {
+    let fail = |m: String| Err(ConfigError(m));
+    if c.min_expires > c.max_expires {
+        return fail(format!(
+            "min_expires ({}) is greater than max_expires ({})",
+            c.min_expires, c.max_expires
+        ));
+    }
+    if c.default_expires == 0 || c.default_expires > c.max_expires {
+        return fail(format!(
+            "default_expires ({}) must be between 1 and max_expires ({})",
+            c.default_expires, c.max_expires
+        ));
+    }
+    if c.max_contacts == 0 {
+        return fail("max_contacts must be at least 1".into());
+    }
+    if c.max_message_size < 512 {
+        return fail(format!(
+            "max_message_size ({}) must be at least 512",
+            c.max_message_size
+        ));
+    }
+    Ok(())
+}
+
+fn build_authenticator(a: &AuthSettings) -> Result<Authenticator, ConfigError> {
+    let mut algorithms = Vec::with_capacity(a.algorithms.len());
+    for name in &a.algorithms {
+        let alg = Algorithm::parse(name.as_bytes())
+            .ok_or_else(|| ConfigError(format!("auth.algorithms: unknown algorithm {name:?}")))?;
+        algorithms.push(alg);
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError(
+            "auth.algorithms: at least one algorithm is needed".into(),
+        ));
+    }
+    if a.realm.is_empty() || a.realm.contains('"') {
+        return Err(ConfigError(format!(
+            "auth.realm: invalid realm {:?}",
+            a.realm
+        )));
+    }
+    let credentials = Credentials::parse(&a.credentials_text, &a.credentials_name)
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let config = AuthConfig {
+        realm: a.realm.clone(),
+        algorithms,
+        nonce_lifetime: a.nonce_lifetime,
+        secret: a.secret,
+        bind_nonce_to_source: a.bind_nonce_to_source,
+        salt_seed: a.salt_seed,
+        ..AuthConfig::default()
+    };
+    Ok(Authenticator::new(config, credentials))
 }
 
 /// Transport a message arrived on.
@@ -119,6 +265,16 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP.
     Tls,
+}
+
+impl Transport {
+    fn to_store(self) -> crate::store::Transport {
+        match self {
+            Self::Udp => crate::store::Transport::Udp,
+            Self::Tcp => crate::store::Transport::Tcp,
+            Self::Tls => crate::store::Transport::Tls,
+        }
+    }
 }
 
 /// Identifies one stream connection within the whole process (shard id in the high bits).
@@ -159,18 +315,62 @@ pub enum StreamStatus {
     Close,
 }
 
+/// Counters of one engine (one shard). Plain integers: the shard owns them; the management
+/// plane reads snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Requests parsed and processed.
+    pub requests: u64,
+    /// REGISTERs answered 200.
+    pub registered: u64,
+    /// 401 challenges sent.
+    pub challenges: u64,
+    /// Challenges caused by wrong credentials (not by missing or stale ones).
+    pub auth_failures: u64,
+    /// Requests answered with an error status (4xx/5xx/6xx other than 401).
+    pub rejected: u64,
+    /// Messages dropped: unparseable, responses, ACKs.
+    pub dropped: u64,
+    /// CRLFCRLF keepalives answered.
+    pub keepalives: u64,
+}
+
 /// Per-shard registrar engine.
-#[derive(Debug)]
 pub struct Engine {
     shared: Arc<Shared>,
+    /// Reused response buffer: one datagram response, or every response produced by one
+    /// `handle_stream` call (they all go to the same connection).
     out: Vec<u8>,
     dest: Option<(SocketAddr, Option<ConnId>)>,
+    /// Reused scratch for the canonical AOR text.
+    aor: String,
+    /// AORs registered over each open stream connection of this shard (for `handle_close`).
+    flows: HashMap<ConnId, Vec<AorKey>>,
+    /// The Date header value, re-rendered once per second.
+    date: (u64, Vec<u8>),
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
     /// A shard's engine over the shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, out: Vec::with_capacity(4096), dest: None }
+        Self {
+            shared,
+            out: Vec::with_capacity(4096),
+            dest: None,
+            aor: String::with_capacity(128),
+            flows: HashMap::new(),
+            date: (0, Vec::with_capacity(32)),
+            stats: Stats::default(),
+        }
     }
 
     /// The shared state.
@@ -178,36 +378,232 @@ impl Engine {
         &self.shared
     }
 
-    /// A stream connection closed: bindings learned over it are removed if configured.
-    pub fn handle_close(&mut self, _now: Instant, _conn: ConnId) {}
-
-    /// Handles one UDP datagram.
-    pub fn handle_datagram(&mut self, _now: Instant, meta: &Meta, bytes: &[u8]) {
-        self.out.clear();
-        self.out.extend_from_slice(bytes);
-        self.dest = Some((meta.source, meta.conn));
+    /// This engine's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
-    /// Handles bytes received on a stream; returns how much was consumed.
+    /// Handles one UDP datagram. Trailing octets after the message are ignored (RFC 4475
+    /// §3.1.1.8); unparseable datagrams and responses are dropped and counted.
+    pub fn handle_datagram(&mut self, now: Instant, meta: &Meta, bytes: &[u8]) {
+        self.out.clear();
+        self.dest = None;
+        // Datagrams are bounded by the receive buffer; the size limit is applied after parsing
+        // so an oversized request still gets its 513.
+        let limits = sip::Limits {
+            max_message_size: usize::MAX,
+            ..self.shared.limits
+        };
+        match sip::parse_datagram(bytes, &limits) {
+            Ok(Message::Request(req)) => {
+                let too_large = req.as_bytes().len() > self.shared.limits.max_message_size;
+                if let Some(dest) = self.process(now, meta, &req, too_large) {
+                    self.dest = Some((dest, None));
+                }
+            }
+            Ok(Message::Response(_)) | Err(_) => self.stats.dropped += 1,
+        }
+    }
+
+    /// Handles bytes received on a stream. Consumes every complete message and keepalive at the
+    /// front of `bytes` and leaves a partial message for the next call. All responses are
+    /// queued for one `poll_transmit`.
     #[must_use]
     pub fn handle_stream(&mut self, now: Instant, meta: &Meta, bytes: &[u8]) -> StreamStatus {
-        self.handle_datagram(now, meta, bytes);
-        StreamStatus::Consumed(bytes.len())
+        self.out.clear();
+        self.dest = None;
+        let mut consumed = 0;
+        let status = loop {
+            let rest = bytes.get(consumed..).unwrap_or_default();
+            if rest.is_empty() {
+                break StreamStatus::Consumed(consumed);
+            }
+            match sip::keepalive_len(rest) {
+                sip::Status::Partial => break StreamStatus::Consumed(consumed),
+                sip::Status::Complete(Some(n)) => {
+                    if n == 4 {
+                        // RFC 5626 §4.4.1: a CRLFCRLF ping is answered with a CRLF pong.
+                        self.out.extend_from_slice(b"\r\n");
+                        self.stats.keepalives += 1;
+                    }
+                    consumed += n;
+                    continue;
+                }
+                sip::Status::Complete(None) => {}
+            }
+            match sip::parse_stream(rest, &self.shared.limits) {
+                Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
+                Ok(sip::Status::Complete((msg, n))) => {
+                    consumed += n;
+                    match msg {
+                        Message::Request(req) => {
+                            // On a stream the response goes back over the connection whatever
+                            // the Via says (RFC 3261 §18.2.2).
+                            let _ = self.process(now, meta, &req, false);
+                        }
+                        Message::Response(_) => self.stats.dropped += 1,
+                    }
+                }
+                // A framing error on a stream is unrecoverable (RFC 4475 §3.1.2.3, §3.3.9).
+                Err(_) => {
+                    self.stats.dropped += 1;
+                    break StreamStatus::Close;
+                }
+            }
+        };
+        if !self.out.is_empty() {
+            self.dest = Some((meta.source, meta.conn));
+        }
+        status
+    }
+
+    /// A stream connection closed: bindings learned over it are removed if configured
+    /// (RFC 5626 style flow failure).
+    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
+        let Some(aors) = self.flows.remove(&conn) else {
+            return;
+        };
+        if !self.shared.config.remove_on_close {
+            return;
+        }
+        for aor in &aors {
+            self.shared.store.modify(aor, now, |bindings| {
+                let mut i = 0;
+                while let Some(b) = bindings.get(i) {
+                    if b.conn() == Some(conn.0) {
+                        bindings.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            });
+        }
     }
 
     /// The next message to send, if any.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         let (dest, conn) = self.dest.take()?;
-        Some(Transmit { dest, conn, bytes: &self.out })
+        Some(Transmit {
+            dest,
+            conn,
+            bytes: &self.out,
+        })
     }
 
-    /// Housekeeping (expiry sweep).
-    pub fn handle_timeout(&mut self, _now: Instant) {}
+    /// Housekeeping: expires due bindings. Safe to call from every shard (the store sweeps each
+    /// slot once).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.shared.store.handle_timeout(now);
+    }
 
     /// When `handle_timeout` wants to run next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.shared.store.poll_timeout()
     }
+
+    /// Processes one parsed request, writing its response (if any) into `self.out` after what
+    /// is already there. Returns where a UDP response must go.
+    fn process(
+        &mut self,
+        now: Instant,
+        meta: &Meta,
+        req: &Request<'_>,
+        too_large: bool,
+    ) -> Option<SocketAddr> {
+        self.stats.requests += 1;
+        // Without a Via there is no response (§18.2.1); with a malformed one, the 400 goes
+        // back to the packet's source.
+        let dest = match req.vias().next() {
+            None => {
+                self.stats.dropped += 1;
+                return None;
+            }
+            Some(Ok(top_via)) => response_destination(meta, &top_via),
+            Some(Err(_)) => meta.source,
+        };
+        let start = self.out.len();
+        let outcome = if too_large {
+            Err((Error::MessageTooLarge, smallvec::SmallVec::new()))
+        } else {
+            register::dispatch(self, now, meta, req, start)
+        };
+        match outcome {
+            Ok(register::Done::Sent) => {}
+            Ok(register::Done::Drop) => {
+                self.stats.dropped += 1;
+                return None;
+            }
+            Err((e, unsupported)) => {
+                self.out.truncate(start);
+                self.stats.rejected += 1;
+                let (code, reason) = e.status();
+                let mut w = self.writer(now, meta, req, code, Some(reason));
+                e.write_extra_headers(&mut w, &unsupported);
+                w.finish(b"");
+            }
+        }
+        Some(dest)
+    }
+
+    /// Starts a response to `req` at the end of `self.out` with the common headers.
+    fn writer<'o>(
+        &'o mut self,
+        now: Instant,
+        meta: &Meta,
+        req: &Request<'_>,
+        code: sip::StatusCode,
+        reason: Option<&str>,
+    ) -> sip::ResponseWriter<'o> {
+        let tag = to_tag(req);
+        if self.date.0 != now.as_secs() || self.date.1.is_empty() {
+            self.date.0 = now.as_secs();
+            self.date.1.clear();
+            sip::write_http_date(&mut self.date.1, now.as_secs());
+        }
+        // §18.2.1: `received` (and `rport` when asked for) on the top Via.
+        let mut w =
+            sip::ResponseWriter::new(&mut self.out, code, reason, req, &tag, Some(meta.source));
+        w.header("Server", self.shared.config.server.as_bytes());
+        w.header("Date", &self.date.1);
+        w
+    }
+}
+
+/// RFC 3261 §18.2.2 + RFC 3581 §4: over UDP, a request whose top Via carries `rport` is answered
+/// to the packet's source address and port; otherwise to the source IP (the `received` address)
+/// and the port in the Via's sent-by (5060 by default).
+fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
+    if meta.transport != Transport::Udp || via.rport().is_some() {
+        return meta.source;
+    }
+    SocketAddr::new(meta.source.ip(), via.port.unwrap_or(5060))
+}
+
+/// The registrar is a UAS: its responses carry a To tag (§8.2.6.2). Derived from the request
+/// (Call-ID, From tag, CSeq) so a retransmitted request is answered with the same tag without
+/// keeping state.
+fn to_tag(req: &Request<'_>) -> [u8; 16] {
+    // FNV-1a: a stable 64-bit mix of a few dozen bytes; a crate would add nothing here.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(req.call_id().unwrap_or_default());
+    if let Ok(from) = req.from() {
+        eat(from.tag().unwrap_or_default());
+    }
+    if let Ok(cseq) = req.cseq() {
+        eat(&cseq.seq.to_le_bytes());
+    }
+    let mut tag = [0u8; 16];
+    for (i, slot) in tag.iter_mut().enumerate() {
+        let nibble = ((h >> (60 - 4 * i)) & 0xf) as u8;
+        *slot = b"0123456789abcdef"[usize::from(nibble)];
+    }
+    tag
 }

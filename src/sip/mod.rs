@@ -1,1 +1,349 @@
-//! placeholder
+//! Zero-copy SIP message parsing and response writing (RFC 3261 §7, §20, §25).
+//!
+//! Contract: [`parse_datagram`] and [`parse_stream`] index a message in place — start line and
+//! every header line as `(name, value)` slices of the caller's buffer, no allocation for a
+//! typical REGISTER (the index is a `SmallVec`). Typed views ([`NameAddr`], [`Contact`], [`Via`],
+//! [`CSeq`], [`Uri`]) parse on demand from those slices. Lexical failures (no start line, a line
+//! without a colon, a broken Content-Length) are errors; semantic defects of a well-framed
+//! request (missing or duplicated mandatory headers, CSeq out of range, CSeq method mismatch) are
+//! recorded in [`Request::defect`] so that a 400 with a precise reason can still be sent.
+//!
+//! Robustness rules (RFC 4475, RFC 5118): bare LF is accepted as a line end; header folding
+//! (CRLF followed by SP/HT) is whitespace inside a value; header names are case-insensitive and
+//! compact forms are recognised; on datagrams, octets after Content-Length are ignored and a
+//! missing Content-Length means "the rest of the datagram"; on streams Content-Length is
+//! mandatory. Header scanning uses `memchr` (SIMD line and colon search).
+
+mod header;
+mod parse;
+mod uri;
+mod write;
+
+pub use header::{CSeq, Contact, ContactAddr, Contacts, HeaderName, NameAddr, Params, Via, Vias};
+pub use parse::{
+    frame_stream, keepalive_len, parse_datagram, parse_stream, Header, Message, Request, Response,
+};
+pub use uri::{Scheme, Uri};
+pub use write::{write_http_date, ResponseWriter};
+
+/// Parser limits. Over a limit the parser returns a specific error, never panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (start line + headers + body), bytes. Default 65 535.
+    pub max_message_size: usize,
+    /// Header lines per message. Default 128.
+    pub max_headers: usize,
+    /// Contact values per message. Default 32.
+    pub max_contacts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 65_535,
+            max_headers: 128,
+            max_contacts: 32,
+        }
+    }
+}
+
+/// Why a message (or one of its headers) could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// No bytes, or only line breaks.
+    Empty,
+    /// Larger than [`Limits::max_message_size`].
+    TooLarge,
+    /// More header lines than [`Limits::max_headers`].
+    TooManyHeaders,
+    /// More Contact values than [`Limits::max_contacts`].
+    TooManyContacts,
+    /// The request or status line is malformed.
+    BadStartLine,
+    /// A header line is malformed (no colon, bad name).
+    BadHeader,
+    /// The header section never ends (no empty line) in a datagram.
+    NoHeaderEnd,
+    /// Content-Length is not a number.
+    BadContentLength,
+    /// Several different Content-Length values.
+    ConflictingContentLength,
+    /// A stream message without Content-Length.
+    MissingContentLength,
+    /// A datagram shorter than its Content-Length says.
+    Truncated,
+    /// A mandatory header is missing.
+    MissingHeader(&'static str),
+    /// A header that may appear once appears several times.
+    DuplicateHeader(&'static str),
+    /// CSeq is malformed or its number exceeds 2^32-1.
+    BadCSeq,
+    /// The CSeq method differs from the request method.
+    CSeqMethodMismatch,
+    /// A URI is malformed.
+    BadUri,
+    /// A Via value is malformed.
+    BadVia,
+    /// A From/To/Contact value is malformed.
+    BadNameAddr,
+    /// A Contact value is malformed (or `*` mixed with others).
+    BadContact,
+    /// Expires is not a number.
+    BadExpires,
+    /// Max-Forwards is not a number.
+    BadMaxForwards,
+    /// A response status code is not three digits 100-699.
+    BadStatusCode,
+    /// A `q` value outside 0-1.
+    BadQValue,
+}
+
+impl Error {
+    /// A short static description (used as the reason phrase of a 400).
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty Message",
+            Self::TooLarge => "Message Too Large",
+            Self::TooManyHeaders => "Too Many Headers",
+            Self::TooManyContacts => "Too Many Contacts",
+            Self::BadStartLine => "Malformed Start Line",
+            Self::BadHeader => "Malformed Header",
+            Self::NoHeaderEnd => "Header Section Not Terminated",
+            Self::BadContentLength => "Bad Content-Length",
+            Self::ConflictingContentLength => "Conflicting Content-Length",
+            Self::MissingContentLength => "Missing Content-Length",
+            Self::Truncated => "Body Shorter Than Content-Length",
+            Self::MissingHeader(h) => match h {
+                "Via" => "Missing Via",
+                "From" => "Missing From",
+                "To" => "Missing To",
+                "Call-ID" => "Missing Call-ID",
+                "CSeq" => "Missing CSeq",
+                _ => "Missing Header",
+            },
+            Self::DuplicateHeader(h) => match h {
+                "From" => "Duplicate From",
+                "To" => "Duplicate To",
+                "Call-ID" => "Duplicate Call-ID",
+                "CSeq" => "Duplicate CSeq",
+                "Max-Forwards" => "Duplicate Max-Forwards",
+                "Expires" => "Duplicate Expires",
+                _ => "Duplicate Header",
+            },
+            Self::BadCSeq => "Bad CSeq",
+            Self::CSeqMethodMismatch => "CSeq Method Mismatch",
+            Self::BadUri => "Malformed URI",
+            Self::BadVia => "Malformed Via",
+            Self::BadNameAddr => "Malformed Address",
+            Self::BadContact => "Malformed Contact",
+            Self::BadExpires => "Bad Expires",
+            Self::BadMaxForwards => "Bad Max-Forwards",
+            Self::BadStatusCode => "Bad Status Code",
+            Self::BadQValue => "Bad q Value",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Incomplete stream input is not an error: more bytes are needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status<T> {
+    /// A whole item.
+    Complete(T),
+    /// Need more bytes.
+    Partial,
+}
+
+/// A response status code (open newtype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatusCode(pub u16);
+
+impl StatusCode {
+    /// 100 Trying.
+    pub const TRYING: Self = Self(100);
+    /// 200 OK.
+    pub const OK: Self = Self(200);
+    /// 400 Bad Request.
+    pub const BAD_REQUEST: Self = Self(400);
+    /// 401 Unauthorized.
+    pub const UNAUTHORIZED: Self = Self(401);
+    /// 403 Forbidden.
+    pub const FORBIDDEN: Self = Self(403);
+    /// 404 Not Found.
+    pub const NOT_FOUND: Self = Self(404);
+    /// 405 Method Not Allowed.
+    pub const METHOD_NOT_ALLOWED: Self = Self(405);
+    /// 413 Request Entity Too Large.
+    pub const REQUEST_ENTITY_TOO_LARGE: Self = Self(413);
+    /// 416 Unsupported URI Scheme.
+    pub const UNSUPPORTED_URI_SCHEME: Self = Self(416);
+    /// 420 Bad Extension.
+    pub const BAD_EXTENSION: Self = Self(420);
+    /// 423 Interval Too Brief.
+    pub const INTERVAL_TOO_BRIEF: Self = Self(423);
+    /// 500 Server Internal Error.
+    pub const SERVER_INTERNAL_ERROR: Self = Self(500);
+    /// 501 Not Implemented.
+    pub const NOT_IMPLEMENTED: Self = Self(501);
+    /// 503 Service Unavailable.
+    pub const SERVICE_UNAVAILABLE: Self = Self(503);
+    /// 505 Version Not Supported.
+    pub const VERSION_NOT_SUPPORTED: Self = Self(505);
+    /// 513 Message Too Large.
+    pub const MESSAGE_TOO_LARGE: Self = Self(513);
+
+    /// The standard reason phrase ("" when unknown).
+    pub fn reason(self) -> &'static str {
+        match self.0 {
+            100 => "Trying",
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            413 => "Request Entity Too Large",
+            416 => "Unsupported URI Scheme",
+            420 => "Bad Extension",
+            423 => "Interval Too Brief",
+            500 => "Server Internal Error",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            505 => "Version Not Supported",
+            513 => "Message Too Large",
+            _ => "",
+        }
+    }
+}
+
+/// A request method token (case-sensitive, RFC 3261 §7.1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Method<'b>(pub &'b [u8]);
+
+impl Method<'static> {
+    /// REGISTER.
+    pub const REGISTER: Self = Self(b"REGISTER");
+    /// OPTIONS.
+    pub const OPTIONS: Self = Self(b"OPTIONS");
+    /// INVITE.
+    pub const INVITE: Self = Self(b"INVITE");
+    /// ACK.
+    pub const ACK: Self = Self(b"ACK");
+    /// BYE.
+    pub const BYE: Self = Self(b"BYE");
+    /// CANCEL.
+    pub const CANCEL: Self = Self(b"CANCEL");
+}
+
+impl std::fmt::Debug for Method<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Method({})", String::from_utf8_lossy(self.0))
+    }
+}
+
+/// SP or HT.
+pub(crate) fn is_wsp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Trims linear white space (SP, HT, CR, LF — folding included) from both ends.
+pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    let Some(start) = start else { return &[] };
+    let end = s
+        .iter()
+        .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(start);
+    s.get(start..=end).unwrap_or_default()
+}
+
+/// RFC 3261 token characters (§25.1).
+pub(crate) fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Parses a decimal number of at most u32 range; `None` on junk or overflow.
+pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in s {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        if v > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    u32::try_from(v).ok()
+}
+
+/// Parses delta-seconds: all digits; values above u32::MAX saturate (RFC 4475 §3.1.2.4 lets a
+/// registrar treat overlarge expiry values as out of range rather than malformed).
+pub(crate) fn parse_delta_saturating(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let digits = s.iter().skip_while(|&&d| d == b'0').count();
+    if digits > 10 {
+        return Some(u32::MAX);
+    }
+    let mut v: u64 = 0;
+    for &d in s {
+        v = v * 10 + u64::from(d - b'0');
+        if v > u64::from(u32::MAX) {
+            return Some(u32::MAX);
+        }
+    }
+    Some(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"007"), Some(7));
+        assert_eq!(parse_u32(b""), None);
+        assert_eq!(parse_u32(b"1a"), None);
+        assert_eq!(parse_u32(b"36893488147419103232"), None);
+        assert_eq!(
+            parse_delta_saturating(b"10000000000000000000000"),
+            Some(u32::MAX)
+        );
+        assert_eq!(parse_delta_saturating(b"0003600"), Some(3600));
+        assert_eq!(parse_delta_saturating(b"-1"), None);
+    }
+
+    #[test]
+    fn lws_trim() {
+        assert_eq!(trim_lws(b" \r\n\tabc \r\n "), b"abc");
+        assert_eq!(trim_lws(b"  "), b"");
+        assert_eq!(trim_lws(b"a"), b"a");
+    }
+
+    #[test]
+    fn status_reasons() {
+        assert_eq!(
+            StatusCode::INTERVAL_TOO_BRIEF.reason(),
+            "Interval Too Brief"
+        );
+        assert_eq!(StatusCode(299).reason(), "");
+        assert_eq!(
+            Error::MissingHeader("Call-ID").to_string(),
+            "Missing Call-ID"
+        );
+    }
+}

@@ -1,1 +1,440 @@
-//! placeholder
+//! The location service: bindings per address-of-record (RFC 3261 §10.2, §10.3).
+//!
+//! Contract: a `dashmap` sharded concurrent map from [`AorKey`] to a `SmallVec` of compact
+//! [`Binding`]s, shared by every shard thread. [`Store::modify`] runs a closure on one AOR's live
+//! bindings under that map shard's write lock — the registrar's §10.3 checks and updates happen
+//! there atomically. Expired bindings are never visible: reads filter on the expiry time and
+//! `modify` purges them before the closure runs; a timer wheel ([`Store::handle_timeout`])
+//! removes the rest without scanning the map. Every change is reported to an optional
+//! [`ChangeFeed`] after the lock is released (persistence and replication subscribe there).
+//! Time is an argument; the store never reads a clock.
+
+mod binding;
+mod wheel;
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use smallvec::SmallVec;
+
+pub use binding::{Binding, NewBinding, Transport};
+use wheel::Wheels;
+
+use crate::time::Instant;
+
+/// Store sizing.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Initial capacity in AORs (pre-sized so that shard resizes do not cause latency spikes).
+    /// Default 65 536.
+    pub capacity: usize,
+    /// Map shards; rounded up to a power of two, at least 4. Default 64 (>= 4x cores).
+    pub shards: usize,
+    /// Longest binding lifetime in seconds (sizes the expiry wheel). Default 86 400.
+    pub max_expires: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1 << 16,
+            shards: 64,
+            max_expires: 86_400,
+        }
+    }
+}
+
+/// A canonical address-of-record (see `sip::Uri::write_aor`). Cheap to clone: the expiry wheel
+/// shares the map's key allocation.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct AorKey(Arc<str>);
+
+impl AorKey {
+    /// Wraps canonical AOR text.
+    pub fn new(canonical: &str) -> Self {
+        Self(Arc::from(canonical))
+    }
+
+    /// The AOR text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A change to one binding, reported after the map lock is released.
+#[derive(Debug)]
+pub enum Change<'a> {
+    /// A new binding.
+    Inserted {
+        /// The AOR.
+        aor: &'a AorKey,
+        /// The binding as stored.
+        binding: &'a Binding,
+    },
+    /// An existing binding was updated (refresh, new CSeq, new address).
+    Refreshed {
+        /// The AOR.
+        aor: &'a AorKey,
+        /// The binding as stored now.
+        binding: &'a Binding,
+    },
+    /// A binding was removed by a request or a closed flow.
+    Removed {
+        /// The AOR.
+        aor: &'a AorKey,
+        /// The binding as it was.
+        binding: &'a Binding,
+    },
+    /// A binding expired.
+    Expired {
+        /// The AOR.
+        aor: &'a AorKey,
+        /// The binding as it was.
+        binding: &'a Binding,
+    },
+}
+
+/// Subscriber to binding changes. Called on the thread that made the change, never while a
+/// map lock is held; keep it short (hand the change to another thread).
+pub trait ChangeFeed: Send + Sync {
+    /// One change.
+    fn on_change(&self, change: &Change<'_>);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Inserted,
+    Refreshed,
+    Removed,
+    Expired,
+}
+
+/// Inline capacity 1: most AORs hold one binding, and a `Binding` is ~72 bytes, so a second
+/// inline slot would cost every single-contact AOR another 72 bytes (measured against the
+/// 300-byte target; see `examples/binding_mem.rs`).
+type List = SmallVec<[Binding; 1]>;
+
+/// Events gathered under the lock, delivered after it.
+type Events = SmallVec<[(Kind, Binding); 2]>;
+
+/// The per-AOR view given to [`Store::modify`]'s closure. Expired bindings were purged first.
+pub struct Bindings<'s> {
+    list: &'s mut List,
+    events: Option<&'s mut Events>,
+    /// Expiry times to schedule in the wheel after the closure.
+    scheduled: SmallVec<[u32; 2]>,
+}
+
+impl Bindings<'_> {
+    /// Number of live bindings.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// No bindings.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The bindings in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = &Binding> {
+        self.list.iter()
+    }
+
+    /// One binding.
+    pub fn get(&self, idx: usize) -> Option<&Binding> {
+        self.list.get(idx)
+    }
+
+    /// Adds a binding.
+    pub fn push(&mut self, b: &NewBinding<'_>) {
+        let binding = Binding::pack(b);
+        self.scheduled.push(binding.expires_at());
+        self.record(Kind::Inserted, &binding);
+        self.list.push(binding);
+    }
+
+    /// Replaces binding `idx` (out of range: no-op).
+    pub fn replace(&mut self, idx: usize, b: &NewBinding<'_>) {
+        if idx >= self.list.len() {
+            return;
+        }
+        let binding = Binding::pack(b);
+        self.scheduled.push(binding.expires_at());
+        self.record(Kind::Refreshed, &binding);
+        if let Some(slot) = self.list.get_mut(idx) {
+            *slot = binding;
+        }
+    }
+
+    /// Removes binding `idx` (out of range: no-op).
+    pub fn remove(&mut self, idx: usize) {
+        if idx < self.list.len() {
+            let b = self.list.remove(idx);
+            self.record(Kind::Removed, &b);
+        }
+    }
+
+    /// Removes every binding.
+    pub fn clear(&mut self) {
+        while !self.list.is_empty() {
+            self.remove(self.list.len() - 1);
+        }
+    }
+
+    /// The binding registered longest ago (ties: the lowest index).
+    pub fn oldest(&self) -> Option<usize> {
+        self.list
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, b)| (b.registered_at(), *i))
+            .map(|(i, _)| i)
+    }
+
+    fn record(&mut self, kind: Kind, b: &Binding) {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.push((kind, b.clone()));
+        }
+    }
+}
+
+/// The shared bindings store.
+pub struct Store {
+    map: DashMap<AorKey, List>,
+    wheels: Wheels,
+    feed: Option<Arc<dyn ChangeFeed>>,
+    aors: AtomicUsize,
+    bindings: AtomicUsize,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("aors", &self.aor_count())
+            .field("bindings", &self.binding_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// An empty store without a change feed.
+    pub fn new(config: &StoreConfig) -> Self {
+        let shards = config.shards.max(4).next_power_of_two();
+        Self {
+            map: DashMap::with_capacity_and_shard_amount(config.capacity, shards),
+            wheels: Wheels::new(config.max_expires, shards),
+            feed: None,
+            aors: AtomicUsize::new(0),
+            bindings: AtomicUsize::new(0),
+        }
+    }
+
+    /// An empty store reporting every change to `feed`.
+    pub fn with_feed(config: &StoreConfig, feed: Arc<dyn ChangeFeed>) -> Self {
+        Self {
+            feed: Some(feed),
+            ..Self::new(config)
+        }
+    }
+
+    /// Atomic read-modify-write of one AOR: expired bindings are purged (reported as
+    /// `Expired`), then `f` runs under the map shard's write lock. The entry is created lazily
+    /// and deleted when `f` leaves it empty. Never touch another AOR inside `f`.
+    pub fn modify<R>(
+        &self,
+        aor: &AorKey,
+        now: Instant,
+        f: impl FnOnce(&mut Bindings<'_>) -> R,
+    ) -> R {
+        let now_secs = secs(now);
+        let mut events: Events = SmallVec::new();
+        let record = self.feed.is_some();
+        let (result, scheduled, before, after) = {
+            let mut entry = self.map.entry(aor.clone()).or_default();
+            let list = entry.value_mut();
+            let before = list.len();
+            purge(list, now_secs, record.then_some(&mut events));
+            let mut view = Bindings {
+                list,
+                events: record.then_some(&mut events),
+                scheduled: SmallVec::new(),
+            };
+            let result = f(&mut view);
+            let scheduled = std::mem::take(&mut view.scheduled);
+            let after = view.list.len();
+            (result, scheduled, before, after)
+        };
+        if after == 0 {
+            // Delete only if still empty (another thread may have filled it meanwhile).
+            self.map.remove_if(aor, |_, list| list.is_empty());
+        }
+        self.account(before, after);
+        for at in scheduled {
+            self.wheels.schedule(aor, at);
+        }
+        self.deliver(aor, &events);
+        result
+    }
+
+    /// Read-only view of an AOR's live bindings; `None` when it has none.
+    pub fn lookup<R>(
+        &self,
+        aor: &AorKey,
+        now: Instant,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Binding>) -> R,
+    ) -> Option<R> {
+        let now_secs = secs(now);
+        let entry = self.map.get(aor)?;
+        let mut live = entry
+            .value()
+            .iter()
+            .filter(|b| b.expires_at() > now_secs)
+            .peekable();
+        live.peek()?;
+        Some(f(&mut live))
+    }
+
+    /// Expires the bindings due by `now`, slot by slot; returns how many expired. Any shard may
+    /// call it: each wheel slot is swept once.
+    pub fn handle_timeout(&self, now: Instant) -> usize {
+        let now_secs = secs(now);
+        let mut expired = 0;
+        self.wheels.drain_due(now_secs, |aor| {
+            expired += self.expire(aor, now_secs);
+        });
+        expired
+    }
+
+    /// When the next wheel slot is due (1-second resolution).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wheels
+            .next_due()
+            .map(|s| Instant::from_secs(u64::from(s)))
+    }
+
+    /// AORs with at least one binding (expired-but-unswept ones included until swept).
+    pub fn aor_count(&self) -> usize {
+        self.aors.load(Ordering::Relaxed)
+    }
+
+    /// Stored bindings (expired-but-unswept ones included until swept).
+    pub fn binding_count(&self) -> usize {
+        self.bindings.load(Ordering::Relaxed)
+    }
+
+    /// Bulk load (restart): inserts without change events. Skips (returns false) an expired
+    /// binding.
+    pub fn load(&self, aor: &AorKey, b: &NewBinding<'_>, now: Instant) -> bool {
+        if b.expires_at <= secs(now) {
+            return false;
+        }
+        let binding = Binding::pack(b);
+        let at = binding.expires_at();
+        let before = {
+            let mut entry = self.map.entry(aor.clone()).or_default();
+            let before = entry.len();
+            entry.push(binding);
+            before
+        };
+        self.account(before, before + 1);
+        self.wheels.schedule(aor, at);
+        true
+    }
+
+    fn expire(&self, aor: &AorKey, now_secs: u32) -> usize {
+        let mut events: Events = SmallVec::new();
+        let record = self.feed.is_some();
+        let Some((before, after)) = self.map.get_mut(aor).map(|mut list| {
+            let before = list.len();
+            purge(&mut list, now_secs, record.then_some(&mut events));
+            (before, list.len())
+        }) else {
+            return 0;
+        };
+        if after == 0 {
+            self.map.remove_if(aor, |_, list| list.is_empty());
+        }
+        self.account(before, after);
+        self.deliver(aor, &events);
+        before - after
+    }
+
+    fn account(&self, before: usize, after: usize) {
+        match (before, after) {
+            (0, a) if a > 0 => {
+                self.aors.fetch_add(1, Ordering::Relaxed);
+            }
+            (b, 0) if b > 0 => {
+                self.aors.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if after > before {
+            self.bindings.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.bindings.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    fn deliver(&self, aor: &AorKey, events: &Events) {
+        let Some(feed) = &self.feed else { return };
+        for (kind, binding) in events {
+            let change = match kind {
+                Kind::Inserted => Change::Inserted { aor, binding },
+                Kind::Refreshed => Change::Refreshed { aor, binding },
+                Kind::Removed => Change::Removed { aor, binding },
+                Kind::Expired => Change::Expired { aor, binding },
+            };
+            feed.on_change(&change);
+        }
+    }
+}
+
+/// Removes bindings whose expiry is at or before `now_secs`.
+fn purge(list: &mut List, now_secs: u32, mut events: Option<&mut Events>) {
+    let mut i = 0;
+    while let Some(b) = list.get(i) {
+        if b.expires_at() <= now_secs {
+            let b = list.remove(i);
+            if let Some(ev) = events.as_deref_mut() {
+                ev.push((Kind::Expired, b));
+            }
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Whole seconds as the coarse expiry tick (u32 seconds since the Unix epoch, good to 2106).
+fn secs(now: Instant) -> u32 {
+    u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// Which wheel an AOR's timers live in.
+fn wheel_index(aor: &AorKey, wheels: usize) -> usize {
+    // A fixed hasher: the same AOR must always pick the same wheel.
+    let mut fixed = FixedHasher(0xcbf2_9ce4_8422_2325);
+    aor.hash(&mut fixed);
+    usize::try_from(fixed.finish()).unwrap_or(0) % wheels
+}
+
+/// FNV-1a, for spreading AORs over wheels deterministically.
+struct FixedHasher(u64);
+
+impl Hasher for FixedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,592 @@
+//! RFC 3261 §10.3 "Processing REGISTER Requests", steps 1-8, applied strictly, plus the UAS
+//! answers for other methods (§8.2.1: OPTIONS 200, known methods 405, unknown methods 501).
+//!
+//! A REGISTER is applied atomically: every contact is checked against the AOR's current
+//! bindings first (step 7's Call-ID/CSeq rule, §10.3 step 6's wildcard rule, the max-contacts
+//! limit) and only then are the changes made, under the store's per-AOR lock. Either all of a
+//! request's contacts take effect or none does. The 200 OK is written under the same lock, so it
+//! lists exactly the bindings the request left behind (step 8).
+
+use smallvec::SmallVec;
+
+use super::{Engine, Error, Meta, Transport};
+use crate::auth::{Failure, Verdict};
+use crate::sip::{self, Contact, HeaderName, Method, Request, Scheme, StatusCode, Uri};
+use crate::store::{AorKey, Binding, Bindings, NewBinding};
+use crate::time::Instant;
+
+/// What happened to a request that did not fail.
+pub(super) enum Done {
+    /// A response was written into the engine's output buffer.
+    Sent,
+    /// No response is due (ACK).
+    Drop,
+}
+
+/// A failure plus, for 420, the unsupported option tags.
+pub(super) type Failed = (Error, SmallVec<[u8; 32]>);
+
+fn fail(e: Error) -> Failed {
+    (e, SmallVec::new())
+}
+
+/// Option tags we support (RFC 3327 Path).
+const SUPPORTED: &[&[u8]] = &[b"path"];
+
+/// Methods RFC 3261 and its common extensions define: a registrar "recognizes" them (405), any
+/// other method is unknown (501), RFC 3261 §8.2.1 / RFC 4475 §3.1.1.2.
+const KNOWN_METHODS: &[&[u8]] = &[
+    b"INVITE",
+    b"ACK",
+    b"BYE",
+    b"CANCEL",
+    b"PRACK",
+    b"UPDATE",
+    b"INFO",
+    b"SUBSCRIBE",
+    b"NOTIFY",
+    b"REFER",
+    b"MESSAGE",
+    b"PUBLISH",
+];
+
+/// Processes a request whose response starts at `start` in the engine's output buffer.
+pub(super) fn dispatch(
+    eng: &mut Engine,
+    now: Instant,
+    meta: &Meta,
+    req: &Request<'_>,
+    start: usize,
+) -> Result<Done, Failed> {
+    if let Some(defect) = req.defect() {
+        return Err(fail(Error::Parse(defect)));
+    }
+    if req.version() != b"SIP/2.0" {
+        return Err(fail(Error::VersionNotSupported));
+    }
+    let method = req.method();
+    if method == Method::ACK {
+        return Ok(Done::Drop);
+    }
+    // RFC 4475 §3.3.2/§3.3.3: a Request-URI scheme we never accept is 416, whatever the method.
+    let ruri = Uri::parse(req.uri()).map_err(|e| fail(e.into()))?;
+    if !matches!(ruri.scheme, Scheme::Sip | Scheme::Sips) {
+        return Err(fail(Error::UnsupportedUriScheme));
+    }
+    // §8.2.2.3 (and §10.3 step 2 for REGISTER): Require must only name extensions we support.
+    let mut unsupported: SmallVec<[u8; 32]> = SmallVec::new();
+    for value in req.headers_named(HeaderName::Require) {
+        for tag in split_tokens(value) {
+            if !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)) {
+                if !unsupported.is_empty() {
+                    unsupported.extend_from_slice(b", ");
+                }
+                unsupported.extend_from_slice(tag);
+            }
+        }
+    }
+    if !unsupported.is_empty() && method != Method::CANCEL {
+        return Err((Error::BadExtension, unsupported));
+    }
+    if method == Method::OPTIONS {
+        let mut w = eng.writer(now, meta, req, StatusCode::OK, None);
+        w.header("Allow", super::error::ALLOW.as_bytes());
+        w.header("Accept", b"application/sdp");
+        w.header("Supported", b"path");
+        w.finish(b"");
+        return Ok(Done::Sent);
+    }
+    if method != Method::REGISTER {
+        let known = KNOWN_METHODS.contains(&method.0);
+        return Err(fail(if known {
+            Error::MethodNotAllowed
+        } else {
+            Error::NotImplemented
+        }));
+    }
+    register(eng, now, meta, req, &ruri, start)
+}
+
+/// One checked contact of the request.
+struct Wanted<'b> {
+    uri: Uri<'b>,
+    params: SmallVec<[u8; 64]>,
+    expires: u32,
+    q: Option<u16>,
+    instance: Option<&'b [u8]>,
+    reg_id: Option<u32>,
+}
+
+fn register(
+    eng: &mut Engine,
+    now: Instant,
+    meta: &Meta,
+    req: &Request<'_>,
+    ruri: &Uri<'_>,
+    start: usize,
+) -> Result<Done, Failed> {
+    let shared = eng.shared.clone();
+    let cfg = &shared.config;
+
+    // Step 1: the Request-URI names a domain we serve. It carries no headers (§19.1.5,
+    // RFC 4475 §3.1.2.11).
+    if !ruri.headers.is_empty() {
+        return Err(fail(Error::Parse(sip::Error::BadUri)));
+    }
+    if !shared.serves(ruri.host) {
+        return Err(fail(Error::DomainNotServed));
+    }
+
+    // Steps 3-4: authenticate, then authorise the user for the AOR (below, once it is known).
+    let cseq = req.cseq().map_err(|e| fail(e.into()))?;
+    if cseq.method != Method::REGISTER {
+        return Err(fail(Error::Parse(sip::Error::CSeqMethodMismatch)));
+    }
+    let call_id = req.call_id().map_err(|e| fail(e.into()))?;
+    let to = req.to().map_err(|e| fail(e.into()))?;
+
+    let user = match shared.auth.as_ref() {
+        None => None,
+        Some(auth) => {
+            let verdict = auth.verify(
+                now,
+                meta.source.ip(),
+                req.method().0,
+                req.uri(),
+                req.body(),
+                req.headers_named(HeaderName::Authorization),
+            );
+            match verdict {
+                Verdict::Authenticated { user } => Some(user),
+                Verdict::Challenge { stale, failure } => {
+                    eng.stats.challenges += 1;
+                    if !matches!(failure, Failure::NoCredentials | Failure::StaleNonce) {
+                        eng.stats.auth_failures += 1;
+                    }
+                    let mut w = eng.writer(now, meta, req, StatusCode::UNAUTHORIZED, None);
+                    w.raw(|out| auth.write_challenge(now, meta.source.ip(), stale, out));
+                    w.finish(b"");
+                    return Ok(Done::Sent);
+                }
+                Verdict::BadRequest(why) => return Err(fail(Error::BadAuthorization(why))),
+            }
+        }
+    };
+
+    // Step 5: the AOR from To, canonicalised; it must belong to a domain we serve.
+    if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
+        return Err(fail(Error::ToNotSipUri));
+    }
+    if !shared.serves(to.uri.host) {
+        return Err(fail(Error::AorNotFound));
+    }
+    eng.aor.clear();
+    to.uri
+        .write_aor(&mut eng.aor)
+        .map_err(|_| fail(Error::AorNotFound))?;
+    if let Some(user) = user {
+        if !cfg.allow_third_party && !user_matches(to.uri.user.unwrap_or_default(), user) {
+            return Err(fail(Error::Forbidden));
+        }
+    }
+    let aor = AorKey::new(&eng.aor);
+
+    // Step 6: collect and check the contacts.
+    let header_expires = req.expires().map_err(|e| fail(e.into()))?;
+    let mut wanted: SmallVec<[Wanted<'_>; 4]> = SmallVec::new();
+    let mut wildcard = false;
+    for contact in req.contacts() {
+        match contact.map_err(|e| fail(e.into()))? {
+            Contact::Star => wildcard = true,
+            Contact::Addr(c) => {
+                let expires = match c.expires().map_err(|e| fail(e.into()))? {
+                    Some(e) => e,
+                    None => header_expires.unwrap_or(cfg.default_expires),
+                };
+                let mut params = SmallVec::new();
+                for p in c.other_params() {
+                    params.extend_from_slice(p);
+                }
+                wanted.push(Wanted {
+                    uri: c.name_addr.uri,
+                    params,
+                    expires,
+                    q: c.q().map_err(|e| fail(e.into()))?,
+                    instance: c.instance(),
+                    reg_id: c.reg_id().map_err(|e| fail(e.into()))?,
+                });
+            }
+        }
+    }
+    if wildcard && (!wanted.is_empty() || header_expires != Some(0)) {
+        return Err(fail(Error::InvalidWildcard));
+    }
+    // Step 7: expiry. A non-zero interval below the minimum rejects the whole request (423);
+    // longer ones are clamped to the maximum.
+    for w in &mut wanted {
+        if w.expires != 0 && w.expires < cfg.min_expires {
+            return Err(fail(Error::IntervalTooBrief(cfg.min_expires)));
+        }
+        w.expires = w.expires.min(cfg.max_expires);
+    }
+
+    let path = PathHeaders::new(req);
+    let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
+    let now_secs = secs(now);
+    let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
+    let common = Common {
+        call_id,
+        cseq: cseq.seq,
+        path: path.joined(),
+        source: meta.source,
+        transport: meta.transport.to_store(),
+        conn: flow.map(|c| c.0),
+        user_agent,
+        now_secs,
+    };
+    let echo_path = req
+        .headers_named(HeaderName::Supported)
+        .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
+
+    // Steps 7-8 under the AOR's lock: check everything, apply everything, list the result.
+    let mut stored_over_flow = false;
+    let result = shared
+        .store
+        .modify(&aor, now, |bindings| -> Result<(), Error> {
+            if wildcard {
+                check_wildcard(bindings, call_id, cseq.seq)?;
+                bindings.clear();
+            } else if !wanted.is_empty() {
+                let plan = plan_updates(bindings, &wanted, call_id, cseq.seq)?;
+                let mut count = bindings.len() + plan.inserts - plan.removals;
+                let mut evictions = 0;
+                while count > cfg.max_contacts {
+                    if !cfg.evict_oldest || evictions >= bindings.len() - plan.touched() {
+                        return Err(Error::TooManyBindings);
+                    }
+                    evictions += 1;
+                    count -= 1;
+                }
+                apply(bindings, &wanted, &plan, evictions, &common);
+                stored_over_flow = flow.is_some() && plan.inserts + plan.refreshes > 0;
+            }
+            // Step 8: 200 OK listing every current binding with its remaining time.
+            let mut w = eng.writer(now, meta, req, StatusCode::OK, None);
+            let mut params: SmallVec<[u8; 128]> = SmallVec::new();
+            for b in bindings.iter() {
+                params.clear();
+                if let Some(q) = b.q() {
+                    write_q(&mut params, q);
+                }
+                params.extend_from_slice(b.params());
+                w.contact(b.contact(), b.remaining(now_secs), &params);
+            }
+            if echo_path {
+                for value in req.headers_named(HeaderName::Path) {
+                    w.header("Path", value);
+                }
+            }
+            w.header("Supported", b"path");
+            w.finish(b"");
+            Ok(())
+        });
+    if let Err(e) = result {
+        eng.out.truncate(start);
+        return Err(fail(e));
+    }
+    if let (true, Some(conn)) = (stored_over_flow, flow) {
+        let aors = eng.flows.entry(conn).or_default();
+        if !aors.contains(&aor) {
+            aors.push(aor);
+        }
+    }
+    eng.stats.registered += 1;
+    Ok(Done::Sent)
+}
+
+/// §10.3 step 6 for `*`: every binding is removed, unless one has the request's Call-ID with a
+/// CSeq not lower than the request's, which aborts the whole request.
+fn check_wildcard(bindings: &Bindings<'_>, call_id: &[u8], cseq: u32) -> Result<(), Error> {
+    for b in bindings.iter() {
+        if b.call_id() == call_id && cseq <= b.cseq() {
+            return Err(Error::OutOfOrder);
+        }
+    }
+    Ok(())
+}
+
+/// What a request will do to an AOR's bindings, decided before anything changes.
+struct Plan {
+    /// For each wanted contact: the index of the existing binding it matches.
+    matches: SmallVec<[Option<usize>; 4]>,
+    /// For each wanted contact: a retransmission of the request that stored it (same Call-ID
+    /// and CSeq): answered again without a second update.
+    replay: SmallVec<[bool; 4]>,
+    inserts: usize,
+    refreshes: usize,
+    removals: usize,
+}
+
+impl Plan {
+    /// Existing bindings this request refreshes or removes (they are not eviction candidates).
+    fn touched(&self) -> usize {
+        self.refreshes + self.removals
+    }
+}
+
+fn plan_updates(
+    bindings: &Bindings<'_>,
+    wanted: &[Wanted<'_>],
+    call_id: &[u8],
+    cseq: u32,
+) -> Result<Plan, Error> {
+    let mut plan = Plan {
+        matches: SmallVec::new(),
+        replay: SmallVec::new(),
+        inserts: 0,
+        refreshes: 0,
+        removals: 0,
+    };
+    for (i, w) in wanted.iter().enumerate() {
+        // The same contact twice in one request: the last one wins, the earlier is ignored.
+        let repeated = wanted
+            .get(i + 1..)
+            .unwrap_or_default()
+            .iter()
+            .any(|o| same_contact(o, w));
+        let found = bindings.iter().position(|b| binding_matches(b, w));
+        let mut replay = false;
+        if let Some(idx) = found {
+            let b = bindings.get(idx).ok_or(Error::OutOfOrder)?;
+            if b.call_id() == call_id {
+                if cseq < b.cseq() {
+                    return Err(Error::OutOfOrder);
+                }
+                replay = cseq == b.cseq();
+            }
+        }
+        if !repeated && !replay {
+            match (found, w.expires) {
+                (Some(_), 0) => plan.removals += 1,
+                (Some(_), _) => plan.refreshes += 1,
+                (None, 0) => {}
+                (None, _) => plan.inserts += 1,
+            }
+        }
+        plan.matches.push(if repeated { None } else { found });
+        plan.replay.push(repeated || replay);
+    }
+    Ok(plan)
+}
+
+/// What every binding stored by one request shares.
+struct Common<'r> {
+    call_id: &'r [u8],
+    cseq: u32,
+    path: &'r [u8],
+    source: std::net::SocketAddr,
+    transport: crate::store::Transport,
+    conn: Option<u64>,
+    user_agent: &'r [u8],
+    now_secs: u32,
+}
+
+impl Common<'_> {
+    fn binding<'a>(&'a self, w: &'a Wanted<'a>) -> NewBinding<'a> {
+        NewBinding {
+            contact: w.uri.raw,
+            params: &w.params,
+            call_id: self.call_id,
+            cseq: self.cseq,
+            expires_at: self.now_secs.saturating_add(w.expires),
+            q: w.q,
+            instance: w.instance,
+            reg_id: w.reg_id,
+            path: self.path,
+            source: self.source,
+            transport: self.transport,
+            conn: self.conn,
+            user_agent: self.user_agent,
+            registered_at: self.now_secs,
+        }
+    }
+}
+
+fn apply(
+    bindings: &mut Bindings<'_>,
+    wanted: &[Wanted<'_>],
+    plan: &Plan,
+    mut evictions: usize,
+    common: &Common<'_>,
+) {
+    // Refreshes first (indices stay valid), then removals from the highest index down, then
+    // evictions of the oldest untouched bindings, then inserts.
+    let mut removals: SmallVec<[usize; 4]> = SmallVec::new();
+    for ((w, found), replay) in wanted.iter().zip(&plan.matches).zip(&plan.replay) {
+        match (found, replay, w.expires) {
+            (_, true, _) => {}
+            (Some(idx), false, 0) => removals.push(*idx),
+            (Some(idx), false, _) => bindings.replace(*idx, &common.binding(w)),
+            (None, false, _) => {}
+        }
+    }
+    removals.sort_unstable_by(|a, b| b.cmp(a));
+    removals.dedup();
+    for idx in removals {
+        bindings.remove(idx);
+    }
+    while evictions > 0 {
+        let Some(oldest) = bindings.oldest() else {
+            break;
+        };
+        bindings.remove(oldest);
+        evictions -= 1;
+    }
+    for ((w, found), replay) in wanted.iter().zip(&plan.matches).zip(&plan.replay) {
+        if found.is_none() && !replay && w.expires != 0 {
+            bindings.push(&common.binding(w));
+        }
+    }
+}
+
+/// Binding identity: RFC 5626 §6 (`+sip.instance` and `reg-id`) when both sides carry an
+/// instance, otherwise RFC 3261 §19.1.4 URI equality (§10.3 step 7).
+fn binding_matches(b: &Binding, w: &Wanted<'_>) -> bool {
+    if let (Some(bi), Some(wi)) = (b.instance(), w.instance) {
+        return bi == wi && b.reg_id() == w.reg_id;
+    }
+    Uri::parse(b.contact()).is_ok_and(|stored| uri_equal(&stored, &w.uri))
+}
+
+fn same_contact(a: &Wanted<'_>, b: &Wanted<'_>) -> bool {
+    match (a.instance, b.instance) {
+        (Some(x), Some(y)) => x == y && a.reg_id == b.reg_id,
+        _ => uri_equal(&a.uri, &b.uri),
+    }
+}
+
+/// §19.1.4 for sip/sips/tel; other schemes (mailto:, RFC 3665 §2.2) compare case-insensitively
+/// as a whole.
+fn uri_equal(a: &Uri<'_>, b: &Uri<'_>) -> bool {
+    match (a.scheme, b.scheme) {
+        (Scheme::Other, _) | (_, Scheme::Other) => a.raw.eq_ignore_ascii_case(b.raw),
+        _ => a.equivalent(b),
+    }
+}
+
+/// Does the AOR's user part (as written, possibly %-escaped) name the authenticated user?
+fn user_matches(aor_user: &[u8], user: &[u8]) -> bool {
+    let mut rest = user;
+    let mut i = 0;
+    while let Some(&c) = aor_user.get(i) {
+        let decoded = if c == b'%' {
+            let hex = aor_user
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(v) => {
+                    i += 2;
+                    v
+                }
+                None => return false,
+            }
+        } else {
+            c
+        };
+        match rest.split_first() {
+            Some((&first, tail)) if first == decoded => rest = tail,
+            _ => return false,
+        }
+        i += 1;
+    }
+    rest.is_empty()
+}
+
+/// Comma-separated tokens of an option-tag list (Require, Supported), LWS trimmed.
+fn split_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// The Path header values of a request joined with ", " (RFC 3327 §5.3: stored with the
+/// binding).
+struct PathHeaders {
+    joined: SmallVec<[u8; 128]>,
+}
+
+impl PathHeaders {
+    fn new(req: &Request<'_>) -> Self {
+        let mut joined = SmallVec::new();
+        for value in req.headers_named(HeaderName::Path) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value);
+        }
+        Self { joined }
+    }
+
+    fn joined(&self) -> &[u8] {
+        &self.joined
+    }
+}
+
+/// `;q=` with the shortest decimal form of a value in thousandths (1000 -> "1", 500 -> "0.5").
+fn write_q(out: &mut SmallVec<[u8; 128]>, q: u16) {
+    out.extend_from_slice(b";q=");
+    if q >= 1000 {
+        out.push(b'1');
+        return;
+    }
+    out.extend_from_slice(b"0.");
+    let digits = [q / 100, (q / 10) % 10, q % 10];
+    let len = digits.iter().rposition(|&d| d != 0).map_or(1, |p| p + 1);
+    for d in digits.iter().take(len) {
+        out.push(b'0' + u8::try_from(*d).unwrap_or(0));
+    }
+}
+
+/// Whole seconds as the store's coarse tick (u32 seconds since the Unix epoch: good to 2106).
+fn secs(now: Instant) -> u32 {
+    u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q_rendering() {
+        for (q, text) in [
+            (1000, ";q=1"),
+            (500, ";q=0.5"),
+            (0, ";q=0."),
+            (123, ";q=0.123"),
+            (70, ";q=0.07"),
+        ] {
+            let mut out = SmallVec::new();
+            write_q(&mut out, q);
+            let expected = if q == 0 { ";q=0.0" } else { text };
+            assert_eq!(std::str::from_utf8(&out).unwrap(), expected, "q={q}");
+        }
+    }
+
+    #[test]
+    fn user_matching_decodes_escapes() {
+        assert!(user_matches(b"bob", b"bob"));
+        assert!(user_matches(b"b%6Fb", b"bob"));
+        assert!(!user_matches(b"bob", b"bobby"));
+        assert!(!user_matches(b"bobby", b"bob"));
+        assert!(!user_matches(b"Bob", b"bob"));
+        assert!(!user_matches(b"b%zzb", b"bob"));
+        assert!(!user_matches(b"%", b"%"));
+    }
+
+    #[test]
+    fn option_tags_split() {
+        let tags: Vec<&[u8]> = split_tokens(b" path ,outbound,, gruu").collect();
+        assert_eq!(tags, vec![&b"path"[..], b"outbound", b"gruu"]);
+    }
+}

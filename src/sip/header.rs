@@ -1,0 +1,854 @@
+//! Header names and typed header views (RFC 3261 §7.3, §20, §25.1).
+//!
+//! Views borrow the header value; they parse on demand and never allocate.
+
+use memchr::memchr;
+
+use super::parse::Header;
+use super::uri::Uri;
+use super::{is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Method};
+
+/// Header names the registrar cares about; everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderName {
+    /// Via (v).
+    Via,
+    /// From (f).
+    From,
+    /// To (t).
+    To,
+    /// Call-ID (i).
+    CallId,
+    /// CSeq.
+    CSeq,
+    /// Contact (m).
+    Contact,
+    /// Expires.
+    Expires,
+    /// Min-Expires.
+    MinExpires,
+    /// Content-Length (l).
+    ContentLength,
+    /// Content-Type (c).
+    ContentType,
+    /// Max-Forwards.
+    MaxForwards,
+    /// Require.
+    Require,
+    /// Proxy-Require.
+    ProxyRequire,
+    /// Supported (k).
+    Supported,
+    /// Unsupported.
+    Unsupported,
+    /// Authorization.
+    Authorization,
+    /// Proxy-Authorization.
+    ProxyAuthorization,
+    /// WWW-Authenticate.
+    WwwAuthenticate,
+    /// User-Agent.
+    UserAgent,
+    /// Server.
+    Server,
+    /// Path (RFC 3327).
+    Path,
+    /// Allow.
+    Allow,
+    /// Date.
+    Date,
+    /// Route.
+    Route,
+    /// Record-Route.
+    RecordRoute,
+    /// Retry-After.
+    RetryAfter,
+    /// Any other header.
+    Other,
+}
+
+/// (long form, compact form, name).
+const NAMES: &[(&str, Option<u8>, HeaderName)] = &[
+    ("Via", Some(b'v'), HeaderName::Via),
+    ("From", Some(b'f'), HeaderName::From),
+    ("To", Some(b't'), HeaderName::To),
+    ("Call-ID", Some(b'i'), HeaderName::CallId),
+    ("CSeq", None, HeaderName::CSeq),
+    ("Contact", Some(b'm'), HeaderName::Contact),
+    ("Expires", None, HeaderName::Expires),
+    ("Min-Expires", None, HeaderName::MinExpires),
+    ("Content-Length", Some(b'l'), HeaderName::ContentLength),
+    ("Content-Type", Some(b'c'), HeaderName::ContentType),
+    ("Max-Forwards", None, HeaderName::MaxForwards),
+    ("Require", None, HeaderName::Require),
+    ("Proxy-Require", None, HeaderName::ProxyRequire),
+    ("Supported", Some(b'k'), HeaderName::Supported),
+    ("Unsupported", None, HeaderName::Unsupported),
+    ("Authorization", None, HeaderName::Authorization),
+    ("Proxy-Authorization", None, HeaderName::ProxyAuthorization),
+    ("WWW-Authenticate", None, HeaderName::WwwAuthenticate),
+    ("User-Agent", None, HeaderName::UserAgent),
+    ("Server", None, HeaderName::Server),
+    ("Path", None, HeaderName::Path),
+    ("Allow", None, HeaderName::Allow),
+    ("Date", None, HeaderName::Date),
+    ("Route", None, HeaderName::Route),
+    ("Record-Route", None, HeaderName::RecordRoute),
+    ("Retry-After", None, HeaderName::RetryAfter),
+];
+
+impl HeaderName {
+    /// Classifies a header name: case-insensitive, compact forms included (RFC 3261 §7.3.3).
+    pub fn parse(name: &[u8]) -> Self {
+        if let [c] = name {
+            let c = c.to_ascii_lowercase();
+            return NAMES
+                .iter()
+                .find(|(_, compact, _)| *compact == Some(c))
+                .map_or(Self::Other, |(_, _, n)| *n);
+        }
+        NAMES
+            .iter()
+            .find(|(long, _, _)| {
+                long.len() == name.len() && long.as_bytes().eq_ignore_ascii_case(name)
+            })
+            .map_or(Self::Other, |(_, _, n)| *n)
+    }
+
+    /// The canonical long form ("" for `Other`).
+    pub fn as_str(self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(_, _, n)| *n == self)
+            .map_or("", |(long, _, _)| long)
+    }
+}
+
+/// Splits a header value at commas that are outside quoted strings and `<...>` (§7.3.1).
+/// Yields trimmed, non-empty items; an unterminated quote or bracket yields the rest as one item
+/// (its parser then reports the error).
+pub(crate) struct CommaSplit<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> CommaSplit<'b> {
+    pub(crate) fn new(value: &'b [u8]) -> Self {
+        Self { rest: value }
+    }
+}
+
+impl<'b> Iterator for CommaSplit<'b> {
+    type Item = &'b [u8];
+
+    fn next(&mut self) -> Option<&'b [u8]> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let (mut quoted, mut angle, mut escaped) = (false, false, false);
+            let mut cut = self.rest.len();
+            for (i, &b) in self.rest.iter().enumerate() {
+                if quoted {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => quoted = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => quoted = true,
+                    b'<' => angle = true,
+                    b'>' => angle = false,
+                    b',' if !angle => {
+                        cut = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let item = trim_lws(self.rest.get(..cut).unwrap_or_default());
+            self.rest = self.rest.get(cut + 1..).unwrap_or_default();
+            if !item.is_empty() {
+                return Some(item);
+            }
+            // An empty item between commas is skipped (",," is not a value).
+        }
+    }
+}
+
+/// Raw `;name[=value]` parameters (header params or URI params), parsed lazily.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Params<'b> {
+    raw: &'b [u8],
+}
+
+impl<'b> Params<'b> {
+    /// Wraps raw parameter text (starting with `;`, or empty).
+    pub(crate) fn new(raw: &'b [u8]) -> Self {
+        Self { raw }
+    }
+
+    /// The raw text, e.g. `;tag=1;lr`.
+    pub fn raw(&self) -> &'b [u8] {
+        self.raw
+    }
+
+    /// `Some(None)` for a valueless parameter, `Some(Some(v))` with a value (quotes kept),
+    /// `None` when absent. Names compare case-insensitively.
+    pub fn get(&self, name: &[u8]) -> Option<Option<&'b [u8]>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every `(name, value)` pair in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'b [u8], Option<&'b [u8]>)> + 'b {
+        self.segments()
+            .map(|seg| split_param(seg.get(1..).unwrap_or_default()))
+    }
+
+    /// Each parameter's raw text including its leading `;`.
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &'b [u8]> + 'b {
+        let mut rest = self.raw;
+        std::iter::from_fn(move || {
+            let start = rest.iter().position(|&b| b == b';')?;
+            let after = rest.get(start + 1..).unwrap_or_default();
+            let len = param_end(after);
+            let seg = rest.get(start..start + 1 + len).unwrap_or_default();
+            rest = after.get(len..).unwrap_or_default();
+            Some(seg)
+        })
+    }
+
+    /// Checks the parameter syntax: `;` token [ `=` (token | quoted-string | [IPv6]) ].
+    pub(crate) fn validate(&self) -> bool {
+        let raw = trim_lws(self.raw);
+        if raw.is_empty() {
+            return true;
+        }
+        if raw.first() != Some(&b';') {
+            return false;
+        }
+        self.iter().all(|(name, value)| {
+            !name.is_empty()
+                && name.iter().all(|&b| is_token(b))
+                && value.is_none_or(|v| {
+                    !v.is_empty()
+                        && (v
+                            .iter()
+                            .all(|&b| is_token(b) || b == b':' || b == b'[' || b == b']')
+                            || (v.len() >= 2
+                                && v.first() == Some(&b'"')
+                                && v.last() == Some(&b'"')))
+                })
+        })
+    }
+}
+
+/// Length of one parameter (up to the next `;` outside quotes).
+fn param_end(s: &[u8]) -> usize {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, &b) in s.iter().enumerate() {
+        if quoted {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => quoted = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            quoted = true;
+        } else if b == b';' {
+            return i;
+        }
+    }
+    s.len()
+}
+
+fn split_param(p: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr(b'=', p) {
+        Some(eq) => (
+            trim_lws(p.get(..eq).unwrap_or_default()),
+            Some(trim_lws(p.get(eq + 1..).unwrap_or_default())),
+        ),
+        None => (trim_lws(p), None),
+    }
+}
+
+/// CSeq: sequence number (≤ 2^32-1) and method (§20.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'b> {
+    /// Sequence number.
+    pub seq: u32,
+    /// Method.
+    pub method: Method<'b>,
+}
+
+impl<'b> CSeq<'b> {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
+        let value = trim_lws(value);
+        let split = value
+            .iter()
+            .position(|&b| !b.is_ascii_digit())
+            .ok_or(Error::BadCSeq)?;
+        let seq = parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?;
+        let method = trim_lws(value.get(split..).unwrap_or_default());
+        if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+            return Err(Error::BadCSeq);
+        }
+        if !value
+            .get(split)
+            .is_some_and(|&b| is_wsp(b) || b == b'\r' || b == b'\n')
+        {
+            return Err(Error::BadCSeq);
+        }
+        Ok(Self {
+            seq,
+            method: Method(method),
+        })
+    }
+}
+
+/// `name-addr` or `addr-spec` with header parameters (From, To, Contact; §20.10, §20.20).
+#[derive(Clone, Copy, Debug)]
+pub struct NameAddr<'b> {
+    /// Display name as written (quotes kept), if any.
+    pub display: Option<&'b [u8]>,
+    /// The URI.
+    pub uri: Uri<'b>,
+    /// Header parameters (after `>`, or after the URI in addr-spec form).
+    pub params: Params<'b>,
+    /// Whether the URI was enclosed in `<>`.
+    pub bracketed: bool,
+}
+
+impl<'b> NameAddr<'b> {
+    /// Parses one value.
+    pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
+        let v = trim_lws(value);
+        let (display, rest) = if v.first() == Some(&b'"') {
+            let end = closing_quote(v).ok_or(Error::BadNameAddr)?;
+            let rest = trim_lws(v.get(end + 1..).unwrap_or_default());
+            if rest.first() != Some(&b'<') {
+                return Err(Error::BadNameAddr);
+            }
+            (Some(v.get(..=end).unwrap_or_default()), rest)
+        } else if let Some(lt) = memchr(b'<', v) {
+            let name = trim_lws(v.get(..lt).unwrap_or_default());
+            // Unquoted display name: tokens separated by LWS (§25.1).
+            if !name
+                .iter()
+                .all(|&b| is_token(b) || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                return Err(Error::BadNameAddr);
+            }
+            (
+                (!name.is_empty()).then_some(name),
+                v.get(lt..).unwrap_or_default(),
+            )
+        } else {
+            (None, v)
+        };
+        if let Some(inner) = rest.strip_prefix(b"<") {
+            let gt = memchr(b'>', inner).ok_or(Error::BadNameAddr)?;
+            let uri_text = inner.get(..gt).unwrap_or_default();
+            // No LWS inside the brackets (RFC 4475 §3.1.2.14).
+            if uri_text
+                .iter()
+                .any(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                return Err(Error::BadNameAddr);
+            }
+            let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
+            let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+            if !params.validate() {
+                return Err(Error::BadNameAddr);
+            }
+            return Ok(Self {
+                display,
+                uri,
+                params,
+                bracketed: true,
+            });
+        }
+        // addr-spec: parameters after the URI are header parameters; the URI itself cannot
+        // contain ';', '?' or ',' here (§20.10), so such a value must be bracketed.
+        let semi = memchr(b';', rest).unwrap_or(rest.len());
+        let uri_text = trim_lws(rest.get(..semi).unwrap_or_default());
+        if uri_text.is_empty()
+            || uri_text
+                .iter()
+                .any(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'?' | b'<' | b'>'))
+        {
+            return Err(Error::BadNameAddr);
+        }
+        let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
+        let params = Params::new(rest.get(semi..).unwrap_or_default());
+        if !params.validate() {
+            return Err(Error::BadNameAddr);
+        }
+        Ok(Self {
+            display,
+            uri,
+            params,
+            bracketed: false,
+        })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&'b [u8]> {
+        self.params.get(b"tag").flatten()
+    }
+}
+
+/// Index of the quote closing the quoted string that starts at `s[0]`.
+fn closing_quote(s: &[u8]) -> Option<usize> {
+    let mut escaped = false;
+    for (i, &b) in s.iter().enumerate().skip(1) {
+        match (escaped, b) {
+            (true, _) => escaped = false,
+            (false, b'\\') => escaped = true,
+            (false, b'"') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One Contact value (§20.10).
+#[derive(Clone, Copy, Debug)]
+pub enum Contact<'b> {
+    /// `*` (remove all bindings).
+    Star,
+    /// An address with contact parameters.
+    Addr(ContactAddr<'b>),
+}
+
+/// A contact address; `name_addr.params` are the contact-params.
+#[derive(Clone, Copy, Debug)]
+pub struct ContactAddr<'b> {
+    /// The address and its contact parameters.
+    pub name_addr: NameAddr<'b>,
+}
+
+impl<'b> ContactAddr<'b> {
+    /// The `expires` contact parameter (overlarge values saturate to `u32::MAX`).
+    pub fn expires(&self) -> Result<Option<u32>, Error> {
+        match self.name_addr.params.get(b"expires") {
+            None => Ok(None),
+            Some(Some(v)) => parse_delta_saturating(v).map(Some).ok_or(Error::BadExpires),
+            Some(None) => Err(Error::BadExpires),
+        }
+    }
+
+    /// The `q` parameter in thousandths (0..=1000).
+    pub fn q(&self) -> Result<Option<u16>, Error> {
+        match self.name_addr.params.get(b"q") {
+            None => Ok(None),
+            Some(Some(v)) => parse_q(v).map(Some).ok_or(Error::BadQValue),
+            Some(None) => Err(Error::BadQValue),
+        }
+    }
+
+    /// The `+sip.instance` value without its quotes (RFC 5626 §4.1).
+    pub fn instance(&self) -> Option<&'b [u8]> {
+        let v = self.name_addr.params.get(b"+sip.instance").flatten()?;
+        Some(
+            v.strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v),
+        )
+    }
+
+    /// The `reg-id` parameter (RFC 5626 §4.2).
+    pub fn reg_id(&self) -> Result<Option<u32>, Error> {
+        match self.name_addr.params.get(b"reg-id") {
+            None => Ok(None),
+            Some(v) => v.and_then(parse_u32).map(Some).ok_or(Error::BadContact),
+        }
+    }
+
+    /// Contact parameters other than `expires` and `q`, raw with their leading `;`.
+    pub fn other_params(&self) -> impl Iterator<Item = &'b [u8]> + 'b {
+        self.name_addr.params.segments().filter(|seg| {
+            let (name, _) = split_param(seg.get(1..).unwrap_or_default());
+            !name.eq_ignore_ascii_case(b"expires") && !name.eq_ignore_ascii_case(b"q")
+        })
+    }
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
+fn parse_q(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match memchr(b'.', v) {
+        Some(dot) => (v.get(..dot)?, v.get(dot + 1..)?),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths: u16 = 0;
+    for (i, &d) in frac.iter().enumerate() {
+        thousandths += u16::from(d - b'0') * [100, 10, 1][i];
+    }
+    match int {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// Iterator over every Contact value of a message.
+pub struct Contacts<'b, 'h> {
+    headers: std::slice::Iter<'h, Header<'b>>,
+    current: Option<CommaSplit<'b>>,
+    star_seen: bool,
+}
+
+impl<'b, 'h> Contacts<'b, 'h> {
+    pub(crate) fn new(headers: &'h [Header<'b>]) -> Self {
+        Self {
+            headers: headers.iter(),
+            current: None,
+            star_seen: false,
+        }
+    }
+}
+
+impl<'b> Iterator for Contacts<'b, '_> {
+    type Item = Result<Contact<'b>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
+                if item == b"*" {
+                    self.star_seen = true;
+                    return Some(Ok(Contact::Star));
+                }
+                return Some(
+                    NameAddr::parse(item)
+                        .map(|name_addr| Contact::Addr(ContactAddr { name_addr }))
+                        .map_err(|_| Error::BadContact),
+                );
+            }
+            let h = self.headers.find(|h| h.name == HeaderName::Contact)?;
+            self.current = Some(CommaSplit::new(h.value));
+        }
+    }
+}
+
+/// One Via value (§20.42).
+#[derive(Clone, Copy, Debug)]
+pub struct Via<'b> {
+    /// Transport token (UDP, TCP, TLS, SCTP, WS, or unknown).
+    pub transport: &'b [u8],
+    /// sent-by host (IPv6 references keep their brackets).
+    pub host: &'b [u8],
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Via parameters.
+    pub params: Params<'b>,
+    /// The whole value.
+    pub raw: &'b [u8],
+}
+
+impl<'b> Via<'b> {
+    /// Parses `SIP / 2.0 / transport LWS sent-by *( ; via-params )`.
+    pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
+        let raw = trim_lws(value);
+        let mut rest = raw;
+        let mut parts: [&[u8]; 3] = [b"", b"", b""];
+        for (i, part) in parts.iter_mut().enumerate() {
+            rest = trim_lws(rest);
+            let end = rest
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(rest.len());
+            *part = rest.get(..end).unwrap_or_default();
+            rest = trim_lws(rest.get(end..).unwrap_or_default());
+            if i < 2 {
+                rest = rest.strip_prefix(b"/").ok_or(Error::BadVia)?;
+            }
+        }
+        let [proto, version, transport] = parts;
+        if !proto.eq_ignore_ascii_case(b"SIP") || version.is_empty() || transport.is_empty() {
+            return Err(Error::BadVia);
+        }
+        let semi = memchr(b';', rest).unwrap_or(rest.len());
+        let sent_by = trim_lws(rest.get(..semi).unwrap_or_default());
+        let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
+        let params = Params::new(rest.get(semi..).unwrap_or_default());
+        if !params.validate() {
+            return Err(Error::BadVia);
+        }
+        Ok(Self {
+            transport,
+            host,
+            port,
+            params,
+            raw,
+        })
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'b [u8]> {
+        self.params.get(b"branch").flatten()
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&'b [u8]> {
+        self.params.get(b"received").flatten()
+    }
+
+    /// `rport` (RFC 3581): `Some(None)` when present without a value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get(b"rport")
+            .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()))
+    }
+}
+
+/// `host [ ":" port ]` with IPv6 references; host must be non-empty and hostname-ish.
+pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let (host, port) = if s.first() == Some(&b'[') {
+        let close = memchr(b']', s)?;
+        let host = s.get(..=close)?;
+        let inner = host.get(1..host.len() - 1)?;
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        (host, s.get(close + 1..)?)
+    } else {
+        let colon = memchr(b':', s).unwrap_or(s.len());
+        (s.get(..colon)?, s.get(colon..)?)
+    };
+    if host.is_empty()
+        || (host.first() != Some(&b'[')
+            && !host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
+    {
+        return None;
+    }
+    let port = match port {
+        b"" => None,
+        p => {
+            let digits = p.strip_prefix(b":")?;
+            Some(u16::try_from(parse_u32(digits)?).ok()?)
+        }
+    };
+    Some((host, port))
+}
+
+/// Iterator over every Via value of a message, top first.
+pub struct Vias<'b, 'h> {
+    headers: std::slice::Iter<'h, Header<'b>>,
+    current: Option<CommaSplit<'b>>,
+}
+
+impl<'b, 'h> Vias<'b, 'h> {
+    pub(crate) fn new(headers: &'h [Header<'b>]) -> Self {
+        Self {
+            headers: headers.iter(),
+            current: None,
+        }
+    }
+}
+
+impl<'b> Iterator for Vias<'b, '_> {
+    type Item = Result<Via<'b>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(Via::parse(item));
+            }
+            let h = self.headers.find(|h| h.name == HeaderName::Via)?;
+            if trim_lws(h.value).iter().all(|&b| b == b',' || is_wsp(b)) {
+                return Some(Err(Error::BadVia));
+            }
+            self.current = Some(CommaSplit::new(h.value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names() {
+        let table: &[(&[u8], HeaderName)] = &[
+            (b"via", HeaderName::Via),
+            (b"V", HeaderName::Via),
+            (b"i", HeaderName::CallId),
+            (b"CALL-id", HeaderName::CallId),
+            (b"m", HeaderName::Contact),
+            (b"l", HeaderName::ContentLength),
+            (b"k", HeaderName::Supported),
+            (b"www-authenticate", HeaderName::WwwAuthenticate),
+            (b"C%6Fntact", HeaderName::Other),
+            (b"x", HeaderName::Other),
+            (b"Contacts", HeaderName::Other),
+        ];
+        for (raw, want) in table {
+            assert_eq!(
+                HeaderName::parse(raw),
+                *want,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+    }
+
+    #[test]
+    fn comma_split_respects_quotes_and_brackets() {
+        let items: Vec<&[u8]> =
+            CommaSplit::new(br#""Doe, John" <sip:j@a;x=1,2>;q=1 , <sip:b@c>,, sip:d@e"#).collect();
+        assert_eq!(
+            items,
+            vec![
+                &br#""Doe, John" <sip:j@a;x=1,2>;q=1"#[..],
+                b"<sip:b@c>",
+                b"sip:d@e"
+            ]
+        );
+        let items: Vec<&[u8]> = CommaSplit::new(br#""a\"," <sip:x@y>"#).collect();
+        assert_eq!(items.len(), 1);
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(br#""Bob \"B\"" <sip:bob@example.com;transport=tcp>;tag=a1;x"#)
+            .unwrap();
+        assert_eq!(n.display.unwrap(), br#""Bob \"B\"""#);
+        assert_eq!(n.uri.raw, b"sip:bob@example.com;transport=tcp");
+        assert_eq!(n.tag(), Some(&b"a1"[..]));
+        assert!(n.bracketed);
+        let n = NameAddr::parse(b"sip:+1972@gw1.example.net;unknownparam").unwrap();
+        assert_eq!(n.uri.raw, b"sip:+1972@gw1.example.net");
+        assert_eq!(n.params.get(b"unknownparam"), Some(None));
+        let n = NameAddr::parse(b"Bob Smith<sip:b@h>").unwrap();
+        assert_eq!(n.display.unwrap(), b"Bob Smith");
+        for bad in [
+            &b"\"unterminated <sip:a@b>"[..],
+            b"< sip:t.watson@example.org >",
+            b"Bell, Alexander <sip:a@b>",
+            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            b"<sip:a@b",
+            b"<sip:a@b>junk",
+            b"",
+        ] {
+            assert!(
+                NameAddr::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn contact_params() {
+        let n = NameAddr::parse(
+            br#"<sip:a@b>;expires=60;q=0.5;+sip.instance="<urn:uuid:1>";reg-id=2;foo=bar;video"#,
+        )
+        .unwrap();
+        let c = ContactAddr { name_addr: n };
+        assert_eq!(c.expires().unwrap(), Some(60));
+        assert_eq!(c.q().unwrap(), Some(500));
+        assert_eq!(c.instance(), Some(&b"<urn:uuid:1>"[..]));
+        assert_eq!(c.reg_id().unwrap(), Some(2));
+        let others: Vec<&[u8]> = c.other_params().collect();
+        assert_eq!(
+            others,
+            vec![
+                &br#";+sip.instance="<urn:uuid:1>""#[..],
+                b";reg-id=2",
+                b";foo=bar",
+                b";video"
+            ]
+        );
+        for (q, want) in [
+            ("1", Some(1000)),
+            ("1.000", Some(1000)),
+            ("0.123", Some(123)),
+            ("0", Some(0)),
+            ("1.5", None),
+            ("0.1234", None),
+            ("2", None),
+            ("x", None),
+        ] {
+            assert_eq!(parse_q(q.as_bytes()), want, "{q}");
+        }
+        let big = ContactAddr {
+            name_addr: NameAddr::parse(b"<sip:a@b>;expires=280297596632815").unwrap(),
+        };
+        assert_eq!(big.expires().unwrap(), Some(u32::MAX));
+        let bad = ContactAddr {
+            name_addr: NameAddr::parse(b"<sip:a@b>;expires=soon").unwrap(),
+        };
+        assert_eq!(bad.expires(), Err(Error::BadExpires));
+    }
+
+    #[test]
+    fn vias() {
+        let v = Via::parse(b"SIP / 2.0 / UDP first.example.com: 4000;ttl=16;maddr=224.2.0.1;branch=z9hG4bKa7c6a8dlze.1").unwrap_err();
+        assert_eq!(v, Error::BadVia, "LWS inside sent-by port is not allowed");
+        let v =
+            Via::parse(b"SIP / 2.0 / UDP first.example.com:4000;ttl=16;branch=z9hG4bKa").unwrap();
+        assert_eq!(
+            (v.transport, v.host, v.port),
+            (&b"UDP"[..], &b"first.example.com"[..], Some(4000))
+        );
+        assert_eq!(v.branch(), Some(&b"z9hG4bKa"[..]));
+        let v =
+            Via::parse(b"SIP/2.0/TCP [2001:db8::9:1];received=[2001:db8::9:255];rport").unwrap();
+        assert_eq!(v.host, b"[2001:db8::9:1]");
+        assert_eq!(v.received(), Some(&b"[2001:db8::9:255]"[..]));
+        assert_eq!(v.rport(), Some(None));
+        let v = Via::parse(b"SIP/2.0/UNKNOWN h;rport=5070").unwrap();
+        assert_eq!(v.rport(), Some(Some(5070)));
+        for bad in [
+            &b"SIP/2.0/UDP 192.0.2.15;;"[..],
+            b"SIP/2.0 h",
+            b"HTTP/1.1/TCP h",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP h:99999",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn cseq() {
+        assert_eq!(
+            CSeq::parse(b"0009 REGISTER").unwrap(),
+            CSeq {
+                seq: 9,
+                method: Method::REGISTER
+            }
+        );
+        for bad in [
+            &b"REGISTER"[..],
+            b"1",
+            b"1REGISTER",
+            b"36893488147419103232 REGISTER",
+            b"-1 REGISTER",
+        ] {
+            assert_eq!(
+                CSeq::parse(bad),
+                Err(Error::BadCSeq),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

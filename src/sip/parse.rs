@@ -1,0 +1,762 @@
+//! Message framing and the header index (RFC 3261 §7, §18.3, §20.14).
+
+use memchr::memchr;
+use smallvec::SmallVec;
+
+use super::header::{CSeq, Contacts, HeaderName, NameAddr, Vias};
+use super::uri::Uri;
+use super::{
+    is_token, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method, Status,
+    StatusCode,
+};
+
+/// One header line: its name (classified and raw) and its value, trimmed of surrounding LWS
+/// (folded continuation lines stay inside the value).
+#[derive(Clone, Copy, Debug)]
+pub struct Header<'b> {
+    /// Classified name (compact forms mapped to the long form).
+    pub name: HeaderName,
+    /// The name as written.
+    pub raw_name: &'b [u8],
+    /// The value.
+    pub value: &'b [u8],
+}
+
+/// A parsed message.
+#[derive(Debug)]
+pub enum Message<'b> {
+    /// A request.
+    Request(Request<'b>),
+    /// A response.
+    Response(Response<'b>),
+}
+
+type Index<'b> = SmallVec<[Header<'b>; 24]>;
+
+/// A request: views over the receive buffer.
+#[derive(Debug)]
+pub struct Request<'b> {
+    raw: &'b [u8],
+    method: Method<'b>,
+    uri: &'b [u8],
+    version: &'b [u8],
+    headers: Index<'b>,
+    body: &'b [u8],
+    defect: Option<Error>,
+}
+
+/// A response: views over the receive buffer.
+#[derive(Debug)]
+pub struct Response<'b> {
+    raw: &'b [u8],
+    status: StatusCode,
+    reason: &'b [u8],
+    headers: Index<'b>,
+    body: &'b [u8],
+    defect: Option<Error>,
+}
+
+/// Shared header accessors of requests and responses.
+macro_rules! header_accessors {
+    () => {
+        /// Every header line, in order.
+        pub fn headers(&self) -> &[Header<'b>] {
+            &self.headers
+        }
+
+        /// The first value of `name`.
+        pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
+            self.headers
+                .iter()
+                .find(|h| h.name == name)
+                .map(|h| h.value)
+        }
+
+        /// Every value of `name`, in order (one per header line).
+        pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'b [u8]> + '_ {
+            self.headers
+                .iter()
+                .filter(move |h| h.name == name)
+                .map(|h| h.value)
+        }
+
+        /// The body (for datagrams without Content-Length: the rest of the datagram).
+        pub fn body(&self) -> &'b [u8] {
+            self.body
+        }
+
+        /// The whole message, excluding octets after it in a datagram.
+        pub fn as_bytes(&self) -> &'b [u8] {
+            self.raw
+        }
+
+        /// The first semantic defect found while indexing, if any.
+        pub fn defect(&self) -> Option<Error> {
+            self.defect
+        }
+
+        /// The Call-ID value.
+        pub fn call_id(&self) -> Result<&'b [u8], Error> {
+            self.header(HeaderName::CallId)
+                .ok_or(Error::MissingHeader("Call-ID"))
+        }
+
+        /// The CSeq header.
+        pub fn cseq(&self) -> Result<CSeq<'b>, Error> {
+            CSeq::parse(
+                self.header(HeaderName::CSeq)
+                    .ok_or(Error::MissingHeader("CSeq"))?,
+            )
+        }
+
+        /// The From header.
+        pub fn from(&self) -> Result<NameAddr<'b>, Error> {
+            NameAddr::parse(
+                self.header(HeaderName::From)
+                    .ok_or(Error::MissingHeader("From"))?,
+            )
+        }
+
+        /// The To header.
+        pub fn to(&self) -> Result<NameAddr<'b>, Error> {
+            NameAddr::parse(
+                self.header(HeaderName::To)
+                    .ok_or(Error::MissingHeader("To"))?,
+            )
+        }
+
+        /// Every Via value (across header lines and commas), top first.
+        pub fn vias(&self) -> Vias<'b, '_> {
+            Vias::new(&self.headers)
+        }
+
+        /// Every Contact value (across header lines and commas).
+        pub fn contacts(&self) -> Contacts<'b, '_> {
+            Contacts::new(&self.headers)
+        }
+    };
+}
+
+impl<'b> Request<'b> {
+    header_accessors!();
+
+    /// The method token.
+    pub fn method(&self) -> Method<'b> {
+        self.method
+    }
+
+    /// The Request-URI as written.
+    pub fn uri(&self) -> &'b [u8] {
+        self.uri
+    }
+
+    /// The SIP-Version token (not checked by the parser: the engine answers 505).
+    pub fn version(&self) -> &'b [u8] {
+        self.version
+    }
+
+    /// The Expires header (delta-seconds; overlarge values saturate to `u32::MAX`).
+    pub fn expires(&self) -> Result<Option<u32>, Error> {
+        match self.header(HeaderName::Expires) {
+            None => Ok(None),
+            Some(v) => parse_delta_saturating(v).map(Some).ok_or(Error::BadExpires),
+        }
+    }
+
+    /// The Max-Forwards header.
+    pub fn max_forwards(&self) -> Result<Option<u32>, Error> {
+        match self.header(HeaderName::MaxForwards) {
+            None => Ok(None),
+            Some(v) => parse_u32(v).map(Some).ok_or(Error::BadMaxForwards),
+        }
+    }
+}
+
+impl<'b> Response<'b> {
+    header_accessors!();
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The reason phrase (may be empty or non-ASCII UTF-8).
+    pub fn reason(&self) -> &'b [u8] {
+        self.reason
+    }
+}
+
+/// The start line and header index of a message whose header section is complete.
+struct Head<'b> {
+    start: &'b [u8],
+    headers: Index<'b>,
+    /// Offset of the first body byte.
+    body_at: usize,
+}
+
+/// Scans the start line and headers. `Partial` when the header section is not complete yet.
+/// With `eof` (datagrams) a missing empty line after the last complete header line ends the
+/// header section (RFC 4475 baddn.dat is published that way).
+fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Head<'b>>, Error> {
+    let Some(nl) = memchr(b'\n', buf) else {
+        return if eof || buf.len() > limits.max_message_size {
+            Err(if buf.len() > limits.max_message_size {
+                Error::TooLarge
+            } else {
+                Error::BadStartLine
+            })
+        } else {
+            Ok(Status::Partial)
+        };
+    };
+    let start = strip_cr(buf.get(..nl).unwrap_or_default());
+    let mut headers: Index<'b> = SmallVec::new();
+    // The value of the header being built, as (start, end) offsets, to extend over folding.
+    let mut open: Option<(HeaderName, &'b [u8], usize, usize)> = None;
+    let mut pos = nl + 1;
+    let body_at = loop {
+        if pos > limits.max_message_size {
+            return Err(Error::TooLarge);
+        }
+        let rest = buf.get(pos..).unwrap_or_default();
+        let (line_end, next) = match memchr(b'\n', rest) {
+            Some(i) => (pos + i, pos + i + 1),
+            None if eof && rest.iter().all(|&b| b == b'\r') => break buf.len(),
+            None if eof => return Err(Error::NoHeaderEnd),
+            None => return Ok(Status::Partial),
+        };
+        let line = strip_cr(buf.get(pos..line_end).unwrap_or_default());
+        if line.is_empty() {
+            break next;
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            // Folding: the continuation belongs to the open header's value (§7.3.1).
+            let Some(h) = open.as_mut() else {
+                return Err(Error::BadHeader);
+            };
+            h.3 = pos + line.len();
+        } else {
+            if let Some((name, raw_name, s, e)) = open.take() {
+                push_header(&mut headers, limits, name, raw_name, buf, s, e)?;
+            }
+            let colon = memchr(b':', line).ok_or(Error::BadHeader)?;
+            let raw_name = trim_trailing_wsp(line.get(..colon).unwrap_or_default());
+            if raw_name.is_empty() || !raw_name.iter().all(|&b| is_token(b)) {
+                return Err(Error::BadHeader);
+            }
+            open = Some((
+                HeaderName::parse(raw_name),
+                raw_name,
+                pos + colon + 1,
+                pos + line.len(),
+            ));
+        }
+        pos = next;
+        if eof && pos >= buf.len() {
+            // The datagram ends after a complete header line with no empty line.
+            break buf.len();
+        }
+    };
+    if let Some((name, raw_name, s, e)) = open.take() {
+        push_header(&mut headers, limits, name, raw_name, buf, s, e)?;
+    }
+    Ok(Status::Complete(Head {
+        start,
+        headers,
+        body_at,
+    }))
+}
+
+fn push_header<'b>(
+    headers: &mut Index<'b>,
+    limits: &Limits,
+    name: HeaderName,
+    raw_name: &'b [u8],
+    buf: &'b [u8],
+    s: usize,
+    e: usize,
+) -> Result<(), Error> {
+    if headers.len() >= limits.max_headers {
+        return Err(Error::TooManyHeaders);
+    }
+    let value = trim_lws(buf.get(s..e).unwrap_or_default());
+    headers.push(Header {
+        name,
+        raw_name,
+        value,
+    });
+    Ok(())
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_trailing_wsp(s: &[u8]) -> &[u8] {
+    let end = s
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |p| p + 1);
+    s.get(..end).unwrap_or_default()
+}
+
+/// Content-Length: `Ok(None)` when absent, an error when malformed or conflicting.
+fn content_length(headers: &[Header<'_>]) -> Result<Option<usize>, Error> {
+    let mut found: Option<usize> = None;
+    for h in headers
+        .iter()
+        .filter(|h| h.name == HeaderName::ContentLength)
+    {
+        let v = parse_u32(h.value).ok_or(Error::BadContentLength)?;
+        let v = usize::try_from(v).map_err(|_| Error::BadContentLength)?;
+        match found {
+            Some(prev) if prev != v => return Err(Error::ConflictingContentLength),
+            _ => found = Some(v),
+        }
+    }
+    Ok(found)
+}
+
+/// Length of leading CRLFs (RFC 3261 §7.5: ignored before a start line).
+fn leading_crlf(buf: &[u8]) -> usize {
+    buf.iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len())
+}
+
+/// Parses one UDP datagram. Octets after Content-Length are ignored (RFC 4475 §3.1.1.8);
+/// without Content-Length the body is the rest of the datagram (§18.3). A bad, conflicting or
+/// too large Content-Length is a defect of the request (answered 400), not a parse failure.
+pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>, Error> {
+    let skip = leading_crlf(buf);
+    let buf = buf.get(skip..).unwrap_or_default();
+    if buf.is_empty() {
+        return Err(Error::Empty);
+    }
+    let Status::Complete(head) = scan_head(buf, limits, true)? else {
+        return Err(Error::NoHeaderEnd);
+    };
+    let available = buf.len().saturating_sub(head.body_at);
+    let (body_len, defect) = match content_length(&head.headers) {
+        Ok(Some(n)) if n <= available => (n, None),
+        Ok(Some(_)) => (available, Some(Error::Truncated)),
+        Ok(None) => (available, None),
+        Err(e) => (available, Some(e)),
+    };
+    let end = head.body_at + body_len;
+    if end > limits.max_message_size {
+        return Err(Error::TooLarge);
+    }
+    build(buf.get(..end).unwrap_or_default(), head, defect)
+}
+
+/// Parses the first message of a stream buffer (RFC 3261 §18.3: Content-Length frames stream
+/// messages and is mandatory there). Leading CRLFs are skipped and counted in the consumed
+/// length. `Partial` until the whole message is buffered.
+pub fn parse_stream<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+) -> Result<Status<(Message<'b>, usize)>, Error> {
+    let skip = leading_crlf(buf);
+    let msg = buf.get(skip..).unwrap_or_default();
+    if msg.is_empty() {
+        return Ok(Status::Partial);
+    }
+    let Status::Complete(head) = scan_head(msg, limits, false)? else {
+        return Ok(Status::Partial);
+    };
+    let len = content_length(&head.headers)?.ok_or(Error::MissingContentLength)?;
+    let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
+    if end > limits.max_message_size {
+        return Err(Error::TooLarge);
+    }
+    let Some(raw) = msg.get(..end) else {
+        return Ok(Status::Partial);
+    };
+    Ok(Status::Complete((build(raw, head, None)?, skip + end)))
+}
+
+/// Length (including leading CRLFs) of the first complete message in a stream buffer.
+pub fn frame_stream(buf: &[u8], limits: &Limits) -> Result<Status<usize>, Error> {
+    Ok(match parse_stream(buf, limits)? {
+        Status::Complete((_, n)) => Status::Complete(n),
+        Status::Partial => Status::Partial,
+    })
+}
+
+/// RFC 5626 §4.4.1 keepalives at the front of a stream buffer:
+/// `Complete(Some(4))` for a CRLFCRLF ping (answer with CRLF), `Complete(Some(2))` for a lone
+/// CRLF (a pong or stray line break: skip it), `Partial` when the bytes so far are a prefix of a
+/// ping, `Complete(None)` when the buffer does not start with a keepalive.
+pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
+    if buf.starts_with(b"\r\n\r\n") {
+        return Status::Complete(Some(4));
+    }
+    if b"\r\n\r\n".starts_with(buf) && !buf.is_empty() {
+        return Status::Partial;
+    }
+    if buf.starts_with(b"\r\n") {
+        return Status::Complete(Some(2));
+    }
+    Status::Complete(None)
+}
+
+fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Message<'b>, Error> {
+    let body = raw.get(head.body_at..).unwrap_or_default();
+    if let Some(rest) = head.start.strip_prefix(b"SIP/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp = memchr(b' ', rest).ok_or(Error::BadStartLine)?;
+        let after = rest.get(sp + 1..).unwrap_or_default();
+        let (code, reason) = match memchr(b' ', after) {
+            Some(i) => (
+                after.get(..i).unwrap_or_default(),
+                after.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (after, &b""[..]),
+        };
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+            return Err(Error::BadStatusCode);
+        }
+        let status = parse_u32(code)
+            .and_then(|c| u16::try_from(c).ok())
+            .ok_or(Error::BadStatusCode)?;
+        if !(100..=699).contains(&status) {
+            return Err(Error::BadStatusCode);
+        }
+        let mut resp = Response {
+            raw,
+            status: StatusCode(status),
+            reason,
+            headers: head.headers,
+            body,
+            defect,
+        };
+        resp.defect = resp.defect.or_else(|| common_defect(&resp.headers));
+        return Ok(Message::Response(resp));
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version
+    let start = head.start;
+    let sp1 = memchr(b' ', start).ok_or(Error::BadStartLine)?;
+    let sp2 = start
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(Error::BadStartLine)?;
+    let method = start.get(..sp1).unwrap_or_default();
+    let version = start.get(sp2 + 1..).unwrap_or_default();
+    if sp2 <= sp1 || method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+        return Err(Error::BadStartLine);
+    }
+    if !version.starts_with(b"SIP/") || version.len() < 5 {
+        return Err(Error::BadStartLine);
+    }
+    let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
+    let uri = trim_lws(middle);
+    // Extra SP between elements, or white space inside the URI (RFC 4475 §3.1.2.8-3.1.2.10).
+    let mut defect = defect;
+    if uri.len() != middle.len() || uri.is_empty() || uri.iter().any(|&b| b == b' ' || b == b'\t') {
+        defect = defect.or(Some(Error::BadStartLine));
+    }
+    let mut req = Request {
+        raw,
+        method: Method(method),
+        uri,
+        version,
+        headers: head.headers,
+        body,
+        defect,
+    };
+    req.defect = req.defect.or_else(|| request_defect(&req));
+    Ok(Message::Request(req))
+}
+
+/// Headers that must appear exactly once in every message (§8.1.1, RFC 4475 §3.3.1, §3.3.8).
+const SINGLE: &[(HeaderName, &str)] = &[
+    (HeaderName::From, "From"),
+    (HeaderName::To, "To"),
+    (HeaderName::CallId, "Call-ID"),
+    (HeaderName::CSeq, "CSeq"),
+];
+
+fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
+    if !headers.iter().any(|h| h.name == HeaderName::Via) {
+        return Some(Error::MissingHeader("Via"));
+    }
+    for (name, text) in SINGLE {
+        match headers.iter().filter(|h| h.name == *name).count() {
+            0 => return Some(Error::MissingHeader(text)),
+            1 => {}
+            _ => return Some(Error::DuplicateHeader(text)),
+        }
+    }
+    let max_forwards = headers
+        .iter()
+        .filter(|h| h.name == HeaderName::MaxForwards)
+        .count();
+    if max_forwards > 1 {
+        return Some(Error::DuplicateHeader("Max-Forwards"));
+    }
+    None
+}
+
+fn request_defect(req: &Request<'_>) -> Option<Error> {
+    if let Some(e) = common_defect(&req.headers) {
+        return Some(e);
+    }
+    for via in req.vias() {
+        if let Err(e) = via {
+            return Some(e);
+        }
+    }
+    if let Err(e) = Uri::parse(req.uri) {
+        return Some(e);
+    }
+    let cseq = match req.cseq() {
+        Ok(c) => c,
+        Err(e) => return Some(e),
+    };
+    if cseq.method != req.method {
+        return Some(Error::CSeqMethodMismatch);
+    }
+    if let Err(e) = req.from() {
+        return Some(e);
+    }
+    if let Err(e) = req.to() {
+        return Some(e);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REG: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bKnashds7;rport\r\n\
+Max-Forwards: 70\r\n\
+From: Bob <sip:bob@example.com>;tag=456248\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4>\r\n\
+Expires: 7200\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn req(buf: &[u8]) -> Request<'_> {
+        match parse_datagram(buf, &Limits::default()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn indexes_a_register() {
+        let r = req(REG);
+        assert_eq!(r.method(), Method::REGISTER);
+        assert_eq!(r.uri(), b"sip:example.com");
+        assert_eq!(r.version(), b"SIP/2.0");
+        assert_eq!(r.headers().len(), 9);
+        assert_eq!(r.call_id().unwrap(), b"843817637684230@998sdasdh09");
+        assert_eq!(r.cseq().unwrap().seq, 1826);
+        assert_eq!(r.expires().unwrap(), Some(7200));
+        assert_eq!(r.max_forwards().unwrap(), Some(70));
+        assert_eq!(r.defect(), None);
+        assert!(r.body().is_empty());
+        assert_eq!(r.as_bytes().len(), REG.len());
+    }
+
+    #[test]
+    fn compact_forms_folding_and_case() {
+        let msg = b"REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+f: <sip:a@example.com>;tag=1\r\nt: <sip:a@example.com>\r\ni: abc\r\nCSEQ: 1\r\n  REGISTER\r\n\
+m: <sip:a@h>\r\nl: 0\r\n\r\n";
+        let r = req(msg);
+        assert_eq!(r.defect(), None, "{:?}", r.defect());
+        assert_eq!(r.call_id().unwrap(), b"abc");
+        let cseq = r.cseq().unwrap();
+        assert_eq!((cseq.seq, cseq.method), (1, Method::REGISTER));
+        assert_eq!(r.contacts().count(), 1);
+        assert_eq!(r.header(HeaderName::CSeq).unwrap(), b"1\r\n  REGISTER");
+    }
+
+    #[test]
+    fn bare_lf_line_ends() {
+        let lf: Vec<u8> = REG.iter().copied().filter(|&b| b != b'\r').collect();
+        let r = req(&lf);
+        assert_eq!(r.defect(), None);
+        assert_eq!(r.headers().len(), 9);
+    }
+
+    #[test]
+    fn datagram_content_length_rules() {
+        let with_body = |cl: &str, body: &str| {
+            format!("OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n{cl}\r\n{body}")
+        };
+        let m = with_body("Content-Length: 3\r\n", "abcTRAILING");
+        assert_eq!(req(m.as_bytes()).body(), b"abc");
+        let m = with_body("", "rest of it");
+        assert_eq!(req(m.as_bytes()).body(), b"rest of it");
+        let m = with_body("Content-Length: 99\r\n", "abc");
+        assert_eq!(req(m.as_bytes()).defect(), Some(Error::Truncated));
+        let m = with_body("Content-Length: -3\r\n", "abc");
+        assert_eq!(req(m.as_bytes()).defect(), Some(Error::BadContentLength));
+        let m = with_body("Content-Length: 3\r\nl: 2\r\n", "abc");
+        assert_eq!(
+            req(m.as_bytes()).defect(),
+            Some(Error::ConflictingContentLength)
+        );
+    }
+
+    #[test]
+    fn lexical_errors() {
+        let limits = Limits::default();
+        assert_eq!(parse_datagram(b"", &limits).unwrap_err(), Error::Empty);
+        assert_eq!(
+            parse_datagram(b"\r\n\r\n", &limits).unwrap_err(),
+            Error::Empty
+        );
+        assert_eq!(
+            parse_datagram(b"garbage\r\n\r\n", &limits).unwrap_err(),
+            Error::BadStartLine
+        );
+        assert_eq!(
+            parse_datagram(b"OPTIONS sip:x SIP/2.0\r\nNoColonHere\r\n\r\n", &limits).unwrap_err(),
+            Error::BadHeader
+        );
+        assert_eq!(
+            parse_datagram(b"OPTIONS sip:x SIP/2.0\r\n folded-first\r\n\r\n", &limits).unwrap_err(),
+            Error::BadHeader
+        );
+        assert_eq!(
+            parse_datagram(b"SIP/2.0 4294967301 Big\r\n\r\n", &limits).unwrap_err(),
+            Error::BadStatusCode
+        );
+        assert_eq!(
+            parse_datagram(b"SIP/2.0 099 X\r\n\r\n", &limits).unwrap_err(),
+            Error::BadStatusCode
+        );
+        let small = Limits {
+            max_message_size: 64,
+            ..limits
+        };
+        assert_eq!(parse_datagram(REG, &small).unwrap_err(), Error::TooLarge);
+        let few = Limits {
+            max_headers: 3,
+            ..limits
+        };
+        assert_eq!(
+            parse_datagram(REG, &few).unwrap_err(),
+            Error::TooManyHeaders
+        );
+    }
+
+    #[test]
+    fn semantic_defects() {
+        let cases: &[(&str, &str, Error)] = &[
+            (
+                "Call-ID: x\r\n",
+                "Call-ID: y\r\n",
+                Error::DuplicateHeader("Call-ID"),
+            ),
+            (
+                "CSeq: 1826 REGISTER\r\n",
+                "CSeq: 1826 INVITE\r\n",
+                Error::CSeqMethodMismatch,
+            ),
+            (
+                "CSeq: 1826 REGISTER\r\n",
+                "CSeq: 4294967296 REGISTER\r\n",
+                Error::BadCSeq,
+            ),
+            (
+                "To: Bob <sip:bob@example.com>\r\n",
+                "",
+                Error::MissingHeader("To"),
+            ),
+            (
+                "Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bKnashds7;rport\r\n",
+                "Via: SIP/2.0/UDP 192.0.2.4;;,;,,\r\n",
+                Error::BadVia,
+            ),
+            (
+                "From: Bob <sip:bob@example.com>;tag=456248\r\n",
+                "From: \"Bob <sip:bob@example.com>;tag=456248\r\n",
+                Error::BadNameAddr,
+            ),
+        ];
+        for (from, to, want) in cases {
+            let text = String::from_utf8(REG.to_vec()).unwrap();
+            let text = if from.starts_with("Call-ID") {
+                text.replace("Content-Length", &format!("{to}Content-Length"))
+            } else {
+                text.replace(from, to)
+            };
+            assert_eq!(req(text.as_bytes()).defect(), Some(*want), "{to}");
+        }
+        let spaced =
+            String::from_utf8(REG.to_vec())
+                .unwrap()
+                .replacen("REGISTER sip", "REGISTER  sip", 1);
+        assert_eq!(req(spaced.as_bytes()).defect(), Some(Error::BadStartLine));
+    }
+
+    #[test]
+    fn stream_framing_every_split() {
+        let mut two = REG.to_vec();
+        two.extend_from_slice(b"\r\n\r\n");
+        two.extend_from_slice(REG);
+        let limits = Limits::default();
+        for split in 0..REG.len() {
+            assert_eq!(
+                frame_stream(&REG[..split], &limits).unwrap(),
+                Status::Partial,
+                "at {split}"
+            );
+        }
+        assert_eq!(
+            frame_stream(&two, &limits).unwrap(),
+            Status::Complete(REG.len())
+        );
+        let rest = &two[REG.len()..];
+        assert_eq!(
+            frame_stream(rest, &limits).unwrap(),
+            Status::Complete(rest.len())
+        );
+        let no_cl = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n\r\n";
+        assert_eq!(
+            frame_stream(no_cl, &limits).unwrap_err(),
+            Error::MissingContentLength
+        );
+        let huge = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n";
+        assert_eq!(frame_stream(huge, &limits).unwrap_err(), Error::TooLarge);
+        let endless = vec![b'a'; 70_000];
+        assert_eq!(
+            frame_stream(&endless, &limits).unwrap_err(),
+            Error::TooLarge
+        );
+    }
+
+    #[test]
+    fn keepalives() {
+        assert_eq!(
+            keepalive_len(b"\r\n\r\nREGISTER"),
+            Status::Complete(Some(4))
+        );
+        assert_eq!(keepalive_len(b"\r\nREG"), Status::Complete(Some(2)));
+        assert_eq!(keepalive_len(b"\r\n"), Status::Partial);
+        assert_eq!(keepalive_len(b"\r\n\r"), Status::Partial);
+        assert_eq!(keepalive_len(b"\r"), Status::Partial);
+        assert_eq!(keepalive_len(b"REGISTER"), Status::Complete(None));
+        assert_eq!(keepalive_len(b""), Status::Complete(None));
+    }
+
+    #[test]
+    fn responses() {
+        let msg = b"SIP/2.0 100 \r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Response(r)) = parse_datagram(msg, &Limits::default()) else {
+            panic!()
+        };
+        assert_eq!(r.status(), StatusCode(100));
+        assert_eq!(r.reason(), b"");
+        assert_eq!(r.defect(), None);
+    }
+}

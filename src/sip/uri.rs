@@ -1,0 +1,441 @@
+//! SIP/SIPS/tel URIs (RFC 3261 §19.1, RFC 3966): zero-copy parsing, §19.1.4 comparison and
+//! address-of-record canonicalisation (§10.3 step 5).
+
+use std::fmt::Write as _;
+
+use memchr::memchr;
+
+use super::header::{split_host_port, Params};
+use super::Error;
+
+/// URI scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+    /// `tel:`
+    Tel,
+    /// Any other scheme (kept opaque).
+    Other,
+}
+
+/// A URI view. For `Other` schemes only `scheme` and `raw` are meaningful.
+#[derive(Clone, Copy, Debug)]
+pub struct Uri<'b> {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// The whole URI as written.
+    pub raw: &'b [u8],
+    /// User part (escapes kept), for sip/sips; the number for tel.
+    pub user: Option<&'b [u8]>,
+    /// Password (discouraged, §19.1.1).
+    pub password: Option<&'b [u8]>,
+    /// Host (IPv6 references keep their brackets).
+    pub host: &'b [u8],
+    /// Explicit port.
+    pub port: Option<u16>,
+    /// uri-parameters.
+    pub params: Params<'b>,
+    /// Headers after `?` (escapes kept).
+    pub headers: &'b [u8],
+}
+
+impl<'b> Uri<'b> {
+    /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix.
+    pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
+        let colon = memchr(b':', raw).ok_or(Error::BadUri)?;
+        let scheme_text = raw.get(..colon).unwrap_or_default();
+        let valid_scheme = scheme_text.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme_text
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !valid_scheme {
+            return Err(Error::BadUri);
+        }
+        let rest = raw.get(colon + 1..).unwrap_or_default();
+        if rest.is_empty() || rest.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            return Err(Error::BadUri);
+        }
+        let scheme = if scheme_text.eq_ignore_ascii_case(b"sip") {
+            Scheme::Sip
+        } else if scheme_text.eq_ignore_ascii_case(b"sips") {
+            Scheme::Sips
+        } else if scheme_text.eq_ignore_ascii_case(b"tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other
+        };
+        let mut uri = Self {
+            scheme,
+            raw,
+            user: None,
+            password: None,
+            host: b"",
+            port: None,
+            params: Params::default(),
+            headers: b"",
+        };
+        match scheme {
+            Scheme::Other => {}
+            Scheme::Tel => {
+                let semi = memchr(b';', rest).unwrap_or(rest.len());
+                uri.user = Some(rest.get(..semi).unwrap_or_default());
+                uri.params = Params::new(rest.get(semi..).unwrap_or_default());
+            }
+            Scheme::Sip | Scheme::Sips => {
+                // The user part may contain ';' and '?' (RFC 4475 §3.1.1.2, §3.1.1.9) but not an
+                // unescaped '@', and headers cannot contain '@': userinfo ends at the last '@'.
+                let after_user = match memchr::memrchr(b'@', rest) {
+                    Some(at) => {
+                        let userinfo = rest.get(..at).unwrap_or_default();
+                        let (user, password) = match memchr(b':', userinfo) {
+                            Some(c) => {
+                                (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..))
+                            }
+                            None => (userinfo, None),
+                        };
+                        if user.is_empty() || !valid_escapes(user) {
+                            return Err(Error::BadUri);
+                        }
+                        uri.user = Some(user);
+                        uri.password = password;
+                        rest.get(at + 1..).unwrap_or_default()
+                    }
+                    None => rest,
+                };
+                let q = memchr(b'?', after_user).unwrap_or(after_user.len());
+                uri.headers = after_user.get(q + 1..).unwrap_or_default();
+                let host_part = after_user.get(..q).unwrap_or_default();
+                let semi = if host_part.first() == Some(&b'[') {
+                    memchr(b']', host_part).and_then(|close| {
+                        memchr(b';', host_part.get(close..).unwrap_or_default()).map(|s| s + close)
+                    })
+                } else {
+                    memchr(b';', host_part)
+                }
+                .unwrap_or(host_part.len());
+                let (host, port) = split_host_port(host_part.get(..semi).unwrap_or_default())
+                    .ok_or(Error::BadUri)?;
+                uri.host = host;
+                uri.port = port;
+                uri.params = Params::new(host_part.get(semi..).unwrap_or_default());
+                if !uri.params.validate() || !valid_escapes(uri.headers) {
+                    return Err(Error::BadUri);
+                }
+            }
+        }
+        Ok(uri)
+    }
+
+    /// RFC 3261 §19.1.4 equality for sip/sips (and exact comparison of tel numbers): scheme,
+    /// user and password case-sensitive after unescaping, host case-insensitive, an explicit
+    /// port differs from an absent one, `user`/`ttl`/`method`/`maddr`/`transport` must match when
+    /// either side has them, other parameters only when both sides have them, headers must all
+    /// match. Other schemes compare case-insensitively as a whole.
+    pub fn equivalent(&self, other: &Uri<'_>) -> bool {
+        if self.scheme != other.scheme {
+            return false;
+        }
+        match self.scheme {
+            Scheme::Other => return self.raw.eq_ignore_ascii_case(other.raw),
+            Scheme::Tel => {
+                return unescaped_eq(
+                    self.user.unwrap_or_default(),
+                    other.user.unwrap_or_default(),
+                    false,
+                )
+            }
+            Scheme::Sip | Scheme::Sips => {}
+        }
+        let opt_eq = |a: Option<&[u8]>, b: Option<&[u8]>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => unescaped_eq(a, b, false),
+            _ => false,
+        };
+        if !opt_eq(self.user, other.user)
+            || !opt_eq(self.password, other.password)
+            || !unescaped_eq(self.host, other.host, true)
+            || self.port != other.port
+        {
+            return false;
+        }
+        const MUST_MATCH: [&[u8]; 5] = [b"user", b"ttl", b"method", b"maddr", b"transport"];
+        for (name, value) in self.params.iter() {
+            match other.params.get(name) {
+                Some(v)
+                    if !unescaped_eq(value.unwrap_or_default(), v.unwrap_or_default(), true) =>
+                {
+                    return false
+                }
+                Some(_) => {}
+                None if MUST_MATCH.iter().any(|m| m.eq_ignore_ascii_case(name)) => return false,
+                None => {}
+            }
+        }
+        for (name, _) in other.params.iter() {
+            if self.params.get(name).is_none()
+                && MUST_MATCH.iter().any(|m| m.eq_ignore_ascii_case(name))
+            {
+                return false;
+            }
+        }
+        headers_equal(self.headers, other.headers)
+    }
+
+    /// Appends the canonical address-of-record: `sip:user@host[:port]` with scheme and host
+    /// lower-cased, the user unescaped and re-escaped canonically (only characters that need it,
+    /// upper-case hex), parameters and headers dropped; `tel:number` for tel URIs. Err for
+    /// other schemes.
+    pub fn write_aor(&self, out: &mut String) -> Result<(), Error> {
+        match self.scheme {
+            Scheme::Sip => out.push_str("sip:"),
+            Scheme::Sips => out.push_str("sips:"),
+            Scheme::Tel => {
+                out.push_str("tel:");
+                canonical_user(self.user.unwrap_or_default(), out);
+                return Ok(());
+            }
+            Scheme::Other => return Err(Error::BadUri),
+        }
+        if let Some(user) = self.user {
+            canonical_user(user, out);
+            out.push('@');
+        }
+        for &b in self.host {
+            out.push(char::from(b.to_ascii_lowercase()));
+        }
+        if let Some(port) = self.port {
+            let _ = write!(out, ":{port}");
+        }
+        Ok(())
+    }
+}
+
+/// `%HH` sequences are well formed.
+fn valid_escapes(s: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            match s.get(i + 1..i + 3) {
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Iterates the bytes of `s` with `%HH` decoded.
+fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        if b == b'%' {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                i += 3;
+                return Some(v);
+            }
+        }
+        i += 1;
+        Some(b)
+    })
+}
+
+fn unescaped_eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
+    let mut x = unescaped(a);
+    let mut y = unescaped(b);
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(p), Some(q)) if p == q || (ignore_case && p.eq_ignore_ascii_case(&q)) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Headers compare as unordered sets of `name=value`, all of which must match (§19.1.4).
+fn headers_equal(a: &[u8], b: &[u8]) -> bool {
+    let items = |s: &[u8]| s.split(|&c| c == b'&').filter(|i| !i.is_empty()).count();
+    if items(a) != items(b) {
+        return false;
+    }
+    a.split(|&c| c == b'&')
+        .filter(|i| !i.is_empty())
+        .all(|item| {
+            let (name, value) = match memchr(b'=', item) {
+                Some(eq) => (
+                    item.get(..eq).unwrap_or_default(),
+                    item.get(eq + 1..).unwrap_or_default(),
+                ),
+                None => (item, &b""[..]),
+            };
+            b.split(|&c| c == b'&').any(|other| {
+                let (n, v) = match memchr(b'=', other) {
+                    Some(eq) => (
+                        other.get(..eq).unwrap_or_default(),
+                        other.get(eq + 1..).unwrap_or_default(),
+                    ),
+                    None => (other, &b""[..]),
+                };
+                unescaped_eq(name, n, true) && unescaped_eq(value, v, false)
+            })
+        })
+}
+
+/// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
+fn canonical_user(user: &[u8], out: &mut String) {
+    for b in unescaped(user) {
+        let literal = b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b);
+        if literal {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sip_uris() {
+        let u = Uri::parse(
+            b"sips:alice:pw@Atlanta.com:5061;transport=tcp;lr?subject=project%20x&priority=urgent",
+        )
+        .unwrap();
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"pw"[..]));
+        assert_eq!(u.host, b"Atlanta.com");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.params.get(b"lr"), Some(None));
+        assert_eq!(u.headers, b"subject=project%20x&priority=urgent");
+        let u = Uri::parse(b"sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, b"example.com");
+        let u = Uri::parse(b"sip:[2001:db8::10:5070]").unwrap();
+        assert_eq!((u.host, u.port), (&b"[2001:db8::10:5070]"[..], None));
+        let u = Uri::parse(b"sip:[2001:db8::10]:5070;transport=udp").unwrap();
+        assert_eq!((u.host, u.port), (&b"[2001:db8::10]"[..], Some(5070)));
+        let u = Uri::parse(b"tel:+1-972-555-2222;phone-context=x").unwrap();
+        assert_eq!(u.user, Some(&b"+1-972-555-2222"[..]));
+        let u = Uri::parse(b"mailto:bob@biloxi.example.com").unwrap();
+        assert_eq!(u.scheme, Scheme::Other);
+        for bad in [
+            &b"sip:2001:db8::10"[..],
+            b"sip:",
+            b"<sip:a@b>",
+            b"sip:a@b c",
+            b"nocolon",
+            b"sip:a@",
+            b"sip:%zz@h",
+            b"sip:h:70000",
+            b"1sip:a@b",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// The equal and non-equal examples of RFC 3261 §19.1.4.
+    #[test]
+    fn rfc3261_19_1_4_examples() {
+        let equal: &[(&[u8], &[u8])] = &[
+            (
+                b"sip:%61lice@atlanta.com;transport=TCP",
+                b"sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
+            (
+                b"sip:carol@chicago.com",
+                b"sip:carol@chicago.com;newparam=5",
+            ),
+            (
+                b"sip:carol@chicago.com",
+                b"sip:carol@chicago.com;security=on",
+            ),
+            (
+                b"sip:carol@chicago.com;newparam=5",
+                b"sip:carol@chicago.com;security=on",
+            ),
+            (
+                b"sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                b"sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                b"sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                b"sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
+        ];
+        for (a, b) in equal {
+            let (x, y) = (Uri::parse(a).unwrap(), Uri::parse(b).unwrap());
+            assert!(
+                x.equivalent(&y) && y.equivalent(&x),
+                "{} == {}",
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b)
+            );
+        }
+        let different: &[(&[u8], &[u8])] = &[
+            (
+                b"SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                b"sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
+            (b"sip:bob@biloxi.com", b"sip:bob@biloxi.com:5060"),
+            (b"sip:bob@biloxi.com", b"sip:bob@biloxi.com;transport=udp"),
+            (
+                b"sip:bob@biloxi.com",
+                b"sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                b"sip:carol@chicago.com",
+                b"sip:carol@chicago.com?Subject=next%20meeting",
+            ),
+            (b"sip:bob@phone21.boxesbybob.com", b"sip:bob@192.0.2.4"),
+            (b"sip:bob@biloxi.com", b"sips:bob@biloxi.com"),
+        ];
+        for (a, b) in different {
+            let (x, y) = (Uri::parse(a).unwrap(), Uri::parse(b).unwrap());
+            assert!(
+                !x.equivalent(&y) && !y.equivalent(&x),
+                "{} != {}",
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b)
+            );
+        }
+    }
+
+    #[test]
+    fn aor_canonicalisation() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"SIP:Bob@BILOXI.example.COM;transport=tcp?x=y",
+                "sip:Bob@biloxi.example.com",
+            ),
+            (b"sips:b%6fb@example.com:5061", "sips:bob@example.com:5061"),
+            (
+                b"sip:null-%00-null@example.com",
+                "sip:null-%00-null@example.com",
+            ),
+            (b"sip:example.com", "sip:example.com"),
+            (b"tel:+15551234;phone-context=x", "tel:+15551234"),
+        ];
+        for (raw, want) in cases {
+            let mut s = String::new();
+            Uri::parse(raw).unwrap().write_aor(&mut s).unwrap();
+            assert_eq!(&s, want);
+        }
+        let mut s = String::new();
+        assert!(Uri::parse(b"isbn:2983792873")
+            .unwrap()
+            .write_aor(&mut s)
+            .is_err());
+    }
+}

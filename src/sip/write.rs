@@ -1,0 +1,234 @@
+//! Response writer (RFC 3261 §8.2.6) into a caller-owned buffer, and the Date header format.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use super::header::{CommaSplit, HeaderName, Via};
+use super::parse::Request;
+use super::StatusCode;
+
+/// Writes one response. Created from the request it answers; headers are appended in call
+/// order; [`ResponseWriter::finish`] adds Content-Length and the body.
+#[derive(Debug)]
+pub struct ResponseWriter<'o> {
+    out: &'o mut Vec<u8>,
+    start: usize,
+}
+
+impl<'o> ResponseWriter<'o> {
+    /// Writes the status line and the headers copied from the request (§8.2.6.2): every Via in
+    /// order — the top one with `received=<source ip>` and, when the request asked with a
+    /// valueless `rport`, `rport=<source port>` (§18.2.1, RFC 3581 §4) — From, To (with
+    /// `;tag=<to_tag>` added when the request's To has none), Call-ID and CSeq.
+    pub fn new(
+        out: &'o mut Vec<u8>,
+        status: StatusCode,
+        reason: Option<&str>,
+        req: &Request<'_>,
+        to_tag: &[u8],
+        received: Option<SocketAddr>,
+    ) -> Self {
+        let start = out.len();
+        let reason = reason.unwrap_or_else(|| status.reason());
+        let _ = write!(out, "SIP/2.0 {} {reason}\r\n", status.0);
+        let mut top = true;
+        for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+            out.extend_from_slice(b"Via: ");
+            if top {
+                top = false;
+                let mut values = CommaSplit::new(h.value);
+                let first = values.next().unwrap_or_default();
+                write_top_via(out, first, received);
+                for v in values {
+                    out.extend_from_slice(b", ");
+                    out.extend_from_slice(v);
+                }
+            } else {
+                out.extend_from_slice(h.value);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        for h in req.headers() {
+            match h.name {
+                HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    out.extend_from_slice(h.name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(h.value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                HeaderName::To => {
+                    out.extend_from_slice(b"To: ");
+                    out.extend_from_slice(h.value);
+                    let has_tag = req.to().is_ok_and(|t| t.tag().is_some());
+                    if !has_tag && !to_tag.is_empty() {
+                        out.extend_from_slice(b";tag=");
+                        out.extend_from_slice(to_tag);
+                    }
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => {}
+            }
+        }
+        Self { out, start }
+    }
+
+    /// Appends `name: value`.
+    pub fn header(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value);
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Appends `name: <formatted value>`.
+    pub fn header_fmt(&mut self, name: &str, args: std::fmt::Arguments<'_>) -> &mut Self {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        let _ = self.out.write_fmt(args);
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Appends `Contact: <uri>;expires=N` followed by `params` (raw, each starting with `;`).
+    pub fn contact(&mut self, uri: &[u8], expires: u32, params: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(b"Contact: <");
+        self.out.extend_from_slice(uri);
+        let _ = write!(self.out, ">;expires={expires}");
+        self.out.extend_from_slice(params);
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Lets `f` append whole, CRLF-terminated header lines.
+    pub fn raw(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        f(self.out);
+        self
+    }
+
+    /// Appends Content-Length and the body; returns the response's length.
+    pub fn finish(self, body: &[u8]) -> usize {
+        let _ = write!(self.out, "Content-Length: {}\r\n\r\n", body.len());
+        self.out.extend_from_slice(body);
+        self.out.len() - self.start
+    }
+}
+
+/// The top Via with `received`/`rport` set from the packet source. A Via that does not parse is
+/// copied as it is.
+fn write_top_via(out: &mut Vec<u8>, value: &[u8], received: Option<SocketAddr>) {
+    let (Some(source), Ok(via)) = (received, Via::parse(value)) else {
+        out.extend_from_slice(value);
+        return;
+    };
+    // Everything before the parameters, then the parameters minus received/rport.
+    let params_at = via.raw.len() - via.params.raw().len();
+    out.extend_from_slice(via.raw.get(..params_at).unwrap_or_default());
+    let mut rport = false;
+    for seg in via.params.segments() {
+        let name = seg.get(1..).unwrap_or_default();
+        let name = name.split(|&b| b == b'=').next().unwrap_or_default();
+        let name = super::trim_lws(name);
+        if name.eq_ignore_ascii_case(b"received") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"rport") {
+            rport = true;
+            continue;
+        }
+        out.extend_from_slice(seg);
+    }
+    let _ = write!(out, ";received={}", source.ip());
+    if rport {
+        let _ = write!(out, ";rport={}", source.port());
+    }
+}
+
+/// Appends the RFC 1123 date (`Sat, 13 Nov 2010 23:29:00 GMT`, §20.17) for Unix seconds.
+pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), days since 1970-01-01.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut s = String::with_capacity(32);
+    let _ = write!(
+        s,
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[usize::try_from(days % 7).unwrap_or(0)],
+        MONTHS[usize::try_from(month - 1).unwrap_or(0)],
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::{parse_datagram, Limits, Message};
+
+    #[test]
+    fn http_dates() {
+        let table: &[(u64, &str)] = &[
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (1_289_690_940, "Sat, 13 Nov 2010 23:29:00 GMT"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 GMT"),
+        ];
+        for (secs, want) in table {
+            let mut out = Vec::new();
+            write_http_date(&mut out, *secs);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), *want);
+        }
+    }
+
+    #[test]
+    fn copies_headers_and_sets_received() {
+        let req = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;received=1.2.3.4;branch=z9hG4bK1;rport, SIP/2.0/UDP proxy;branch=z9hG4bK0\r\n\
+v: SIP/2.0/UDP third;branch=z9hG4bKx\r\n\
+From: <sip:a@example.com>;tag=f\r\nTo: <sip:a@example.com>\r\nCall-ID: c1\r\nCSeq: 2 REGISTER\r\n\
+Content-Length: 0\r\n\r\n";
+        let Ok(Message::Request(r)) = parse_datagram(req, &Limits::default()) else {
+            panic!()
+        };
+        let mut out = Vec::new();
+        let mut w = ResponseWriter::new(
+            &mut out,
+            StatusCode::OK,
+            None,
+            &r,
+            b"t0",
+            Some("203.0.113.9:4444".parse().unwrap()),
+        );
+        w.contact(b"sip:a@10.0.0.1", 60, b";q=0.5");
+        let len = w.finish(b"");
+        assert_eq!(len, out.len());
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;received=203.0.113.9;rport=4444, SIP/2.0/UDP proxy;branch=z9hG4bK0\r\nVia: SIP/2.0/UDP third;branch=z9hG4bKx\r\n"), "{text}");
+        assert!(text.contains("To: <sip:a@example.com>;tag=t0\r\n"));
+        assert!(text.contains("Contact: <sip:a@10.0.0.1>;expires=60;q=0.5\r\n"));
+        // The response parses and keeps the dialog identifiers.
+        let Ok(Message::Response(resp)) = parse_datagram(&out, &Limits::default()) else {
+            panic!("{text}")
+        };
+        assert_eq!(resp.call_id().unwrap(), b"c1");
+        assert_eq!(resp.cseq().unwrap().seq, 2);
+        assert_eq!(resp.vias().count(), 3);
+        assert_eq!(resp.to().unwrap().tag(), Some(&b"t0"[..]));
+    }
+}

@@ -1,0 +1,306 @@
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const T0: u32 = 1_700_000_000;
+
+fn at(secs: u32) -> Instant {
+    Instant::from_secs(u64::from(secs))
+}
+
+fn nb(contact: &str, expires_at: u32) -> NewBinding<'_> {
+    NewBinding {
+        contact: contact.as_bytes(),
+        params: b"",
+        call_id: b"cid",
+        cseq: 1,
+        expires_at,
+        q: None,
+        instance: None,
+        reg_id: None,
+        path: b"",
+        source: "192.0.2.1:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        conn: None,
+        user_agent: b"ua",
+        registered_at: T0,
+    }
+}
+
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl ChangeFeed for Log {
+    fn on_change(&self, c: &Change<'_>) {
+        let (k, aor, b) = match c {
+            Change::Inserted { aor, binding } => ("ins", aor, binding),
+            Change::Refreshed { aor, binding } => ("ref", aor, binding),
+            Change::Removed { aor, binding } => ("rem", aor, binding),
+            Change::Expired { aor, binding } => ("exp", aor, binding),
+        };
+        let contact = String::from_utf8_lossy(b.contact()).into_owned();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{k} {} {contact}", aor.as_str()));
+    }
+}
+
+impl Log {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn logged() -> (Store, Arc<Log>) {
+    let log = Arc::new(Log::default());
+    let cfg = StoreConfig {
+        capacity: 16,
+        shards: 4,
+        max_expires: 3600,
+    };
+    (Store::with_feed(&cfg, log.clone()), log)
+}
+
+#[test]
+fn push_replace_remove_with_events_in_order() {
+    let (store, log) = logged();
+    let a = AorKey::new("sip:a@example.com");
+    store.modify(&a, at(T0), |b| {
+        b.push(&nb("sip:a@1", T0 + 60));
+        b.push(&nb("sip:a@2", T0 + 60));
+        b.replace(0, &nb("sip:a@1", T0 + 120));
+        b.replace(9, &nb("sip:nope", T0 + 120));
+        b.remove(1);
+        b.remove(7);
+    });
+    assert_eq!(
+        log.take(),
+        vec![
+            "ins sip:a@example.com sip:a@1",
+            "ins sip:a@example.com sip:a@2",
+            "ref sip:a@example.com sip:a@1",
+            "rem sip:a@example.com sip:a@2"
+        ]
+    );
+    assert_eq!((store.aor_count(), store.binding_count()), (1, 1));
+    let seen = store.lookup(&a, at(T0), |it| {
+        it.map(|b| b.expires_at()).collect::<Vec<_>>()
+    });
+    assert_eq!(seen, Some(vec![T0 + 120]));
+    store.modify(&a, at(T0), |b| b.clear());
+    assert_eq!(log.take(), vec!["rem sip:a@example.com sip:a@1"]);
+    assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
+    assert!(store.map.get(&a).is_none(), "empty entry deleted");
+    assert!(store.lookup(&a, at(T0), |_| ()).is_none());
+}
+
+#[test]
+fn expired_bindings_are_invisible_then_purged() {
+    let (store, log) = logged();
+    let a = AorKey::new("sip:a@example.com");
+    store.modify(&a, at(T0), |b| {
+        b.push(&nb("sip:short", T0 + 10));
+        b.push(&nb("sip:long", T0 + 100));
+    });
+    log.take();
+    let live = |now| store.lookup(&a, at(now), |it| it.count());
+    assert_eq!(live(T0 + 9), Some(2));
+    assert_eq!(live(T0 + 10), Some(1), "expiry instant is exclusive");
+    assert_eq!(live(T0 + 100), None);
+    // modify purges before the closure sees the list.
+    let n = store.modify(&a, at(T0 + 50), |b| b.len());
+    assert_eq!(n, 1);
+    assert_eq!(log.take(), vec!["exp sip:a@example.com sip:short"]);
+    assert_eq!(store.binding_count(), 1);
+}
+
+#[test]
+fn wheel_expires_exactly_the_due_bindings() {
+    let (store, log) = logged();
+    let a = AorKey::new("sip:a@x");
+    let b = AorKey::new("sip:b@x");
+    store.modify(&a, at(T0), |l| l.push(&nb("sip:a1", T0 + 30)));
+    store.modify(&b, at(T0), |l| l.push(&nb("sip:b1", T0 + 60)));
+    // Refresh a: its old wheel entry (T0+30) becomes stale.
+    store.modify(&a, at(T0 + 20), |l| l.replace(0, &nb("sip:a1", T0 + 90)));
+    log.take();
+    assert_eq!(store.poll_timeout(), Some(at(T0 + 30)));
+    assert_eq!(store.handle_timeout(at(T0 + 29)), 0);
+    assert_eq!(
+        store.handle_timeout(at(T0 + 45)),
+        0,
+        "stale entry expires nothing"
+    );
+    assert_eq!(store.handle_timeout(at(T0 + 60)), 1);
+    assert_eq!(log.take(), vec!["exp sip:b@x sip:b1"]);
+    // Removed before its time: never reported as expired.
+    store.modify(&a, at(T0 + 61), |l| l.remove(0));
+    log.take();
+    assert_eq!(store.handle_timeout(at(T0 + 200)), 0);
+    assert!(log.take().is_empty());
+    assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
+    // A sweep long after (more than one ring turn) still finds everything due.
+    store.modify(&a, at(T0 + 300), |l| l.push(&nb("sip:late", T0 + 400)));
+    assert_eq!(store.handle_timeout(at(T0 + 100_000)), 1);
+}
+
+#[test]
+fn oldest_and_load() {
+    let (store, log) = logged();
+    let a = AorKey::new("sip:a@x");
+    store.modify(&a, at(T0), |l| {
+        l.push(&NewBinding {
+            registered_at: T0 + 5,
+            ..nb("sip:1", T0 + 60)
+        });
+        l.push(&NewBinding {
+            registered_at: T0 + 1,
+            ..nb("sip:2", T0 + 60)
+        });
+        l.push(&NewBinding {
+            registered_at: T0 + 1,
+            ..nb("sip:3", T0 + 60)
+        });
+        assert_eq!(l.oldest(), Some(1));
+    });
+    log.take();
+    let c = AorKey::new("sip:c@x");
+    assert!(store.load(&c, &nb("sip:c1", T0 + 10), at(T0)));
+    assert!(
+        !store.load(&c, &nb("sip:c2", T0), at(T0)),
+        "expired not loaded"
+    );
+    assert!(log.take().is_empty(), "load emits no events");
+    assert_eq!((store.aor_count(), store.binding_count()), (2, 4));
+    assert_eq!(store.handle_timeout(at(T0 + 10)), 1);
+}
+
+#[test]
+fn concurrent_modifications_keep_counts_consistent() {
+    let store = Arc::new(Store::new(&StoreConfig {
+        capacity: 64,
+        shards: 8,
+        max_expires: 3600,
+    }));
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .spawn(move || {
+                    for i in 0..2000u32 {
+                        let aor = AorKey::new(&format!("sip:u{}@x", i % 50));
+                        let contact = format!("sip:c{}-{t}", i % 3);
+                        store.modify(&aor, at(T0), |l| {
+                            let pos = l.iter().position(|b| b.contact() == contact.as_bytes());
+                            match pos {
+                                Some(idx) if i % 2 == 0 => l.remove(idx),
+                                Some(idx) => l.replace(idx, &nb(&contact, T0 + 100)),
+                                None => l.push(&nb(&contact, T0 + 100)),
+                            }
+                        });
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut aors = 0;
+    let mut bindings = 0;
+    for entry in store.map.iter() {
+        aors += 1;
+        bindings += entry.value().len();
+        assert!(!entry.value().is_empty());
+    }
+    assert_eq!((store.aor_count(), store.binding_count()), (aors, bindings));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(u8, u8, u16),
+    Remove(u8, u8),
+    Advance(u16),
+    Sweep,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..4, 0u8..3, 1u16..200).prop_map(|(a, c, e)| Op::Push(a, c, e)),
+        (0u8..4, 0u8..3).prop_map(|(a, c)| Op::Remove(a, c)),
+        (1u16..120).prop_map(Op::Advance),
+        Just(Op::Sweep),
+    ]
+}
+
+proptest! {
+    /// Random operations give the same visible state as a plain model.
+    #[test]
+    fn matches_a_simple_model(ops in proptest::collection::vec(op(), 1..80)) {
+        let store = Store::new(&StoreConfig { capacity: 4, shards: 4, max_expires: 300 });
+        let mut model: BTreeMap<u8, Vec<(u8, u32)>> = BTreeMap::new();
+        let mut now = T0;
+        for op in ops {
+            match op {
+                Op::Push(a, c, e) => {
+                    let aor = AorKey::new(&format!("sip:{a}@x"));
+                    let contact = format!("sip:{c}");
+                    store.modify(&aor, at(now), |l| {
+                        let pos = l.iter().position(|b| b.contact() == contact.as_bytes());
+                            match pos {
+                            Some(i) => l.replace(i, &nb(&contact, now + u32::from(e))),
+                            None => l.push(&nb(&contact, now + u32::from(e))),
+                        }
+                    });
+                    let list = model.entry(a).or_default();
+                    list.retain(|(_, exp)| *exp > now);
+                    match list.iter_mut().find(|(mc, _)| *mc == c) {
+                        Some(slot) => slot.1 = now + u32::from(e),
+                        None => list.push((c, now + u32::from(e))),
+                    }
+                }
+                Op::Remove(a, c) => {
+                    let aor = AorKey::new(&format!("sip:{a}@x"));
+                    let contact = format!("sip:{c}");
+                    store.modify(&aor, at(now), |l| {
+                        let pos = l.iter().position(|b| b.contact() == contact.as_bytes());
+                        if let Some(i) = pos {
+                            l.remove(i);
+                        }
+                    });
+                    if let Some(list) = model.get_mut(&a) {
+                        list.retain(|(mc, exp)| *mc != c && *exp > now);
+                    }
+                }
+                Op::Advance(s) => now += u32::from(s),
+                Op::Sweep => {
+                    store.handle_timeout(at(now));
+                    for list in model.values_mut() {
+                        list.retain(|(_, exp)| *exp > now);
+                    }
+                }
+            }
+            for a in 0u8..4 {
+                let aor = AorKey::new(&format!("sip:{a}@x"));
+                let mut got: Vec<(u8, u32)> = store
+                    .lookup(&aor, at(now), |it| {
+                        it.map(|b| (b.contact()[4] - b'0', b.expires_at())).collect()
+                    })
+                    .unwrap_or_default();
+                let mut want: Vec<(u8, u32)> = model
+                    .get(&a)
+                    .map(|l| l.iter().copied().filter(|(_, exp)| *exp > now).collect())
+                    .unwrap_or_default();
+                got.sort_unstable();
+                want.sort_unstable();
+                prop_assert_eq!(got, want);
+            }
+        }
+        store.handle_timeout(at(now + 1000));
+        prop_assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
+    }
+}
