@@ -8,7 +8,9 @@
 //! | authentication | [`auth`] | HTTP Digest (RFC 2617/7616/8760) challenges and verification, stateless nonces, credentials |
 //! | location service | [`store`] | bindings per address-of-record in a sharded concurrent map, expiry, change feed |
 //! | registrar | [`engine`] | RFC 3261 §10.3 processing: bytes in, response bytes out |
-//! | runtime | `runtime` | the only place with sockets, threads, io_uring and the clock |
+//! | runtime | [`runtime`] | the only place with sockets, threads, io_uring and the clock |
+//! | transport | [`transport`] | the rustls session wrapper (all rustls use) |
+//! | configuration | [`config`] | TOML + flags -> validated engine and runtime configuration |
 //!
 //! ## The sans-IO contract
 //! Nothing outside `runtime` (and the binary's `main.rs`) touches sockets, threads, the clock
@@ -19,7 +21,10 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod config;
 pub mod engine;
+pub mod runtime;
 pub mod sip;
 pub mod store;
 pub mod time;
+pub mod transport;

@@ -1,0 +1,457 @@
+//! `sipreg.toml`: the configuration file, validated into [`EngineConfig`] and
+//! [`RuntimeConfig`]. Unknown fields are errors; every error names the field (and, for TOML
+//! syntax and type errors, the line). Command-line flags override the file (see `main.rs`).
+//!
+//! The embedded default (no file) listens on UDP and TCP 0.0.0.0:5060 and TLS 0.0.0.0:5061,
+//! one shard per core, and serves open registration (no credentials file) with a loud warning.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{AuthSettings, EngineConfig};
+use crate::runtime::{Backend, RuntimeConfig, TlsFiles};
+
+/// A configuration problem, naming the field or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown field or wrong type (the message names the line and the field).
+    #[error("{file}: {message}")]
+    Toml {
+        /// The file.
+        file: String,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `registrar.min_expires`.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen addresses.
+    pub listen: Listen,
+    /// Threads and I/O.
+    pub runtime: Runtime,
+    /// RFC 3261 §10.3 policy.
+    pub registrar: Registrar,
+    /// Digest authentication.
+    pub auth: Auth,
+    /// TLS certificate.
+    pub tls: Tls,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// `[listen]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// UDP addresses. Default `["0.0.0.0:5060"]`.
+    pub udp: Vec<SocketAddr>,
+    /// TCP addresses. Default `["0.0.0.0:5060"]`.
+    pub tcp: Vec<SocketAddr>,
+    /// TLS addresses. Default `["0.0.0.0:5061"]`.
+    pub tls: Vec<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            udp: vec![SocketAddr::from(([0, 0, 0, 0], 5060))],
+            tcp: vec![SocketAddr::from(([0, 0, 0, 0], 5060))],
+            tls: vec![SocketAddr::from(([0, 0, 0, 0], 5061))],
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    /// Shard threads; 0 = one per available core. Default 0.
+    pub shards: usize,
+    /// `auto` (io_uring when available), `uring` or `fallback` (epoll). Default `auto`.
+    pub backend: Backend,
+    /// Pin shard N to core N. Default true.
+    pub pin: bool,
+    /// Log filter (tracing `EnvFilter` syntax). Default `info`.
+    pub log: String,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            backend: Backend::Auto,
+            pin: true,
+            log: "info".into(),
+        }
+    }
+}
+
+/// `[registrar]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registrar {
+    /// Domains served (Request-URI and AOR host). Empty = any. Default empty.
+    pub domains: Vec<String>,
+    /// Seconds, when the request gives none. Default 3600.
+    pub default_expires: u32,
+    /// Shortest non-zero expiry accepted (423 below). Default 60.
+    pub min_expires: u32,
+    /// Longer expiries are clamped. Default 7200.
+    pub max_expires: u32,
+    /// Bindings per AOR. Default 10.
+    pub max_contacts: usize,
+    /// Evict the oldest binding instead of answering 503 at `max_contacts`. Default false.
+    pub evict_oldest: bool,
+    /// Authenticated users may register other AORs. Default false.
+    pub allow_third_party: bool,
+    /// Remove bindings learned over a connection when it closes. Default true.
+    pub remove_on_close: bool,
+    /// Initial bindings map capacity (AORs). Default 65536.
+    pub capacity: usize,
+}
+
+impl Default for Registrar {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        Self {
+            domains: e.domains,
+            default_expires: e.default_expires,
+            min_expires: e.min_expires,
+            max_expires: e.max_expires,
+            max_contacts: e.max_contacts,
+            evict_oldest: e.evict_oldest,
+            allow_third_party: e.allow_third_party,
+            remove_on_close: e.remove_on_close,
+            capacity: e.store_capacity,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Credentials file (see `auth::Credentials`). None = open registration.
+    pub credentials: Option<PathBuf>,
+    /// Realm. Default `sipreg`.
+    pub realm: String,
+    /// Algorithms offered, strongest first. Default `["SHA-256", "MD5"]`.
+    pub algorithms: Vec<String>,
+    /// Nonce lifetime in seconds. Default 300.
+    pub nonce_lifetime: u64,
+    /// 64 hex digits shared by a cluster; random per start when absent.
+    pub nonce_secret: Option<String>,
+    /// Bind nonces to the client IP. Default false.
+    pub bind_nonce_to_source: bool,
+    /// Serve open registration even though a credentials file is configured. Default false.
+    pub insecure_no_auth: bool,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            credentials: None,
+            realm: "sipreg".into(),
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
+            nonce_lifetime: 300,
+            nonce_secret: None,
+            bind_nonce_to_source: false,
+            insecure_no_auth: false,
+        }
+    }
+}
+
+/// `[tls]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain. With `key`; none = a self-signed certificate generated at start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest SIP message, bytes. Default 65535.
+    pub max_message_size: usize,
+    /// Open TCP+TLS connections per shard. Default 10000.
+    pub max_connections: usize,
+    /// Open connections per client IP per shard. Default 100.
+    pub max_connections_per_ip: usize,
+    /// Seconds without traffic before a connection is closed. Default 300.
+    pub idle_timeout: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 65_535,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            idle_timeout: 300,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `file` names it in errors.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml {
+            file: file.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The effective configuration as TOML (`sipreg --print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Is authentication on?
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.credentials.is_some() && !self.auth.insecure_no_auth
+    }
+
+    /// The engine's configuration. Reads the credentials file; `random` supplies the nonce
+    /// secret and salt when none is configured.
+    pub fn engine_config(&self, random: [u8; 40]) -> Result<EngineConfig, ConfigError> {
+        let r = &self.registrar;
+        if r.min_expires > r.max_expires {
+            return Err(invalid(
+                "registrar.min_expires",
+                format!(
+                    "{} is greater than registrar.max_expires ({})",
+                    r.min_expires, r.max_expires
+                ),
+            ));
+        }
+        if r.default_expires == 0 || r.default_expires > r.max_expires {
+            return Err(invalid(
+                "registrar.default_expires",
+                "must be between 1 and registrar.max_expires",
+            ));
+        }
+        if r.max_contacts == 0 {
+            return Err(invalid("registrar.max_contacts", "must be at least 1"));
+        }
+        if self.limits.max_message_size < 512 {
+            return Err(invalid("limits.max_message_size", "must be at least 512"));
+        }
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&random[32..]);
+        let auth = if self.auth_enabled() {
+            let path = self.auth.credentials.as_deref().unwrap_or(Path::new(""));
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("auth.credentials", format!("{}: {e}", path.display())))?;
+            let mut secret = [0u8; 32];
+            match &self.auth.nonce_secret {
+                Some(hex) => secret = parse_secret(hex)?,
+                None => secret.copy_from_slice(&random[..32]),
+            }
+            if self.auth.nonce_lifetime == 0 {
+                return Err(invalid("auth.nonce_lifetime", "must be at least 1 second"));
+            }
+            Some(AuthSettings {
+                realm: self.auth.realm.clone(),
+                algorithms: self.auth.algorithms.clone(),
+                credentials_text: text,
+                credentials_name: path.display().to_string(),
+                nonce_lifetime: Duration::from_secs(self.auth.nonce_lifetime),
+                secret,
+                bind_nonce_to_source: self.auth.bind_nonce_to_source,
+                salt_seed: u64::from_le_bytes(salt),
+            })
+        } else {
+            None
+        };
+        Ok(EngineConfig {
+            domains: r.domains.clone(),
+            default_expires: r.default_expires,
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            max_contacts: r.max_contacts,
+            evict_oldest: r.evict_oldest,
+            allow_third_party: r.allow_third_party,
+            remove_on_close: r.remove_on_close,
+            max_message_size: self.limits.max_message_size,
+            store_capacity: r.capacity,
+            auth,
+            ..EngineConfig::default()
+        })
+    }
+
+    /// The runtime's configuration.
+    pub fn runtime_config(&self) -> Result<RuntimeConfig, ConfigError> {
+        let tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err(invalid("tls.cert", "tls.cert and tls.key go together")),
+        };
+        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
+            return Err(invalid("listen", "no listen address"));
+        }
+        if self.limits.max_connections_per_ip == 0 || self.limits.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections",
+                "connection limits must be at least 1",
+            ));
+        }
+        Ok(RuntimeConfig {
+            udp: self.listen.udp.clone(),
+            tcp: self.listen.tcp.clone(),
+            tls: self.listen.tls.clone(),
+            shards: self.runtime.shards,
+            backend: self.runtime.backend,
+            pin: self.runtime.pin,
+            tls_files: tls,
+            max_connections: self.limits.max_connections,
+            max_connections_per_ip: self.limits.max_connections_per_ip,
+            idle_timeout: Duration::from_secs(self.limits.idle_timeout.max(1)),
+            max_message_size: self.limits.max_message_size,
+        })
+    }
+}
+
+fn parse_secret(hex: &str) -> Result<[u8; 32], ConfigError> {
+    let bad = || invalid("auth.nonce_secret", "must be 64 hex digits");
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_round_trip() {
+        let c = Config::default();
+        assert!(!c.auth_enabled(), "default serves open registration");
+        assert_eq!(c.listen.tls, vec![SocketAddr::from(([0, 0, 0, 0], 5061))]);
+        let again = Config::from_toml(&c.to_toml(), "printed").unwrap();
+        assert_eq!(again.to_toml(), c.to_toml());
+        let e = c.engine_config([0; 40]).unwrap();
+        assert!(e.auth.is_none());
+        assert_eq!(e.default_expires, 3600);
+    }
+
+    #[test]
+    fn errors_name_field_and_line() {
+        let e = Config::from_toml(
+            "[registrar]\nmin_expires = 60\nmax_expirez = 10\n",
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("a.toml: "), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("max_expirez"), "{e}");
+        let e = Config::from_toml("[listen]\nudp = [\"not an address\"]\n", "b.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let c = Config::from_toml(
+            "[registrar]\nmin_expires = 900\nmax_expires = 600\ndefault_expires = 300\n",
+            "c",
+        )
+        .unwrap();
+        let e = c.engine_config([0; 40]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("registrar.min_expires:") && e.contains("registrar.max_expires"),
+            "{e}"
+        );
+        let c = Config::from_toml("[tls]\ncert = \"a.pem\"\n", "d").unwrap();
+        assert!(c
+            .runtime_config()
+            .unwrap_err()
+            .to_string()
+            .starts_with("tls.cert"));
+        let c = Config::from_toml("[auth]\ncredentials = \"/nonexistent/users\"\n", "e").unwrap();
+        assert!(c
+            .engine_config([0; 40])
+            .unwrap_err()
+            .to_string()
+            .starts_with("auth.credentials"));
+        let c = Config::from_toml("[runtime]\nbackend = \"kqueue\"\n", "f");
+        assert!(c.unwrap_err().to_string().contains("kqueue"));
+    }
+
+    #[test]
+    fn auth_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, "alice:sipreg:plain:pw\n").unwrap();
+        let text = format!(
+            "[auth]\ncredentials = {:?}\nnonce_secret = \"{}\"\n",
+            users.display().to_string(),
+            "ab".repeat(32)
+        );
+        let c = Config::from_toml(&text, "g").unwrap();
+        assert!(c.auth_enabled());
+        let a = c.engine_config([1; 40]).unwrap().auth.unwrap();
+        assert_eq!(a.secret, [0xab; 32]);
+        assert!(a.credentials_text.contains("alice"));
+        let off = Config::from_toml(&format!("{text}insecure_no_auth = true\n"), "h").unwrap();
+        assert!(!off.auth_enabled());
+        let bad = Config::from_toml(
+            "[auth]\nnonce_secret = \"xyz\"\ncredentials = \"/dev/null\"\n",
+            "i",
+        )
+        .unwrap();
+        assert!(bad
+            .engine_config([0; 40])
+            .unwrap_err()
+            .to_string()
+            .starts_with("auth.nonce_secret"));
+    }
+}

@@ -1,0 +1,271 @@
+//! Socket setup and the raw pieces both backends share: SO_REUSEPORT sockets, IP_PKTINFO
+//! control messages (so replies leave from the address a request arrived on when bound to a
+//! wildcard address), batch message headers, CPU pinning.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket,
+};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Room for one IP_PKTINFO or IPV6_PKTINFO control message.
+pub(crate) const CONTROL_LEN: usize = 64;
+
+/// A UDP socket bound with SO_REUSEPORT (one per shard and address), nonblocking. On a
+/// wildcard address the destination address of each datagram is requested (IP_PKTINFO).
+pub(crate) fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Best effort: the kernel caps these at net.core.[rw]mem_max (see tuning/).
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.set_nonblocking(true)?;
+    if addr.ip().is_unspecified() {
+        set_pktinfo(&s, addr.is_ipv6())?;
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// A TCP listener with SO_REUSEPORT, nonblocking.
+pub(crate) fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+fn set_pktinfo(s: &Socket, v6: bool) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    // SAFETY: valid fd, option value is a c_int that lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Pins the calling thread to one CPU (best effort; logs nothing).
+pub(crate) fn pin_to_core(core: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) == 0
+    }
+}
+
+/// Storage for a socket address in a msghdr.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) union RawAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl RawAddr {
+    pub(crate) fn zeroed() -> Self {
+        // SAFETY: all-zero is a valid sockaddr_in6.
+        unsafe { zeroed() }
+    }
+
+    /// Fills from `addr`; returns the length to put in `msg_namelen`.
+    pub(crate) fn set(&mut self, addr: SocketAddr) -> libc::socklen_t {
+        match addr {
+            SocketAddr::V4(a) => {
+                self.v4 = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*a.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                self.v6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::c_void {
+        (self as *mut Self).cast()
+    }
+}
+
+/// Decodes a sockaddr written by the kernel (`len` bytes at `ptr`).
+///
+/// # Safety
+/// `ptr` must point to at least `len` readable bytes holding a sockaddr.
+pub(crate) unsafe fn read_addr(ptr: *const u8, len: usize) -> Option<SocketAddr> {
+    if len >= size_of::<libc::sockaddr_in6>() {
+        // SAFETY: caller guarantees `len` readable bytes; read_unaligned tolerates alignment.
+        let a: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned(ptr.cast()) };
+        if i32::from(a.sin6_family) == libc::AF_INET6 {
+            return Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )));
+        }
+    }
+    if len >= size_of::<libc::sockaddr_in>() {
+        // SAFETY: as above.
+        let a: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(ptr.cast()) };
+        if i32::from(a.sin_family) == libc::AF_INET {
+            return Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )));
+        }
+    }
+    None
+}
+
+/// The destination address of a received datagram, from its IP_PKTINFO / IPV6_PKTINFO.
+///
+/// # Safety
+/// `msg` must describe a control buffer the kernel filled (msg_control/msg_controllen valid).
+pub(crate) unsafe fn read_pktinfo(msg: &libc::msghdr) -> Option<IpAddr> {
+    // SAFETY: CMSG_* walk the control buffer the caller vouches for.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_PKTINFO {
+                let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            }
+            if c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_PKTINFO {
+                let info: libc::in6_pktinfo =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+/// Writes a control message choosing `from` as the source address into `control` and points
+/// `msg` at it.
+///
+/// # Safety
+/// `control` must stay alive and unmoved until the kernel has consumed `msg`.
+pub(crate) unsafe fn write_pktinfo(
+    msg: &mut libc::msghdr,
+    control: &mut [u8; CONTROL_LEN],
+    from: IpAddr,
+) {
+    control.fill(0);
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: the control buffer is CONTROL_LEN bytes, larger than CMSG_SPACE of either
+    // pktinfo struct; CMSG_FIRSTHDR returns its start.
+    unsafe {
+        match from {
+            IpAddr::V4(ip) => {
+                let space = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
+                msg.msg_controllen = space;
+                let cmsg = libc::CMSG_FIRSTHDR(msg);
+                (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(ip).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), info);
+            }
+            IpAddr::V6(ip) => {
+                let space = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
+                msg.msg_controllen = space;
+                let cmsg = libc::CMSG_FIRSTHDR(msg);
+                (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as usize;
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), info);
+            }
+        }
+    }
+}
+
+/// A nonblocking eventfd used to wake a shard (shutdown).
+pub(crate) struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; the returned fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor we own.
+        Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    pub(crate) fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&raw mut v).cast(), 8) };
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+}

@@ -1,0 +1,506 @@
+//! The one worker loop both backends drive: a shard's engine, its UDP sockets, listeners and
+//! connections (TCP and TLS), timers. A backend ([`Driver`]) only waits for readiness or
+//! completions, hands received datagrams and readiness to the [`Shard`], and sends the UDP
+//! replies the shard queued, in one batch per wakeup.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::ServerConfig;
+
+use super::stats::ShardStats;
+use super::RuntimeConfig;
+use crate::engine::{ConnId, Engine, Meta, StreamStatus, Transport};
+use crate::time::Instant;
+use crate::transport::tls::TlsSession;
+
+/// Token kinds in the high byte of an event token.
+pub(crate) const TOKEN_UDP: u64 = 1 << 56;
+pub(crate) const TOKEN_LISTENER: u64 = 2 << 56;
+pub(crate) const TOKEN_CONN: u64 = 3 << 56;
+pub(crate) const TOKEN_WAKE: u64 = 4 << 56;
+const KIND_MASK: u64 = 0xff << 56;
+
+/// What a backend must do with a stream fd after the shard handled an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    /// Watch for readability (new fd).
+    Add { write: bool },
+    /// Change write interest.
+    Modify { write: bool },
+    /// Stop watching (the fd is closed right after).
+    Remove,
+}
+
+/// A queued UDP reply: `bytes` is `out[start..end]`.
+pub(crate) struct UdpSend {
+    pub(crate) socket: usize,
+    pub(crate) dest: SocketAddr,
+    /// Source address to send from (wildcard-bound sockets), via IP_PKTINFO.
+    pub(crate) from: Option<IpAddr>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    pub(crate) tls: bool,
+    pub(crate) local: SocketAddr,
+}
+
+struct Conn {
+    stream: TcpStream,
+    id: ConnId,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<TlsSession>,
+    /// Plaintext received and not yet consumed by the engine.
+    inbuf: Vec<u8>,
+    /// Bytes to write (ciphertext for TLS).
+    outbuf: Vec<u8>,
+    last_active: std::time::Instant,
+    write_interest: bool,
+    closing: bool,
+}
+
+/// The state of one shard, independent of the backend.
+pub(crate) struct Shard {
+    pub(crate) index: usize,
+    engine: Engine,
+    pub(crate) udp: Vec<UdpSocket>,
+    udp_local: Vec<SocketAddr>,
+    pub(crate) listeners: Vec<Listener>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    generation: u32,
+    per_ip: HashMap<IpAddr, usize>,
+    open: usize,
+    tls: Option<Arc<ServerConfig>>,
+    cfg: Arc<RuntimeConfig>,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    /// UDP replies queued during one wakeup.
+    pub(crate) sends: Vec<UdpSend>,
+    pub(crate) send_buf: Vec<u8>,
+    /// Interest changes for stream fds queued during one wakeup.
+    pub(crate) interest: Vec<(RawFd, u64, Interest)>,
+    /// Closed connections whose fds are released after the backend dropped its interest.
+    closing_fds: Vec<TcpStream>,
+    now: Instant,
+    last_tick: std::time::Instant,
+    pub(crate) stats: Arc<ShardStats>,
+}
+
+impl Shard {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        index: usize,
+        engine: Engine,
+        udp: Vec<UdpSocket>,
+        listeners: Vec<Listener>,
+        tls: Option<Arc<ServerConfig>>,
+        cfg: Arc<RuntimeConfig>,
+        shutdown: Arc<AtomicBool>,
+        stats: Arc<ShardStats>,
+    ) -> io::Result<Self> {
+        let udp_local = udp
+            .iter()
+            .map(UdpSocket::local_addr)
+            .collect::<io::Result<_>>()?;
+        Ok(Self {
+            index,
+            engine,
+            udp,
+            udp_local,
+            listeners,
+            conns: Vec::new(),
+            free: Vec::new(),
+            generation: 0,
+            per_ip: HashMap::new(),
+            open: 0,
+            tls,
+            cfg,
+            shutdown,
+            sends: Vec::with_capacity(64),
+            send_buf: Vec::with_capacity(64 * 1024),
+            interest: Vec::new(),
+            closing_fds: Vec::new(),
+            now: wall_clock(),
+            last_tick: std::time::Instant::now(),
+            stats,
+        })
+    }
+
+    /// Reads the clock once per wakeup (the engine takes time as an argument).
+    pub(crate) fn begin_batch(&mut self) {
+        self.now = wall_clock();
+    }
+
+    /// Called by the backend after it sent the queued replies.
+    pub(crate) fn end_batch(&mut self) {
+        self.sends.clear();
+        self.send_buf.clear();
+        self.interest.clear();
+        self.closing_fds.clear();
+    }
+
+    /// One received datagram. `local_ip` is its destination address when the socket is bound
+    /// to a wildcard address (IP_PKTINFO).
+    pub(crate) fn on_datagram(
+        &mut self,
+        socket: usize,
+        source: SocketAddr,
+        local_ip: Option<IpAddr>,
+        data: &[u8],
+    ) {
+        let Some(bound) = self.udp_local.get(socket).copied() else {
+            return;
+        };
+        let local = SocketAddr::new(local_ip.unwrap_or(bound.ip()), bound.port());
+        self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        let meta = Meta {
+            source,
+            local,
+            transport: Transport::Udp,
+            conn: None,
+        };
+        self.engine.handle_datagram(self.now, &meta, data);
+        if let Some(t) = self.engine.poll_transmit() {
+            let start = self.send_buf.len();
+            self.send_buf.extend_from_slice(t.bytes);
+            let from = bound
+                .ip()
+                .is_unspecified()
+                .then_some(local.ip())
+                .filter(|ip| ip.is_ipv4() == t.dest.is_ipv4());
+            self.sends.push(UdpSend {
+                socket,
+                dest: t.dest,
+                from,
+                start,
+                end: self.send_buf.len(),
+            });
+        }
+    }
+
+    /// Readiness of a listener or connection token.
+    pub(crate) fn on_ready(&mut self, token: u64, readable: bool, writable: bool) {
+        match token & KIND_MASK {
+            TOKEN_LISTENER => {
+                self.accept(usize::try_from(token & !KIND_MASK).unwrap_or(usize::MAX))
+            }
+            TOKEN_CONN => {
+                let (slot, generation) = split_conn_token(token);
+                let live = self
+                    .conns
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| conn_generation(c.id) == generation);
+                if !live {
+                    return;
+                }
+                if readable {
+                    self.read_conn(slot);
+                }
+                if writable {
+                    self.flush_conn(slot);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (stream, peer) = match listener.socket.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    return;
+                }
+            };
+            let tls = listener.tls;
+            let local = listener.local;
+            let per_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            if self.open >= self.cfg.max_connections || per_ip >= self.cfg.max_connections_per_ip {
+                self.stats
+                    .rejected_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            let session = match (tls, &self.tls) {
+                (true, Some(cfg)) => match TlsSession::new(cfg) {
+                    Ok(s) => Some(s),
+                    Err(_) => continue,
+                },
+                (true, None) => continue,
+                (false, _) => None,
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(local);
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            self.generation = self.generation.wrapping_add(1);
+            let id = conn_id(self.index, slot, self.generation);
+            let fd = stream.as_raw_fd();
+            if let Some(s) = self.conns.get_mut(slot) {
+                *s = Some(Conn {
+                    stream,
+                    id,
+                    peer,
+                    local,
+                    tls: session,
+                    inbuf: Vec::new(),
+                    outbuf: Vec::new(),
+                    last_active: std::time::Instant::now(),
+                    write_interest: false,
+                    closing: false,
+                });
+            }
+            *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+            self.open += 1;
+            self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            self.interest.push((
+                fd,
+                conn_token(slot, self.generation),
+                Interest::Add { write: false },
+            ));
+        }
+    }
+
+    fn read_conn(&mut self, slot: usize) {
+        let max_buffer = self.cfg.max_message_size.saturating_mul(2);
+        let mut chunk = [0u8; 16 * 1024];
+        let mut eof = false;
+        let mut failed = false;
+        {
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            loop {
+                match conn.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.last_active = std::time::Instant::now();
+                        let data = chunk.get(..n).unwrap_or_default();
+                        match conn.tls.as_mut() {
+                            Some(tls) => {
+                                if tls.receive(data, &mut conn.inbuf).is_err() {
+                                    failed = true;
+                                }
+                                let _ = tls.take_output(&mut conn.outbuf);
+                            }
+                            None => conn.inbuf.extend_from_slice(data),
+                        }
+                        if failed || conn.inbuf.len() > max_buffer {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !failed {
+            self.process_conn(slot);
+        }
+        if eof || failed {
+            if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                c.closing = true;
+            }
+        }
+        self.flush_conn(slot);
+    }
+
+    fn process_conn(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.inbuf.is_empty() {
+            return;
+        }
+        let transport = if conn.tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
+        let meta = Meta {
+            source: conn.peer,
+            local: conn.local,
+            transport,
+            conn: Some(conn.id),
+        };
+        let status = self.engine.handle_stream(self.now, &meta, &conn.inbuf);
+        if let Some(t) = self.engine.poll_transmit() {
+            match conn.tls.as_mut() {
+                Some(tls) => {
+                    let _ = tls.send(t.bytes);
+                    let _ = tls.take_output(&mut conn.outbuf);
+                }
+                None => conn.outbuf.extend_from_slice(t.bytes),
+            }
+        }
+        match status {
+            StreamStatus::Consumed(n) => {
+                conn.inbuf.drain(..n.min(conn.inbuf.len()));
+            }
+            StreamStatus::Close => conn.closing = true,
+        }
+    }
+
+    /// Writes what is pending; closes the connection when it is done and closing.
+    fn flush_conn(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut broken = false;
+        while !conn.outbuf.is_empty() {
+            match conn.stream.write(&conn.outbuf) {
+                Ok(0) => {
+                    broken = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if broken || (conn.closing && conn.outbuf.is_empty()) {
+            self.close_conn(slot);
+            return;
+        }
+        let want = !conn.outbuf.is_empty();
+        if want != conn.write_interest {
+            conn.write_interest = want;
+            let token = conn_token(slot, conn_generation(conn.id));
+            self.interest.push((
+                conn.stream.as_raw_fd(),
+                token,
+                Interest::Modify { write: want },
+            ));
+        }
+    }
+
+    fn close_conn(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let token = conn_token(slot, conn_generation(conn.id));
+        self.interest
+            .push((conn.stream.as_raw_fd(), token, Interest::Remove));
+        let _ = conn.stream.shutdown(Shutdown::Both);
+        // The fd is closed by the backend once it has removed its interest (io_uring polls
+        // hold no reference to a closed fd number we might reuse).
+        self.closing_fds.push(conn.stream);
+        self.free.push(slot);
+        self.open = self.open.saturating_sub(1);
+        if let Some(n) = self.per_ip.get_mut(&conn.peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&conn.peer.ip());
+            }
+        }
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        self.engine.handle_close(self.now, conn.id);
+    }
+
+    /// Once per second: idle connections, expiry sweep.
+    pub(crate) fn tick(&mut self) {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.last_tick) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_tick = now;
+        self.now = wall_clock();
+        self.engine.handle_timeout(self.now);
+        let idle = self.cfg.idle_timeout;
+        let handshake = Duration::from_secs(10).min(idle);
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_ref()?;
+                // A TLS handshake or a partial message must complete quickly (slow clients).
+                let pending =
+                    c.tls.as_ref().is_some_and(TlsSession::is_handshaking) || !c.inbuf.is_empty();
+                let limit = if pending { handshake } else { idle };
+                (now.duration_since(c.last_active) >= limit).then_some(i)
+            })
+            .collect();
+        for slot in expired {
+            self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+            self.close_conn(slot);
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub(crate) fn close_all(&mut self) {
+        for slot in 0..self.conns.len() {
+            self.flush_conn(slot);
+            self.close_conn(slot);
+        }
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+fn wall_clock() -> Instant {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+fn conn_id(shard: usize, slot: usize, generation: u32) -> ConnId {
+    let shard = (shard as u64 & 0xffff) << 48;
+    let slot = (slot as u64 & 0xffff) << 32;
+    ConnId(shard | slot | u64::from(generation))
+}
+
+fn conn_generation(id: ConnId) -> u32 {
+    (id.0 & 0xffff_ffff) as u32
+}
+
+pub(crate) fn conn_token(slot: usize, generation: u32) -> u64 {
+    TOKEN_CONN | ((slot as u64 & 0xff_ffff) << 32) | u64::from(generation)
+}
+
+fn split_conn_token(token: u64) -> (usize, u32) {
+    (
+        ((token >> 32) & 0xff_ffff) as usize,
+        (token & 0xffff_ffff) as u32,
+    )
+}
