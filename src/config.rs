@@ -427,6 +427,15 @@ mod tests {
     }
 
     #[test]
+    fn example_config_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/configs/sipreg.toml");
+        let c = Config::load(Path::new(path)).unwrap();
+        assert_eq!(c.registrar.domains, vec!["example.com".to_owned()]);
+        c.engine_config([0; 40]).unwrap();
+        c.runtime_config().unwrap();
+    }
+
+    #[test]
     fn auth_from_file() {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users");

@@ -154,6 +154,7 @@ pub struct Server {
     threads: Vec<JoinHandle<io::Result<()>>>,
     stats: Vec<Arc<ShardStats>>,
     tls_fingerprint: Option<String>,
+    tls_certificate: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -189,6 +190,11 @@ impl Server {
     /// SHA-256 fingerprint of the TLS certificate, when TLS is on.
     pub fn tls_fingerprint(&self) -> Option<&str> {
         self.tls_fingerprint.as_deref()
+    }
+
+    /// The TLS certificate (DER), when TLS is on — e.g. for clients that pin it.
+    pub fn tls_certificate(&self) -> Option<&[u8]> {
+        self.tls_certificate.as_deref()
     }
 
     /// Per-shard counters.
@@ -333,6 +339,7 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
         wakers,
         threads,
         stats,
+        tls_certificate: tls.as_ref().map(|t| t.certificate.to_vec()),
         tls_fingerprint: tls.map(|t| t.fingerprint),
     })
 }

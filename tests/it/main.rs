@@ -1,0 +1,405 @@
+//! Integration tests: the real server on ephemeral loopback ports, on BOTH backends, driven
+//! through real UDP, TCP and TLS (rustls) sockets. Every socket read has a timeout.
+#![allow(clippy::disallowed_methods, missing_docs, unreachable_pub)]
+
+mod client;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::{Reply, Ua};
+use sipreg::engine::{AuthSettings, EngineConfig, Shared};
+use sipreg::runtime::{self, Backend, RuntimeConfig, Server};
+
+const REALM: &str = "example.com";
+
+fn backends() -> Vec<Backend> {
+    let mut b = vec![Backend::Fallback];
+    match runtime::detect() {
+        Ok(()) => b.push(Backend::Uring),
+        Err(why) => eprintln!("\n*** SKIPPING the io_uring backend in this test: {why} ***\n"),
+    }
+    b
+}
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+struct TestServer {
+    server: Option<Server>,
+}
+
+impl TestServer {
+    fn start(
+        backend: Backend,
+        auth: bool,
+        tweak: impl FnOnce(&mut EngineConfig, &mut RuntimeConfig),
+    ) -> Self {
+        let mut engine = EngineConfig {
+            domains: vec![REALM.into()],
+            ..EngineConfig::default()
+        };
+        if auth {
+            engine.auth = Some(AuthSettings {
+                realm: REALM.into(),
+                algorithms: vec!["SHA-256".into(), "MD5".into()],
+                credentials_text:
+                    "alice:example.com:plain:wonderland\nbob:example.com:plain:builder\n".into(),
+                credentials_name: "test-users".into(),
+                nonce_lifetime: Duration::from_secs(300),
+                secret: [3; 32],
+                bind_nonce_to_source: false,
+                salt_seed: 11,
+            });
+        }
+        let mut rt = RuntimeConfig {
+            udp: vec![any_port()],
+            tcp: vec![any_port()],
+            tls: vec![any_port()],
+            shards: 2,
+            backend,
+            ..RuntimeConfig::default()
+        };
+        tweak(&mut engine, &mut rt);
+        let shared = Arc::new(Shared::new(engine).expect("valid engine config"));
+        let server = runtime::run(rt, shared).expect("server starts");
+        assert_eq!(server.backend(), backend);
+        Self {
+            server: Some(server),
+        }
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    fn udp(&self) -> SocketAddr {
+        self.server().udp_addrs()[0]
+    }
+
+    fn tcp(&self) -> SocketAddr {
+        self.server().tcp_addrs()[0]
+    }
+
+    fn tls(&self) -> SocketAddr {
+        self.server().tls_addrs()[0]
+    }
+
+    fn ua_udp(&self, user: &str) -> Ua {
+        Ua::udp(user, self.udp())
+    }
+
+    fn ua_tcp(&self, user: &str) -> Ua {
+        Ua::tcp(user, self.tcp())
+    }
+
+    fn ua_tls(&self, user: &str) -> Ua {
+        Ua::tls(
+            user,
+            self.tls(),
+            self.server().tls_certificate().unwrap().to_vec(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+#[test]
+fn udp_register_refresh_query_unregister_wildcard() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, false, |_, _| {});
+        let mut ua = srv.ua_udp("carol");
+        let r = ua.register(&["<sip:carol@192.0.2.1:5060>"], Some(600));
+        assert_eq!(r.code, 200, "{backend:?}: {}", r.raw);
+        assert_eq!(
+            r.contacts(),
+            vec![("sip:carol@192.0.2.1:5060".to_owned(), 600)]
+        );
+        let r = ua.register(&["<sip:carol@192.0.2.1:5060>"], Some(300));
+        assert_eq!(
+            r.contacts(),
+            vec![("sip:carol@192.0.2.1:5060".to_owned(), 300)],
+            "refresh"
+        );
+        let r = ua.register(&["<sip:carol@192.0.2.2:5060>"], Some(300));
+        assert_eq!(r.contacts().len(), 2);
+        let r = ua.register(&[], None);
+        assert_eq!((r.code, r.contacts().len()), (200, 2), "query");
+        let r = ua.register(&["<sip:carol@192.0.2.1:5060>;expires=0"], None);
+        assert_eq!(
+            r.contacts(),
+            vec![("sip:carol@192.0.2.2:5060".to_owned(), 300)],
+            "unregister one"
+        );
+        let r = ua.register(&["*"], Some(0));
+        assert_eq!((r.code, r.contacts().len()), (200, 0), "wildcard");
+        assert!(
+            r.header("Via").unwrap().contains("received=127.0.0.1"),
+            "{}",
+            r.raw
+        );
+    }
+}
+
+#[test]
+fn digest_exchange_over_udp_tcp_and_tls() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, true, |_, _| {});
+        for (name, mut ua) in [
+            ("udp", srv.ua_udp("alice")),
+            ("tcp", srv.ua_tcp("alice")),
+            ("tls", srv.ua_tls("alice")),
+        ] {
+            let r = ua.register(&["<sip:alice@192.0.2.9>"], Some(600));
+            assert_eq!(r.code, 401, "{backend:?} {name}");
+            assert_eq!(r.headers("WWW-Authenticate").len(), 2);
+            let r = ua.authenticate(
+                &r,
+                "SHA-256",
+                "wonderland",
+                &["<sip:alice@192.0.2.9>"],
+                Some(600),
+            );
+            assert_eq!(r.code, 200, "{backend:?} {name}: {}", r.raw);
+            assert_eq!(r.contacts().len(), 1);
+            // Wrong password and unknown user: the same 401 shape.
+            let c = ua.register(&["<sip:alice@192.0.2.9>"], Some(600));
+            let wrong = ua.authenticate(&c, "MD5", "nope", &["<sip:alice@192.0.2.9>"], Some(600));
+            let mut mallory = if name == "udp" {
+                srv.ua_udp("mallory")
+            } else {
+                srv.ua_tcp("mallory")
+            };
+            let c = mallory.register(&["<sip:m@192.0.2.9>"], Some(600));
+            let unknown =
+                mallory.authenticate(&c, "MD5", "nope", &["<sip:m@192.0.2.9>"], Some(600));
+            assert_eq!((wrong.code, unknown.code), (401, 401));
+            assert_eq!(wrong.header_names(), unknown.header_names());
+        }
+    }
+}
+
+#[test]
+fn tcp_framing_two_in_one_write_and_byte_by_byte() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, false, |_, _| {});
+        let ua = srv.ua_tcp("dave");
+        let one = ua.build(1, &["<sip:dave@192.0.2.3>"], Some(120));
+        let two = ua.build(2, &[], None);
+        let mut s = TcpStream::connect(srv.tcp()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut both = one.clone();
+        both.extend_from_slice(&two);
+        s.write_all(&both).unwrap();
+        let replies = client::read_replies(&mut s, 2);
+        assert_eq!(
+            replies.iter().map(|r| r.code).collect::<Vec<_>>(),
+            vec![200, 200],
+            "{backend:?}"
+        );
+        assert_eq!(
+            replies[1].contacts().len(),
+            1,
+            "the query sees the first request's binding"
+        );
+        for b in ua.build(3, &[], None) {
+            s.write_all(&[b]).unwrap();
+        }
+        let r = client::read_replies(&mut s, 1);
+        assert_eq!(r[0].header("CSeq").as_deref(), Some("3 REGISTER"));
+        // CRLF keepalive (RFC 5626 §4.4.1) answered with CRLF.
+        s.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        s.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"\r\n", "{backend:?}");
+    }
+}
+
+#[test]
+fn malformed_and_oversized_input() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, false, |e, _| e.max_message_size = 2048);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let bad = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx;rport\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+        sock.send_to(bad, srv.udp()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"SIP/2.0 400 Missing From"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        sock.send_to(b"\x00\xff garbage", srv.udp()).unwrap();
+        let mut ua = srv.ua_udp("erin");
+        let big = format!("X-Pad: {}", "a".repeat(3000));
+        let r = ua.send(&ua.build_with(1, &["<sip:erin@192.0.2.5>"], None, &[&big]));
+        assert_eq!(r.code, 513, "{backend:?}");
+        let r = ua.register(&["<sip:erin@192.0.2.5>"], None);
+        assert_eq!(r.code, 200, "{backend:?}: still serving");
+        // On a stream, an oversized message closes the connection.
+        let mut s = TcpStream::connect(srv.tcp()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut msg = ua.build_with(9, &[], None, &[&big]);
+        msg.extend_from_slice(&[b'x'; 2048]);
+        let _ = s.write_all(&msg);
+        let mut rest = Vec::new();
+        let closed = s.read_to_end(&mut rest).is_ok();
+        assert!(
+            closed,
+            "{backend:?}: connection closed after a framing error"
+        );
+    }
+}
+
+#[test]
+fn connection_cap_per_ip() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, false, |_, rt| {
+            rt.shards = 1;
+            rt.max_connections_per_ip = 2;
+        });
+        let keep: Vec<Ua> = (0..2)
+            .map(|i| {
+                let mut ua = srv.ua_tcp(&format!("cap{i}"));
+                assert_eq!(ua.register(&[], None).code, 200);
+                ua
+            })
+            .collect();
+        let mut third = TcpStream::connect(srv.tcp()).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = third.write_all(&keep[0].build(5, &[], None));
+        let mut buf = Vec::new();
+        let n = third.read_to_end(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{backend:?}: over the cap, closed without an answer");
+        assert!(
+            srv.server().stats()[0]
+                .rejected_connections
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        );
+    }
+}
+
+#[test]
+fn rfc3665_2_3_query_over_tls_with_digest() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, true, |_, _| {});
+        let mut ua = srv.ua_tls("bob");
+        let c = ua.register(&["<sips:bob@client.biloxi.example.com>"], None);
+        let r = ua.authenticate(
+            &c,
+            "MD5",
+            "builder",
+            &["<sips:bob@client.biloxi.example.com>"],
+            None,
+        );
+        assert_eq!(r.code, 200);
+        let c = ua.register(&["<mailto:bob@biloxi.example.com>"], None);
+        assert_eq!(
+            ua.authenticate(
+                &c,
+                "MD5",
+                "builder",
+                &["<mailto:bob@biloxi.example.com>"],
+                None
+            )
+            .code,
+            200
+        );
+        // 2.3: REGISTER without Contact -> the current list.
+        let c = ua.register(&[], None);
+        let r = ua.authenticate(&c, "SHA-256", "builder", &[], None);
+        assert_eq!(r.code, 200, "{backend:?}: {}", r.raw);
+        let uris: Vec<String> = r.contacts().into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            uris,
+            vec![
+                "sips:bob@client.biloxi.example.com",
+                "mailto:bob@biloxi.example.com"
+            ]
+        );
+        // Closing the TLS flow removes its bindings (remove_on_close).
+        drop(ua);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut other = srv.ua_udp("bob");
+        let c = other.register(&[], None);
+        let r = other.authenticate(&c, "MD5", "builder", &[], None);
+        assert_eq!(r.contacts().len(), 0, "{backend:?}: {}", r.raw);
+    }
+}
+
+#[test]
+fn binary_starts_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sipreg.toml");
+    std::fs::write(
+        &config,
+        "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\ntls = []\n[runtime]\nshards = 1\npin = false\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sipreg"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    // SAFETY: sending SIGTERM to our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("sipreg started") && err.contains("stopped"),
+        "{err}"
+    );
+    // A broken config is refused with the field and line.
+    std::fs::write(&config, "[registrar]\nmin_expirez = 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipreg"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("line 2") && msg.contains("min_expirez"),
+        "{msg}"
+    );
+}
+
+#[allow(dead_code)]
+fn _reply_type_is_used(_: Reply) {}
