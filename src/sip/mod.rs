@@ -347,3 +347,5 @@ mod tests {
         );
     }
 }
+#[cfg(test)]
+mod corpus_tests;

@@ -431,11 +431,16 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
             body,
             defect,
         };
-        resp.defect = resp.defect.or_else(|| common_defect(&resp.headers));
+        resp.defect = resp
+            .defect
+            .or_else(|| common_defect(&resp.headers))
+            .or_else(|| resp.cseq().err());
         return Ok(Message::Response(resp));
     }
-    // Request-Line = Method SP Request-URI SP SIP-Version
-    let start = head.start;
+    // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is a defect
+    // (RFC 4475 §3.1.2.10), not a reason to drop the request.
+    let start = trim_trailing_wsp(head.start);
+    let trailing_ws = start.len() != head.start.len();
     let sp1 = memchr(b' ', start).ok_or(Error::BadStartLine)?;
     let sp2 = start
         .iter()
@@ -453,7 +458,11 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
     let uri = trim_lws(middle);
     // Extra SP between elements, or white space inside the URI (RFC 4475 §3.1.2.8-3.1.2.10).
     let mut defect = defect;
-    if uri.len() != middle.len() || uri.is_empty() || uri.iter().any(|&b| b == b' ' || b == b'\t') {
+    if trailing_ws
+        || uri.len() != middle.len()
+        || uri.is_empty()
+        || uri.iter().any(|&b| b == b' ' || b == b'\t')
+    {
         defect = defect.or(Some(Error::BadStartLine));
     }
     let mut req = Request {
@@ -758,5 +767,92 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
         assert_eq!(r.status(), StatusCode(100));
         assert_eq!(r.reason(), b"");
         assert_eq!(r.defect(), None);
+    }
+
+    fn exercise(buf: &[u8]) {
+        let limits = Limits::default();
+        if let Ok(Message::Request(r)) = parse_datagram(buf, &limits) {
+            let _ = (r.call_id(), r.cseq(), r.expires(), r.max_forwards());
+            for v in r.vias() {
+                let _ = v.map(|v| (v.branch(), v.rport(), v.received()));
+            }
+            for c in r.contacts() {
+                if let Ok(crate::sip::Contact::Addr(a)) = c {
+                    let _ = (
+                        a.expires(),
+                        a.q(),
+                        a.instance(),
+                        a.reg_id(),
+                        a.other_params().count(),
+                    );
+                    let mut aor = String::new();
+                    let _ = a.name_addr.uri.write_aor(&mut aor);
+                    assert!(
+                        a.name_addr.uri.equivalent(&a.name_addr.uri)
+                            || a.name_addr.uri.scheme == crate::sip::Scheme::Other
+                    );
+                }
+            }
+            if let (Ok(from), Ok(to)) = (r.from(), r.to()) {
+                let _ = (from.tag(), to.tag());
+            }
+            let _ = Uri::parse(r.uri());
+        }
+        let _ = parse_stream(buf, &limits);
+        let _ = frame_stream(buf, &limits);
+        let _ = keepalive_len(buf);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(buf in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            exercise(&buf);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_registers(pos in 0usize..REG.len(), byte in proptest::num::u8::ANY, cut in 0usize..REG.len()) {
+            let mut m = REG.to_vec();
+            m[pos] = byte;
+            exercise(&m);
+            exercise(&m[..cut]);
+        }
+
+        /// parse -> write a 200 -> parse keeps Via, From, To, Call-ID and CSeq.
+        #[test]
+        fn response_round_trip(user in "[a-z]{1,12}", tag in "[a-zA-Z0-9]{1,10}", cseq in 0u32..u32::MAX, call in "[a-zA-Z0-9.@-]{1,40}", branch in "[a-z0-9]{1,16}") {
+            let msg = format!("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{branch}\r\nVia: SIP/2.0/TCP proxy;branch=z9hG4bKp\r\nFrom: <sip:{user}@example.com>;tag={tag}\r\nTo: <sip:{user}@example.com>\r\nCall-ID: {call}\r\nCSeq: {cseq} REGISTER\r\nContent-Length: 0\r\n\r\n");
+            let Ok(Message::Request(r)) = parse_datagram(msg.as_bytes(), &Limits::default()) else { panic!("{msg}") };
+            proptest::prop_assert_eq!(r.defect(), None);
+            let mut out = Vec::new();
+            let mut w = crate::sip::ResponseWriter::new(&mut out, StatusCode::OK, None, &r, b"xyz", None);
+            w.contact(b"sip:a@b", 1, b"");
+            w.finish(b"");
+            let Ok(Message::Response(resp)) = parse_datagram(&out, &Limits::default()) else { panic!() };
+            proptest::prop_assert_eq!(resp.call_id().unwrap(), r.call_id().unwrap());
+            proptest::prop_assert_eq!(resp.cseq().unwrap(), r.cseq().unwrap());
+            proptest::prop_assert_eq!(resp.from().unwrap().tag(), r.from().unwrap().tag());
+            proptest::prop_assert_eq!(resp.to().unwrap().tag(), Some(&b"xyz"[..]));
+            let vias: Vec<_> = resp.vias().map(|v| v.unwrap().raw).collect();
+            let want: Vec<_> = r.vias().map(|v| v.unwrap().raw).collect();
+            proptest::prop_assert_eq!(vias, want);
+        }
+
+        /// Any split of two back-to-back messages frames the same two messages.
+        #[test]
+        fn stream_splits_frame_identically(split in 0usize..(2 * REG.len())) {
+            let mut two = REG.to_vec();
+            two.extend_from_slice(REG);
+            let limits = Limits::default();
+            let mut buf = Vec::new();
+            let mut lens = Vec::new();
+            for chunk in [&two[..split.min(two.len())], &two[split.min(two.len())..]] {
+                buf.extend_from_slice(chunk);
+                while let Ok(Status::Complete(n)) = frame_stream(&buf, &limits) {
+                    lens.push(n);
+                    buf.drain(..n);
+                }
+            }
+            proptest::prop_assert_eq!(lens, vec![REG.len(), REG.len()]);
+        }
     }
 }

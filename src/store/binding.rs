@@ -46,36 +46,24 @@ pub struct NewBinding<'a> {
     pub registered_at: u32,
 }
 
-const CONTACT: usize = 0;
-const PARAMS: usize = 1;
-const CALL_ID: usize = 2;
-const INSTANCE: usize = 3;
-const PATH: usize = 4;
-const STRINGS: usize = 6; // ... and USER_AGENT = 5, whose end is the end of `data`
-
+// Packed layout of a binding: one heap block, fixed header then variable parts.
+//   0  flags u8         transport (2 bits) | FLAG_*
+//   1  cseq u32         5  expires_at u32     9  registered_at u32
+//  13  port u16        15  q u16 (NO_Q)      17  user agent id u32 (interned)
+//  21  lengths u16 x 5: contact, params, call_id, instance, path
+//  31  ip (4 or 16 bytes), then reg_id u32 and conn u64 when flagged, then the strings.
+const HEADER: usize = 31;
 const FLAG_V6: u8 = 1 << 2;
 const FLAG_REG_ID: u8 = 1 << 3;
 const FLAG_INSTANCE: u8 = 1 << 4;
 const FLAG_CONN: u8 = 1 << 5;
 const NO_Q: u16 = u16::MAX;
 
-/// A stored binding (72 bytes + one heap block holding its strings).
+/// A stored binding: a 16-byte handle to one packed heap block (about 110 bytes for a typical
+/// UDP phone), so that a single-contact AOR costs a small map slot plus two allocations.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Binding {
-    /// contact | params | call_id | instance | path | user_agent
     data: Box<[u8]>,
-    /// End offsets of the first five strings in `data`.
-    ends: [u16; STRINGS - 1],
-    q: u16,
-    cseq: u32,
-    expires_at: u32,
-    registered_at: u32,
-    reg_id: u32,
-    conn: u64,
-    ip: [u8; 16],
-    port: u16,
-    /// bits 0-1 transport, then the FLAG_* bits.
-    flags: u8,
 }
 
 impl std::fmt::Debug for Binding {
@@ -83,8 +71,8 @@ impl std::fmt::Debug for Binding {
         f.debug_struct("Binding")
             .field("contact", &String::from_utf8_lossy(self.contact()))
             .field("call_id", &String::from_utf8_lossy(self.call_id()))
-            .field("cseq", &self.cseq)
-            .field("expires_at", &self.expires_at)
+            .field("cseq", &self.cseq())
+            .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
     }
 }
@@ -95,31 +83,36 @@ fn cap(s: &[u8]) -> &[u8] {
         .unwrap_or_default()
 }
 
+fn u16_at(d: &[u8], at: usize) -> u16 {
+    d.get(at..at + 2)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(d: &[u8], at: usize) -> u32 {
+    d.get(at..at + 4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 impl Binding {
     pub(crate) fn pack(b: &NewBinding<'_>) -> Self {
-        let parts = [
+        let strings = [
             cap(b.contact),
             cap(b.params),
             cap(b.call_id),
             cap(b.instance.unwrap_or_default()),
             cap(b.path),
-            cap(b.user_agent),
         ];
-        let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut ends = [0u16; STRINGS - 1];
-        for (i, part) in parts.iter().enumerate() {
-            data.extend_from_slice(part);
-            if let Some(end) = ends.get_mut(i) {
-                *end = u16::try_from(data.len()).unwrap_or(u16::MAX);
-            }
-        }
-        let (ip, v6) = match b.source.ip() {
-            IpAddr::V4(v4) => {
-                let mut ip = [0u8; 16];
-                ip[..4].copy_from_slice(&v4.octets());
-                (ip, false)
-            }
-            IpAddr::V6(v6) => (v6.octets(), true),
+        let v4 = match b.source.ip() {
+            IpAddr::V4(v4) => Some(v4.octets()),
+            IpAddr::V6(_) => None,
+        };
+        let v6 = match b.source.ip() {
+            IpAddr::V6(v6) => v6.octets(),
+            IpAddr::V4(_) => [0; 16],
+        };
+        let ip: &[u8] = match &v4 {
+            Some(o) => o,
+            None => &v6,
         };
         let transport = match b.transport {
             Transport::Udp => 0,
@@ -127,7 +120,7 @@ impl Binding {
             Transport::Tls => 2,
         };
         let mut flags = transport;
-        if v6 {
+        if v4.is_none() {
             flags |= FLAG_V6;
         }
         if b.reg_id.is_some() {
@@ -139,99 +132,140 @@ impl Binding {
         if b.conn.is_some() {
             flags |= FLAG_CONN;
         }
+        let len = HEADER
+            + ip.len()
+            + if b.reg_id.is_some() { 4 } else { 0 }
+            + if b.conn.is_some() { 8 } else { 0 }
+            + strings.iter().map(|s| s.len()).sum::<usize>();
+        let mut d = Vec::with_capacity(len);
+        d.push(flags);
+        d.extend_from_slice(&b.cseq.to_le_bytes());
+        d.extend_from_slice(&b.expires_at.to_le_bytes());
+        d.extend_from_slice(&b.registered_at.to_le_bytes());
+        d.extend_from_slice(&b.source.port().to_le_bytes());
+        d.extend_from_slice(&b.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
+        d.extend_from_slice(&intern::id(b.user_agent).to_le_bytes());
+        for s in &strings {
+            d.extend_from_slice(&u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes());
+        }
+        d.extend_from_slice(ip);
+        if let Some(r) = b.reg_id {
+            d.extend_from_slice(&r.to_le_bytes());
+        }
+        if let Some(c) = b.conn {
+            d.extend_from_slice(&c.to_le_bytes());
+        }
+        for s in &strings {
+            d.extend_from_slice(s);
+        }
         Self {
-            data: data.into_boxed_slice(),
-            ends,
-            q: b.q.map_or(NO_Q, |q| q.min(1000)),
-            cseq: b.cseq,
-            expires_at: b.expires_at,
-            registered_at: b.registered_at,
-            reg_id: b.reg_id.unwrap_or(0),
-            conn: b.conn.unwrap_or(0),
-            ip,
-            port: b.source.port(),
-            flags,
+            data: d.into_boxed_slice(),
         }
     }
 
-    fn part(&self, i: usize) -> &[u8] {
-        let start = if i == 0 {
-            0
+    fn flags(&self) -> u8 {
+        self.data.first().copied().unwrap_or(0)
+    }
+
+    fn ip_len(&self) -> usize {
+        if self.flags() & FLAG_V6 != 0 {
+            16
         } else {
-            self.ends.get(i - 1).map_or(0, |&e| usize::from(e))
-        };
-        let end = self
-            .ends
-            .get(i)
-            .map_or(self.data.len(), |&e| usize::from(e));
-        self.data.get(start..end).unwrap_or_default()
+            4
+        }
+    }
+
+    /// Offset of the optional reg_id/conn fields.
+    fn optional_at(&self) -> usize {
+        HEADER + self.ip_len()
+    }
+
+    fn strings_at(&self) -> usize {
+        let f = self.flags();
+        self.optional_at()
+            + if f & FLAG_REG_ID != 0 { 4 } else { 0 }
+            + if f & FLAG_CONN != 0 { 8 } else { 0 }
+    }
+
+    fn part(&self, i: usize) -> &[u8] {
+        let mut start = self.strings_at();
+        for j in 0..i {
+            start += usize::from(u16_at(&self.data, 21 + 2 * j));
+        }
+        let len = usize::from(u16_at(&self.data, 21 + 2 * i));
+        self.data.get(start..start + len).unwrap_or_default()
     }
 
     /// Contact URI (uri-parameters included, no `<>`).
     pub fn contact(&self) -> &[u8] {
-        self.part(CONTACT)
+        self.part(0)
     }
 
     /// Contact-params to echo.
     pub fn params(&self) -> &[u8] {
-        self.part(PARAMS)
+        self.part(1)
     }
 
     /// Call-ID of the request that stored it.
     pub fn call_id(&self) -> &[u8] {
-        self.part(CALL_ID)
+        self.part(2)
     }
 
     /// CSeq of the request that stored it.
     pub fn cseq(&self) -> u32 {
-        self.cseq
+        u32_at(&self.data, 1)
     }
 
     /// Expiry, Unix seconds.
     pub fn expires_at(&self) -> u32 {
-        self.expires_at
+        u32_at(&self.data, 5)
     }
 
     /// q in thousandths.
     pub fn q(&self) -> Option<u16> {
-        (self.q != NO_Q).then_some(self.q)
+        let q = u16_at(&self.data, 15);
+        (q != NO_Q).then_some(q)
     }
 
     /// `+sip.instance`.
     pub fn instance(&self) -> Option<&[u8]> {
-        (self.flags & FLAG_INSTANCE != 0).then(|| self.part(INSTANCE))
+        (self.flags() & FLAG_INSTANCE != 0).then(|| self.part(3))
     }
 
     /// `reg-id`.
     pub fn reg_id(&self) -> Option<u32> {
-        (self.flags & FLAG_REG_ID != 0).then_some(self.reg_id)
+        (self.flags() & FLAG_REG_ID != 0).then(|| u32_at(&self.data, self.optional_at()))
     }
 
     /// Path header values (joined).
     pub fn path(&self) -> &[u8] {
-        self.part(PATH)
+        self.part(4)
     }
 
-    /// User-Agent.
-    pub fn user_agent(&self) -> &[u8] {
-        self.part(STRINGS - 1)
+    /// User-Agent (interned; see `intern`).
+    pub fn user_agent(&self) -> &'static [u8] {
+        intern::get(u32_at(&self.data, 17))
     }
 
     /// Source address of the REGISTER.
     pub fn source(&self) -> SocketAddr {
-        let ip = if self.flags & FLAG_V6 != 0 {
-            IpAddr::V6(Ipv6Addr::from(self.ip))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(
-                self.ip[0], self.ip[1], self.ip[2], self.ip[3],
-            ))
+        let ip = self
+            .data
+            .get(HEADER..HEADER + self.ip_len())
+            .unwrap_or_default();
+        let ip = match <[u8; 16]>::try_from(ip) {
+            Ok(v6) => IpAddr::V6(Ipv6Addr::from(v6)),
+            Err(_) => match <[u8; 4]>::try_from(ip) {
+                Ok(v4) => IpAddr::V4(Ipv4Addr::from(v4)),
+                Err(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            },
         };
-        SocketAddr::new(ip, self.port)
+        SocketAddr::new(ip, u16_at(&self.data, 13))
     }
 
     /// Transport.
     pub fn transport(&self) -> Transport {
-        match self.flags & 3 {
+        match self.flags() & 3 {
             1 => Transport::Tcp,
             2 => Transport::Tls,
             _ => Transport::Udp,
@@ -240,12 +274,18 @@ impl Binding {
 
     /// The flow (stream connection).
     pub fn conn(&self) -> Option<u64> {
-        (self.flags & FLAG_CONN != 0).then_some(self.conn)
+        let f = self.flags();
+        if f & FLAG_CONN == 0 {
+            return None;
+        }
+        let at = self.optional_at() + if f & FLAG_REG_ID != 0 { 4 } else { 0 };
+        let b = self.data.get(at..at + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
     }
 
     /// When first stored, Unix seconds.
     pub fn registered_at(&self) -> u32 {
-        self.registered_at
+        u32_at(&self.data, 9)
     }
 
     /// A stable identifier (FNV-1a of contact and instance), for management operations.
@@ -264,7 +304,75 @@ impl Binding {
 
     /// Seconds left at `now_secs` (0 when expired).
     pub fn remaining(&self, now_secs: u32) -> u32 {
-        self.expires_at.saturating_sub(now_secs)
+        self.expires_at().saturating_sub(now_secs)
+    }
+}
+
+/// User-Agent interning: a handful of distinct values cover millions of phones, so bindings
+/// keep a 4-byte id. Bounded (a client cannot grow it without limit): past `MAX` distinct
+/// values, or for values longer than `MAX_LEN`, the stored User-Agent is cut to `MAX_LEN` bytes
+/// and further new values map to id 0 (empty).
+mod intern {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+
+    const MAX: usize = 16_384;
+    const MAX_LEN: usize = 96;
+
+    #[derive(Default)]
+    struct Table {
+        ids: HashMap<&'static [u8], u32>,
+        values: Vec<&'static [u8]>,
+    }
+
+    fn table() -> &'static RwLock<Table> {
+        static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            RwLock::new(Table {
+                ids: HashMap::new(),
+                values: vec![b""],
+            })
+        })
+    }
+
+    pub(super) fn id(ua: &[u8]) -> u32 {
+        let ua = ua.get(..ua.len().min(MAX_LEN)).unwrap_or_default();
+        if ua.is_empty() {
+            return 0;
+        }
+        if let Some(&id) = table()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ids
+            .get(ua)
+        {
+            return id;
+        }
+        let mut t = table()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&id) = t.ids.get(ua) {
+            return id;
+        }
+        if t.values.len() >= MAX {
+            return 0;
+        }
+        // Leaked on purpose: at most MAX x MAX_LEN bytes (1.5 MiB) for the process lifetime.
+        let stored: &'static [u8] = Box::leak(ua.to_vec().into_boxed_slice());
+        let id = u32::try_from(t.values.len()).unwrap_or(0);
+        t.values.push(stored);
+        t.ids.insert(stored, id);
+        id
+    }
+
+    pub(super) fn get(id: u32) -> &'static [u8] {
+        let t = table()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| t.values.get(i).copied())
+            .unwrap_or_default()
     }
 }
 
@@ -339,6 +447,23 @@ mod tests {
 
     #[test]
     fn binding_stays_compact() {
-        assert!(size_of::<Binding>() <= 72, "{}", size_of::<Binding>());
+        assert_eq!(size_of::<Binding>(), 16);
+        // A typical UDP phone: 37-byte contact, 32-byte Call-ID, interned User-Agent.
+        let phone = NewBinding {
+            params: b"",
+            q: None,
+            instance: None,
+            reg_id: None,
+            path: b"",
+            conn: None,
+            transport: Transport::Udp,
+            ..sample("192.0.2.44:5060", None)
+        };
+        let b = Binding::pack(&phone);
+        assert_eq!(
+            b.data.len(),
+            HEADER + 4 + phone.contact.len() + phone.call_id.len()
+        );
+        assert_eq!(b.user_agent(), phone.user_agent);
     }
 }
