@@ -1,5 +1,400 @@
-//! `sipreg-loadgen`: SIP registration load generator (placeholder until its issue lands).
+//! `sipreg-loadgen`: a multi-core SIP registration load generator for any registrar (sipreg,
+//! Kamailio, OpenSIPS, Asterisk). It answers Digest challenges with every algorithm the
+//! registrar crate supports, measures registrations/s, RFC 6076 Registration Request Delay
+//! (hdrhistogram percentiles, coordinated omission corrected in open loop) and its own CPU per
+//! registration, and finds the zero-failure Registration Rate (RFC 7501/7502) with `search`.
+#![deny(unsafe_code)]
+// A binary: its modules' `pub` items are crate-internal by construction.
+#![allow(unreachable_pub)]
+// The generator is an I/O tool, not part of the registrar's sans-IO core.
+#![allow(clippy::disallowed_methods)]
+
+mod msgs;
+mod net;
+mod report;
+mod stats;
+mod tls;
+mod users;
+mod worker;
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sipreg::auth::Algorithm;
+
+use msgs::Kind;
+use report::{Outcome, Second};
+use stats::{histogram, Counters, Percentiles};
+use worker::{Plan, Transport};
+
+#[derive(Parser)]
+#[command(version, about = "SIP registration load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one load test and report.
+    Run(RunArgs),
+    /// Find the highest zero-failure rate (RFC 7501 Registration Rate).
+    Search(SearchArgs),
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Target registrar, host:port.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    target: String,
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: Transport,
+    /// register | refresh | query | unregister | wildcard | auth-fail | malformed | storm |
+    /// mixed (see --mix).
+    #[arg(long, default_value = "register")]
+    scenario: String,
+    /// Mix for `mixed`, percentages: register=50,refresh=30,query=20.
+    #[arg(long, default_value = "register=40,refresh=40,query=10,unregister=10")]
+    mix: String,
+    /// User range, e.g. `u{0..9999}@example.com`.
+    #[arg(long, default_value = "u{0..9999}@example.com")]
+    users: String,
+    /// SIPp-style CSV injection file (user;domain;password) instead of --users.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Password template: {n} = user number, {user} = user name.
+    #[arg(long, default_value = "pw{n}")]
+    password_template: String,
+    /// Requests per second in total (open loop); 0 = closed loop.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Outstanding transactions per worker (closed loop window; open-loop cap).
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Seconds of load (the storm scenario: seconds to register every user).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Pin worker N to core (N + pin_offset) % cores; negative = no pinning.
+    #[arg(long, default_value_t = -1)]
+    pin_offset: i64,
+    /// UDP source ports per worker.
+    #[arg(long, default_value_t = 16)]
+    sockets: usize,
+    /// TCP/TLS connections per worker (0 = one per user).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Expires asked for.
+    #[arg(long, default_value_t = 3600)]
+    expires: u32,
+    /// RFC 3261 T1, milliseconds (Timer F = 64 x T1).
+    #[arg(long, default_value_t = 500)]
+    t1_ms: u64,
+    /// Preferred digest algorithm when several are offered.
+    #[arg(long, default_value = "MD5")]
+    algorithm: String,
+    /// Disable TLS session resumption.
+    #[arg(long)]
+    tls_no_resume: bool,
+    /// CA certificate (PEM) to verify the target; without it any certificate is accepted.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of rate and latency over time.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Lowest rate tried.
+    #[arg(long, default_value_t = 1000.0)]
+    min_rate: f64,
+    /// Highest rate tried.
+    #[arg(long, default_value_t = 400_000.0)]
+    max_rate: f64,
+    /// Stop when the interval is narrower than this fraction of the rate.
+    #[arg(long, default_value_t = 0.05)]
+    precision: f64,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 5.0)]
+    step: f64,
+}
+
 fn main() {
-    eprintln!("sipreg-loadgen: not built yet (see issue 5)");
-    std::process::exit(2)
+    if let Err(e) = real_main() {
+        eprintln!("sipreg-loadgen: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let outcome = run(&args)?;
+            print!("{}", report::table(&outcome));
+            write_outputs(&args, &outcome)?;
+            if outcome.total.unexpected > 0 && outcome.total.completed == 0 {
+                bail!(
+                    "the target answered {} messages that are not SIP responses to our requests",
+                    outcome.total.unexpected
+                );
+            }
+            Ok(())
+        }
+        Command::Search(s) => search(&s),
+    }
+}
+
+fn write_outputs(args: &RunArgs, outcome: &Outcome) -> Result<()> {
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(outcome)?)
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        report::plot(outcome, path)?;
+    }
+    Ok(())
+}
+
+fn parse_mix(scenario: &str, mix: &str) -> Result<Vec<(Kind, u32)>> {
+    let kind = |name: &str| -> Result<Kind> {
+        Ok(match name {
+            "register" | "storm" => Kind::Register,
+            "refresh" => Kind::Refresh,
+            "query" => Kind::Query,
+            "unregister" => Kind::Unregister,
+            "wildcard" => Kind::Wildcard,
+            "auth-fail" => Kind::AuthFail,
+            "malformed" => Kind::Malformed,
+            other => bail!("unknown scenario {other:?}"),
+        })
+    };
+    if scenario != "mixed" {
+        return Ok(vec![(kind(scenario)?, 100)]);
+    }
+    let mut out = Vec::new();
+    for part in mix.split(',') {
+        let (name, pct) = part
+            .split_once('=')
+            .with_context(|| format!("--mix: expected name=percent in {part:?}"))?;
+        let pct: u32 = pct
+            .trim()
+            .parse()
+            .with_context(|| format!("--mix: bad percentage {pct:?}"))?;
+        out.push((kind(name.trim())?, pct));
+    }
+    if out.iter().map(|(_, p)| p).sum::<u32>() == 0 {
+        bail!("--mix: percentages sum to zero");
+    }
+    Ok(out)
+}
+
+fn plan(args: &RunArgs) -> Result<Plan> {
+    let target: SocketAddr = args
+        .target
+        .to_socket_addrs()
+        .with_context(|| format!("--target {}", args.target))?
+        .next()
+        .with_context(|| format!("--target {}: no address", args.target))?;
+    let users = match &args.csv {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            users::csv(&text, &path.display().to_string())?
+        }
+        None => users::range(&args.users, &args.password_template)?,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = if args.workers == 0 {
+        cores
+    } else {
+        args.workers
+    }
+    .min(users.len())
+    .max(1);
+    let storm = args.scenario == "storm";
+    let rate = if storm {
+        users.len() as f64 / args.duration.max(0.001)
+    } else {
+        args.rate
+    };
+    let prefer = Algorithm::parse(args.algorithm.as_bytes())
+        .with_context(|| format!("--algorithm {}", args.algorithm))?;
+    if args.tls_ca.is_none() && args.transport == Transport::Tls {
+        eprintln!("sipreg-loadgen: no --tls-ca given: accepting any server certificate");
+    }
+    Ok(Plan {
+        target,
+        transport: args.transport,
+        mix: parse_mix(&args.scenario, &args.mix)?,
+        users: Arc::new(users),
+        rate,
+        max_in_flight: args.max_in_flight.max(1),
+        duration: Duration::from_secs_f64(args.duration.max(0.001)),
+        expires: args.expires,
+        t1: Duration::from_millis(args.t1_ms.max(1)),
+        timer_f: Duration::from_millis(args.t1_ms.max(1) * 64),
+        sockets: args.sockets.max(1),
+        connections: args.connections,
+        prefer,
+        tls_resume: !args.tls_no_resume,
+        tls_ca: args.tls_ca.clone(),
+        once: storm,
+        workers,
+    })
+}
+
+/// Runs one load test.
+fn run(args: &RunArgs) -> Result<Outcome> {
+    let plan = Arc::new(plan(args)?);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let (tx, rx) = mpsc::channel();
+    let n = plan.users.len();
+    let cpu0 = net::cpu_time();
+    let wall0 = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..plan.workers {
+        let users = (n * i / plan.workers)..(n * (i + 1) / plan.workers);
+        let plan = Arc::clone(&plan);
+        let tx = tx.clone();
+        let pin = (args.pin_offset >= 0).then(|| (i + args.pin_offset as usize) % cores);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("lg-worker-{i}"))
+                .spawn(move || {
+                    if let Some(core) = pin {
+                        net::pin(core);
+                    }
+                    worker::run(i, &plan, users, &tx)
+                })?,
+        );
+    }
+    drop(tx);
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let mut seconds: Vec<Second> = Vec::new();
+    let mut per_second: std::collections::BTreeMap<
+        u64,
+        (Counters, hdrhistogram::Histogram<u64>, usize),
+    > = Default::default();
+    for snap in rx {
+        let e = per_second
+            .entry(snap.second)
+            .or_insert_with(|| (Counters::default(), histogram(), 0));
+        e.0.merge(&snap.counters);
+        let _ = e.1.add(&snap.latency);
+        e.2 += 1;
+        if e.2 == plan.workers {
+            let s = Second {
+                second: snap.second,
+                rate: e.0.completed,
+                counters: e.0.clone(),
+                latency: Percentiles::of(&e.1),
+            };
+            if live {
+                eprint!(
+                    "\r[{:>4}s] {:>9} reg/s  fail {:>6}  timeout {:>6}  retrans {:>6}  p99 {:>8} us   ",
+                    s.second, s.rate, s.counters.failures() - s.counters.timeouts, s.counters.timeouts, s.counters.retransmissions, s.latency.p99_us
+                );
+            }
+            seconds.push(s);
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    let mut total = Counters::default();
+    let mut hist = histogram();
+    for h in handles {
+        let t = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        total.merge(&t.counters);
+        let _ = hist.add(&t.latency);
+    }
+    // Per-second entries not reported by every worker (the final partial second).
+    for (second, (c, h, _)) in per_second {
+        if !seconds.iter().any(|s| s.second == second) {
+            seconds.push(Second {
+                second,
+                rate: c.completed,
+                counters: c,
+                latency: Percentiles::of(&h),
+            });
+        }
+    }
+    seconds.sort_by_key(|s| s.second);
+    let wall = wall0.elapsed();
+    let cpu = net::cpu_time().saturating_sub(cpu0);
+    Ok(Outcome::new(args, &plan, total, &hist, seconds, wall, cpu))
+}
+
+/// RFC 7501 §5.1-style search: binary search on the rate for zero failures and zero
+/// retransmissions over a fixed step, then a confirmation run at the result.
+fn search(s: &SearchArgs) -> Result<()> {
+    let (mut lo, mut hi) = (s.min_rate, s.max_rate);
+    let mut best: Option<Outcome> = None;
+    let mut step = s.run.clone();
+    step.duration = s.step;
+    step.quiet = true;
+    let clean = |o: &Outcome| {
+        o.total.failures() == 0
+            && o.total.retransmissions == 0
+            && o.total.unexpected == 0
+            && o.total.completed > 0
+    };
+    while hi - lo > s.precision * lo.max(1.0) {
+        let rate = (lo + hi) / 2.0;
+        step.rate = rate;
+        let o = run(&step)?;
+        let ok = clean(&o) && (o.achieved_rate() >= 0.95 * rate);
+        eprintln!(
+            "search: {rate:>10.0}/s -> {} ({:.0}/s achieved, {} failures, {} retransmissions)",
+            if ok { "ok" } else { "fail" },
+            o.achieved_rate(),
+            o.total.failures(),
+            o.total.retransmissions
+        );
+        if ok {
+            lo = rate;
+            best = Some(o);
+        } else {
+            hi = rate;
+        }
+    }
+    step.rate = lo;
+    step.duration = s.run.duration;
+    let confirm = run(&step)?;
+    let confirmed = clean(&confirm);
+    println!(
+        "Registration Rate (zero failures, zero retransmissions): {:.0}/s{}",
+        lo,
+        if confirmed {
+            " (confirmed)"
+        } else {
+            " (NOT confirmed)"
+        }
+    );
+    print!("{}", report::table(&confirm));
+    write_outputs(&s.run, &confirm)?;
+    drop(best);
+    if !confirmed {
+        bail!("the confirmation run at {lo:.0}/s had failures");
+    }
+    Ok(())
 }

@@ -1,0 +1,140 @@
+//! Batch UDP I/O on connected sockets (sendmmsg/recvmmsg) and poll(2): the libc calls std
+//! does not offer.
+#![allow(unsafe_code)]
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+const BATCH: usize = 64;
+const BUF: usize = 8 * 1024;
+
+/// Reusable receive buffers.
+pub struct RecvBatch {
+    bufs: Vec<u8>,
+}
+
+impl RecvBatch {
+    pub fn new() -> Self {
+        Self {
+            bufs: vec![0; BATCH * BUF],
+        }
+    }
+
+    /// Appends every datagram the socket has now.
+    pub fn recv_all(&mut self, sock: &UdpSocket, out: &mut Vec<Vec<u8>>) {
+        loop {
+            // SAFETY: plain C structs, all-zero is valid; pointers are set below.
+            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for i in 0..BATCH {
+                iov[i] = libc::iovec {
+                    iov_base: self.bufs[i * BUF..].as_mut_ptr().cast(),
+                    iov_len: BUF,
+                };
+                msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: msgs/iov point into self.bufs, alive for the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    sock.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n <= 0 {
+                return;
+            }
+            let n = n as usize;
+            for (i, m) in msgs.iter().enumerate().take(n) {
+                let len = (m.msg_len as usize).min(BUF);
+                out.push(self.bufs[i * BUF..i * BUF + len].to_vec());
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends each `(socket index, bytes)` on its connected socket, batching consecutive ones.
+pub fn send_batch(socks: &[UdpSocket], batch: &[(usize, &[u8])]) {
+    let mut i = 0;
+    while i < batch.len() {
+        let sock = batch[i].0;
+        let Some(s) = socks.get(sock) else { return };
+        // SAFETY: plain C structs, all-zero is valid; pointers are set below.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let mut n = 0;
+        while n < BATCH && i + n < batch.len() && batch[i + n].0 == sock {
+            let bytes = batch[i + n].1;
+            iov[n] = libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            };
+            msgs[n].msg_hdr.msg_iov = &raw mut iov[n];
+            msgs[n].msg_hdr.msg_iovlen = 1;
+            n += 1;
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: msgs point at iovecs and at byte slices borrowed for the call.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    s.as_raw_fd(),
+                    msgs[sent..].as_mut_ptr(),
+                    (n - sent) as u32,
+                    0,
+                )
+            };
+            if rc <= 0 {
+                // A full socket buffer: the loss is visible as retransmissions/timeouts.
+                break;
+            }
+            sent += rc as usize;
+        }
+        i += n;
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes.
+pub fn poll_readable(fds: &[i32], timeout: Duration) {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = i32::try_from(timeout.as_millis())
+        .unwrap_or(1)
+        .max(if timeout.is_zero() { 0 } else { 1 });
+    // SAFETY: `p` is a valid array of pollfd for the call.
+    unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+}
+
+/// CPU time (user + system) of this process so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Pins the calling thread to a CPU (best effort).
+pub fn pin(core: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+    }
+}
