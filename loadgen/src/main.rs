@@ -46,6 +46,16 @@ enum Command {
     Run(RunArgs),
     /// Find the highest zero-failure rate (RFC 7501 Registration Rate).
     Search(SearchArgs),
+    /// A plain UDP responder (recvmmsg/sendmmsg) answering every request with a 200 built from
+    /// its headers: the loopback ceiling to compare a registrar with.
+    Echo {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:5070")]
+        listen: SocketAddr,
+        /// Pin to this core.
+        #[arg(long)]
+        pin: Option<usize>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -158,6 +168,12 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Search(s) => search(&s),
+        Command::Echo { listen, pin } => {
+            if let Some(core) = pin {
+                net::pin(core);
+            }
+            net::echo(listen, None)
+        }
     }
 }
 
@@ -398,3 +414,6 @@ fn search(s: &SearchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

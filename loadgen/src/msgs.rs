@@ -191,8 +191,7 @@ fn parse_branch(b: &[u8]) -> Option<(u32, u32)> {
     ))
 }
 
-#[cfg(test)]
-/// A stateless answer for the built-in responders used in tests: 200 with the request's
+/// A stateless answer (the `echo` responder and the tests' stub targets): 200 with the request's
 /// headers, or a 401 challenge when `challenge` is set.
 pub fn respond(request: &[u8], challenge: Option<&str>, out: &mut Vec<u8>) -> bool {
     let Ok(Message::Request(req)) = sip::parse_datagram(request, &sip::Limits::default()) else {

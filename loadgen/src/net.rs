@@ -138,3 +138,71 @@ pub fn pin(core: usize) {
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
     }
 }
+
+/// The echo responder: recvmmsg/sendmmsg batches of 64; each datagram is answered with a 200
+/// that copies Via, From, To, Call-ID and CSeq — the same reply size class as a registrar's.
+/// Runs until the process ends (or `stop` is set).
+pub fn echo(
+    listen: std::net::SocketAddr,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let sock = UdpSocket::bind(listen)?;
+    let fd = sock.as_raw_fd();
+    let mut bufs = vec![0u8; BATCH * BUF];
+    let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1024)).collect();
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    loop {
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Ok(());
+        }
+        poll_readable(&[fd], Duration::from_millis(100));
+        // SAFETY: plain C structs, all-zero is valid; pointers are set below.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i] = libc::iovec {
+                iov_base: bufs[i * BUF..].as_mut_ptr().cast(),
+                iov_len: BUF,
+            };
+            msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
+            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+        }
+        // SAFETY: every pointer refers to buffers alive for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n <= 0 {
+            continue;
+        }
+        let n = n as usize;
+        let mut out: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let mut oiov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut k = 0;
+        for i in 0..n {
+            let len = (msgs[i].msg_len as usize).min(BUF);
+            if !crate::msgs::respond(&bufs[i * BUF..i * BUF + len], None, &mut replies[k]) {
+                continue;
+            }
+            oiov[k] = libc::iovec {
+                iov_base: replies[k].as_mut_ptr().cast(),
+                iov_len: replies[k].len(),
+            };
+            out[k].msg_hdr.msg_iov = &raw mut oiov[k];
+            out[k].msg_hdr.msg_iovlen = 1;
+            out[k].msg_hdr.msg_name = (&raw mut names[i]).cast();
+            out[k].msg_hdr.msg_namelen = msgs[i].msg_hdr.msg_namelen;
+            k += 1;
+        }
+        // SAFETY: `out` points at replies and names alive for the call.
+        unsafe { libc::sendmmsg(fd, out.as_mut_ptr(), k as u32, 0) };
+    }
+}

@@ -99,10 +99,15 @@ pub fn run(
     users: std::ops::Range<usize>,
     tx: &Sender<Snapshot>,
 ) -> Result<Totals> {
+    // Call-IDs unique per run: a later run must not look like an out-of-order request of an
+    // earlier one (RFC 3261 §10.3 step 7).
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let mut uas: Vec<Ua> = users
         .map(|u| Ua {
             user: u,
-            call_id: format!("lg{index}-{u}-{:x}", std::process::id()),
+            call_id: format!("lg{index}-{u}-{:x}-{run_id:x}", std::process::id()),
             cseq: 0,
             challenge: None,
             busy: false,

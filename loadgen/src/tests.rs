@@ -1,0 +1,314 @@
+//! Runs the generator against an in-process sipreg (real sockets on loopback) for every
+//! scenario and transport, and against stub responders. The assertions are on counts.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use sipreg::engine::{AuthSettings, EngineConfig, Shared};
+use sipreg::runtime::{self, Backend, RuntimeConfig, Server};
+
+use super::*;
+
+fn server() -> Server {
+    let users: String = (0..50)
+        .map(|n| format!("u{n}:example.com:plain:pw{n}\n"))
+        .collect();
+    let engine = EngineConfig {
+        domains: vec!["example.com".into()],
+        auth: Some(AuthSettings {
+            realm: "example.com".into(),
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
+            credentials_text: users,
+            credentials_name: "loadgen-test".into(),
+            nonce_lifetime: Duration::from_secs(300),
+            secret: [1; 32],
+            bind_nonce_to_source: false,
+            salt_seed: 5,
+        }),
+        ..EngineConfig::default()
+    };
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let rt = RuntimeConfig {
+        udp: vec![any],
+        tcp: vec![any],
+        tls: vec![any],
+        shards: 1,
+        backend: Backend::Fallback,
+        ..RuntimeConfig::default()
+    };
+    runtime::run(rt, Arc::new(Shared::new(engine).unwrap())).unwrap()
+}
+
+fn args(target: SocketAddr, transport: &str, scenario: &str, extra: &[&str]) -> RunArgs {
+    let target = target.to_string();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("--target", &target),
+        ("--transport", transport),
+        ("--scenario", scenario),
+        ("--users", "u{0..49}@example.com"),
+        ("--duration", "0.3"),
+        ("--max-in-flight", "8"),
+        ("--sockets", "2"),
+        ("--connections", "2"),
+    ];
+    for kv in extra.chunks(2) {
+        let (k, v) = (kv[0], kv.get(1).copied().unwrap_or(""));
+        pairs.retain(|(name, _)| *name != k);
+        pairs.push((k, v));
+    }
+    let mut v: Vec<String> = vec!["sipreg-loadgen".into(), "run".into(), "--quiet".into()];
+    for (k, val) in pairs {
+        v.push(k.to_owned());
+        v.push(val.to_owned());
+    }
+    match Cli::parse_from(v).command {
+        Command::Run(a) => a,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn every_scenario_on_every_transport() {
+    let srv = server();
+    let targets = [
+        ("udp", srv.udp_addrs()[0]),
+        ("tcp", srv.tcp_addrs()[0]),
+        ("tls", srv.tls_addrs()[0]),
+    ];
+    for (transport, target) in targets {
+        for scenario in [
+            "register",
+            "refresh",
+            "query",
+            "unregister",
+            "wildcard",
+            "auth-fail",
+            "malformed",
+            "mixed",
+        ] {
+            let o = run(&args(target, transport, scenario, &[])).unwrap();
+            assert!(
+                o.total.completed > 10,
+                "{transport} {scenario}: {}",
+                report::table(&o)
+            );
+            assert_eq!(
+                o.total.failures(),
+                0,
+                "{transport} {scenario}: {}",
+                report::table(&o)
+            );
+            assert_eq!(o.total.unexpected, 0, "{transport} {scenario}");
+            assert_eq!(
+                o.total.attempted, o.total.completed,
+                "{transport} {scenario}"
+            );
+            if scenario == "register" {
+                assert_eq!(
+                    o.total.challenges, o.total.attempted,
+                    "each registration is challenged once"
+                );
+            }
+        }
+        // The storm: every user registers exactly once.
+        let o = run(&args(target, transport, "storm", &["--duration", "0.2"])).unwrap();
+        assert_eq!(
+            (o.total.attempted, o.total.completed),
+            (50, 50),
+            "{transport} storm"
+        );
+    }
+    // Wrong passwords for real users: the auth-fail scenario completes only by refusals.
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "auth-fail",
+        &["--password-template", "pw{n}"],
+    ))
+    .unwrap();
+    assert_eq!(o.total.failures(), 0);
+    // A password that is right makes auth-fail fail (the target accepted it).
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "register",
+        &["--password-template", "nope"],
+    ))
+    .unwrap();
+    assert_eq!(
+        o.total.failed.get(&401).copied().unwrap_or(0),
+        o.total.attempted,
+        "{}",
+        report::table(&o)
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn json_and_plot_outputs() {
+    let srv = server();
+    let dir = std::env::temp_dir().join(format!("lg-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("o.json");
+    let svg = dir.join("o.svg");
+    let a = args(
+        srv.udp_addrs()[0],
+        "udp",
+        "register",
+        &[
+            "--duration",
+            "1.2",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
+    let o = run(&a).unwrap();
+    write_outputs(&a, &o).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "target",
+        "transport",
+        "total",
+        "latency",
+        "completed_per_s",
+        "ineffective_pct",
+        "generator_cpu_us_per_op",
+        "seconds",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["total"]["completed"].as_u64(), Some(o.total.completed));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    srv.shutdown().unwrap();
+}
+
+/// A UDP responder that answers 200 but stalls once for `stall`.
+fn stalling_responder(stall: Duration, stop: Arc<AtomicBool>) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        let mut seen = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            seen += 1;
+            if seen == 200 {
+                std::thread::sleep(stall);
+            }
+            if msgs::respond(&buf[..n], None, &mut out) {
+                let _ = sock.send_to(&out, from);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn coordinated_omission_correction_shows_a_stall() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let target = stalling_responder(Duration::from_millis(400), stop.clone());
+    // Open loop at 2000/s: requests scheduled during the 400 ms stall wait for it, and their
+    // latency counts from their scheduled time.
+    let open = run(&args(
+        target,
+        "udp",
+        "register",
+        &[
+            "--rate",
+            "2000",
+            "--duration",
+            "1",
+            "--max-in-flight",
+            "4096",
+        ],
+    ))
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(open.total.completed > 1000, "{}", report::table(&open));
+    assert!(
+        open.latency.p90_us >= 50_000,
+        "open loop p90 must include the stall: {:?}",
+        open.latency
+    );
+    // Closed loop with one request outstanding: only the stalled request sees the delay.
+    let stop = Arc::new(AtomicBool::new(false));
+    let target = stalling_responder(Duration::from_millis(400), stop.clone());
+    let closed = run(&args(
+        target,
+        "udp",
+        "register",
+        &["--duration", "1", "--max-in-flight", "1"],
+    ))
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        closed.latency.p90_us < 50_000,
+        "closed loop hides the stall: {:?}",
+        closed.latency
+    );
+    assert!(closed.latency.max_us >= 300_000);
+}
+
+#[test]
+fn retransmissions_and_timeouts_against_a_silent_target() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap();
+    let o = run(&args(
+        target,
+        "udp",
+        "register",
+        &[
+            "--t1-ms",
+            "20",
+            "--duration",
+            "0.2",
+            "--max-in-flight",
+            "2",
+            "--users",
+            "u{0..1}@example.com",
+        ],
+    ))
+    .unwrap();
+    // T1 = 20 ms -> Timer F = 1.28 s; retransmissions at 20, 60, 140, 300, 620, 1140 ms.
+    assert_eq!(o.total.completed, 0);
+    assert_eq!(o.total.timeouts, o.total.attempted);
+    assert!(
+        o.total.retransmissions >= 5 * o.total.attempted,
+        "{}",
+        report::table(&o)
+    );
+    drop(silent);
+}
+
+#[test]
+fn mix_and_user_errors() {
+    assert_eq!(parse_mix("mixed", "register=50,query=50").unwrap().len(), 2);
+    assert!(parse_mix("mixed", "register=x").is_err());
+    assert!(parse_mix("bogus", "").is_err());
+    let bad = args(
+        "127.0.0.1:9".parse().unwrap(),
+        "udp",
+        "register",
+        &["--users", "nodomain"],
+    );
+    assert!(run(&bad).unwrap_err().to_string().contains("--users"));
+    let bad = args("127.0.0.1:9".parse().unwrap(), "tcp", "register", &[]);
+    assert!(
+        run(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot connect"),
+        "unreachable target is a clear error"
+    );
+}
