@@ -515,7 +515,7 @@ impl Engine {
         self.stats.requests += 1;
         // Without a Via there is no response (§18.2.1); with a malformed one, the 400 goes
         // back to the packet's source.
-        let dest = match req.vias().next() {
+        let dest = match req.top_via() {
             None => {
                 self.stats.dropped += 1;
                 return None;

@@ -108,11 +108,15 @@ impl HeaderName {
                 .find(|(_, compact, _)| *compact == Some(c))
                 .map_or(Self::Other, |(_, _, n)| *n);
         }
+        // Candidates share length and first letter: at most two comparisons per header.
+        let first = name.first().map_or(0, u8::to_ascii_lowercase);
         NAMES
             .iter()
-            .find(|(long, _, _)| {
-                long.len() == name.len() && long.as_bytes().eq_ignore_ascii_case(name)
+            .filter(|(long, _, _)| long.len() == name.len())
+            .filter(|(long, _, _)| {
+                long.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first)
             })
+            .find(|(long, _, _)| long.as_bytes().eq_ignore_ascii_case(name))
             .map_or(Self::Other, |(_, _, n)| *n)
     }
 

@@ -3,7 +3,7 @@
 use memchr::memchr;
 use smallvec::SmallVec;
 
-use super::header::{CSeq, Contacts, HeaderName, NameAddr, Vias};
+use super::header::{CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
 use super::{
     is_token, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method, Status,
@@ -43,6 +43,16 @@ pub struct Request<'b> {
     headers: Index<'b>,
     body: &'b [u8],
     defect: Option<Error>,
+    parsed: Parsed<'b>,
+}
+
+/// Views parsed once during validation and reused by the accessors.
+#[derive(Clone, Copy, Debug, Default)]
+struct Parsed<'b> {
+    cseq: Option<CSeq<'b>>,
+    from: Option<NameAddr<'b>>,
+    to: Option<NameAddr<'b>>,
+    top_via: Option<Via<'b>>,
 }
 
 /// A response: views over the receive buffer.
@@ -54,6 +64,7 @@ pub struct Response<'b> {
     headers: Index<'b>,
     body: &'b [u8],
     defect: Option<Error>,
+    parsed: Parsed<'b>,
 }
 
 /// Shared header accessors of requests and responses.
@@ -103,6 +114,9 @@ macro_rules! header_accessors {
 
         /// The CSeq header.
         pub fn cseq(&self) -> Result<CSeq<'b>, Error> {
+            if let Some(c) = self.parsed.cseq {
+                return Ok(c);
+            }
             CSeq::parse(
                 self.header(HeaderName::CSeq)
                     .ok_or(Error::MissingHeader("CSeq"))?,
@@ -111,6 +125,9 @@ macro_rules! header_accessors {
 
         /// The From header.
         pub fn from(&self) -> Result<NameAddr<'b>, Error> {
+            if let Some(f) = self.parsed.from {
+                return Ok(f);
+            }
             NameAddr::parse(
                 self.header(HeaderName::From)
                     .ok_or(Error::MissingHeader("From"))?,
@@ -119,10 +136,21 @@ macro_rules! header_accessors {
 
         /// The To header.
         pub fn to(&self) -> Result<NameAddr<'b>, Error> {
+            if let Some(t) = self.parsed.to {
+                return Ok(t);
+            }
             NameAddr::parse(
                 self.header(HeaderName::To)
                     .ok_or(Error::MissingHeader("To"))?,
             )
+        }
+
+        /// The top Via value, if any (`Some(Err)` when it is malformed).
+        pub fn top_via(&self) -> Option<Result<Via<'b>, Error>> {
+            if let Some(v) = self.parsed.top_via {
+                return Some(Ok(v));
+            }
+            self.vias().next()
         }
 
         /// Every Via value (across header lines and commas), top first.
@@ -430,6 +458,7 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
             headers: head.headers,
             body,
             defect,
+            parsed: Parsed::default(),
         };
         resp.defect = resp
             .defect
@@ -473,8 +502,9 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
         headers: head.headers,
         body,
         defect,
+        parsed: Parsed::default(),
     };
-    req.defect = req.defect.or_else(|| request_defect(&req));
+    req.defect = req.defect.or_else(|| request_defect(&mut req));
     Ok(Message::Request(req))
 }
 
@@ -507,15 +537,19 @@ fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
     None
 }
 
-fn request_defect(req: &Request<'_>) -> Option<Error> {
+/// Validates a request's mandatory parts, keeping the views it parsed for the accessors.
+fn request_defect(req: &mut Request<'_>) -> Option<Error> {
     if let Some(e) = common_defect(&req.headers) {
         return Some(e);
     }
+    let mut top = None;
     for via in req.vias() {
-        if let Err(e) = via {
-            return Some(e);
+        match via {
+            Ok(v) => top = top.or(Some(v)),
+            Err(e) => return Some(e),
         }
     }
+    req.parsed.top_via = top;
     if let Err(e) = Uri::parse(req.uri) {
         return Some(e);
     }
@@ -523,14 +557,17 @@ fn request_defect(req: &Request<'_>) -> Option<Error> {
         Ok(c) => c,
         Err(e) => return Some(e),
     };
+    req.parsed.cseq = Some(cseq);
     if cseq.method != req.method {
         return Some(Error::CSeqMethodMismatch);
     }
-    if let Err(e) = req.from() {
-        return Some(e);
+    match req.from() {
+        Ok(f) => req.parsed.from = Some(f),
+        Err(e) => return Some(e),
     }
-    if let Err(e) = req.to() {
-        return Some(e);
+    match req.to() {
+        Ok(t) => req.parsed.to = Some(t),
+        Err(e) => return Some(e),
     }
     None
 }

@@ -39,7 +39,7 @@ impl<'o> ResponseWriter<'o> {
                 top = false;
                 let mut values = CommaSplit::new(h.value);
                 let first = values.next().unwrap_or_default();
-                write_top_via(out, first, received);
+                write_top_via(out, first, req.top_via().and_then(Result::ok), received);
                 for v in values {
                     out.extend_from_slice(b", ");
                     out.extend_from_slice(v);
@@ -117,8 +117,13 @@ impl<'o> ResponseWriter<'o> {
 
 /// The top Via with `received`/`rport` set from the packet source. A Via that does not parse is
 /// copied as it is.
-fn write_top_via(out: &mut Vec<u8>, value: &[u8], received: Option<SocketAddr>) {
-    let (Some(source), Ok(via)) = (received, Via::parse(value)) else {
+fn write_top_via(
+    out: &mut Vec<u8>,
+    value: &[u8],
+    parsed: Option<Via<'_>>,
+    received: Option<SocketAddr>,
+) {
+    let (Some(source), Some(via)) = (received, parsed.or_else(|| Via::parse(value).ok())) else {
         out.extend_from_slice(value);
         return;
     };
