@@ -142,6 +142,7 @@ fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
             "none (open registration)".to_owned()
         }
     };
+    warn_host_settings();
     let shared = Arc::new(Shared::new(engine_config)?);
     // Block SIGINT/SIGTERM before the shards start so that only this thread receives them.
     let signals = block_signals();
@@ -160,6 +161,34 @@ fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     server.shutdown()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The warnings of `tuning/check.sh`, at start.
+fn warn_host_settings() {
+    let read = |key: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/")))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    for (key, want) in [
+        ("net.core.rmem_max", 16_777_216),
+        ("net.core.wmem_max", 16_777_216),
+        ("net.core.netdev_max_backlog", 250_000),
+    ] {
+        if let Some(cur) = read(key) {
+            if cur < want {
+                tracing::warn!(
+                    setting = key,
+                    current = cur,
+                    recommended = want,
+                    "host setting below recommendation (see tuning/)"
+                );
+            }
+        }
+    }
 }
 
 fn block_signals() -> libc::sigset_t {
