@@ -198,6 +198,10 @@ pub struct Tls {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// PEM CA certificates for client certificates (mutual TLS). None = no client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse clients without a certificate. Default false (optional).
+    pub require_client_cert: bool,
 }
 
 /// `[limits]`.
@@ -331,6 +335,9 @@ impl Config {
             (None, None) => None,
             _ => return Err(invalid("tls.cert", "tls.cert and tls.key go together")),
         };
+        if self.tls.require_client_cert && self.tls.client_ca.is_none() {
+            return Err(invalid("tls.require_client_cert", "needs tls.client_ca"));
+        }
         if self.listen.udp.is_empty() && self.listen.tcp.is_empty() && self.listen.tls.is_empty() {
             return Err(invalid("listen", "no listen address"));
         }
@@ -348,6 +355,10 @@ impl Config {
             backend: self.runtime.backend,
             pin: self.runtime.pin,
             tls_files: tls,
+            client_auth: crate::runtime::ClientAuth {
+                ca: self.tls.client_ca.clone(),
+                required: self.tls.require_client_cert,
+            },
             max_connections: self.limits.max_connections,
             max_connections_per_ip: self.limits.max_connections_per_ip,
             idle_timeout: Duration::from_secs(self.limits.idle_timeout.max(1)),

@@ -30,6 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, Shared};
+pub use crate::transport::tls::ClientAuth;
 use crate::transport::tls::{ServerTls, TlsError};
 use socket::EventFd;
 use stats::ShardStats;
@@ -86,6 +87,8 @@ pub struct RuntimeConfig {
     pub pin: bool,
     /// Certificate files; None = self-signed.
     pub tls_files: Option<TlsFiles>,
+    /// Client certificates (mutual TLS).
+    pub client_auth: ClientAuth,
     /// Connections per shard.
     pub max_connections: usize,
     /// Connections per client IP per shard.
@@ -106,6 +109,7 @@ impl Default for RuntimeConfig {
             backend: Backend::Auto,
             pin: false,
             tls_files: None,
+            client_auth: ClientAuth::default(),
             max_connections: 10_000,
             max_connections_per_ip: 100,
             idle_timeout: Duration::from_secs(300),
@@ -243,8 +247,8 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
         None
     } else {
         let tls = match &cfg.tls_files {
-            Some(f) => ServerTls::from_pem_files(&f.cert, &f.key)?,
-            None => ServerTls::self_signed(&[])?,
+            Some(f) => ServerTls::from_pem_files_with(&f.cert, &f.key, &cfg.client_auth)?,
+            None => ServerTls::self_signed_with(&[], &cfg.client_auth)?,
         };
         tracing::info!(fingerprint = %tls.fingerprint, self_signed = cfg.tls_files.is_none(), "TLS certificate");
         Some(tls)
