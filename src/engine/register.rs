@@ -199,10 +199,7 @@ fn register(
         match contact.map_err(|e| fail(e.into()))? {
             Contact::Star => wildcard = true,
             Contact::Addr(c) => {
-                let expires = match c.expires().map_err(|e| fail(e.into()))? {
-                    Some(e) => e,
-                    None => header_expires.unwrap_or(cfg.default_expires),
-                };
+                let f = c.fields().map_err(|e| fail(e.into()))?;
                 let mut params = SmallVec::new();
                 for p in c.other_params() {
                     params.extend_from_slice(p);
@@ -210,10 +207,10 @@ fn register(
                 wanted.push(Wanted {
                     uri: c.name_addr.uri,
                     params,
-                    expires,
-                    q: c.q().map_err(|e| fail(e.into()))?,
-                    instance: c.instance(),
-                    reg_id: c.reg_id().map_err(|e| fail(e.into()))?,
+                    expires: f.expires.or(header_expires).unwrap_or(cfg.default_expires),
+                    q: f.q,
+                    instance: f.instance,
+                    reg_id: f.reg_id,
                 });
             }
         }

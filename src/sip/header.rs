@@ -227,28 +227,71 @@ impl<'b> Params<'b> {
         })
     }
 
-    /// Checks the parameter syntax: `;` token [ `=` (token | quoted-string | [IPv6]) ].
+    /// Checks the parameter syntax: `;` token [ `=` (token | quoted-string | [IPv6]) ], with
+    /// LWS allowed around `;` and `=`. One pass over the bytes (this runs for every From, To,
+    /// Contact, Via and URI).
     pub(crate) fn validate(&self) -> bool {
         let raw = trim_lws(self.raw);
-        if raw.is_empty() {
-            return true;
+        let mut i = 0;
+        let n = raw.len();
+        let lws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        while i < n {
+            // ";" then a non-empty token name
+            if raw[i] != b';' {
+                return false;
+            }
+            i += 1;
+            while i < n && lws(raw[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < n && super::is_token(raw[i]) {
+                i += 1;
+            }
+            if i == start {
+                return false;
+            }
+            while i < n && lws(raw[i]) {
+                i += 1;
+            }
+            if i < n && raw[i] == b'=' {
+                i += 1;
+                while i < n && lws(raw[i]) {
+                    i += 1;
+                }
+                if i < n && raw[i] == b'"' {
+                    i += 1;
+                    let mut closed = false;
+                    while i < n {
+                        match raw[i] {
+                            b'\\' => i += 2,
+                            b'"' => {
+                                i += 1;
+                                closed = true;
+                                break;
+                            }
+                            _ => i += 1,
+                        }
+                    }
+                    if !closed {
+                        return false;
+                    }
+                } else {
+                    let vstart = i;
+                    while i < n && (super::is_token(raw[i]) || matches!(raw[i], b':' | b'[' | b']'))
+                    {
+                        i += 1;
+                    }
+                    if i == vstart {
+                        return false;
+                    }
+                }
+                while i < n && lws(raw[i]) {
+                    i += 1;
+                }
+            }
         }
-        if raw.first() != Some(&b';') {
-            return false;
-        }
-        self.iter().all(|(name, value)| {
-            !name.is_empty()
-                && name.iter().all(|&b| is_token(b))
-                && value.is_none_or(|v| {
-                    !v.is_empty()
-                        && (v
-                            .iter()
-                            .all(|&b| is_token(b) || b == b':' || b == b'[' || b == b']')
-                            || (v.len() >= 2
-                                && v.first() == Some(&b'"')
-                                && v.last() == Some(&b'"')))
-                })
-        })
+        true
     }
 }
 
@@ -476,6 +519,31 @@ impl<'b> ContactAddr<'b> {
         }
     }
 
+    /// `expires`, `q`, `+sip.instance` and `reg-id` in one pass over the parameters.
+    pub fn fields(&self) -> Result<ContactFields<'b>, Error> {
+        let mut f = ContactFields::default();
+        for (name, value) in self.name_addr.params.iter() {
+            if name.eq_ignore_ascii_case(b"expires") {
+                f.expires = Some(
+                    value
+                        .and_then(parse_delta_saturating)
+                        .ok_or(Error::BadExpires)?,
+                );
+            } else if name.eq_ignore_ascii_case(b"q") {
+                f.q = Some(value.and_then(parse_q).ok_or(Error::BadQValue)?);
+            } else if name.eq_ignore_ascii_case(b"+sip.instance") {
+                f.instance = value.map(|v| {
+                    v.strip_prefix(b"\"")
+                        .and_then(|v| v.strip_suffix(b"\""))
+                        .unwrap_or(v)
+                });
+            } else if name.eq_ignore_ascii_case(b"reg-id") {
+                f.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
+            }
+        }
+        Ok(f)
+    }
+
     /// Contact parameters other than `expires` and `q`, raw with their leading `;`.
     pub fn other_params(&self) -> impl Iterator<Item = &'b [u8]> + 'b {
         self.name_addr.params.segments().filter(|seg| {
@@ -483,6 +551,19 @@ impl<'b> ContactAddr<'b> {
             !name.eq_ignore_ascii_case(b"expires") && !name.eq_ignore_ascii_case(b"q")
         })
     }
+}
+
+/// The contact parameters a registrar interprets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContactFields<'b> {
+    /// `expires` (overlarge values saturate to `u32::MAX`).
+    pub expires: Option<u32>,
+    /// `q` in thousandths.
+    pub q: Option<u16>,
+    /// `+sip.instance` without quotes.
+    pub instance: Option<&'b [u8]>,
+    /// `reg-id`.
+    pub reg_id: Option<u32>,
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
@@ -766,6 +847,11 @@ mod tests {
         )
         .unwrap();
         let c = ContactAddr { name_addr: n };
+        let f = c.fields().unwrap();
+        assert_eq!(
+            (f.expires, f.q, f.instance, f.reg_id),
+            (Some(60), Some(500), Some(&b"<urn:uuid:1>"[..]), Some(2))
+        );
         assert_eq!(c.expires().unwrap(), Some(60));
         assert_eq!(c.q().unwrap(), Some(500));
         assert_eq!(c.instance(), Some(&b"<urn:uuid:1>"[..]));

@@ -19,7 +19,9 @@ mod parse;
 mod uri;
 mod write;
 
-pub use header::{CSeq, Contact, ContactAddr, Contacts, HeaderName, NameAddr, Params, Via, Vias};
+pub use header::{
+    CSeq, Contact, ContactAddr, ContactFields, Contacts, HeaderName, NameAddr, Params, Via, Vias,
+};
 pub use parse::{
     frame_stream, keepalive_len, parse_datagram, parse_stream, Header, Message, Request, Response,
 };
