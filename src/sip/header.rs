@@ -245,7 +245,7 @@ impl<'b> Params<'b> {
                 i += 1;
             }
             let start = i;
-            while i < n && super::is_token(raw[i]) {
+            while i < n && is_token(raw[i]) {
                 i += 1;
             }
             if i == start {
@@ -278,8 +278,7 @@ impl<'b> Params<'b> {
                     }
                 } else {
                     let vstart = i;
-                    while i < n && (super::is_token(raw[i]) || matches!(raw[i], b':' | b'[' | b']'))
-                    {
+                    while i < n && (is_token(raw[i]) || matches!(raw[i], b':' | b'[' | b']')) {
                         i += 1;
                     }
                     if i == vstart {
