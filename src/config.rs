@@ -66,6 +66,56 @@ pub struct Config {
     pub tls: Tls,
     /// Resource limits.
     pub limits: Limits,
+    /// Flood control, lockout, scanners.
+    pub security: Security,
+}
+
+/// `[security]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    /// Per-source rate limiting on. Default true.
+    pub rate_limit: bool,
+    /// Requests per second per source. Default 200.
+    pub rate_per_second: u32,
+    /// Burst per source. Default 400.
+    pub rate_burst: u32,
+    /// Ban duration for a source over the rate, seconds. Default 60.
+    pub ban_secs: u32,
+    /// Answer banned sources with 503 + Retry-After instead of dropping. Default false.
+    pub ban_reply_503: bool,
+    /// Trusted sources (CIDR), never rate-limited nor locked out by IP. Default loopback.
+    pub allow: Vec<String>,
+    /// Brute-force lockout on. Default true.
+    pub lockout: bool,
+    /// Failed digest responses tolerated per user and per IP within `lockout_window`. Default 10.
+    pub lockout_failures: u32,
+    /// Seconds. Default 60.
+    pub lockout_window: u32,
+    /// Lock duration, seconds. Default 300.
+    pub lockout_secs: u32,
+    /// Drop known scanner User-Agents (friendly-scanner, sipvicious, ...). Default true.
+    pub drop_scanners: bool,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        let r = crate::engine::guard::RateLimit::default();
+        let l = crate::engine::guard::Lockout::default();
+        Self {
+            rate_limit: true,
+            rate_per_second: r.per_second,
+            rate_burst: r.burst,
+            ban_secs: r.ban_secs,
+            ban_reply_503: r.reply_503,
+            allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            lockout: true,
+            lockout_failures: l.failures,
+            lockout_window: l.window_secs,
+            lockout_secs: l.lock_secs,
+            drop_scanners: true,
+        }
+    }
 }
 
 /// `[listen]`.
@@ -309,7 +359,38 @@ impl Config {
         } else {
             None
         };
+        let sec = &self.security;
+        let mut allow = Vec::with_capacity(sec.allow.len());
+        for a in &sec.allow {
+            allow.push(crate::engine::guard::Cidr::parse(a).ok_or_else(|| {
+                invalid(
+                    "security.allow",
+                    format!("{a:?} is not an address or CIDR block"),
+                )
+            })?);
+        }
+        if sec.rate_limit && (sec.rate_per_second == 0 || sec.rate_burst == 0) {
+            return Err(invalid(
+                "security.rate_per_second",
+                "rate and burst must be at least 1",
+            ));
+        }
+        let rate_limit = sec.rate_limit.then(|| crate::engine::guard::RateLimit {
+            per_second: sec.rate_per_second,
+            burst: sec.rate_burst,
+            ban_secs: sec.ban_secs,
+            reply_503: sec.ban_reply_503,
+            allow,
+        });
+        let lockout = sec.lockout.then_some(crate::engine::guard::Lockout {
+            failures: sec.lockout_failures,
+            window_secs: sec.lockout_window,
+            lock_secs: sec.lockout_secs,
+        });
         Ok(EngineConfig {
+            rate_limit,
+            lockout,
+            drop_scanners: sec.drop_scanners,
             domains: r.domains.clone(),
             default_expires: r.default_expires,
             min_expires: r.min_expires,
@@ -433,6 +514,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("auth.credentials"));
+        let c = Config::from_toml("[security]\nallow = [\"10.0.0.0/99\"]\n", "s").unwrap();
+        assert!(c
+            .engine_config([0; 40])
+            .unwrap_err()
+            .to_string()
+            .starts_with("security.allow"));
         let c = Config::from_toml("[runtime]\nbackend = \"kqueue\"\n", "f");
         assert!(c.unwrap_err().to_string().contains("kqueue"));
     }

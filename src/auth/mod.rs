@@ -308,6 +308,20 @@ impl Authenticator {
         }
     }
 
+    /// The user name claimed by the Authorization value for our realm, if any (for lockout
+    /// accounting before verification).
+    pub fn username<'a>(
+        &self,
+        authorizations: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<&'a [u8]> {
+        let realm = self.config.realm.as_bytes();
+        authorizations
+            .into_iter()
+            .filter_map(|v| parse_authorization(v).ok())
+            .find(|r| r.realm == realm)
+            .map(|r| r.username)
+    }
+
     /// Verifies the request's Authorization values (the one for our realm is used).
     pub fn verify<'a>(
         &self,

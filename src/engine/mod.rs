@@ -20,6 +20,7 @@ use crate::store::{AorKey, ChangeFeed, Store, StoreConfig};
 use crate::time::Instant;
 
 mod error;
+pub mod guard;
 mod register;
 #[cfg(test)]
 mod tests;
@@ -60,6 +61,12 @@ pub struct EngineConfig {
     pub store_shards: usize,
     /// Digest authentication; `None` = open registration (insecure, logged at start).
     pub auth: Option<AuthSettings>,
+    /// Per-source flood control; `None` = off. Default on (loopback allow-listed).
+    pub rate_limit: Option<guard::RateLimit>,
+    /// Brute-force lockout; `None` = off. Default on.
+    pub lockout: Option<guard::Lockout>,
+    /// Drop requests from known scanner User-Agents. Default true.
+    pub drop_scanners: bool,
 }
 
 /// Digest authentication settings (see [`crate::auth`]).
@@ -101,6 +108,9 @@ impl Default for EngineConfig {
             store_capacity: 1 << 16,
             store_shards: 64,
             auth: None,
+            rate_limit: Some(guard::RateLimit::default()),
+            lockout: Some(guard::Lockout::default()),
+            drop_scanners: true,
         }
     }
 }
@@ -117,6 +127,7 @@ pub struct Shared {
     domains: Vec<String>,
     store: Arc<Store>,
     auth: Option<Authenticator>,
+    guard: guard::Guard,
 }
 
 impl std::fmt::Debug for Shared {
@@ -164,6 +175,11 @@ impl Shared {
                 .collect(),
             store: Arc::new(store),
             auth,
+            guard: guard::Guard::new(
+                config.rate_limit.clone(),
+                config.lockout.clone(),
+                config.drop_scanners,
+            ),
             config,
         })
     }
@@ -333,6 +349,12 @@ pub struct Stats {
     pub dropped: u64,
     /// CRLFCRLF keepalives answered.
     pub keepalives: u64,
+    /// Requests dropped or refused because their source exceeded its rate.
+    pub flood_drops: u64,
+    /// Requests dropped because of a scanner User-Agent.
+    pub scanner_drops: u64,
+    /// Requests answered 401 without verification because the user or source was locked out.
+    pub lockouts: u64,
 }
 
 /// Per-shard registrar engine.
@@ -495,6 +517,7 @@ impl Engine {
     /// slot once).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.shared.store.handle_timeout(now);
+        self.shared.guard.handle_timeout(now);
     }
 
     /// When `handle_timeout` wants to run next.
@@ -523,6 +546,28 @@ impl Engine {
             Some(Ok(top_via)) => response_destination(meta, &top_via),
             Some(Err(_)) => meta.source,
         };
+        match self.shared.guard.admit(now, meta.source.ip()) {
+            guard::Admit::Yes => {}
+            guard::Admit::Drop => {
+                self.stats.flood_drops += 1;
+                return None;
+            }
+            guard::Admit::Refuse => {
+                self.stats.flood_drops += 1;
+                let mut w = self.writer(now, meta, req, sip::StatusCode::SERVICE_UNAVAILABLE, None);
+                w.header_fmt("Retry-After", format_args!("{}", error::RETRY_AFTER_SECS));
+                w.finish(b"");
+                return Some(dest);
+            }
+        }
+        if self
+            .shared
+            .guard
+            .drops_scanner(req.header(sip::HeaderName::UserAgent).unwrap_or_default())
+        {
+            self.stats.scanner_drops += 1;
+            return None;
+        }
         let start = self.out.len();
         let outcome = if too_large {
             Err((Error::MessageTooLarge, smallvec::SmallVec::new()))

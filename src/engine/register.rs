@@ -148,23 +148,46 @@ fn register(
     let user = match shared.auth.as_ref() {
         None => None,
         Some(auth) => {
-            let verdict = auth.verify(
-                now,
-                meta.source.ip(),
-                req.method().0,
-                req.uri(),
-                req.body(),
-                req.headers_named(HeaderName::Authorization),
-            );
+            let ip = meta.source.ip();
+            let authorizations = || req.headers_named(HeaderName::Authorization);
+            let claimed = auth.username(authorizations());
+            // A locked user or source gets the same 401 as a wrong password (no oracle).
+            let verdict = if shared.guard.locked(now, claimed, ip) {
+                eng.stats.lockouts += 1;
+                Verdict::Challenge {
+                    stale: false,
+                    failure: Failure::WrongResponse,
+                }
+            } else {
+                auth.verify(
+                    now,
+                    ip,
+                    req.method().0,
+                    req.uri(),
+                    req.body(),
+                    authorizations(),
+                )
+            };
             match verdict {
                 Verdict::Authenticated { user } => Some(user),
                 Verdict::Challenge { stale, failure } => {
                     eng.stats.challenges += 1;
-                    if !matches!(failure, Failure::NoCredentials | Failure::StaleNonce) {
+                    if matches!(failure, Failure::WrongResponse | Failure::UnknownUser) {
                         eng.stats.auth_failures += 1;
+                        shared.guard.record_failure(now, claimed, ip);
+                        // One line per failure for fail2ban (tuning/fail2ban/).
+                        tracing::warn!(
+                            target: "sipreg::auth",
+                            "auth failure: ip={} port={} user={:?} realm={:?} reason={:?}",
+                            ip,
+                            meta.source.port(),
+                            String::from_utf8_lossy(claimed.unwrap_or_default()),
+                            auth.config().realm,
+                            failure
+                        );
                     }
                     let mut w = eng.writer(now, meta, req, StatusCode::UNAUTHORIZED, None);
-                    w.raw(|out| auth.write_challenge(now, meta.source.ip(), stale, out));
+                    w.raw(|out| auth.write_challenge(now, ip, stale, out));
                     w.finish(b"");
                     return Ok(Done::Sent);
                 }

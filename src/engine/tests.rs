@@ -63,6 +63,17 @@ struct Reply {
 }
 
 impl Reply {
+    fn header_names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self
+            .raw
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
     fn header(&self, name: &str) -> Option<String> {
         self.headers(name).into_iter().next()
     }
@@ -1145,4 +1156,119 @@ fn rfc4475_cparam_and_escapes_bindings() {
         "the REGISTER, not the trailing INVITE"
     );
     assert_eq!(r.contact_uris(), vec!["sip:j.user@host.example.com"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defences (guard.rs) through the engine.
+
+#[test]
+fn flood_from_one_source_is_banned_others_unaffected() {
+    let mut h = Harness::new(EngineConfig {
+        rate_limit: Some(guard::RateLimit {
+            per_second: 5,
+            burst: 10,
+            ban_secs: 30,
+            reply_503: false,
+            allow: vec![],
+        }),
+        ..EngineConfig::default()
+    });
+    let mut answered = 0;
+    for i in 0..50 {
+        if h.send(&Reg::new("flood").cseq(i + 1).bytes()).is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 10, "the burst, then dropped");
+    assert_eq!(h.engine.stats().flood_drops, 40);
+    h.meta.source = "198.51.100.20:5060".parse().unwrap();
+    assert_eq!(
+        h.expect(&Reg::new("legit").bytes()).code,
+        200,
+        "another source still served"
+    );
+    // With reply_503 the banned source is told to come back later.
+    let mut h = Harness::new(EngineConfig {
+        rate_limit: Some(guard::RateLimit {
+            per_second: 1,
+            burst: 1,
+            ban_secs: 30,
+            reply_503: true,
+            allow: vec![],
+        }),
+        ..EngineConfig::default()
+    });
+    h.expect(&Reg::new("a").bytes());
+    let r = h.expect(&Reg::new("a").cseq(2).bytes());
+    assert_eq!(r.code, 503);
+    assert_eq!(r.header("Retry-After").as_deref(), Some("30"));
+}
+
+#[test]
+fn scanner_user_agents_are_dropped() {
+    let mut h = Harness::open();
+    assert!(h
+        .send(&Reg::new("x").header("User-Agent: friendly-scanner").bytes())
+        .is_none());
+    assert_eq!(h.engine.stats().scanner_drops, 1);
+    assert_eq!(
+        h.expect(&Reg::new("x").header("User-Agent: Yealink SIP-T46S").bytes())
+            .code,
+        200
+    );
+}
+
+#[test]
+fn password_guessing_locks_out_without_an_oracle() {
+    let mut config = auth_config(&["example.com"], "example.com", &[("bob", PASSWORD)]);
+    config.lockout = Some(guard::Lockout {
+        failures: 3,
+        window_secs: 60,
+        lock_secs: 300,
+    });
+    let mut h = Harness::new(config);
+    let challenge = h.expect(&Reg::new("bob").bytes());
+    let mut shapes = Vec::new();
+    for i in 0..5u32 {
+        let guess = answer(
+            &Reg::new("bob").cseq(10 + i).bytes(),
+            &challenge,
+            "MD5",
+            "bob",
+            &format!("guess{i}"),
+            1 + i,
+        );
+        let r = h.expect(&guess);
+        assert_eq!(r.code, 401);
+        shapes.push(r.header_names());
+    }
+    assert!(
+        shapes.windows(2).all(|w| w[0] == w[1]),
+        "locked answers look like wrong-password answers"
+    );
+    // Now even the right password is refused, with the same 401.
+    let right = answer(
+        &Reg::new("bob").cseq(20).bytes(),
+        &challenge,
+        "MD5",
+        "bob",
+        PASSWORD,
+        9,
+    );
+    let r = h.expect(&right);
+    assert_eq!(r.code, 401);
+    assert_eq!(r.header_names(), shapes[0]);
+    assert!(h.engine.stats().lockouts >= 1);
+    // After the lock expires, the right password works again.
+    h.advance(301);
+    let fresh = h.expect(&Reg::new("bob").cseq(30).bytes());
+    let ok = h.expect(&answer(
+        &Reg::new("bob").cseq(31).bytes(),
+        &fresh,
+        "MD5",
+        "bob",
+        PASSWORD,
+        1,
+    ));
+    assert_eq!(ok.code, 200, "{}", ok.raw);
 }

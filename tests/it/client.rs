@@ -179,7 +179,12 @@ impl Ua {
     }
 
     pub fn udp(user: &str, server: SocketAddr) -> Self {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::udp_from(user, server, "127.0.0.1")
+    }
+
+    /// A UDP user agent with its own loopback source address (127.0.0.0/8 is all loopback).
+    pub fn udp_from(user: &str, server: SocketAddr, ip: &str) -> Self {
+        let s = UdpSocket::bind((ip, 0)).unwrap();
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
         Self::new(user, Link::Udp(s, server))
     }
@@ -246,6 +251,19 @@ impl Ua {
         }
         m.push_str("Content-Length: 0\r\n\r\n");
         m.into_bytes()
+    }
+
+    /// Sends without waiting; returns whether an answer came within `wait`.
+    pub fn send_maybe(&mut self, msg: &[u8], wait: Duration) -> Option<Reply> {
+        let Link::Udp(s, server) = &self.link else {
+            panic!("UDP only")
+        };
+        s.send_to(msg, *server).unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let r = s.recv(&mut buf).ok().map(|n| Reply::parse(&buf[..n]));
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        r
     }
 
     pub fn send(&mut self, msg: &[u8]) -> Reply {

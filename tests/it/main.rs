@@ -403,3 +403,123 @@ fn binary_starts_serves_and_stops_on_sigterm() {
 
 #[allow(dead_code)]
 fn _reply_type_is_used(_: Reply) {}
+
+#[test]
+fn attacks_while_a_legitimate_user_registers() {
+    use sipreg::engine::guard::{Lockout, RateLimit};
+    for backend in backends() {
+        let srv = TestServer::start(backend, true, |e, rt| {
+            e.rate_limit = Some(RateLimit {
+                per_second: 5000,
+                burst: 3000,
+                ban_secs: 30,
+                reply_503: false,
+                allow: vec![],
+            });
+            e.lockout = Some(Lockout {
+                failures: 5,
+                window_secs: 60,
+                lock_secs: 300,
+            });
+            rt.idle_timeout = Duration::from_secs(1);
+        });
+        // Enumeration sweep: 1,000 user names, each answered with a 401 of the same shape.
+        let mut scanner = Ua::udp_from("bob", srv.udp(), "127.0.0.4");
+        let mut shapes = std::collections::BTreeSet::new();
+        for i in 0..1000u32 {
+            let mut probe = Ua::udp_from(&format!("user{i}"), srv.udp(), "127.0.0.4");
+            let c = probe.register(&["<sip:p@192.0.2.1>"], None);
+            let r = probe.authenticate(&c, "MD5", "guess", &["<sip:p@192.0.2.1>"], None);
+            shapes.insert((r.code, r.header_names()));
+        }
+        // A known user with a wrong password answers exactly like the 1,000 probes.
+        let c = scanner.register(&[], None);
+        let known = scanner.authenticate(&c, "MD5", "guess", &[], None);
+        shapes.insert((known.code, known.header_names()));
+        assert_eq!(
+            shapes.len(),
+            1,
+            "{backend:?}: every probe got the same answer shape"
+        );
+        assert_eq!(shapes.iter().next().map(|s| s.0), Some(401));
+
+        // Password guessing against alice: locked after 5 failures; the legitimate alice from
+        // another address is refused too while locked (per-user lockout), with the same 401.
+        let mut guesser = Ua::udp_from("alice", srv.udp(), "127.0.0.5");
+        for i in 0..7 {
+            let c = guesser.register(&["<sip:alice@192.0.2.66>"], None);
+            let r = guesser.authenticate(
+                &c,
+                "MD5",
+                &format!("pw{i}"),
+                &["<sip:alice@192.0.2.66>"],
+                None,
+            );
+            assert_eq!(r.code, 401);
+        }
+        let mut alice = Ua::udp_from("alice", srv.udp(), "127.0.0.6");
+        let c = alice.register(&["<sip:alice@192.0.2.9>"], None);
+        assert_eq!(
+            alice
+                .authenticate(&c, "MD5", "wonderland", &["<sip:alice@192.0.2.9>"], None)
+                .code,
+            401,
+            "{backend:?}: locked"
+        );
+
+        // A flood from one source is banned; bob, elsewhere, still registers.
+        let flood = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let template = Ua::udp_from("bob", srv.udp(), "127.0.0.2");
+        for i in 0..10_000 {
+            let _ = flood.send_to(&template.build(1000 + i, &[], None), srv.udp());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut after = Ua::udp_from("bob", srv.udp(), "127.0.0.2");
+        let msg = after.build(5000, &[], None);
+        assert!(
+            after.send_maybe(&msg, Duration::from_millis(300)).is_none(),
+            "{backend:?}: flooding source banned"
+        );
+        let mut bob = Ua::udp_from("bob", srv.udp(), "127.0.0.3");
+        let c = bob.register(&["<sip:bob@192.0.2.7>"], None);
+        assert_eq!(
+            bob.authenticate(&c, "MD5", "builder", &["<sip:bob@192.0.2.7>"], None)
+                .code,
+            200,
+            "{backend:?}"
+        );
+
+        // Slow TCP clients: partial messages are reclaimed by the timeout.
+        let mut slow: Vec<TcpStream> = (0..20)
+            .map(|_| {
+                let mut s = TcpStream::connect(srv.tcp()).unwrap();
+                s.write_all(b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP x")
+                    .unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2500));
+        for s in &mut slow {
+            let mut b = [0u8; 16];
+            assert_eq!(
+                s.read(&mut b).unwrap_or(0),
+                0,
+                "{backend:?}: slow connection closed"
+            );
+        }
+        let open: u64 = srv
+            .server()
+            .stats()
+            .iter()
+            .map(|s| s.connections.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        assert_eq!(open, 0, "{backend:?}");
+        let c = bob.register(&[], None);
+        assert_eq!(
+            bob.authenticate(&c, "MD5", "builder", &[], None).code,
+            200,
+            "{backend:?}: still serving"
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! Defences against floods, password guessing and scanners — sans-IO like the rest of the
+//! engine (time is an argument; the tables are sharded maps with bounded size).
+//!
+//! - Per-source rate limiting: a token bucket per client IP (pike-like); a source that empties
+//!   its bucket is banned for `ban_secs` — its requests are dropped, or answered 503 +
+//!   Retry-After when configured. Trusted peers (edge proxies, SBCs) are allow-listed by CIDR.
+//! - Brute-force lockout: failed digest responses are counted per user and per source IP within
+//!   a window; past the limit the user (or IP) is locked, and a locked user gets exactly the 401
+//!   an unknown user or a wrong password gets — the response is no oracle.
+//! - Known scanners (sipvicious' `friendly-scanner`, `sipcli`, ...) are dropped by User-Agent.
+
+use std::net::IpAddr;
+
+use dashmap::DashMap;
+
+use crate::time::Instant;
+
+/// Flood control settings.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    /// Requests per second a source may send on average.
+    pub per_second: u32,
+    /// Burst allowance (bucket size).
+    pub burst: u32,
+    /// How long a source that exceeded the rate stays banned.
+    pub ban_secs: u32,
+    /// Answer banned sources with 503 + Retry-After instead of dropping silently.
+    pub reply_503: bool,
+    /// Sources never limited (CIDR blocks).
+    pub allow: Vec<Cidr>,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 200,
+            burst: 400,
+            ban_secs: 60,
+            reply_503: false,
+            allow: vec![
+                Cidr::parse("127.0.0.0/8").unwrap_or(Cidr::ANY_V4),
+                Cidr::parse("::1/128").unwrap_or(Cidr::ANY_V4),
+            ],
+        }
+    }
+}
+
+/// Brute-force lockout settings.
+#[derive(Clone, Debug)]
+pub struct Lockout {
+    /// Failed digest responses tolerated within `window_secs`.
+    pub failures: u32,
+    /// Counting window.
+    pub window_secs: u32,
+    /// Lock duration once exceeded.
+    pub lock_secs: u32,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Self {
+            failures: 10,
+            window_secs: 60,
+            lock_secs: 300,
+        }
+    }
+}
+
+/// An IP block, e.g. `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    const ANY_V4: Self = Self {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        prefix: 32,
+    };
+
+    /// Parses `addr/prefix` (or a bare address).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Self { addr, prefix })
+    }
+
+    /// Does the block contain `ip`?
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Substrings (lower case) of User-Agents of known SIP scanners.
+const SCANNERS: &[&[u8]] = &[
+    b"friendly-scanner",
+    b"sipvicious",
+    b"sipcli",
+    b"sip-scan",
+    b"sipsak",
+    b"sundayddr",
+    b"iwar",
+    b"vaxsipuseragent",
+    b"pplsip",
+    b"sipptk",
+];
+
+/// Is this User-Agent a known scanner?
+pub fn is_scanner(user_agent: &[u8]) -> bool {
+    // User-Agents are short; a lower-cased stack copy keeps the check allocation-free.
+    let mut lower = [0u8; 128];
+    let n = user_agent.len().min(lower.len());
+    for (d, s) in lower.iter_mut().zip(user_agent) {
+        *d = s.to_ascii_lowercase();
+    }
+    let hay = &lower[..n];
+    SCANNERS
+        .iter()
+        .any(|s| hay.windows(s.len()).any(|w| w == *s))
+}
+
+struct Bucket {
+    tokens: f64,
+    last_ms: u64,
+    banned_until_ms: u64,
+}
+
+struct Failures {
+    count: u32,
+    window_start_ms: u64,
+    locked_until_ms: u64,
+}
+
+/// The verdict of the flood check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Process the request.
+    Yes,
+    /// Banned: drop it.
+    Drop,
+    /// Banned: answer 503 + Retry-After.
+    Refuse,
+}
+
+/// Shared state of the defences. Each table holds at most `MAX_ENTRIES`; idle entries are
+/// swept by `handle_timeout`, and when a table is full new sources are not tracked (they are
+/// admitted: a flood from more distinct sources than the table holds is a job for the network
+/// edge, and refusing unknown sources would lock out legitimate users).
+pub struct Guard {
+    rate: Option<RateLimit>,
+    lockout: Option<Lockout>,
+    drop_scanners: bool,
+    buckets: DashMap<IpAddr, Bucket>,
+    users: DashMap<Box<[u8]>, Failures>,
+    ips: DashMap<IpAddr, Failures>,
+}
+
+const MAX_ENTRIES: usize = 1 << 20;
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("rate", &self.rate)
+            .field("lockout", &self.lockout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    /// A new guard; `None` turns a defence off.
+    pub fn new(rate: Option<RateLimit>, lockout: Option<Lockout>, drop_scanners: bool) -> Self {
+        Self {
+            rate,
+            lockout,
+            drop_scanners,
+            buckets: DashMap::new(),
+            users: DashMap::new(),
+            ips: DashMap::new(),
+        }
+    }
+
+    /// Scanner check (on by default).
+    pub fn drops_scanner(&self, user_agent: &[u8]) -> bool {
+        self.drop_scanners && is_scanner(user_agent)
+    }
+
+    /// Flood check for one request from `ip`.
+    pub fn admit(&self, now: Instant, ip: IpAddr) -> Admit {
+        let Some(r) = &self.rate else {
+            return Admit::Yes;
+        };
+        if r.allow.iter().any(|c| c.contains(ip)) {
+            return Admit::Yes;
+        }
+        let now_ms = now.as_millis();
+        let banned = if r.reply_503 {
+            Admit::Refuse
+        } else {
+            Admit::Drop
+        };
+        if let Some(mut b) = self.buckets.get_mut(&ip) {
+            if now_ms < b.banned_until_ms {
+                return banned;
+            }
+            let elapsed = now_ms.saturating_sub(b.last_ms) as f64 / 1000.0;
+            b.tokens = (b.tokens + elapsed * f64::from(r.per_second)).min(f64::from(r.burst));
+            b.last_ms = now_ms;
+            if b.tokens < 1.0 {
+                b.banned_until_ms = now_ms + u64::from(r.ban_secs) * 1000;
+                return banned;
+            }
+            b.tokens -= 1.0;
+            return Admit::Yes;
+        }
+        if self.buckets.len() < MAX_ENTRIES {
+            self.buckets.insert(
+                ip,
+                Bucket {
+                    tokens: f64::from(r.burst) - 1.0,
+                    last_ms: now_ms,
+                    banned_until_ms: 0,
+                },
+            );
+        }
+        Admit::Yes
+    }
+
+    /// Allow-listed sources (edge proxies carry many users: never locked out by IP).
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.rate
+            .as_ref()
+            .is_some_and(|r| r.allow.iter().any(|c| c.contains(ip)))
+    }
+
+    /// Is this user or source locked out?
+    pub fn locked(&self, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
+        if self.lockout.is_none() {
+            return false;
+        }
+        let now_ms = now.as_millis();
+        let user_locked = user
+            .and_then(|u| self.users.get(u))
+            .is_some_and(|f| now_ms < f.locked_until_ms);
+        user_locked
+            || (!self.trusted(ip)
+                && self
+                    .ips
+                    .get(&ip)
+                    .is_some_and(|f| now_ms < f.locked_until_ms))
+    }
+
+    /// Records a failed digest response; returns true when this failure locked the user or IP.
+    pub fn record_failure(&self, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
+        let Some(l) = &self.lockout else { return false };
+        let now_ms = now.as_millis();
+        let bump = |f: &mut Failures| -> bool {
+            if now_ms.saturating_sub(f.window_start_ms) > u64::from(l.window_secs) * 1000 {
+                f.count = 0;
+                f.window_start_ms = now_ms;
+            }
+            f.count += 1;
+            if f.count > l.failures && now_ms >= f.locked_until_ms {
+                f.locked_until_ms = now_ms + u64::from(l.lock_secs) * 1000;
+                return true;
+            }
+            false
+        };
+        let fresh = || Failures {
+            count: 0,
+            window_start_ms: now_ms,
+            locked_until_ms: 0,
+        };
+        let mut locked = false;
+        if !self.trusted(ip) && (self.ips.len() < MAX_ENTRIES || self.ips.contains_key(&ip)) {
+            locked |= bump(&mut self.ips.entry(ip).or_insert_with(fresh));
+        }
+        if let Some(u) = user {
+            if self.users.len() < MAX_ENTRIES || self.users.contains_key(u) {
+                locked |= bump(&mut self.users.entry(u.into()).or_insert_with(fresh));
+            }
+        }
+        locked
+    }
+
+    /// Drops idle entries (call about once per second).
+    pub fn handle_timeout(&self, now: Instant) {
+        let now_ms = now.as_millis();
+        let idle = |last: u64, until: u64| now_ms > until && now_ms.saturating_sub(last) > 120_000;
+        self.buckets
+            .retain(|_, b| !idle(b.last_ms, b.banned_until_ms));
+        self.users
+            .retain(|_, f| !idle(f.window_start_ms, f.locked_until_ms));
+        self.ips
+            .retain(|_, f| !idle(f.window_start_ms, f.locked_until_ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(1_700_000_000_000 + ms)
+    }
+
+    #[test]
+    fn cidr() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8:1::5".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("1.2.3.4/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+        assert!(Cidr::parse("192.0.2.7")
+            .unwrap()
+            .contains("192.0.2.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn token_bucket_bans_and_recovers() {
+        let g = Guard::new(
+            Some(RateLimit {
+                per_second: 10,
+                burst: 5,
+                ban_secs: 2,
+                reply_503: false,
+                allow: vec![],
+            }),
+            None,
+            true,
+        );
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(g.admit(t(0), ip), Admit::Yes);
+        }
+        assert_eq!(g.admit(t(0), ip), Admit::Drop, "burst exhausted -> banned");
+        assert_eq!(g.admit(t(0), other), Admit::Yes, "other sources unaffected");
+        assert_eq!(g.admit(t(1500), ip), Admit::Drop, "still banned");
+        assert_eq!(
+            g.admit(t(2100), ip),
+            Admit::Yes,
+            "ban over, tokens refilled"
+        );
+        let allow = Guard::new(
+            Some(RateLimit {
+                per_second: 1,
+                burst: 1,
+                ban_secs: 60,
+                reply_503: true,
+                allow: vec![Cidr::parse("192.0.2.0/24").unwrap()],
+            }),
+            None,
+            false,
+        );
+        for _ in 0..100 {
+            assert_eq!(allow.admit(t(0), ip), Admit::Yes);
+        }
+        let refuse = Guard::new(
+            Some(RateLimit {
+                per_second: 1,
+                burst: 1,
+                ban_secs: 60,
+                reply_503: true,
+                allow: vec![],
+            }),
+            None,
+            false,
+        );
+        assert_eq!(refuse.admit(t(0), ip), Admit::Yes);
+        assert_eq!(refuse.admit(t(0), ip), Admit::Refuse);
+    }
+
+    #[test]
+    fn lockout_per_user_and_ip() {
+        let g = Guard::new(
+            None,
+            Some(Lockout {
+                failures: 3,
+                window_secs: 10,
+                lock_secs: 30,
+            }),
+            true,
+        );
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        for i in 0..3 {
+            assert!(!g.record_failure(t(i), Some(b"alice"), ip));
+        }
+        assert!(!g.locked(t(5), Some(b"alice"), ip));
+        assert!(
+            g.record_failure(t(6), Some(b"alice"), ip),
+            "4th failure locks"
+        );
+        assert!(
+            g.locked(t(7), Some(b"alice"), "203.0.113.1".parse().unwrap()),
+            "user locked from anywhere"
+        );
+        assert!(
+            g.locked(t(7), Some(b"bob"), ip),
+            "the guessing IP is locked for every user"
+        );
+        assert!(!g.locked(t(7), Some(b"bob"), "203.0.113.1".parse().unwrap()));
+        assert!(!g.locked(t(36_100), Some(b"alice"), ip), "lock expires");
+        // Failures outside the window do not accumulate.
+        let g = Guard::new(
+            None,
+            Some(Lockout {
+                failures: 1,
+                window_secs: 1,
+                lock_secs: 30,
+            }),
+            true,
+        );
+        assert!(!g.record_failure(t(0), Some(b"u"), ip));
+        assert!(!g.record_failure(t(5000), Some(b"u"), ip));
+    }
+
+    #[test]
+    fn scanners() {
+        assert!(is_scanner(b"friendly-scanner"));
+        assert!(is_scanner(b"SIPVicious 0.3.4"));
+        assert!(is_scanner(b"sipcli/v1.8"));
+        assert!(!is_scanner(b"Yealink SIP-T46S 66.86.0.15"));
+        assert!(!is_scanner(b""));
+        let off = Guard::new(None, None, false);
+        assert!(!off.drops_scanner(b"friendly-scanner"));
+    }
+
+    #[test]
+    fn sweep_forgets_idle_sources() {
+        let g = Guard::new(
+            Some(RateLimit {
+                allow: vec![],
+                ..RateLimit::default()
+            }),
+            Some(Lockout::default()),
+            true,
+        );
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        g.admit(t(0), ip);
+        g.record_failure(t(0), Some(b"x"), ip);
+        g.handle_timeout(t(60_000));
+        assert_eq!((g.buckets.len(), g.users.len()), (1, 1));
+        g.handle_timeout(t(400_000));
+        assert_eq!((g.buckets.len(), g.users.len(), g.ips.len()), (0, 0, 0));
+    }
+}
