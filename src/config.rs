@@ -375,7 +375,7 @@ impl Config {
                 "rate and burst must be at least 1",
             ));
         }
-        let rate_limit = sec.rate_limit.then(|| crate::engine::guard::RateLimit {
+        let rate_limit = sec.rate_limit.then_some(crate::engine::guard::RateLimit {
             per_second: sec.rate_per_second,
             burst: sec.rate_burst,
             ban_secs: sec.ban_secs,
