@@ -62,6 +62,7 @@ fn engine(auth: bool) -> Engine {
             secret: [9; 32],
             bind_nonce_to_source: false,
             salt_seed: 1,
+            one_time_nonces: false,
         });
     }
     Engine::new(Arc::new(Shared::new(config).expect("valid bench config")))

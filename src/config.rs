@@ -222,6 +222,8 @@ pub struct Auth {
     pub nonce_secret: Option<String>,
     /// Bind nonces to the client IP. Default false.
     pub bind_nonce_to_source: bool,
+    /// A nonce is good for one request only. Default false.
+    pub one_time_nonces: bool,
     /// Serve open registration even though a credentials file is configured. Default false.
     pub insecure_no_auth: bool,
 }
@@ -235,6 +237,7 @@ impl Default for Auth {
             nonce_lifetime: 300,
             nonce_secret: None,
             bind_nonce_to_source: false,
+            one_time_nonces: false,
             insecure_no_auth: false,
         }
     }
@@ -266,6 +269,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Seconds without traffic before a connection is closed. Default 300.
     pub idle_timeout: u64,
+    /// Bindings in total (memory bound); new ones beyond it get 503. Default 10 million.
+    pub max_bindings: usize,
 }
 
 impl Default for Limits {
@@ -275,6 +280,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 100,
             idle_timeout: 300,
+            max_bindings: 10_000_000,
         }
     }
 }
@@ -354,6 +360,7 @@ impl Config {
                 nonce_lifetime: Duration::from_secs(self.auth.nonce_lifetime),
                 secret,
                 bind_nonce_to_source: self.auth.bind_nonce_to_source,
+                one_time_nonces: self.auth.one_time_nonces,
                 salt_seed: u64::from_le_bytes(salt),
             })
         } else {
@@ -396,6 +403,7 @@ impl Config {
             min_expires: r.min_expires,
             max_expires: r.max_expires,
             max_contacts: r.max_contacts,
+            max_bindings: self.limits.max_bindings,
             evict_oldest: r.evict_oldest,
             allow_third_party: r.allow_third_party,
             remove_on_close: r.remove_on_close,

@@ -27,6 +27,7 @@ fn server() -> Server {
             secret: [1; 32],
             bind_nonce_to_source: false,
             salt_seed: 5,
+            one_time_nonces: false,
         }),
         // These tests send thousands of deliberate wrong passwords (auth-fail) for the same
         // users that later scenarios register: lockout would (rightly) refuse them.

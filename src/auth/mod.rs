@@ -132,6 +132,9 @@ pub struct AuthConfig {
     pub salt_seed: u64,
     /// Bind nonces to the client IP (breaks clients behind NAT pools). Default false.
     pub bind_nonce_to_source: bool,
+    /// A nonce is good for one request only (each REGISTER costs a challenge round trip).
+    /// Default false.
+    pub one_time_nonces: bool,
     /// Nonces tracked by the nc replay guard. Default 1 048 576 (~40 MB).
     pub nc_guard_capacity: usize,
 }
@@ -146,6 +149,7 @@ impl Default for AuthConfig {
             secret: [0; 32],
             salt_seed: 0,
             bind_nonce_to_source: false,
+            one_time_nonces: false,
             nc_guard_capacity: 1 << 20,
         }
     }
@@ -449,12 +453,21 @@ impl Authenticator {
                 failure: Failure::StaleNonce,
             };
         };
-        if let Some(nc) = r.nc {
-            let nc = std::str::from_utf8(nc)
+        // nc must grow per nonce; with one-time nonces a nonce (with or without qop) is good
+        // for one request only.
+        let nc = match r.nc {
+            Some(nc) => std::str::from_utf8(nc)
                 .ok()
-                .and_then(|n| u32::from_str_radix(n, 16).ok());
+                .and_then(|n| u32::from_str_radix(n, 16).ok()),
+            None if self.config.one_time_nonces => Some(1),
+            None => None,
+        };
+        if r.nc.is_some() || self.config.one_time_nonces {
+            let first_only = self.config.one_time_nonces;
             let ok = nc.is_some_and(|nc| {
-                self.guard.check(id, issued, nc, now_secs, lifetime) == Replay::Ok
+                self.guard
+                    .check(id, issued, nc, first_only, now_secs, lifetime)
+                    == Replay::Ok
             });
             if !ok {
                 return Verdict::Challenge {

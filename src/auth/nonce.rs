@@ -173,11 +173,13 @@ impl ReplayGuard {
     }
 
     /// Records `nc` for the nonce; it must be greater than every nc seen with it.
+    /// With `first_use_only` (one-time nonces) any second use is a replay, whatever its nc.
     pub(crate) fn check(
         &self,
         id: u128,
         issued: u64,
         nc: u32,
+        first_use_only: bool,
         now_secs: u64,
         lifetime: u64,
     ) -> Replay {
@@ -189,7 +191,7 @@ impl ReplayGuard {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(max) = s.seen.get_mut(&id) {
-            if nc <= *max {
+            if first_use_only || nc <= *max {
                 return Replay::Replayed;
             }
             *max = nc;
@@ -265,18 +267,18 @@ mod tests {
     #[test]
     fn replay_guard_with_eviction_watermark() {
         let g = ReplayGuard::new(16); // one entry per shard
-        assert_eq!(g.check(16, 100, 1, 100, 300), Replay::Ok);
-        assert_eq!(g.check(16, 100, 1, 100, 300), Replay::Replayed);
-        assert_eq!(g.check(16, 100, 2, 100, 300), Replay::Ok);
+        assert_eq!(g.check(16, 100, 1, false, 100, 300), Replay::Ok);
+        assert_eq!(g.check(16, 100, 1, false, 100, 300), Replay::Replayed);
+        assert_eq!(g.check(16, 100, 2, false, 100, 300), Replay::Ok);
         // Same shard (id % 16 == 0), shard full: the older nonce is evicted.
-        assert_eq!(g.check(32, 150, 1, 150, 300), Replay::Ok);
+        assert_eq!(g.check(32, 150, 1, false, 150, 300), Replay::Ok);
         // The evicted nonce (issued 100 <= watermark) can no longer be used with any nc.
-        assert_eq!(g.check(16, 100, 9, 151, 300), Replay::Replayed);
+        assert_eq!(g.check(16, 100, 9, false, 151, 300), Replay::Replayed);
         // An evicted entry that had expired does not raise the watermark.
-        assert_eq!(g.check(48, 500, 1, 500, 300), Replay::Ok);
-        assert_eq!(g.check(64, 501, 1, 501, 300), Replay::Ok);
+        assert_eq!(g.check(48, 500, 1, false, 500, 300), Replay::Ok);
+        assert_eq!(g.check(64, 501, 1, false, 501, 300), Replay::Ok);
         assert_eq!(
-            g.check(48, 500, 2, 502, 300),
+            g.check(48, 500, 2, false, 502, 300),
             Replay::Replayed,
             "48 was evicted by 64"
         );

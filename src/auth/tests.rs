@@ -380,6 +380,60 @@ fn nonces_bound_to_source() {
 }
 
 #[test]
+fn one_time_nonces() {
+    let mut a = authenticator(&[Algorithm::Md5], &[Qop::Auth]);
+    a.config.one_time_nonces = true;
+    let first = answer(&a, Algorithm::Md5, NOW, "bob", "secret", 1, b"");
+    assert_eq!(
+        verify(&a, NOW, &first, b""),
+        Verdict::Authenticated { user: b"bob" }
+    );
+    // Same nonce, higher nc: refused (stale=true asks for a fresh challenge).
+    let nonce = parse_authorization(&first).unwrap().nonce.to_vec();
+    let c = Challenge {
+        realm: b"example.com",
+        nonce: &nonce,
+        opaque: None,
+        algorithm: Algorithm::Md5,
+        qop_auth: true,
+        qop_auth_int: false,
+        stale: false,
+        userhash: false,
+    };
+    let mut second = Vec::new();
+    write_authorization(
+        &mut second,
+        &c,
+        b"bob",
+        b"secret",
+        b"REGISTER",
+        b"sip:example.com",
+        b"x",
+        2,
+        b"",
+    );
+    assert_eq!(
+        verify(&a, NOW, &second, b""),
+        Verdict::Challenge {
+            stale: true,
+            failure: Failure::Replay
+        }
+    );
+    // Without qop (no nc) a one-time nonce is tracked too.
+    let mut b = authenticator(&[Algorithm::Md5], &[]);
+    b.config.one_time_nonces = true;
+    let v = answer(&b, Algorithm::Md5, NOW, "bob", "secret", 1, b"");
+    assert_eq!(
+        verify(&b, NOW, &v, b""),
+        Verdict::Authenticated { user: b"bob" }
+    );
+    assert!(matches!(
+        verify(&b, NOW, &v, b""),
+        Verdict::Challenge { stale: true, .. }
+    ));
+}
+
+#[test]
 fn challenges_are_identical_in_shape() {
     let a = authenticator(&[Algorithm::Sha256, Algorithm::Md5], &[Qop::Auth]);
     let mut one = Vec::new();

@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub max_expires: u32,
     /// Bindings per AOR. Default 10.
     pub max_contacts: usize,
+    /// Bindings in total; new ones beyond it get 503 + Retry-After. Default 10 million.
+    pub max_bindings: usize,
     /// At `max_contacts`: evict the oldest binding instead of rejecting with 503. Default false.
     pub evict_oldest: bool,
     /// An authenticated user may register AORs other than its own. Default false (403).
@@ -88,6 +90,8 @@ pub struct AuthSettings {
     pub bind_nonce_to_source: bool,
     /// Random per process, so that two nodes never issue the same nonce.
     pub salt_seed: u64,
+    /// A nonce is good for one request only.
+    pub one_time_nonces: bool,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             min_expires: 60,
             max_expires: 7200,
             max_contacts: 10,
+            max_bindings: 10_000_000,
             evict_oldest: false,
             allow_third_party: false,
             remove_on_close: true,
@@ -267,6 +272,7 @@ fn build_authenticator(a: &AuthSettings) -> Result<Authenticator, ConfigError> {
         secret: a.secret,
         bind_nonce_to_source: a.bind_nonce_to_source,
         salt_seed: a.salt_seed,
+        one_time_nonces: a.one_time_nonces,
         ..AuthConfig::default()
     };
     Ok(Authenticator::new(config, credentials))

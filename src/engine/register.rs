@@ -287,6 +287,12 @@ fn register(
                     evictions += 1;
                     count -= 1;
                 }
+                if plan.inserts > evictions + plan.removals
+                    && shared.store.binding_count() + plan.inserts - evictions - plan.removals
+                        > cfg.max_bindings
+                {
+                    return Err(Error::TooManyBindings);
+                }
                 apply(bindings, &wanted, &plan, evictions, &common);
                 stored_over_flow = flow.is_some() && plan.inserts + plan.refreshes > 0;
             }

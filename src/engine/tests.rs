@@ -728,6 +728,7 @@ fn config_validation_names_fields() {
         secret: [7; 32],
         bind_nonce_to_source: false,
         salt_seed: 1,
+        one_time_nonces: false,
     };
     assert!(bad(EngineConfig {
         auth: Some(auth.clone()),
@@ -767,6 +768,7 @@ fn auth_config(domains: &[&str], realm: &str, users: &[(&str, &str)]) -> EngineC
             secret: [42; 32],
             bind_nonce_to_source: false,
             salt_seed: 1,
+            one_time_nonces: false,
         }),
         ..EngineConfig::default()
     }
@@ -1202,6 +1204,38 @@ fn flood_from_one_source_is_banned_others_unaffected() {
     let r = h.expect(&Reg::new("a").cseq(2).bytes());
     assert_eq!(r.code, 503);
     assert_eq!(r.header("Retry-After").as_deref(), Some("30"));
+}
+
+#[test]
+fn total_bindings_are_bounded() {
+    let mut h = Harness::new(EngineConfig {
+        max_bindings: 3,
+        ..EngineConfig::default()
+    });
+    for u in ["a", "b", "c"] {
+        assert_eq!(h.expect(&Reg::new(u).bytes()).code, 200);
+    }
+    let r = h.expect(&Reg::new("d").bytes());
+    assert_eq!(
+        (r.code, r.header("Retry-After").as_deref()),
+        (503, Some("30"))
+    );
+    assert_eq!(
+        h.expect(&Reg::new("a").cseq(2).bytes()).code,
+        200,
+        "refreshes still work"
+    );
+    assert_eq!(
+        h.expect(
+            &Reg::new("a")
+                .cseq(3)
+                .contact("<sip:a@192.0.2.201:5060>;expires=0")
+                .bytes()
+        )
+        .code,
+        200
+    );
+    assert_eq!(h.expect(&Reg::new("d").bytes()).code, 200, "room again");
 }
 
 #[test]

@@ -53,6 +53,7 @@ impl TestServer {
                 secret: [3; 32],
                 bind_nonce_to_source: false,
                 salt_seed: 11,
+                one_time_nonces: false,
             });
         }
         let mut rt = RuntimeConfig {
