@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match serve(&config) {
+    match serve(&config, &cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sipreg: {e}");
@@ -130,7 +130,7 @@ fn random_bytes() -> [u8; 40] {
     buf
 }
 
-fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let engine_config = config.engine_config(random_bytes())?;
     let runtime_config = config.runtime_config()?;
     let auth = match &engine_config.auth {
@@ -144,9 +144,9 @@ fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     warn_host_settings();
     let shared = Arc::new(Shared::new(engine_config)?);
-    // Block SIGINT/SIGTERM before the shards start so that only this thread receives them.
+    // Block SIGINT/SIGTERM/SIGHUP before the shards start so that only this thread gets them.
     let signals = block_signals();
-    let server = runtime::run(runtime_config, shared)?;
+    let server = runtime::run(runtime_config, Arc::clone(&shared))?;
     tracing::info!(
         backend = ?server.backend(),
         shards = server.stats().len(),
@@ -156,11 +156,58 @@ fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         auth = %auth,
         "sipreg started"
     );
-    let signal = wait_signal(&signals);
+    let signal = loop {
+        let signal = wait_signal(&signals);
+        if signal != libc::SIGHUP {
+            break signal;
+        }
+        match reload(cli, &shared, &server) {
+            Ok(what) => tracing::info!(reloaded = %what, "configuration reloaded (SIGHUP)"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused, the previous configuration stays in force")
+            }
+        }
+    };
     tracing::info!(signal, "stopping");
     server.shutdown()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: re-reads the configuration file (flags still override it) and replaces the
+/// credentials and the TLS certificate without touching bindings or open connections. Any
+/// error leaves everything as it was.
+fn reload(
+    cli: &Cli,
+    shared: &Shared,
+    server: &runtime::Server,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    apply_flags(&mut config, cli);
+    // Validate everything before changing anything.
+    let engine = config.engine_config(random_bytes())?;
+    let runtime = config.runtime_config()?;
+    let credentials = match (&engine.auth, shared.authenticator()) {
+        (Some(a), Some(_)) => Some(sipreg::auth::Credentials::parse(
+            &a.credentials_text,
+            &a.credentials_name,
+        )?),
+        (None, None) => None,
+        _ => return Err("turning authentication on or off needs a restart".into()),
+    };
+    let mut done = Vec::new();
+    if !server.tls_addrs().is_empty() && runtime.tls_files.is_some() {
+        let fingerprint = server.reload_tls(runtime.tls_files.as_ref(), &runtime.client_auth)?;
+        done.push(format!("TLS certificate {fingerprint}"));
+    }
+    if let (Some(c), Some(auth)) = (credentials, shared.authenticator()) {
+        done.push(format!("{} credentials", c.len()));
+        auth.set_credentials(c);
+    }
+    Ok(done.join(", "))
 }
 
 /// The warnings of `tuning/check.sh`, at start.
@@ -199,6 +246,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&raw mut set);
         libc::sigaddset(&raw mut set, libc::SIGINT);
         libc::sigaddset(&raw mut set, libc::SIGTERM);
+        libc::sigaddset(&raw mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
         set
     }

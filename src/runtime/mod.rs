@@ -159,6 +159,7 @@ pub struct Server {
     stats: Vec<Arc<ShardStats>>,
     tls_fingerprint: Option<String>,
     tls_certificate: Option<Vec<u8>>,
+    tls_slot: Option<worker::TlsSlot>,
 }
 
 impl std::fmt::Debug for Server {
@@ -199,6 +200,26 @@ impl Server {
     /// The TLS certificate (DER), when TLS is on — e.g. for clients that pin it.
     pub fn tls_certificate(&self) -> Option<&[u8]> {
         self.tls_certificate.as_deref()
+    }
+
+    /// Replaces the TLS certificate (and client-certificate policy) for new connections
+    /// without a restart. On error the certificate in force stays. Returns the new fingerprint.
+    pub fn reload_tls(
+        &self,
+        files: Option<&TlsFiles>,
+        client: &ClientAuth,
+    ) -> Result<String, RunError> {
+        let Some(slot) = &self.tls_slot else {
+            return Err(RunError::Io(io::Error::other("TLS is not enabled")));
+        };
+        let tls = match files {
+            Some(f) => ServerTls::from_pem_files_with(&f.cert, &f.key, client)?,
+            None => ServerTls::self_signed_with(&[], client)?,
+        };
+        *slot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&tls.config);
+        Ok(tls.fingerprint)
     }
 
     /// Per-shard counters.
@@ -292,7 +313,9 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     let cfg = Arc::new(cfg);
-    let tls_config = tls.as_ref().map(|t| Arc::clone(&t.config));
+    let tls_config: Option<worker::TlsSlot> = tls
+        .as_ref()
+        .map(|t| Arc::new(std::sync::RwLock::new(Arc::clone(&t.config))));
     let mut threads = Vec::with_capacity(shards);
     let mut wakers = Vec::with_capacity(shards);
     let mut stats = Vec::with_capacity(shards);
@@ -343,6 +366,7 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
         wakers,
         threads,
         stats,
+        tls_slot: tls_config,
         tls_certificate: tls.as_ref().map(|t| t.certificate.to_vec()),
         tls_fingerprint: tls.map(|t| t.fingerprint),
     })

@@ -20,6 +20,18 @@ use crate::engine::{ConnId, Engine, Meta, StreamStatus, Transport};
 use crate::time::Instant;
 use crate::transport::tls::TlsSession;
 
+/// The TLS configuration shared by every shard; replaced as a whole on reload (new
+/// connections get the new certificate, open ones keep theirs).
+pub(crate) type TlsSlot = Arc<std::sync::RwLock<Arc<ServerConfig>>>;
+
+fn current(slot: &TlsSlot) -> Arc<ServerConfig> {
+    Arc::clone(
+        &slot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
 /// Token kinds in the high byte of an event token.
 pub(crate) const TOKEN_UDP: u64 = 1 << 56;
 pub(crate) const TOKEN_LISTENER: u64 = 2 << 56;
@@ -81,7 +93,7 @@ pub(crate) struct Shard {
     generation: u32,
     per_ip: HashMap<IpAddr, usize>,
     open: usize,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Option<TlsSlot>,
     cfg: Arc<RuntimeConfig>,
     pub(crate) shutdown: Arc<AtomicBool>,
     /// UDP replies queued during one wakeup.
@@ -103,7 +115,7 @@ impl Shard {
         engine: Engine,
         udp: Vec<UdpSocket>,
         listeners: Vec<Listener>,
-        tls: Option<Arc<ServerConfig>>,
+        tls: Option<TlsSlot>,
         cfg: Arc<RuntimeConfig>,
         shutdown: Arc<AtomicBool>,
         stats: Arc<ShardStats>,
@@ -240,7 +252,7 @@ impl Shard {
                 continue;
             }
             let session = match (tls, &self.tls) {
-                (true, Some(cfg)) => match TlsSession::new(cfg) {
+                (true, Some(slot)) => match TlsSession::new(&current(slot)) {
                     Ok(s) => Some(s),
                     Err(_) => continue,
                 },

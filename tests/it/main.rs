@@ -524,3 +524,151 @@ fn attacks_while_a_legitimate_user_registers() {
         );
     }
 }
+
+/// Starts the real binary with `config`, returns it and its UDP address (from its start line).
+fn spawn_binary(
+    config: &std::path::Path,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sipreg"))
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("start line");
+        let plain: String = line.chars().filter(|c| !c.is_control()).collect();
+        if let Some(rest) = plain.split("udp=[").nth(1) {
+            let addr = rest
+                .split(']')
+                .next()
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            return (child, addr, rx);
+        }
+    }
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+#[test]
+fn sighup_reloads_credentials_and_keeps_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:example.com:plain:wonderland\n").unwrap();
+    let config = dir.path().join("sipreg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\ntls = []\n[runtime]\nshards = 1\npin = false\n\
+             [registrar]\ndomains = [\"example.com\"]\n[auth]\nrealm = \"example.com\"\ncredentials = {:?}\n",
+            users.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (child, addr, logs) = spawn_binary(&config);
+    let mut alice = Ua::udp("alice", addr);
+    let c = alice.register(&["<sip:alice@192.0.2.1>"], None);
+    assert_eq!(
+        alice
+            .authenticate(&c, "MD5", "wonderland", &["<sip:alice@192.0.2.1>"], None)
+            .code,
+        200
+    );
+    let mut carol = Ua::udp("carol", addr);
+    let c = carol.register(&["<sip:carol@192.0.2.2>"], None);
+    assert_eq!(
+        carol
+            .authenticate(&c, "MD5", "c4rol", &["<sip:carol@192.0.2.2>"], None)
+            .code,
+        401,
+        "unknown yet"
+    );
+
+    // A broken file is refused; the old credentials stay.
+    std::fs::write(&users, "alice:example.com:plain:wonderland\nbroken line\n").unwrap();
+    signal(&child, libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let line = logs
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("reload log");
+        if line.contains("reload refused") {
+            assert!(line.contains(":2:"), "the error names the line: {line}");
+            break;
+        }
+    }
+    let c = alice.register(&[], None);
+    assert_eq!(
+        alice
+            .authenticate(&c, "MD5", "wonderland", &[], None)
+            .contacts()
+            .len(),
+        1
+    );
+
+    // A good file adds carol; alice's binding survived both reloads.
+    std::fs::write(
+        &users,
+        "alice:example.com:plain:wonderland\ncarol:example.com:plain:c4rol\n",
+    )
+    .unwrap();
+    signal(&child, libc::SIGHUP);
+    loop {
+        let line = logs
+            .recv_timeout(Duration::from_secs(5))
+            .expect("reload log");
+        if line.contains("configuration reloaded") {
+            break;
+        }
+    }
+    let c = carol.register(&["<sip:carol@192.0.2.2>"], None);
+    assert_eq!(
+        carol
+            .authenticate(&c, "MD5", "c4rol", &["<sip:carol@192.0.2.2>"], None)
+            .code,
+        200
+    );
+    let c = alice.register(&[], None);
+    assert_eq!(
+        alice
+            .authenticate(&c, "SHA-256", "wonderland", &[], None)
+            .contacts()
+            .len(),
+        1
+    );
+    signal(&child, libc::SIGTERM);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+}
