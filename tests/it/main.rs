@@ -526,6 +526,8 @@ fn attacks_while_a_legitimate_user_registers() {
 }
 
 /// Starts the real binary with `config`, returns it and its UDP address (from its start line).
+/// The caller waits for the child.
+#[allow(clippy::zombie_processes)]
 fn spawn_binary(
     config: &std::path::Path,
 ) -> (
