@@ -7,88 +7,19 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use anyhow::Result;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+use sipreg::transport::tls::ServerCheck;
 
-/// Accepts any server certificate (benchmarking against self-signed registrars); used only
-/// when no CA file is given, and announced on stderr.
-#[derive(Debug)]
-struct AnyCert;
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            m,
-            c,
-            d,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// A client configuration: verifying against `ca` when given, else accepting any certificate.
+/// A client configuration: verifying against `ca` when given, else accepting any certificate
+/// (the registrar's one rustls module builds it: `sipreg::transport::tls::client_config`).
 pub fn client_config(ca: Option<&Path>, resume: bool) -> Result<Arc<ClientConfig>> {
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?;
-    let mut config = match ca {
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("{}", path.display()))?
-            {
-                roots.add(cert.with_context(|| format!("{}", path.display()))?)?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert))
-            .with_no_client_auth(),
+    let check = match ca {
+        Some(p) => ServerCheck::Ca(p.to_path_buf()),
+        None => ServerCheck::Any,
     };
-    if !resume {
-        config.resumption = rustls::client::Resumption::disabled();
-    }
-    Ok(Arc::new(config))
+    Ok(sipreg::transport::tls::client_config(&check, resume)?)
 }
 
 /// One connection to the target.

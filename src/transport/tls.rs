@@ -158,6 +158,109 @@ impl ServerTls {
     }
 }
 
+/// How a TLS client (the load generator, the tests) checks the server's certificate.
+#[derive(Clone, Debug)]
+pub enum ServerCheck {
+    /// Against the CA certificates in this PEM file.
+    Ca(std::path::PathBuf),
+    /// Exactly this certificate (DER), e.g. a self-signed registrar under test.
+    Pinned(Vec<u8>),
+    /// Any certificate: benchmarking only (the handshake signatures are still verified).
+    Any,
+}
+
+/// A rustls client configuration with the `ring` provider; `resume` keeps TLS session
+/// resumption (tickets) on.
+pub fn client_config(
+    check: &ServerCheck,
+    resume: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()?;
+    let mut config = match check {
+        ServerCheck::Ca(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| pem_err(path, &e))? {
+                roots.add(cert.map_err(|e| pem_err(path, &e))?)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        ServerCheck::Pinned(der) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                pinned: Some(der.clone()),
+            }))
+            .with_no_client_auth(),
+        ServerCheck::Any => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier { pinned: None }))
+            .with_no_client_auth(),
+    };
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+/// Accepts the pinned certificate (or any, without a pin); handshake signatures are checked.
+#[derive(Debug)]
+struct Verifier {
+    pinned: Option<Vec<u8>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match &self.pinned {
+            Some(p) if p.as_slice() != end_entity.as_ref() => Err(rustls::Error::General(
+                "server certificate differs from the pinned one".into(),
+            )),
+            _ => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &provider::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &provider::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// One TLS server session over caller-owned buffers.
 pub struct TlsSession {
     conn: ServerConnection,
@@ -272,7 +375,9 @@ mod tests {
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAny))
+                .with_custom_certificate_verifier(Arc::new(Verifier {
+                    pinned: Some(server.certificate.to_vec()),
+                }))
         };
         let no_cert = insecure().with_no_client_auth();
         assert!(
@@ -294,68 +399,5 @@ mod tests {
         .unwrap();
         handshake(&optional.config, insecure().with_no_client_auth())
             .expect("optional client auth");
-    }
-
-    #[derive(Debug)]
-    struct AcceptAny;
-
-    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &provider::default_provider().signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &provider::default_provider().signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            provider::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-
-    #[test]
-    fn self_signed_and_pem_errors() {
-        let tls = ServerTls::self_signed(&["registrar.example.com".into()]).unwrap();
-        assert_eq!(tls.fingerprint.len(), 32 * 3 - 1);
-        let mut s = TlsSession::new(&tls.config).unwrap();
-        assert!(s.is_handshaking());
-        let mut plain = Vec::new();
-        assert!(s
-            .receive(b"\x16\x03\x01\x00\x05garbage-not-tls", &mut plain)
-            .is_err());
-        let e = ServerTls::from_pem_files(Path::new("/nonexistent/cert.pem"), Path::new("/x"))
-            .err()
-            .unwrap();
-        assert!(e.to_string().starts_with("/nonexistent/cert.pem"), "{e}");
     }
 }

@@ -3,13 +3,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 use sipreg::sip::{self, Contact, HeaderName, Message};
+use sipreg::transport::tls::ServerCheck;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -120,53 +119,6 @@ pub struct Ua {
     nc: u32,
 }
 
-/// Accepts exactly one certificate (the test server's self-signed one).
-#[derive(Debug)]
-struct Pinned(Vec<u8>);
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.0.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("unexpected certificate".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(m, c, d, &algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(m, c, d, &algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 impl Ua {
     fn new(user: &str, link: Link) -> Self {
         Self {
@@ -197,15 +149,9 @@ impl Ua {
 
     pub fn tls(user: &str, server: SocketAddr, cert: Vec<u8>) -> Self {
         let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned(cert)))
-                .with_no_client_auth();
+            sipreg::transport::tls::client_config(&ServerCheck::Pinned(cert), true).unwrap();
         let conn =
-            ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-                .unwrap();
+            ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
         let s = TcpStream::connect(server).unwrap();
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
         Self::new(user, Link::Tls(Box::new(StreamOwned::new(conn, s))))
