@@ -585,45 +585,6 @@ fn parse_q(v: &[u8]) -> Option<u16> {
     }
 }
 
-/// Iterator over every Contact value of a message.
-pub struct Contacts<'b, 'h> {
-    headers: std::slice::Iter<'h, Header<'b>>,
-    current: Option<CommaSplit<'b>>,
-    star_seen: bool,
-}
-
-impl<'b, 'h> Contacts<'b, 'h> {
-    pub(crate) fn new(headers: &'h [Header<'b>]) -> Self {
-        Self {
-            headers: headers.iter(),
-            current: None,
-            star_seen: false,
-        }
-    }
-}
-
-impl<'b> Iterator for Contacts<'b, '_> {
-    type Item = Result<Contact<'b>, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
-                if item == b"*" {
-                    self.star_seen = true;
-                    return Some(Ok(Contact::Star));
-                }
-                return Some(
-                    NameAddr::parse(item)
-                        .map(|name_addr| Contact::Addr(ContactAddr { name_addr }))
-                        .map_err(|_| Error::BadContact),
-                );
-            }
-            let h = self.headers.find(|h| h.name == HeaderName::Contact)?;
-            self.current = Some(CommaSplit::new(h.value));
-        }
-    }
-}
-
 /// One Via value (§20.42).
 #[derive(Clone, Copy, Debug)]
 pub struct Via<'b> {
@@ -731,35 +692,66 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
     Some((host, port))
 }
 
-/// Iterator over every Via value of a message, top first.
-pub struct Vias<'b, 'h> {
+/// Iterator over every value of one header name, across header lines and comma-separated
+/// values (§7.3.1), each parsed by `parse`. A header line with no value at all is an error.
+pub struct Values<'b, 'h, T> {
     headers: std::slice::Iter<'h, Header<'b>>,
+    name: HeaderName,
     current: Option<CommaSplit<'b>>,
+    parse: fn(&'b [u8]) -> Result<T, Error>,
+    empty: Error,
 }
 
-impl<'b, 'h> Vias<'b, 'h> {
-    pub(crate) fn new(headers: &'h [Header<'b>]) -> Self {
-        Self {
-            headers: headers.iter(),
-            current: None,
-        }
-    }
-}
-
-impl<'b> Iterator for Vias<'b, '_> {
-    type Item = Result<Via<'b>, Error>;
+impl<'b, T> Iterator for Values<'b, '_, T> {
+    type Item = Result<T, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
-                return Some(Via::parse(item));
+                return Some((self.parse)(item));
             }
-            let h = self.headers.find(|h| h.name == HeaderName::Via)?;
+            let name = self.name;
+            let h = self.headers.find(|h| h.name == name)?;
             if trim_lws(h.value).iter().all(|&b| b == b',' || is_wsp(b)) {
-                return Some(Err(Error::BadVia));
+                return Some(Err(self.empty));
             }
             self.current = Some(CommaSplit::new(h.value));
         }
+    }
+}
+
+/// Every Contact value of a message (`*` included).
+pub type Contacts<'b, 'h> = Values<'b, 'h, Contact<'b>>;
+
+/// Every Via value of a message, top first.
+pub type Vias<'b, 'h> = Values<'b, 'h, Via<'b>>;
+
+fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
+    if item == b"*" {
+        return Ok(Contact::Star);
+    }
+    NameAddr::parse(item)
+        .map(|name_addr| Contact::Addr(ContactAddr { name_addr }))
+        .map_err(|_| Error::BadContact)
+}
+
+pub(crate) fn contacts<'b, 'h>(headers: &'h [Header<'b>]) -> Contacts<'b, 'h> {
+    Values {
+        headers: headers.iter(),
+        name: HeaderName::Contact,
+        current: None,
+        parse: parse_contact,
+        empty: Error::BadContact,
+    }
+}
+
+pub(crate) fn vias<'b, 'h>(headers: &'h [Header<'b>]) -> Vias<'b, 'h> {
+    Values {
+        headers: headers.iter(),
+        name: HeaderName::Via,
+        current: None,
+        parse: Via::parse,
+        empty: Error::BadVia,
     }
 }
 

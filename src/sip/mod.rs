@@ -20,7 +20,8 @@ mod uri;
 mod write;
 
 pub use header::{
-    CSeq, Contact, ContactAddr, ContactFields, Contacts, HeaderName, NameAddr, Params, Via, Vias,
+    CSeq, Contact, ContactAddr, ContactFields, Contacts, HeaderName, NameAddr, Params, Values, Via,
+    Vias,
 };
 pub use parse::{
     frame_stream, keepalive_len, parse_datagram, parse_stream, Header, Message, Request, Response,

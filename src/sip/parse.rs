@@ -155,12 +155,12 @@ macro_rules! header_accessors {
 
         /// Every Via value (across header lines and commas), top first.
         pub fn vias(&self) -> Vias<'b, '_> {
-            Vias::new(&self.headers)
+            super::header::vias(&self.headers)
         }
 
         /// Every Contact value (across header lines and commas).
         pub fn contacts(&self) -> Contacts<'b, '_> {
-            Contacts::new(&self.headers)
+            super::header::contacts(&self.headers)
         }
     };
 }
