@@ -17,6 +17,7 @@ fn meta() -> Meta {
         local: "192.0.2.1:5060".parse().unwrap(),
         transport: Transport::Udp,
         conn: None,
+        overloaded: false,
     }
 }
 

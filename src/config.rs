@@ -271,6 +271,9 @@ pub struct Limits {
     pub idle_timeout: u64,
     /// Bindings in total (memory bound); new ones beyond it get 503. Default 10 million.
     pub max_bindings: usize,
+    /// Milliseconds a datagram may wait in a socket queue before its shard counts as
+    /// overloaded and answers REGISTERs 503 + Retry-After. Default 500.
+    pub overload_delay_ms: u64,
 }
 
 impl Default for Limits {
@@ -281,6 +284,7 @@ impl Default for Limits {
             max_connections_per_ip: 100,
             idle_timeout: 300,
             max_bindings: 10_000_000,
+            overload_delay_ms: 500,
         }
     }
 }
@@ -452,6 +456,7 @@ impl Config {
             max_connections_per_ip: self.limits.max_connections_per_ip,
             idle_timeout: Duration::from_secs(self.limits.idle_timeout.max(1)),
             max_message_size: self.limits.max_message_size,
+            overload_delay: Duration::from_millis(self.limits.overload_delay_ms.max(1)),
         })
     }
 }

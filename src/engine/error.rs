@@ -42,6 +42,8 @@ pub enum Error {
     OutOfOrder,
     /// The AOR already has the maximum number of bindings (503 + Retry-After).
     TooManyBindings,
+    /// The shard is behind on its queue (503 + Retry-After).
+    Overloaded,
     /// The request is larger than the configured limit (§21.4.11 413 / §21.5.9 513).
     MessageTooLarge,
     /// A known method other than REGISTER/OPTIONS (§8.2.1 405).
@@ -72,6 +74,7 @@ impl Error {
             Self::IntervalTooBrief(_) => (StatusCode::INTERVAL_TOO_BRIEF, "Interval Too Brief"),
             Self::OutOfOrder => (StatusCode::BAD_REQUEST, "CSeq Out Of Order"),
             Self::TooManyBindings => (StatusCode::SERVICE_UNAVAILABLE, "Too Many Bindings"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "Overloaded"),
             Self::MessageTooLarge => (StatusCode(513), "Message Too Large"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
             Self::NotImplemented => (StatusCode::NOT_IMPLEMENTED, "Not Implemented"),
@@ -88,7 +91,7 @@ impl Error {
             Self::BadExtension => {
                 w.header("Unsupported", unsupported);
             }
-            Self::TooManyBindings => {
+            Self::TooManyBindings | Self::Overloaded => {
                 w.header_fmt("Retry-After", format_args!("{RETRY_AFTER_SECS}"));
             }
             Self::MethodNotAllowed | Self::NotImplemented => {
@@ -138,6 +141,7 @@ mod tests {
             (Error::IntervalTooBrief(60), 423),
             (Error::OutOfOrder, 400),
             (Error::TooManyBindings, 503),
+            (Error::Overloaded, 503),
             (Error::MessageTooLarge, 513),
             (Error::MethodNotAllowed, 405),
             (Error::NotImplemented, 501),

@@ -314,6 +314,9 @@ pub struct Meta {
     pub transport: Transport,
     /// The connection, for stream transports.
     pub conn: Option<ConnId>,
+    /// The shard is behind (the message waited too long in its queue): REGISTERs get 503 +
+    /// Retry-After without further work.
+    pub overloaded: bool,
 }
 
 /// A message the runtime must send.
@@ -575,7 +578,9 @@ impl Engine {
             return None;
         }
         let start = self.out.len();
-        let outcome = if too_large {
+        let outcome = if meta.overloaded && req.method() == sip::Method::REGISTER {
+            Err((Error::Overloaded, smallvec::SmallVec::new()))
+        } else if too_large {
             Err((Error::MessageTooLarge, smallvec::SmallVec::new()))
         } else {
             register::dispatch(self, now, meta, req, start)

@@ -22,6 +22,7 @@ fn udp_meta() -> Meta {
         local: "192.0.2.1:5060".parse().unwrap(),
         transport: Transport::Udp,
         conn: None,
+        overloaded: false,
     }
 }
 
@@ -1305,4 +1306,18 @@ fn password_guessing_locks_out_without_an_oracle() {
         1,
     ));
     assert_eq!(ok.code, 200, "{}", ok.raw);
+}
+
+#[test]
+fn overloaded_shard_answers_503_to_registers() {
+    let mut h = Harness::open();
+    h.meta.overloaded = true;
+    let r = h.expect(&Reg::new("busy").bytes());
+    assert_eq!(
+        (r.code, r.header("Retry-After").as_deref()),
+        (503, Some("30"))
+    );
+    assert!(h.events().is_empty(), "nothing stored");
+    h.meta.overloaded = false;
+    assert_eq!(h.expect(&Reg::new("busy").bytes()).code, 200);
 }

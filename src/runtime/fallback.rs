@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::socket::{read_addr, read_pktinfo, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
+use super::socket::{read_addr, read_control, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
 use super::worker::{Interest, Shard, TOKEN_LISTENER, TOKEN_UDP, TOKEN_WAKE};
 
 /// Datagrams per recvmmsg/sendmmsg call.
@@ -151,11 +151,11 @@ impl Driver {
                     )
                 };
                 // SAFETY: the kernel filled the control buffer msg_hdr points at.
-                let local = unsafe { read_pktinfo(&m.msg_hdr) };
+                let received = unsafe { read_control(&m.msg_hdr) };
                 let len = (m.msg_len as usize).min(RECV_BUF);
                 let data = &rx.bufs[i * RECV_BUF..i * RECV_BUF + len];
                 if let Some(source) = source {
-                    shard.on_datagram(socket, source, local, data);
+                    shard.on_datagram(socket, source, received, data);
                 }
             }
             if usize::try_from(n).unwrap_or(0) < BATCH {

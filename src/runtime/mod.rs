@@ -97,6 +97,9 @@ pub struct RuntimeConfig {
     pub idle_timeout: Duration,
     /// Largest SIP message (bounds per-connection buffers).
     pub max_message_size: usize,
+    /// A datagram that waited longer than this in the socket queue finds the shard overloaded:
+    /// REGISTERs are answered 503 + Retry-After instead of processed.
+    pub overload_delay: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -114,6 +117,7 @@ impl Default for RuntimeConfig {
             max_connections_per_ip: 100,
             idle_timeout: Duration::from_secs(300),
             max_message_size: 65_535,
+            overload_delay: Duration::from_millis(500),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Room for one IP_PKTINFO or IPV6_PKTINFO control message.
-pub(crate) const CONTROL_LEN: usize = 64;
+pub(crate) const CONTROL_LEN: usize = 128;
 
 /// A UDP socket bound with SO_REUSEPORT (one per shard and address), nonblocking. On a
 /// wildcard address the destination address of each datagram is requested (IP_PKTINFO).
@@ -31,8 +31,30 @@ pub(crate) fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.ip().is_unspecified() {
         set_pktinfo(&s, addr.is_ipv6())?;
     }
+    // Kernel receive timestamps: how long a datagram waited in the socket queue tells when a
+    // shard falls behind (overload -> 503 instead of an unbounded backlog).
+    set_int(&s, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS)?;
     s.bind(&addr.into())?;
     Ok(s.into())
+}
+
+fn set_int(s: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: valid fd, option value is a c_int that lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// A TCP listener with SO_REUSEPORT, nonblocking.
@@ -161,11 +183,21 @@ pub(crate) unsafe fn read_addr(ptr: *const u8, len: usize) -> Option<SocketAddr>
     None
 }
 
-/// The destination address of a received datagram, from its IP_PKTINFO / IPV6_PKTINFO.
+/// What the control messages of a received datagram say.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Received {
+    /// Its destination address (IP_PKTINFO / IPV6_PKTINFO; wildcard-bound sockets).
+    pub(crate) local: Option<IpAddr>,
+    /// When the kernel received it, ns since the Unix epoch (SO_TIMESTAMPNS).
+    pub(crate) at_ns: Option<u64>,
+}
+
+/// Reads the destination address and the kernel receive time of a datagram.
 ///
 /// # Safety
 /// `msg` must describe a control buffer the kernel filled (msg_control/msg_controllen valid).
-pub(crate) unsafe fn read_pktinfo(msg: &libc::msghdr) -> Option<IpAddr> {
+pub(crate) unsafe fn read_control(msg: &libc::msghdr) -> Received {
+    let mut r = Received::default();
     // SAFETY: CMSG_* walk the control buffer the caller vouches for.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
@@ -173,19 +205,23 @@ pub(crate) unsafe fn read_pktinfo(msg: &libc::msghdr) -> Option<IpAddr> {
             let c = &*cmsg;
             if c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_PKTINFO {
                 let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                r.local = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
                     info.ipi_addr.s_addr,
                 ))));
-            }
-            if c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_PKTINFO {
+            } else if c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_PKTINFO {
                 let info: libc::in6_pktinfo =
                     std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                r.local = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+                let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+                r.at_ns = Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    None
+    r
 }
 
 /// Writes a control message choosing `from` as the source address into `control` and points

@@ -15,4 +15,6 @@ pub struct ShardStats {
     pub idle_closed: AtomicU64,
     /// UDP sends that failed.
     pub send_errors: AtomicU64,
+    /// Datagrams that waited longer than the overload delay (answered 503 when REGISTERs).
+    pub overloaded: AtomicU64,
 }

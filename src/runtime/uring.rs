@@ -21,7 +21,7 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::socket::{read_addr, read_pktinfo, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
+use super::socket::{read_addr, read_control, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
 use super::worker::{Interest, Shard, TOKEN_LISTENER, TOKEN_UDP, TOKEN_WAKE};
 
 const TAG_SEND: u64 = 5 << 56;
@@ -307,16 +307,28 @@ impl Driver {
                 let name = out.name_data();
                 // SAFETY: name_data is the kernel-written sockaddr of `name.len()` bytes.
                 let source = unsafe { read_addr(name.as_ptr(), name.len()) };
+                // The control bytes sit at an arbitrary offset of the provided buffer: copy them
+                // to an 8-byte aligned buffer before walking the cmsg headers.
                 let control = out.control_data();
-                // SAFETY: a msghdr describing the kernel-written control bytes, read only.
-                let local = unsafe {
+                let mut aligned = [0u64; CONTROL_LEN / 8];
+                let len = control.len().min(CONTROL_LEN);
+                // SAFETY: `aligned` is CONTROL_LEN bytes; `len` bytes are copied into it.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        control.as_ptr(),
+                        aligned.as_mut_ptr().cast::<u8>(),
+                        len,
+                    )
+                };
+                // SAFETY: a msghdr describing the copied control bytes, read only.
+                let received = unsafe {
                     let mut m: libc::msghdr = std::mem::zeroed();
-                    m.msg_control = control.as_ptr().cast_mut().cast();
-                    m.msg_controllen = control.len();
-                    read_pktinfo(&m)
+                    m.msg_control = aligned.as_mut_ptr().cast();
+                    m.msg_controllen = len;
+                    read_control(&m)
                 };
                 if let Some(source) = source {
-                    shard.on_datagram(i, source, local, out.payload_data());
+                    shard.on_datagram(i, source, received, out.payload_data());
                 }
             }
         }

@@ -167,19 +167,29 @@ impl Shard {
         &mut self,
         socket: usize,
         source: SocketAddr,
-        local_ip: Option<IpAddr>,
+        received: super::socket::Received,
         data: &[u8],
     ) {
         let Some(bound) = self.udp_local.get(socket).copied() else {
             return;
         };
-        let local = SocketAddr::new(local_ip.unwrap_or(bound.ip()), bound.port());
+        let local = SocketAddr::new(received.local.unwrap_or(bound.ip()), bound.port());
         self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        // Behind by more than the overload delay: answer 503 instead of growing the backlog.
+        let now_ns = self.now.as_millis().saturating_mul(1_000_000);
+        let waited_ms = received
+            .at_ns
+            .map_or(0, |at| now_ns.saturating_sub(at) / 1_000_000);
+        let overloaded = waited_ms > self.cfg.overload_delay.as_millis() as u64;
+        if overloaded {
+            self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
         let meta = Meta {
             source,
             local,
             transport: Transport::Udp,
             conn: None,
+            overloaded,
         };
         self.engine.handle_datagram(self.now, &meta, data);
         if let Some(t) = self.engine.poll_transmit() {
@@ -365,6 +375,7 @@ impl Shard {
             local: conn.local,
             transport,
             conn: Some(conn.id),
+            overloaded: false,
         };
         let status = self.engine.handle_stream(self.now, &meta, &conn.inbuf);
         if let Some(t) = self.engine.poll_transmit() {

@@ -24,6 +24,16 @@ fn backends() -> Vec<Backend> {
     b
 }
 
+/// Retries a socket call interrupted by a signal (EINTR).
+fn retry<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -234,7 +244,7 @@ fn malformed_and_oversized_input() {
         let bad = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx;rport\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
         sock.send_to(bad, srv.udp()).unwrap();
         let mut buf = [0u8; 4096];
-        let n = sock.recv(&mut buf).unwrap();
+        let n = retry(|| sock.recv(&mut buf)).unwrap();
         assert!(
             buf[..n].starts_with(b"SIP/2.0 400 Missing From"),
             "{}",
@@ -504,7 +514,7 @@ fn attacks_while_a_legitimate_user_registers() {
         for s in &mut slow {
             let mut b = [0u8; 16];
             assert_eq!(
-                s.read(&mut b).unwrap_or(0),
+                retry(|| s.read(&mut b)).unwrap_or(0),
                 0,
                 "{backend:?}: slow connection closed"
             );
@@ -673,4 +683,62 @@ fn sighup_reloads_credentials_and_keeps_bindings() {
     signal(&child, libc::SIGTERM);
     let mut child = child;
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn wildcard_bind_replies_from_the_address_asked() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, false, |_, rt| {
+            rt.udp = vec!["0.0.0.0:0".parse().unwrap()];
+            rt.tcp = vec![];
+            rt.tls = vec![];
+        });
+        let port = srv.udp().port();
+        for dest in ["127.0.0.1", "127.0.0.2"] {
+            let to: SocketAddr = format!("{dest}:{port}").parse().unwrap();
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let ua = Ua::udp("pkt", to);
+            sock.send_to(&ua.build(1, &[], None), to).unwrap();
+            let mut buf = [0u8; 4096];
+            let (_, from) = retry(|| sock.recv_from(&mut buf)).unwrap();
+            assert_eq!(from, to, "{backend:?}: IP_PKTINFO picks the source address");
+        }
+    }
+}
+
+#[test]
+fn overloaded_shard_sheds_load_with_503() {
+    for backend in backends() {
+        let srv = TestServer::start(backend, false, |_, rt| {
+            rt.shards = 1;
+            rt.overload_delay = Duration::from_millis(1);
+        });
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let ua = Ua::udp("burst", srv.udp());
+        for i in 0..5000 {
+            let _ = sock.send_to(&ua.build(i + 1, &[], None), srv.udp());
+        }
+        let (mut ok, mut shed) = (0, 0);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = retry(|| sock.recv(&mut buf)) {
+            if buf[..n].starts_with(b"SIP/2.0 503 Overloaded") {
+                shed += 1;
+            } else if buf[..n].starts_with(b"SIP/2.0 200") {
+                ok += 1;
+            }
+        }
+        assert!(
+            shed > 0,
+            "{backend:?}: a backlog beyond 1 ms is shed ({ok} ok)"
+        );
+        assert!(
+            srv.server().stats()[0]
+                .overloaded
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
+    }
 }
