@@ -46,7 +46,7 @@ type RealmHa1s = (Box<[u8]>, [Option<Hash>; 3]);
 /// request's bytes (no allocation); a user rarely has more than one realm.
 #[derive(Default)]
 pub struct Credentials {
-    users: HashMap<Box<[u8]>, Vec<RealmHa1s>>,
+    users: HashMap<Box<[u8]>, Vec<RealmHa1s>, foldhash::fast::RandomState>,
     entries: usize,
 }
 

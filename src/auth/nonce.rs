@@ -138,7 +138,7 @@ pub(crate) enum Replay {
 
 struct Shard {
     /// nonce id -> highest nc seen.
-    seen: HashMap<u128, u32>,
+    seen: HashMap<u128, u32, foldhash::fast::RandomState>,
     /// Tracked nonces in first-use order, with their issue time (eviction order).
     order: VecDeque<(u128, u64)>,
     /// Issue time of the newest nonce evicted before it expired: an untracked nonce issued at or
@@ -162,7 +162,7 @@ impl ReplayGuard {
             shards: (0..n)
                 .map(|_| {
                     Mutex::new(Shard {
-                        seen: HashMap::new(),
+                        seen: HashMap::default(),
                         order: VecDeque::new(),
                         watermark: 0,
                     })

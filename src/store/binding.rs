@@ -321,7 +321,7 @@ mod intern {
 
     #[derive(Default)]
     struct Table {
-        ids: HashMap<&'static [u8], u32>,
+        ids: HashMap<&'static [u8], u32, foldhash::fast::RandomState>,
         values: Vec<&'static [u8]>,
     }
 
@@ -329,7 +329,7 @@ mod intern {
         static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
         TABLE.get_or_init(|| {
             RwLock::new(Table {
-                ids: HashMap::new(),
+                ids: HashMap::default(),
                 values: vec![b""],
             })
         })
