@@ -515,6 +515,13 @@ fn attacks_while_a_legitimate_user_registers() {
                 s
             })
             .collect();
+        // ... and TLS clients that never finish the handshake.
+        slow.extend((0..5).map(|_| {
+            let mut s = TcpStream::connect(srv.tls()).unwrap();
+            s.write_all(b"\x16\x03\x01").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        }));
         std::thread::sleep(Duration::from_millis(2500));
         for s in &mut slow {
             let mut b = [0u8; 16];
