@@ -49,7 +49,7 @@ pub struct EngineConfig {
     pub allow_third_party: bool,
     /// Remove bindings learned over a stream when that connection closes. Default true.
     pub remove_on_close: bool,
-    /// `Server` header value. Default "sipreg/<version>".
+    /// `Server` header value. Default `sipreg/<version>`.
     pub server: String,
     /// Largest message accepted (bytes). Default 65535.
     pub max_message_size: usize,

@@ -1,7 +1,7 @@
 //! The runtime: the ONLY place with sockets, threads, io_uring and the clock.
 //!
 //! `run` binds one SO_REUSEPORT socket per listen address per shard, starts one shard thread
-//! per core (pinned), and drives each shard's [`worker::Shard`] with a backend:
+//! per core (pinned), and drives each shard (`worker::Shard`) with a backend:
 //! - `uring` (`uring.rs`): io_uring with SINGLE_ISSUER + DEFER_TASKRUN (COOP_TASKRUN on older
 //!   kernels), one multishot `RecvMsg` per UDP socket over a provided buffer ring, `SendMsg`
 //!   replies submitted once per completion batch, multishot poll for stream sockets;
