@@ -53,7 +53,7 @@ fuzz_target!(|ops: Vec<Op>| {
     };
     let mut engine = Engine::new(Arc::new(Shared::new(config).unwrap()));
     let mut now = Instant::from_secs(1_700_000_000);
-    let udp = Meta { source: "192.0.2.1:5060".parse().unwrap(), local: "192.0.2.2:5060".parse().unwrap(), transport: Transport::Udp, conn: None };
+    let udp = Meta { source: "192.0.2.1:5060".parse().unwrap(), local: "192.0.2.2:5060".parse().unwrap(), transport: Transport::Udp, conn: None, overloaded: false };
     let tcp = Meta { transport: Transport::Tcp, conn: Some(ConnId(1)), ..udp };
     let mut stream = Vec::new();
     for op in ops.into_iter().take(64) {
