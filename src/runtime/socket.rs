@@ -38,6 +38,7 @@ pub(crate) fn udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// Turns a boolean socket option on.
 fn set_int(s: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: valid fd, option value is a c_int that lives across the call.
@@ -72,26 +73,10 @@ pub(crate) fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 fn set_pktinfo(s: &Socket, v6: bool) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    let (level, name) = if v6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    if v6 {
+        set_int(s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
     } else {
-        (libc::IPPROTO_IP, libc::IP_PKTINFO)
-    };
-    // SAFETY: valid fd, option value is a c_int that lives across the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        set_int(s, libc::IPPROTO_IP, libc::IP_PKTINFO)
     }
 }
 
