@@ -123,6 +123,9 @@ struct RunArgs {
     /// Write an SVG plot of rate and latency over time.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write the per-second counters and latency percentiles as CSV.
+    #[arg(long)]
+    csv_out: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -184,6 +187,10 @@ fn write_outputs(args: &RunArgs, outcome: &Outcome) -> Result<()> {
     }
     if let Some(path) = &args.plot {
         report::plot(outcome, path)?;
+    }
+    if let Some(path) = &args.csv_out {
+        std::fs::write(path, report::seconds_csv(outcome))
+            .with_context(|| format!("{}", path.display()))?;
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub struct Counters {
     pub unexpected: u64,
     /// 401 challenges received (answered).
     pub challenges: u64,
+    /// ICMP port-unreachable reports on the UDP sockets (the target was down for a while).
+    pub unreachable: u64,
 }
 
 impl Counters {
@@ -48,6 +50,7 @@ impl Counters {
         self.retransmissions += o.retransmissions;
         self.unexpected += o.unexpected;
         self.challenges += o.challenges;
+        self.unreachable += o.unreachable;
     }
 }
 

@@ -158,6 +158,7 @@ fn json_and_plot_outputs() {
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("o.json");
     let svg = dir.join("o.svg");
+    let csv = dir.join("o.csv");
     let a = args(
         srv.udp_addrs()[0],
         "udp",
@@ -169,6 +170,8 @@ fn json_and_plot_outputs() {
             json.to_str().unwrap(),
             "--plot",
             svg.to_str().unwrap(),
+            "--csv-out",
+            csv.to_str().unwrap(),
         ],
     );
     let o = run(&a).unwrap();
@@ -189,6 +192,20 @@ fn json_and_plot_outputs() {
     }
     assert_eq!(v["total"]["completed"].as_u64(), Some(o.total.completed));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // The CSV's rows add up to the run's totals (the last row is the partial final second).
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("second,completed,attempted,"));
+    let rows: Vec<Vec<u64>> = lines
+        .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() >= 2, "{text}");
+    assert!(rows.iter().all(|r| r.len() == 13));
+    assert_eq!(rows.iter().map(|r| r[1]).sum::<u64>(), o.total.completed);
+    assert_eq!(rows.iter().map(|r| r[2]).sum::<u64>(), o.total.attempted);
     srv.shutdown().unwrap();
 }
 
@@ -307,6 +324,17 @@ fn mix_and_user_errors() {
         &["--users", "nodomain"],
     );
     assert!(run(&bad).unwrap_err().to_string().contains("--users"));
+    // A UDP port nobody listens on: the kernel's ICMP port unreachable is a clear error, not
+    // 32 s of timeouts.
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap();
+    drop(closed);
+    let started = Instant::now();
+    let err = run(&args(port, "udp", "register", &["--duration", "2"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unreachable"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "fails fast");
     let bad = args("127.0.0.1:9".parse().unwrap(), "tcp", "register", &[]);
     assert!(
         run(&bad)

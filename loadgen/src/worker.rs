@@ -14,7 +14,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sipreg::auth::Algorithm;
 
 use crate::msgs::{self, Cached, Kind, Register};
@@ -136,6 +136,7 @@ pub fn run(
         branch: String::new(),
         recv: net::RecvBatch::new(),
         send: Vec::new(),
+        refused: 0,
     };
     let start = Instant::now();
     let deadline = start + plan.duration;
@@ -190,6 +191,16 @@ pub fn run(
         let got = w.receive(&mut uas, now);
         w.fire_timers(&mut uas, now);
         w.flush_sends();
+        if w.refused > 0 {
+            let n = std::mem::take(&mut w.refused);
+            w.count(|c| c.unreachable += n);
+            if w.total.completed == 0 && w.total.unexpected == 0 {
+                bail!(
+                    "{}: unreachable (ICMP port unreachable: nothing listens on that UDP port)",
+                    plan.target
+                );
+            }
+        }
         if now >= next_report {
             second_no += 1;
             let counters = std::mem::take(&mut w.second);
@@ -284,6 +295,8 @@ struct Worker<'p> {
     recv: net::RecvBatch,
     /// (slot) waiting to be sent this turn.
     send: Vec<usize>,
+    /// ICMP port-unreachable reports (ECONNREFUSED) not yet counted.
+    refused: u64,
 }
 
 impl Worker<'_> {
@@ -427,7 +440,9 @@ impl Worker<'_> {
                     .filter_map(|&s| self.slots.get(s))
                     .map(|t| (t.link, t.bytes.as_slice()))
                     .collect();
-                net::send_batch(socks, &batch);
+                if net::send_batch(socks, &batch).is_err() {
+                    self.refused += 1;
+                }
             }
             Links::Stream(streams) => {
                 for &s in &slots {
@@ -452,7 +467,9 @@ impl Worker<'_> {
         match &mut self.links {
             Links::Udp(socks) => {
                 for s in socks.iter() {
-                    self.recv.recv_all(s, &mut responses);
+                    if self.recv.recv_all(s, &mut responses).is_err() {
+                        self.refused += 1;
+                    }
                 }
             }
             Links::Stream(streams) => {
