@@ -21,7 +21,7 @@ use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -91,11 +91,15 @@ struct RunArgs {
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Worker threads (0 = one per core).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 0)]
     workers: usize,
-    /// Pin worker N to core (N + pin_offset) % cores; negative = no pinning.
-    #[arg(long, default_value_t = -1)]
-    pin_offset: i64,
+    /// Pin worker N to core (N + pin_offset) % cores (leave room for a target on the same
+    /// machine with e.g. --workers 1 --pin-offset 1).
+    #[arg(long, default_value_t = 0)]
+    pin_offset: usize,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
     /// UDP source ports per worker.
     #[arg(long, default_value_t = 16)]
     sockets: usize,
@@ -117,6 +121,11 @@ struct RunArgs {
     /// CA certificate (PEM) to verify the target; without it any certificate is accepted.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Register every user first (unmeasured, closed loop), then run the measured scenario on
+    /// those bindings: with `--scenario refresh` this measures the RFC 7502 Re-Registration
+    /// Rate.
+    #[arg(long)]
+    preregister: bool,
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -279,6 +288,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         tls_resume: !args.tls_no_resume,
         tls_ca: args.tls_ca.clone(),
         once: storm,
+        preregister: args.preregister,
         workers,
     })
 }
@@ -289,14 +299,18 @@ fn run(args: &RunArgs) -> Result<Outcome> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let (tx, rx) = mpsc::channel();
     let n = plan.users.len();
-    let cpu0 = net::cpu_time();
-    let wall0 = Instant::now();
+    let barrier = plan
+        .preregister
+        .then(|| Arc::new(Barrier::new(plan.workers + 1)));
+    let mut cpu0 = net::cpu_time();
+    let mut wall0 = Instant::now();
     let mut handles = Vec::new();
     for i in 0..plan.workers {
         let users = (n * i / plan.workers)..(n * (i + 1) / plan.workers);
         let plan = Arc::clone(&plan);
         let tx = tx.clone();
-        let pin = (args.pin_offset >= 0).then(|| (i + args.pin_offset as usize) % cores);
+        let barrier = barrier.clone();
+        let pin = (!args.no_pin).then(|| (i + args.pin_offset) % cores);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("lg-worker-{i}"))
@@ -304,11 +318,17 @@ fn run(args: &RunArgs) -> Result<Outcome> {
                     if let Some(core) = pin {
                         net::pin(core);
                     }
-                    worker::run(i, &plan, users, &tx)
+                    worker::run(i, &plan, users, &tx, barrier.as_deref())
                 })?,
         );
     }
     drop(tx);
+    if let Some(b) = &barrier {
+        // The measurement starts when every worker has bound its users.
+        b.wait();
+        cpu0 = net::cpu_time();
+        wall0 = Instant::now();
+    }
     let live = !args.quiet && std::io::stderr().is_terminal();
     let mut seconds: Vec<Second> = Vec::new();
     let mut per_second: std::collections::BTreeMap<

@@ -13,6 +13,10 @@ use sipreg::runtime::{self, Backend, RuntimeConfig, Server};
 use super::*;
 
 fn server() -> Server {
+    server_with(false)
+}
+
+fn server_with(one_time_nonces: bool) -> Server {
     let users: String = (0..50)
         .map(|n| format!("u{n}:example.com:plain:pw{n}\n"))
         .collect();
@@ -27,7 +31,7 @@ fn server() -> Server {
             secret: [1; 32],
             bind_nonce_to_source: false,
             salt_seed: 5,
-            one_time_nonces: false,
+            one_time_nonces,
         }),
         // These tests send thousands of deliberate wrong passwords (auth-fail) for the same
         // users that later scenarios register: lockout would (rightly) refuse them.
@@ -57,16 +61,25 @@ fn args(target: SocketAddr, transport: &str, scenario: &str, extra: &[&str]) -> 
         ("--max-in-flight", "8"),
         ("--sockets", "2"),
         ("--connections", "2"),
+        ("--workers", "1"),
     ];
     for kv in extra.chunks(2) {
         let (k, v) = (kv[0], kv.get(1).copied().unwrap_or(""));
         pairs.retain(|(name, _)| *name != k);
         pairs.push((k, v));
     }
-    let mut v: Vec<String> = vec!["sipreg-loadgen".into(), "run".into(), "--quiet".into()];
+    let mut v: Vec<String> = vec![
+        "sipreg-loadgen".into(),
+        "run".into(),
+        "--quiet".into(),
+        "--no-pin".into(),
+    ];
     for (k, val) in pairs {
         v.push(k.to_owned());
-        v.push(val.to_owned());
+        // An empty value: a flag without argument.
+        if !val.is_empty() {
+            v.push(val.to_owned());
+        }
     }
     match Cli::parse_from(v).command {
         Command::Run(a) => a,
@@ -144,6 +157,55 @@ fn every_scenario_on_every_transport() {
     .unwrap();
     assert_eq!(
         o.total.failed.get(&401).copied().unwrap_or(0),
+        o.total.attempted,
+        "{}",
+        report::table(&o)
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn re_registration_and_stale_nonces() {
+    let srv = server();
+    // Pre-registered users refresh with their cached nonce: no new challenge, no failure.
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "refresh",
+        &["--preregister", ""],
+    ))
+    .unwrap();
+    assert!(o.total.completed > 10, "{}", report::table(&o));
+    assert_eq!(o.total.failures(), 0, "{}", report::table(&o));
+    assert_eq!(o.total.challenges, 0, "{}", report::table(&o));
+    assert_eq!(o.total.attempted, o.total.completed);
+    // Two workers share the users: the storm still registers each exactly once.
+    let o = run(&args(
+        srv.tcp_addrs()[0],
+        "tcp",
+        "storm",
+        &["--workers", "2", "--duration", "0.2"],
+    ))
+    .unwrap();
+    assert_eq!(
+        (o.workers, o.total.attempted, o.total.completed),
+        (2, 50, 50)
+    );
+    srv.shutdown().unwrap();
+    // One-time nonces: every cached nonce is refused, and the fresh challenge is answered
+    // within the same transaction, so refreshes still succeed (each challenged once).
+    let srv = server_with(true);
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "refresh",
+        &["--preregister", ""],
+    ))
+    .unwrap();
+    assert!(o.total.completed > 10, "{}", report::table(&o));
+    assert_eq!(o.total.failures(), 0, "{}", report::table(&o));
+    assert_eq!(
+        o.total.challenges,
         o.total.attempted,
         "{}",
         report::table(&o)
