@@ -406,3 +406,109 @@ fn mix_and_user_errors() {
         "unreachable target is a clear error"
     );
 }
+
+fn search_args(target: SocketAddr, extra: &[&str]) -> SearchArgs {
+    let target = target.to_string();
+    let mut v: Vec<&str> = vec![
+        "sipreg-loadgen",
+        "search",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--target",
+        &target,
+        "--users",
+        "u{0..49}@example.com",
+        "--step",
+        "0.3",
+        "--duration",
+        "0.3",
+    ];
+    v.extend_from_slice(extra);
+    match Cli::parse_from(v).command {
+        Command::Search(s) => s,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn search_modes() {
+    let srv = server();
+    let target = srv.udp_addrs()[0];
+    // Step: 100, 200, 300 all clean (each twice), then the confirmation at 300.
+    let r = search_report(&search_args(
+        target,
+        &[
+            "--mode",
+            "step",
+            "--min-rate",
+            "100",
+            "--increment",
+            "100",
+            "--max-rate",
+            "300",
+            "--repeat",
+            "2",
+        ],
+    ))
+    .unwrap();
+    let rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [100.0, 200.0, 300.0]);
+    assert!(r.steps.iter().all(|s| s.ok), "{:?}", r.steps);
+    assert_eq!(r.registration_rate, 300.0);
+    assert!(r.confirmed);
+    // Binary between 100 and 200 to 30 %: 100, 150, 175.
+    let r = search_report(&search_args(
+        target,
+        &[
+            "--min-rate",
+            "100",
+            "--max-rate",
+            "200",
+            "--precision",
+            "0.3",
+        ],
+    ))
+    .unwrap();
+    let rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [100.0, 150.0, 175.0], "{:?}", r.steps);
+    assert_eq!(r.registration_rate, 175.0);
+    srv.shutdown().unwrap();
+    // Re-Registration Rate on pre-registered users (a fresh registrar: the runs above left
+    // bindings from their own source ports).
+    let srv = server();
+    let target = srv.udp_addrs()[0];
+    let r = search_report(&search_args(
+        target,
+        &[
+            "--mode",
+            "step",
+            "--scenario",
+            "refresh",
+            "--preregister",
+            "--min-rate",
+            "100",
+            "--max-rate",
+            "100",
+        ],
+    ))
+    .unwrap();
+    assert!(r.confirmed, "{:?}", r.steps);
+    let c = r.confirmation.unwrap();
+    assert_eq!(
+        c.total.challenges, 0,
+        "refreshes reuse the bound users' nonces"
+    );
+    srv.shutdown().unwrap();
+    // A silent target: the first step fails and nothing is confirmed.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r = search_report(&search_args(
+        silent.local_addr().unwrap(),
+        &["--mode", "step", "--min-rate", "100", "--t1-ms", "10"],
+    ))
+    .unwrap();
+    assert_eq!(r.steps.len(), 1);
+    assert!(!r.steps[0].ok && r.steps[0].retransmissions > 0);
+    assert_eq!(r.registration_rate, 0.0);
+    assert!(r.confirmation.is_none());
+}

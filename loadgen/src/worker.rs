@@ -172,12 +172,17 @@ pub fn run(
         w.second = Counters::default();
         w.second_hist.reset();
         let failed = w.total.failures();
+        let codes = format!("{:?}", w.total.failed);
+        let timeouts = w.total.timeouts;
         w.total = Counters::default();
         w.total_hist.reset();
         arrive();
         pre?;
         if failed > 0 {
-            bail!("pre-registration: {failed} of the users could not register");
+            bail!(
+                "pre-registration: {failed} of the users could not register \
+                 (final codes {codes}, {timeouts} timeouts)"
+            );
         }
     }
     w.phase(
