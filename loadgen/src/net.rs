@@ -9,7 +9,8 @@ use std::time::Duration;
 const BATCH: usize = 64;
 const BUF: usize = 8 * 1024;
 
-/// Reusable receive buffers.
+/// Reusable receive buffers (`Default` is an empty placeholder that receives nothing).
+#[derive(Default)]
 pub struct RecvBatch {
     bufs: Vec<u8>,
 }
@@ -21,9 +22,14 @@ impl RecvBatch {
         }
     }
 
-    /// Appends every datagram the socket has now. Fails only when the kernel reports the
-    /// target unreachable (ICMP port unreachable on the connected socket: ECONNREFUSED).
-    pub fn recv_all(&mut self, sock: &UdpSocket, out: &mut Vec<Vec<u8>>) -> std::io::Result<()> {
+    /// Calls `f` on every datagram the socket has now, in place. Fails only when the kernel
+    /// reports the target unreachable (ICMP port unreachable on the connected socket:
+    /// ECONNREFUSED).
+    pub fn recv_each(&mut self, sock: &UdpSocket, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+        if self.bufs.len() < BATCH * BUF {
+            // The empty placeholder left by `mem::take`: never used for I/O.
+            return Ok(());
+        }
         loop {
             // SAFETY: plain C structs, all-zero is valid; pointers are set below.
             let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -55,7 +61,9 @@ impl RecvBatch {
             let n = n as usize;
             for (i, m) in msgs.iter().enumerate().take(n) {
                 let len = (m.msg_len as usize).min(BUF);
-                out.push(self.bufs[i * BUF..i * BUF + len].to_vec());
+                if let Some(d) = self.bufs.get(i * BUF..i * BUF + len) {
+                    f(d);
+                }
             }
             if n < BATCH {
                 return Ok(());

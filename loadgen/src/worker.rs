@@ -137,9 +137,19 @@ pub fn run(
             return Err(e);
         }
     };
+    // Local addresses asked once (getsockname per request would cost a syscall each).
+    let locals = match &links {
+        Links::Udp(s) => s.iter().map(|s| s.local_addr().ok()).collect::<Vec<_>>(),
+        Links::Stream(s) => s.iter().map(tls::Stream::local_addr).collect(),
+    }
+    .into_iter()
+    .map(|a| a.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
+    .collect();
     let mut w = Worker {
         plan,
         links,
+        locals,
+        responses: Vec::new(),
         slots: Vec::new(),
         free: Vec::new(),
         timers: BinaryHeap::new(),
@@ -261,6 +271,10 @@ fn connect(plan: &Plan, users: usize) -> Result<Links> {
 struct Worker<'p> {
     plan: &'p Plan,
     links: Links,
+    /// Local address of each link (Via sent-by and Contact).
+    locals: Vec<SocketAddr>,
+    /// Responses of stream links, reused.
+    responses: Vec<Vec<u8>>,
     slots: Vec<Txn>,
     free: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
@@ -397,18 +411,14 @@ impl Worker<'_> {
     }
 
     fn local(&self, link: usize) -> SocketAddr {
-        match &self.links {
-            Links::Udp(s) => s.get(link).and_then(|s| s.local_addr().ok()),
-            Links::Stream(s) => s.get(link).and_then(tls::Stream::local_addr),
-        }
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.locals
+            .get(link)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     fn link_count(&self) -> usize {
-        match &self.links {
-            Links::Udp(s) => s.len(),
-            Links::Stream(s) => s.len(),
-        }
+        self.locals.len()
     }
 
     fn start(&mut self, uas: &mut [Ua], ua: usize, kind: Kind, scheduled: Instant, now: Instant) {
@@ -540,27 +550,43 @@ impl Worker<'_> {
         self.send.clear();
     }
 
-    /// Reads every available response; returns how many were handled.
+    /// Reads every available response; returns how many were handled. UDP datagrams are
+    /// handled in place in the receive buffers (no copy, no allocation).
     fn receive(&mut self, uas: &mut [Ua], now: Instant) -> usize {
-        let mut responses: Vec<Vec<u8>> = Vec::new();
-        match &mut self.links {
+        // The links and buffers are moved out while responses are handled (`on_response`
+        // needs the worker mutably and never touches the links); both are put back below.
+        let links = std::mem::replace(&mut self.links, Links::Udp(Vec::new()));
+        let mut handled = 0;
+        match &links {
             Links::Udp(socks) => {
-                for s in socks.iter() {
-                    if self.recv.recv_all(s, &mut responses).is_err() {
+                let mut recv = std::mem::take(&mut self.recv);
+                for s in socks {
+                    let r = recv.recv_each(s, |bytes| {
+                        handled += 1;
+                        self.on_response(uas, bytes, now);
+                    });
+                    if r.is_err() {
                         self.refused += 1;
                     }
                 }
+                self.recv = recv;
             }
-            Links::Stream(streams) => {
-                for st in streams.iter_mut() {
-                    st.receive(&mut responses);
-                }
+            Links::Stream(_) => {}
+        }
+        self.links = links;
+        if let Links::Stream(streams) = &mut self.links {
+            let mut responses = std::mem::take(&mut self.responses);
+            for st in streams.iter_mut() {
+                st.receive(&mut responses);
             }
+            for r in &responses {
+                self.on_response(uas, r, now);
+            }
+            handled += responses.len();
+            responses.clear();
+            self.responses = responses;
         }
-        for r in &responses {
-            self.on_response(uas, r, now);
-        }
-        responses.len()
+        handled
     }
 
     fn on_response(&mut self, uas: &mut [Ua], bytes: &[u8], now: Instant) {
