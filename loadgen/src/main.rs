@@ -191,13 +191,7 @@ fn real_main() -> Result<()> {
             let outcome = run(&args)?;
             print!("{}", report::table(&outcome));
             write_outputs(&args, &outcome)?;
-            if outcome.total.unexpected > 0 && outcome.total.completed == 0 {
-                bail!(
-                    "the target answered {} messages that are not SIP responses to our requests",
-                    outcome.total.unexpected
-                );
-            }
-            Ok(())
+            garbage_check(&outcome)
         }
         Command::Search(s) => search(&s),
         Command::Echo { listen, pin } => {
@@ -207,6 +201,19 @@ fn real_main() -> Result<()> {
             net::echo(listen, None)
         }
     }
+}
+
+/// A target that answered only with things that are not responses to our requests (another
+/// protocol on that port, a broken registrar) is an error, not a run with zero completions.
+fn garbage_check(o: &Outcome) -> Result<()> {
+    if o.total.unexpected > 0 && o.total.completed == 0 {
+        bail!(
+            "{}: the target answered {} messages that are not SIP responses to our requests",
+            o.target,
+            o.total.unexpected
+        );
+    }
+    Ok(())
 }
 
 fn write_outputs(args: &RunArgs, outcome: &Outcome) -> Result<()> {

@@ -512,3 +512,38 @@ fn search_modes() {
     assert_eq!(r.registration_rate, 0.0);
     assert!(r.confirmation.is_none());
 }
+
+#[test]
+fn a_target_answering_garbage_is_a_clear_error() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let target = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(b"HTTP/1.1 400 Bad Request\r\n\r\n", from);
+            }
+        }
+    });
+    let o = run(&args(
+        target,
+        "udp",
+        "register",
+        &["--t1-ms", "10", "--duration", "0.2", "--max-in-flight", "2"],
+    ))
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert_eq!(o.total.completed, 0);
+    assert!(
+        o.total.unexpected >= o.total.attempted,
+        "{}",
+        report::table(&o)
+    );
+    let e = garbage_check(&o).unwrap_err().to_string();
+    assert!(e.contains("not SIP responses"), "{e}");
+}
