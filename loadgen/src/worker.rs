@@ -307,7 +307,13 @@ impl Worker<'_> {
         let mut done_once = 0usize;
         loop {
             let now = Instant::now();
-            let sending = now < deadline && !(p.once && done_once >= uas.len());
+            // A storm sends every user's request even when the generator falls behind its
+            // schedule (a late loop must not drop the last users at the deadline).
+            let sending = if p.once {
+                done_once < uas.len()
+            } else {
+                now < deadline
+            };
             if !sending && w.in_flight == 0 {
                 break;
             }
