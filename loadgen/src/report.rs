@@ -128,6 +128,7 @@ pub fn table(o: &Outcome) -> String {
     let _ = writeln!(s, "timeouts      {}", o.total.timeouts);
     let _ = writeln!(s, "retransmits   {}", o.total.retransmissions);
     let _ = writeln!(s, "unexpected    {}", o.total.unexpected);
+    let _ = writeln!(s, "late          {}", o.total.late);
     let _ = writeln!(s, "challenges    {}", o.total.challenges);
     if o.total.unreachable > 0 {
         let _ = writeln!(

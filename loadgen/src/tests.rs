@@ -557,3 +557,44 @@ fn a_target_answering_garbage_is_a_clear_error() {
     let e = garbage_check(&o).unwrap_err().to_string();
     assert!(e.contains("not SIP responses"), "{e}");
 }
+
+#[test]
+fn duplicate_answers_are_late_not_unexpected() {
+    // A responder that answers every request twice (as a registrar answers a request and its
+    // retransmission): the second answer is ours but no longer awaited.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let target = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if msgs::respond(&buf[..n], None, &mut out) {
+                    let _ = sock.send_to(&out, from);
+                    let _ = sock.send_to(&out, from);
+                }
+            }
+        }
+    });
+    let o = run(&args(
+        target,
+        "udp",
+        "register",
+        &["--duration", "0.2", "--max-in-flight", "1"],
+    ))
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert!(o.total.completed > 10, "{}", report::table(&o));
+    assert_eq!(o.total.unexpected, 0, "{}", report::table(&o));
+    // The last duplicate may arrive after the run ended.
+    assert!(
+        (o.total.completed - 1..=o.total.completed).contains(&o.total.late),
+        "{}",
+        report::table(&o)
+    );
+}

@@ -610,8 +610,13 @@ impl Worker<'_> {
             .get(slot)
             .is_some_and(|t| t.live && t.generation == generation);
         if !live {
-            // A late answer to a retransmitted or finished transaction.
-            self.count(|c| c.unexpected += 1);
+            // A late or duplicate answer to one of our transactions (a retransmission was
+            // answered too, or the answer came after Timer F): ours, but no longer awaited.
+            if slot < self.slots.len() {
+                self.count(|c| c.late += 1);
+            } else {
+                self.count(|c| c.unexpected += 1);
+            }
             return;
         }
         if a.code < 200 {
