@@ -41,7 +41,7 @@ run() {
   before=$(cpu_ticks "$pid")
   taskset -c "$GEN_CORE" $BIN/sipreg-loadgen run --target "127.0.0.1:$port" --transport "$transport" \
     --scenario "$scenario" --users "u{0..$((USERS - 1))}@example.com" --duration "$SECONDS_PER_RUN" \
-    --workers 1 --max-in-flight 256 --quiet --json "$OUT/$name.json" "$@" > "$OUT/$name.txt"
+    --workers 1 --no-pin --max-in-flight 256 --quiet --json "$OUT/$name.json" "$@" > "$OUT/$name.txt"
   after=$(cpu_ticks "$pid")
   python3 - "$OUT/$name.json" "$name" $((after - before)) "$HZ" >> "$OUT/table.md" <<'PY'
 import json, sys

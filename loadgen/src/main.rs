@@ -21,7 +21,7 @@ use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -91,11 +91,15 @@ struct RunArgs {
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Worker threads (0 = one per core).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 0)]
     workers: usize,
-    /// Pin worker N to core (N + pin_offset) % cores; negative = no pinning.
-    #[arg(long, default_value_t = -1)]
-    pin_offset: i64,
+    /// Pin worker N to core (N + pin_offset) % cores (leave room for a target on the same
+    /// machine with e.g. --workers 1 --pin-offset 1).
+    #[arg(long, default_value_t = 0)]
+    pin_offset: usize,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
     /// UDP source ports per worker.
     #[arg(long, default_value_t = 16)]
     sockets: usize,
@@ -117,33 +121,61 @@ struct RunArgs {
     /// CA certificate (PEM) to verify the target; without it any certificate is accepted.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Register every user first (unmeasured, closed loop), then run the measured scenario on
+    /// those bindings: with `--scenario refresh` this measures the RFC 7502 Re-Registration
+    /// Rate.
+    #[arg(long)]
+    preregister: bool,
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Write an SVG plot of rate and latency over time.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write the per-second counters and latency percentiles as CSV.
+    #[arg(long)]
+    csv_out: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
 }
 
+/// How `search` moves between rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SearchMode {
+    /// Bisect between --min-rate and --max-rate.
+    Binary,
+    /// Climb from --min-rate by --increment until a step fails (RFC 7501 §5.1 style).
+    Step,
+}
+
+/// `search`: the highest rate with zero failures and zero retransmissions (RFC 7501/7502
+/// Registration Rate; with `--scenario refresh --preregister` the Re-Registration Rate).
 #[derive(Args)]
 struct SearchArgs {
     #[command(flatten)]
     run: RunArgs,
+    #[arg(long, value_enum, default_value = "binary")]
+    mode: SearchMode,
     /// Lowest rate tried.
     #[arg(long, default_value_t = 1000.0)]
     min_rate: f64,
     /// Highest rate tried.
     #[arg(long, default_value_t = 400_000.0)]
     max_rate: f64,
-    /// Stop when the interval is narrower than this fraction of the rate.
+    /// Binary mode: stop when the interval is narrower than this fraction of the rate.
     #[arg(long, default_value_t = 0.05)]
     precision: f64,
-    /// Seconds per step.
+    /// Step mode: rate added per step.
+    #[arg(long, default_value_t = 5000.0)]
+    increment: f64,
+    /// Seconds per step (the confirmation run lasts --duration).
     #[arg(long, default_value_t = 5.0)]
     step: f64,
+    /// Runs per candidate rate; every one must be clean.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
 }
 
 fn main() {
@@ -159,13 +191,7 @@ fn real_main() -> Result<()> {
             let outcome = run(&args)?;
             print!("{}", report::table(&outcome));
             write_outputs(&args, &outcome)?;
-            if outcome.total.unexpected > 0 && outcome.total.completed == 0 {
-                bail!(
-                    "the target answered {} messages that are not SIP responses to our requests",
-                    outcome.total.unexpected
-                );
-            }
-            Ok(())
+            garbage_check(&outcome)
         }
         Command::Search(s) => search(&s),
         Command::Echo { listen, pin } => {
@@ -177,6 +203,19 @@ fn real_main() -> Result<()> {
     }
 }
 
+/// A target that answered only with things that are not responses to our requests (another
+/// protocol on that port, a broken registrar) is an error, not a run with zero completions.
+fn garbage_check(o: &Outcome) -> Result<()> {
+    if o.total.unexpected > 0 && o.total.completed == 0 {
+        bail!(
+            "{}: the target answered {} messages that are not SIP responses to our requests",
+            o.target,
+            o.total.unexpected
+        );
+    }
+    Ok(())
+}
+
 fn write_outputs(args: &RunArgs, outcome: &Outcome) -> Result<()> {
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(outcome)?)
@@ -184,6 +223,10 @@ fn write_outputs(args: &RunArgs, outcome: &Outcome) -> Result<()> {
     }
     if let Some(path) = &args.plot {
         report::plot(outcome, path)?;
+    }
+    if let Some(path) = &args.csv_out {
+        std::fs::write(path, report::seconds_csv(outcome))
+            .with_context(|| format!("{}", path.display()))?;
     }
     Ok(())
 }
@@ -272,6 +315,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         tls_resume: !args.tls_no_resume,
         tls_ca: args.tls_ca.clone(),
         once: storm,
+        preregister: args.preregister,
         workers,
     })
 }
@@ -282,14 +326,18 @@ fn run(args: &RunArgs) -> Result<Outcome> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let (tx, rx) = mpsc::channel();
     let n = plan.users.len();
-    let cpu0 = net::cpu_time();
-    let wall0 = Instant::now();
+    let barrier = plan
+        .preregister
+        .then(|| Arc::new(Barrier::new(plan.workers + 1)));
+    let mut cpu0 = net::cpu_time();
+    let mut wall0 = Instant::now();
     let mut handles = Vec::new();
     for i in 0..plan.workers {
         let users = (n * i / plan.workers)..(n * (i + 1) / plan.workers);
         let plan = Arc::clone(&plan);
         let tx = tx.clone();
-        let pin = (args.pin_offset >= 0).then(|| (i + args.pin_offset as usize) % cores);
+        let barrier = barrier.clone();
+        let pin = (!args.no_pin).then(|| (i + args.pin_offset) % cores);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("lg-worker-{i}"))
@@ -297,11 +345,17 @@ fn run(args: &RunArgs) -> Result<Outcome> {
                     if let Some(core) = pin {
                         net::pin(core);
                     }
-                    worker::run(i, &plan, users, &tx)
+                    worker::run(i, &plan, users, &tx, barrier.as_deref())
                 })?,
         );
     }
     drop(tx);
+    if let Some(b) = &barrier {
+        // The measurement starts when every worker has bound its users.
+        b.wait();
+        cpu0 = net::cpu_time();
+        wall0 = Instant::now();
+    }
     let live = !args.quiet && std::io::stderr().is_terminal();
     let mut seconds: Vec<Second> = Vec::new();
     let mut per_second: std::collections::BTreeMap<
@@ -360,57 +414,188 @@ fn run(args: &RunArgs) -> Result<Outcome> {
     Ok(Outcome::new(args, &plan, total, &hist, seconds, wall, cpu))
 }
 
-/// RFC 7501 §5.1-style search: binary search on the rate for zero failures and zero
-/// retransmissions over a fixed step, then a confirmation run at the result.
-fn search(s: &SearchArgs) -> Result<()> {
-    let (mut lo, mut hi) = (s.min_rate, s.max_rate);
-    let mut best: Option<Outcome> = None;
-    let mut step = s.run.clone();
-    step.duration = s.step;
-    step.quiet = true;
-    let clean = |o: &Outcome| {
-        o.total.failures() == 0
-            && o.total.retransmissions == 0
-            && o.total.unexpected == 0
-            && o.total.completed > 0
+/// One candidate rate of a search.
+#[derive(Clone, Debug, serde::Serialize)]
+struct SearchStep {
+    rate: f64,
+    /// Every repetition was clean.
+    ok: bool,
+    /// Lowest achieved rate over the repetitions.
+    achieved_rate: f64,
+    failures: u64,
+    retransmissions: u64,
+    unexpected: u64,
+}
+
+/// The `search` report (`--json`).
+#[derive(Clone, Debug, serde::Serialize)]
+struct SearchReport {
+    mode: SearchMode,
+    scenario: String,
+    /// The highest clean rate found (0 when none was).
+    registration_rate: f64,
+    /// The confirmation run at that rate was clean too.
+    confirmed: bool,
+    steps: Vec<SearchStep>,
+    confirmation: Option<Outcome>,
+}
+
+/// Zero failures, zero retransmissions, nothing unexpected, something completed.
+fn clean(o: &Outcome) -> bool {
+    o.total.failures() == 0
+        && o.total.retransmissions == 0
+        && o.total.unexpected == 0
+        && o.total.completed > 0
+}
+
+/// Runs `repeat` times at `rate`; clean only if every run is clean and keeps up with the rate.
+fn trial(base: &RunArgs, rate: f64, repeat: u32) -> Result<SearchStep> {
+    let mut step = SearchStep {
+        rate,
+        ok: true,
+        achieved_rate: f64::INFINITY,
+        failures: 0,
+        retransmissions: 0,
+        unexpected: 0,
     };
-    while hi - lo > s.precision * lo.max(1.0) {
-        let rate = (lo + hi) / 2.0;
-        step.rate = rate;
-        let o = run(&step)?;
-        let ok = clean(&o) && (o.achieved_rate() >= 0.95 * rate);
-        eprintln!(
-            "search: {rate:>10.0}/s -> {} ({:.0}/s achieved, {} failures, {} retransmissions)",
-            if ok { "ok" } else { "fail" },
-            o.achieved_rate(),
-            o.total.failures(),
-            o.total.retransmissions
-        );
-        if ok {
-            lo = rate;
-            best = Some(o);
-        } else {
-            hi = rate;
+    let mut args = base.clone();
+    args.rate = rate;
+    for _ in 0..repeat.max(1) {
+        let o = run(&args)?;
+        // Keeping up: the completions a step must have (measured against the planned
+        // duration, not the wall time, which includes the last answers' round trip).
+        let due = rate * args.duration;
+        step.ok &= clean(&o) && o.total.completed as f64 >= 0.95 * due;
+        step.achieved_rate = step.achieved_rate.min(o.achieved_rate());
+        step.failures += o.total.failures();
+        step.retransmissions += o.total.retransmissions;
+        step.unexpected += o.total.unexpected;
+        if !step.ok {
+            break;
         }
     }
-    step.rate = lo;
-    step.duration = s.run.duration;
-    let confirm = run(&step)?;
-    let confirmed = clean(&confirm);
+    eprintln!(
+        "search: {rate:>10.0}/s -> {} ({:.0}/s achieved, {} failures, {} retransmissions)",
+        if step.ok { "ok" } else { "fail" },
+        step.achieved_rate,
+        step.failures,
+        step.retransmissions
+    );
+    Ok(step)
+}
+
+/// RFC 7501 §5.1-style search (binary or step) on the offered rate for zero failures and zero
+/// retransmissions over a fixed step, each rate repeated, then a confirmation run at the result.
+fn search_report(s: &SearchArgs) -> Result<SearchReport> {
+    if !(s.min_rate > 0.0 && s.max_rate >= s.min_rate) {
+        bail!("search: need 0 < --min-rate <= --max-rate");
+    }
+    let mut base = s.run.clone();
+    base.duration = s.step;
+    base.quiet = true;
+    let mut steps = Vec::new();
+    let mut best: Option<f64> = None;
+    match s.mode {
+        SearchMode::Binary => {
+            let first = trial(&base, s.min_rate, s.repeat)?;
+            let ok = first.ok;
+            steps.push(first);
+            if ok {
+                best = Some(s.min_rate);
+                let (mut lo, mut hi) = (s.min_rate, s.max_rate);
+                while hi - lo > s.precision.max(1e-6) * lo {
+                    let rate = (lo + hi) / 2.0;
+                    let t = trial(&base, rate, s.repeat)?;
+                    if t.ok {
+                        lo = rate;
+                        best = Some(rate);
+                    } else {
+                        hi = rate;
+                    }
+                    steps.push(t);
+                }
+            }
+        }
+        SearchMode::Step => {
+            if s.increment <= 0.0 {
+                bail!("search: --increment must be positive");
+            }
+            let mut rate = s.min_rate;
+            while rate <= s.max_rate * (1.0 + 1e-9) {
+                let t = trial(&base, rate, s.repeat)?;
+                let ok = t.ok;
+                steps.push(t);
+                if !ok {
+                    break;
+                }
+                best = Some(rate);
+                rate += s.increment;
+            }
+        }
+    }
+    let Some(rate) = best else {
+        return Ok(SearchReport {
+            mode: s.mode,
+            scenario: s.run.scenario.clone(),
+            registration_rate: 0.0,
+            confirmed: false,
+            steps,
+            confirmation: None,
+        });
+    };
+    let mut confirm = s.run.clone();
+    confirm.rate = rate;
+    confirm.quiet = true;
+    let o = run(&confirm)?;
+    Ok(SearchReport {
+        mode: s.mode,
+        scenario: s.run.scenario.clone(),
+        registration_rate: rate,
+        confirmed: clean(&o),
+        steps,
+        confirmation: Some(o),
+    })
+}
+
+fn search(s: &SearchArgs) -> Result<()> {
+    let r = search_report(s)?;
+    if let Some(path) = &s.run.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    let Some(o) = &r.confirmation else {
+        bail!(
+            "search: not even --min-rate {:.0}/s was clean (zero failures and retransmissions)",
+            s.min_rate
+        );
+    };
+    let what = if s.run.scenario == "refresh" && s.run.preregister {
+        "Re-Registration Rate"
+    } else {
+        "Registration Rate"
+    };
     println!(
-        "Registration Rate (zero failures, zero retransmissions): {:.0}/s{}",
-        lo,
-        if confirmed {
+        "{what} (zero failures, zero retransmissions): {:.0}/s{}",
+        r.registration_rate,
+        if r.confirmed {
             " (confirmed)"
         } else {
             " (NOT confirmed)"
         }
     );
-    print!("{}", report::table(&confirm));
-    write_outputs(&s.run, &confirm)?;
-    drop(best);
-    if !confirmed {
-        bail!("the confirmation run at {lo:.0}/s had failures");
+    print!("{}", report::table(o));
+    if let Some(path) = &s.run.plot {
+        report::plot(o, path)?;
+    }
+    if let Some(path) = &s.run.csv_out {
+        std::fs::write(path, report::seconds_csv(o))
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    if !r.confirmed {
+        bail!(
+            "the confirmation run at {:.0}/s had failures",
+            r.registration_rate
+        );
     }
     Ok(())
 }

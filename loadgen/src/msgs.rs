@@ -57,11 +57,10 @@ pub struct Register<'a> {
 /// Writes the request into `out` (cleared first).
 pub fn build(out: &mut Vec<u8>, r: &Register<'_>) {
     out.clear();
-    let uri = format!("sip:{}", r.domain);
     let _ = write!(
         out,
-        "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n",
-        r.transport, r.local, r.branch
+        "REGISTER sip:{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n",
+        r.domain, r.transport, r.local, r.branch
     );
     if r.kind != Kind::Malformed {
         let _ = write!(
@@ -102,8 +101,20 @@ pub fn build(out: &mut Vec<u8>, r: &Register<'_>) {
             stale: false,
             userhash: false,
         };
-        let mut cnonce = String::with_capacity(16);
-        let _ = write!(cnonce, "{:08x}{:08x}", r.cseq, c.nc);
+        // The digest-uri and cnonce on the stack: no allocation per request (a domain longer
+        // than the buffer falls back to the heap).
+        let mut stack = [0u8; 256];
+        let heap;
+        let uri: &[u8] = if let Some(dst) = stack.get_mut(..4 + r.domain.len()) {
+            dst[..4].copy_from_slice(b"sip:");
+            dst[4..].copy_from_slice(r.domain.as_bytes());
+            dst
+        } else {
+            heap = format!("sip:{}", r.domain);
+            heap.as_bytes()
+        };
+        let mut cnonce = [0u8; 16];
+        let _ = write!(&mut cnonce[..], "{:08x}{:08x}", r.cseq, c.nc);
         out.extend_from_slice(b"Authorization: ");
         auth::write_authorization(
             out,
@@ -111,8 +122,8 @@ pub fn build(out: &mut Vec<u8>, r: &Register<'_>) {
             r.user.as_bytes(),
             password.as_bytes(),
             b"REGISTER",
-            uri.as_bytes(),
-            cnonce.as_bytes(),
+            uri,
+            &cnonce,
             c.nc,
             b"",
         );

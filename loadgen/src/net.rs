@@ -9,7 +9,8 @@ use std::time::Duration;
 const BATCH: usize = 64;
 const BUF: usize = 8 * 1024;
 
-/// Reusable receive buffers.
+/// Reusable receive buffers (`Default` is an empty placeholder that receives nothing).
+#[derive(Default)]
 pub struct RecvBatch {
     bufs: Vec<u8>,
 }
@@ -21,8 +22,14 @@ impl RecvBatch {
         }
     }
 
-    /// Appends every datagram the socket has now.
-    pub fn recv_all(&mut self, sock: &UdpSocket, out: &mut Vec<Vec<u8>>) {
+    /// Calls `f` on every datagram the socket has now, in place. Fails only when the kernel
+    /// reports the target unreachable (ICMP port unreachable on the connected socket:
+    /// ECONNREFUSED).
+    pub fn recv_each(&mut self, sock: &UdpSocket, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+        if self.bufs.len() < BATCH * BUF {
+            // The empty placeholder left by `mem::take`: never used for I/O.
+            return Ok(());
+        }
         loop {
             // SAFETY: plain C structs, all-zero is valid; pointers are set below.
             let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -45,27 +52,46 @@ impl RecvBatch {
                     std::ptr::null_mut(),
                 )
             };
-            if n <= 0 {
-                return;
+            if n < 0 {
+                return refused();
+            }
+            if n == 0 {
+                return Ok(());
             }
             let n = n as usize;
             for (i, m) in msgs.iter().enumerate().take(n) {
                 let len = (m.msg_len as usize).min(BUF);
-                out.push(self.bufs[i * BUF..i * BUF + len].to_vec());
+                if let Some(d) = self.bufs.get(i * BUF..i * BUF + len) {
+                    f(d);
+                }
             }
             if n < BATCH {
-                return;
+                return Ok(());
             }
         }
     }
 }
 
+/// The last OS error if it says the connected target is unreachable (ECONNREFUSED), else `Ok`.
+fn refused() -> std::io::Result<()> {
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+        Err(e)
+    } else {
+        Ok(())
+    }
+}
+
 /// Sends each `(socket index, bytes)` on its connected socket, batching consecutive ones.
-pub fn send_batch(socks: &[UdpSocket], batch: &[(usize, &[u8])]) {
+/// Fails only when the kernel reports the target unreachable (ECONNREFUSED); other send
+/// errors (a full buffer) show up as retransmissions and timeouts.
+pub fn send_batch(socks: &[UdpSocket], batch: &[(usize, &[u8])]) -> std::io::Result<()> {
     let mut i = 0;
     while i < batch.len() {
         let sock = batch[i].0;
-        let Some(s) = socks.get(sock) else { return };
+        let Some(s) = socks.get(sock) else {
+            return Ok(());
+        };
         // SAFETY: plain C structs, all-zero is valid; pointers are set below.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
@@ -91,6 +117,9 @@ pub fn send_batch(socks: &[UdpSocket], batch: &[(usize, &[u8])]) {
                     0,
                 )
             };
+            if rc < 0 {
+                refused()?;
+            }
             if rc <= 0 {
                 // A full socket buffer: the loss is visible as retransmissions/timeouts.
                 break;
@@ -99,6 +128,7 @@ pub fn send_batch(socks: &[UdpSocket], batch: &[(usize, &[u8])]) {
         }
         i += n;
     }
+    Ok(())
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes.

@@ -128,7 +128,15 @@ pub fn table(o: &Outcome) -> String {
     let _ = writeln!(s, "timeouts      {}", o.total.timeouts);
     let _ = writeln!(s, "retransmits   {}", o.total.retransmissions);
     let _ = writeln!(s, "unexpected    {}", o.total.unexpected);
+    let _ = writeln!(s, "late          {}", o.total.late);
     let _ = writeln!(s, "challenges    {}", o.total.challenges);
+    if o.total.unreachable > 0 {
+        let _ = writeln!(
+            s,
+            "unreachable   {} ICMP port-unreachable reports",
+            o.total.unreachable
+        );
+    }
     let _ = writeln!(s, "ineffective   {:.3} %", o.ineffective_pct);
     let l = &o.latency;
     let _ = writeln!(
@@ -145,6 +153,39 @@ pub fn table(o: &Outcome) -> String {
         let _ = writeln!(
             s,
             "WARNING       the generator used > 90% of its cores: it may be the bottleneck"
+        );
+    }
+    s
+}
+
+/// Column names of [`seconds_csv`], a stable order.
+pub const CSV_HEADER: &str = "second,completed,attempted,failed,timeouts,retransmissions,\
+unexpected,challenges,p50_us,p90_us,p99_us,p999_us,max_us";
+
+/// One row per second (for spreadsheets and gnuplot), with [`CSV_HEADER`] first.
+pub fn seconds_csv(o: &Outcome) -> String {
+    let mut s = String::with_capacity(64 * (o.seconds.len() + 1));
+    s.push_str(CSV_HEADER);
+    s.push('\n');
+    for x in &o.seconds {
+        let c = &x.counters;
+        let l = &x.latency;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            x.second,
+            c.completed,
+            c.attempted,
+            c.failed.values().sum::<u64>(),
+            c.timeouts,
+            c.retransmissions,
+            c.unexpected,
+            c.challenges,
+            l.p50_us,
+            l.p90_us,
+            l.p99_us,
+            l.p999_us,
+            l.max_us
         );
     }
     s

@@ -27,10 +27,15 @@ pub struct Counters {
     pub timeouts: u64,
     /// UDP retransmissions sent (RFC 3261 Timer E).
     pub retransmissions: u64,
-    /// Responses that matched no transaction or did not parse.
+    /// Responses that did not parse or do not carry one of our branches.
     pub unexpected: u64,
+    /// Responses to our transactions that were no longer awaited (answers to retransmissions,
+    /// answers after Timer F).
+    pub late: u64,
     /// 401 challenges received (answered).
     pub challenges: u64,
+    /// ICMP port-unreachable reports on the UDP sockets (the target was down for a while).
+    pub unreachable: u64,
 }
 
 impl Counters {
@@ -47,7 +52,9 @@ impl Counters {
         self.timeouts += o.timeouts;
         self.retransmissions += o.retransmissions;
         self.unexpected += o.unexpected;
+        self.late += o.late;
         self.challenges += o.challenges;
+        self.unreachable += o.unreachable;
     }
 }
 

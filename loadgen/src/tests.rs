@@ -13,6 +13,10 @@ use sipreg::runtime::{self, Backend, RuntimeConfig, Server};
 use super::*;
 
 fn server() -> Server {
+    server_with(false)
+}
+
+fn server_with(one_time_nonces: bool) -> Server {
     let users: String = (0..50)
         .map(|n| format!("u{n}:example.com:plain:pw{n}\n"))
         .collect();
@@ -27,7 +31,7 @@ fn server() -> Server {
             secret: [1; 32],
             bind_nonce_to_source: false,
             salt_seed: 5,
-            one_time_nonces: false,
+            one_time_nonces,
         }),
         // These tests send thousands of deliberate wrong passwords (auth-fail) for the same
         // users that later scenarios register: lockout would (rightly) refuse them.
@@ -57,16 +61,25 @@ fn args(target: SocketAddr, transport: &str, scenario: &str, extra: &[&str]) -> 
         ("--max-in-flight", "8"),
         ("--sockets", "2"),
         ("--connections", "2"),
+        ("--workers", "1"),
     ];
     for kv in extra.chunks(2) {
         let (k, v) = (kv[0], kv.get(1).copied().unwrap_or(""));
         pairs.retain(|(name, _)| *name != k);
         pairs.push((k, v));
     }
-    let mut v: Vec<String> = vec!["sipreg-loadgen".into(), "run".into(), "--quiet".into()];
+    let mut v: Vec<String> = vec![
+        "sipreg-loadgen".into(),
+        "run".into(),
+        "--quiet".into(),
+        "--no-pin".into(),
+    ];
     for (k, val) in pairs {
         v.push(k.to_owned());
-        v.push(val.to_owned());
+        // An empty value: a flag without argument.
+        if !val.is_empty() {
+            v.push(val.to_owned());
+        }
     }
     match Cli::parse_from(v).command {
         Command::Run(a) => a,
@@ -152,12 +165,72 @@ fn every_scenario_on_every_transport() {
 }
 
 #[test]
+fn re_registration_and_stale_nonces() {
+    let srv = server();
+    // Pre-registered users refresh with their cached nonce: no new challenge, no failure.
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "refresh",
+        &["--preregister", ""],
+    ))
+    .unwrap();
+    assert!(o.total.completed > 10, "{}", report::table(&o));
+    assert_eq!(o.total.failures(), 0, "{}", report::table(&o));
+    assert_eq!(o.total.challenges, 0, "{}", report::table(&o));
+    assert_eq!(o.total.attempted, o.total.completed);
+    // Two workers share the users: the storm still registers each exactly once.
+    let o = run(&args(
+        srv.tcp_addrs()[0],
+        "tcp",
+        "storm",
+        &["--workers", "2", "--duration", "0.2"],
+    ))
+    .unwrap();
+    assert_eq!(
+        (o.workers, o.total.attempted, o.total.completed),
+        (2, 50, 50)
+    );
+    // A storm faster than the window allows (50 users in 1 ms, 8 in flight): the schedule
+    // runs late, and still every user registers once.
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "storm",
+        &["--duration", "0.001"],
+    ))
+    .unwrap();
+    assert_eq!((o.total.attempted, o.total.completed), (50, 50));
+    srv.shutdown().unwrap();
+    // One-time nonces: every cached nonce is refused, and the fresh challenge is answered
+    // within the same transaction, so refreshes still succeed (each challenged once).
+    let srv = server_with(true);
+    let o = run(&args(
+        srv.udp_addrs()[0],
+        "udp",
+        "refresh",
+        &["--preregister", ""],
+    ))
+    .unwrap();
+    assert!(o.total.completed > 10, "{}", report::table(&o));
+    assert_eq!(o.total.failures(), 0, "{}", report::table(&o));
+    assert_eq!(
+        o.total.challenges,
+        o.total.attempted,
+        "{}",
+        report::table(&o)
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
 fn json_and_plot_outputs() {
     let srv = server();
     let dir = std::env::temp_dir().join(format!("lg-out-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("o.json");
     let svg = dir.join("o.svg");
+    let csv = dir.join("o.csv");
     let a = args(
         srv.udp_addrs()[0],
         "udp",
@@ -169,6 +242,8 @@ fn json_and_plot_outputs() {
             json.to_str().unwrap(),
             "--plot",
             svg.to_str().unwrap(),
+            "--csv-out",
+            csv.to_str().unwrap(),
         ],
     );
     let o = run(&a).unwrap();
@@ -189,6 +264,20 @@ fn json_and_plot_outputs() {
     }
     assert_eq!(v["total"]["completed"].as_u64(), Some(o.total.completed));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // The CSV's rows add up to the run's totals (the last row is the partial final second).
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("second,completed,attempted,"));
+    let rows: Vec<Vec<u64>> = lines
+        .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() >= 2, "{text}");
+    assert!(rows.iter().all(|r| r.len() == 13));
+    assert_eq!(rows.iter().map(|r| r[1]).sum::<u64>(), o.total.completed);
+    assert_eq!(rows.iter().map(|r| r[2]).sum::<u64>(), o.total.attempted);
     srv.shutdown().unwrap();
 }
 
@@ -307,6 +396,17 @@ fn mix_and_user_errors() {
         &["--users", "nodomain"],
     );
     assert!(run(&bad).unwrap_err().to_string().contains("--users"));
+    // A UDP port nobody listens on: the kernel's ICMP port unreachable is a clear error, not
+    // 32 s of timeouts.
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap();
+    drop(closed);
+    let started = Instant::now();
+    let err = run(&args(port, "udp", "register", &["--duration", "2"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unreachable"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "fails fast");
     let bad = args("127.0.0.1:9".parse().unwrap(), "tcp", "register", &[]);
     assert!(
         run(&bad)
@@ -314,5 +414,187 @@ fn mix_and_user_errors() {
             .to_string()
             .contains("cannot connect"),
         "unreachable target is a clear error"
+    );
+}
+
+fn search_args(target: SocketAddr, extra: &[&str]) -> SearchArgs {
+    let target = target.to_string();
+    let mut v: Vec<&str> = vec![
+        "sipreg-loadgen",
+        "search",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--target",
+        &target,
+        "--users",
+        "u{0..49}@example.com",
+        "--step",
+        "0.3",
+        "--duration",
+        "0.3",
+    ];
+    v.extend_from_slice(extra);
+    match Cli::parse_from(v).command {
+        Command::Search(s) => s,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn search_modes() {
+    let srv = server();
+    let target = srv.udp_addrs()[0];
+    // Step: 100, 200, 300 all clean (each twice), then the confirmation at 300.
+    let r = search_report(&search_args(
+        target,
+        &[
+            "--mode",
+            "step",
+            "--min-rate",
+            "100",
+            "--increment",
+            "100",
+            "--max-rate",
+            "300",
+            "--repeat",
+            "2",
+        ],
+    ))
+    .unwrap();
+    let rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [100.0, 200.0, 300.0]);
+    assert!(r.steps.iter().all(|s| s.ok), "{:?}", r.steps);
+    assert_eq!(r.registration_rate, 300.0);
+    assert!(r.confirmed);
+    // Binary between 100 and 200 to 30 %: 100, 150, 175.
+    let r = search_report(&search_args(
+        target,
+        &[
+            "--min-rate",
+            "100",
+            "--max-rate",
+            "200",
+            "--precision",
+            "0.3",
+        ],
+    ))
+    .unwrap();
+    let rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [100.0, 150.0, 175.0], "{:?}", r.steps);
+    assert_eq!(r.registration_rate, 175.0);
+    srv.shutdown().unwrap();
+    // Re-Registration Rate on pre-registered users (a fresh registrar: the runs above left
+    // bindings from their own source ports).
+    let srv = server();
+    let target = srv.udp_addrs()[0];
+    let r = search_report(&search_args(
+        target,
+        &[
+            "--mode",
+            "step",
+            "--scenario",
+            "refresh",
+            "--preregister",
+            "--min-rate",
+            "100",
+            "--max-rate",
+            "100",
+        ],
+    ))
+    .unwrap();
+    assert!(r.confirmed, "{:?}", r.steps);
+    let c = r.confirmation.unwrap();
+    assert_eq!(
+        c.total.challenges, 0,
+        "refreshes reuse the bound users' nonces"
+    );
+    srv.shutdown().unwrap();
+    // A silent target: the first step fails and nothing is confirmed.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r = search_report(&search_args(
+        silent.local_addr().unwrap(),
+        &["--mode", "step", "--min-rate", "100", "--t1-ms", "10"],
+    ))
+    .unwrap();
+    assert_eq!(r.steps.len(), 1);
+    assert!(!r.steps[0].ok && r.steps[0].retransmissions > 0);
+    assert_eq!(r.registration_rate, 0.0);
+    assert!(r.confirmation.is_none());
+}
+
+#[test]
+fn a_target_answering_garbage_is_a_clear_error() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let target = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(b"HTTP/1.1 400 Bad Request\r\n\r\n", from);
+            }
+        }
+    });
+    let o = run(&args(
+        target,
+        "udp",
+        "register",
+        &["--t1-ms", "10", "--duration", "0.2", "--max-in-flight", "2"],
+    ))
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert_eq!(o.total.completed, 0);
+    assert!(
+        o.total.unexpected >= o.total.attempted,
+        "{}",
+        report::table(&o)
+    );
+    let e = garbage_check(&o).unwrap_err().to_string();
+    assert!(e.contains("not SIP responses"), "{e}");
+}
+
+#[test]
+fn duplicate_answers_are_late_not_unexpected() {
+    // A responder that answers every request twice (as a registrar answers a request and its
+    // retransmission): the second answer is ours but no longer awaited.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let target = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if msgs::respond(&buf[..n], None, &mut out) {
+                    let _ = sock.send_to(&out, from);
+                    let _ = sock.send_to(&out, from);
+                }
+            }
+        }
+    });
+    let o = run(&args(
+        target,
+        "udp",
+        "register",
+        &["--duration", "0.2", "--max-in-flight", "1"],
+    ))
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert!(o.total.completed > 10, "{}", report::table(&o));
+    assert_eq!(o.total.unexpected, 0, "{}", report::table(&o));
+    // The last duplicate may arrive after the run ended.
+    assert!(
+        (o.total.completed - 1..=o.total.completed).contains(&o.total.late),
+        "{}",
+        report::table(&o)
     );
 }

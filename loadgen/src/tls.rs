@@ -89,6 +89,7 @@ impl Stream {
         match self.tls.as_mut() {
             Some(t) => {
                 let mut rest = raw.as_slice();
+                let mut chunk = [0u8; 16 * 1024];
                 while !rest.is_empty() {
                     match t.read_tls(&mut rest) {
                         Ok(0) | Err(_) => break,
@@ -99,13 +100,20 @@ impl Stream {
                             }
                         }
                     }
-                }
-                let mut chunk = [0u8; 16 * 1024];
-                while let Ok(n) = t.reader().read(&mut chunk) {
-                    if n == 0 {
-                        break;
+                    // Take the plaintext out after every record batch: rustls refuses more
+                    // TLS input once its received-plaintext buffer is full, and bytes left in
+                    // `rest` would be lost (a stall of every transaction on the connection).
+                    while let Ok(n) = t.reader().read(&mut chunk) {
+                        if n == 0 {
+                            break;
+                        }
+                        self.inbuf.extend_from_slice(&chunk[..n]);
                     }
-                    self.inbuf.extend_from_slice(&chunk[..n]);
+                }
+                if !rest.is_empty() && !self.closed {
+                    // Cannot happen after draining the plaintext; counted as a broken link
+                    // rather than silently dropping responses.
+                    self.closed = true;
                 }
                 self.flush();
             }
@@ -132,5 +140,79 @@ impl Stream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use sipreg::transport::tls::{ServerTls, TlsSession};
+
+    use super::*;
+
+    /// A TLS server that answers the first bytes it receives with `burst` responses at once.
+    fn bursting_server(burst: usize) -> SocketAddr {
+        let tls = ServerTls::self_signed(&[]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut session = TlsSession::new(&tls.config).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut plain = Vec::new();
+            let mut out = Vec::new();
+            let mut answered = false;
+            loop {
+                let Ok(n) = sock.read(&mut buf) else { return };
+                if n == 0 {
+                    return;
+                }
+                session.receive(&buf[..n], &mut plain).unwrap();
+                if !plain.is_empty() && !answered {
+                    answered = true;
+                    for i in 0..burst {
+                        let msg = format!(
+                            "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK-{i:x}-1\r\n\
+                             Call-ID: c{i}\r\nCSeq: 1 REGISTER\r\nX-Pad: {}\r\n\
+                             Content-Length: 0\r\n\r\n",
+                            "p".repeat(200)
+                        );
+                        session.send(msg.as_bytes()).unwrap();
+                        // Encrypt as we go (rustls bounds its unsent plaintext), but write the
+                        // whole burst with one call below.
+                        session.take_output(&mut out).unwrap();
+                    }
+                }
+                session.take_output(&mut out).unwrap();
+                sock.write_all(&out).unwrap();
+                out.clear();
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_burst_larger_than_the_plaintext_buffer_is_not_lost() {
+        // 200 x ~330 bytes: several times rustls' 16 KiB received-plaintext limit, arriving
+        // in one read.
+        let burst = 200;
+        let addr = bursting_server(burst);
+        let config = client_config(None, true).unwrap();
+        let sock = TcpStream::connect(addr).unwrap();
+        let mut st = Stream::new(sock, Some(&config)).unwrap();
+        st.queue(b"REGISTER sip:example.com SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+        let mut got = Vec::new();
+        let until = Instant::now() + Duration::from_secs(5);
+        while got.len() < burst && Instant::now() < until {
+            st.flush();
+            // Let the whole burst reach the socket so that one read returns all of it.
+            std::thread::sleep(Duration::from_millis(50));
+            st.receive(&mut got);
+        }
+        assert_eq!(got.len(), burst, "closed: {}", st.closed);
+        assert!(got.iter().all(|m| m.starts_with(b"SIP/2.0 200 OK\r\n")));
     }
 }

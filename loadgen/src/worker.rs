@@ -11,10 +11,10 @@ use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sipreg::auth::Algorithm;
 
 use crate::msgs::{self, Cached, Kind, Register};
@@ -57,6 +57,8 @@ pub struct Plan {
     pub tls_ca: Option<std::path::PathBuf>,
     /// Each user sends exactly one request (storm).
     pub once: bool,
+    /// Register every user (unmeasured) before the measured phase (Re-Registration Rate).
+    pub preregister: bool,
     pub workers: usize,
 }
 
@@ -77,6 +79,8 @@ struct Txn {
     last_sent: Instant,
     interval: Duration,
     authed: bool,
+    /// Answered a challenge received within this transaction (a second 401 is final).
+    fresh: bool,
     link: usize,
     bytes: Vec<u8>,
     live: bool,
@@ -98,6 +102,7 @@ pub fn run(
     plan: &Plan,
     users: std::ops::Range<usize>,
     tx: &Sender<Snapshot>,
+    barrier: Option<&Barrier>,
 ) -> Result<Totals> {
     // Call-IDs unique per run: a later run must not look like an out-of-order request of an
     // earlier one (RFC 3261 §10.3 step 7).
@@ -113,16 +118,38 @@ pub fn run(
             busy: false,
         })
         .collect();
+    let arrive = || {
+        if let Some(b) = barrier {
+            b.wait();
+        }
+    };
     if uas.is_empty() {
+        arrive();
         return Ok(Totals {
             counters: Counters::default(),
             latency: histogram(),
         });
     }
-    let links = connect(plan, uas.len())?;
+    let links = match connect(plan, uas.len()) {
+        Ok(l) => l,
+        Err(e) => {
+            arrive();
+            return Err(e);
+        }
+    };
+    // Local addresses asked once (getsockname per request would cost a syscall each).
+    let locals = match &links {
+        Links::Udp(s) => s.iter().map(|s| s.local_addr().ok()).collect::<Vec<_>>(),
+        Links::Stream(s) => s.iter().map(tls::Stream::local_addr).collect(),
+    }
+    .into_iter()
+    .map(|a| a.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
+    .collect();
     let mut w = Worker {
         plan,
         links,
+        locals,
+        responses: Vec::new(),
         slots: Vec::new(),
         free: Vec::new(),
         timers: BinaryHeap::new(),
@@ -136,90 +163,64 @@ pub fn run(
         branch: String::new(),
         recv: net::RecvBatch::new(),
         send: Vec::new(),
+        refused: 0,
     };
-    let start = Instant::now();
-    let deadline = start + plan.duration;
-    let per_worker_rate = plan.rate / plan.workers.max(1) as f64;
-    let mut issued: u64 = 0;
-    let mut cursor = 0usize;
-    let mut next_report = start + Duration::from_secs(1);
-    let mut second_no = 0u64;
-    let mut done_once = 0usize;
-    loop {
-        let now = Instant::now();
-        let sending = now < deadline && !(plan.once && done_once >= uas.len());
-        if !sending && w.in_flight == 0 {
-            break;
-        }
-        if !sending && now > deadline + plan.timer_f.min(Duration::from_secs(5)) {
-            w.expire_all();
-            break;
-        }
-        // Start new transactions: due by the schedule (open loop) or up to the window (closed).
-        let mut started = 0;
-        while sending && started < 64 && w.in_flight < plan.max_in_flight {
-            let scheduled = if per_worker_rate > 0.0 {
-                let at = start + Duration::from_secs_f64(issued as f64 / per_worker_rate);
-                if at > now {
-                    break;
-                }
-                at
-            } else {
-                now
-            };
-            // Next idle user agent (one transaction per UA at a time).
-            let Some(ua) = (0..uas.len())
-                .map(|k| (cursor + k) % uas.len())
-                .find(|&k| !uas[k].busy)
-            else {
-                break;
-            };
-            cursor = (ua + 1) % uas.len();
-            let kind = w.pick();
-            w.start(&mut uas, ua, kind, scheduled, now);
-            issued += 1;
-            started += 1;
-            if plan.once {
-                done_once += 1;
-                if done_once >= uas.len() {
-                    break;
-                }
-            }
-        }
-        w.flush_sends();
-        let got = w.receive(&mut uas, now);
-        w.fire_timers(&mut uas, now);
-        w.flush_sends();
-        if now >= next_report {
-            second_no += 1;
-            let counters = std::mem::take(&mut w.second);
-            let latency = std::mem::replace(&mut w.second_hist, histogram());
-            let _ = tx.send(Snapshot {
-                second: second_no,
-                counters,
-                latency,
-            });
-            next_report += Duration::from_secs(1);
-        }
-        if got == 0 && started == 0 {
-            w.wait(Duration::from_micros(if per_worker_rate > 0.0 {
-                200
-            } else {
-                1000
-            }));
+    if plan.preregister {
+        // RFC 7502 Re-Registration Rate: bind every AOR first (closed loop, unmeasured), then
+        // measure refreshes of those bindings. Every worker reaches the barrier, even after an
+        // error, so the main thread cannot wait forever.
+        let pre = w.phase(
+            &mut uas,
+            &Phase {
+                mix: &[(Kind::Register, 100)],
+                rate: 0.0,
+                once: true,
+                duration: plan.timer_f.max(plan.duration) * 4,
+                report: None,
+            },
+        );
+        w.second = Counters::default();
+        w.second_hist.reset();
+        let failed = w.total.failures();
+        let codes = format!("{:?}", w.total.failed);
+        let timeouts = w.total.timeouts;
+        w.total = Counters::default();
+        w.total_hist.reset();
+        arrive();
+        pre?;
+        if failed > 0 {
+            bail!(
+                "pre-registration: {failed} of the users could not register \
+                 (final codes {codes}, {timeouts} timeouts)"
+            );
         }
     }
-    let counters = std::mem::take(&mut w.second);
-    let latency = std::mem::replace(&mut w.second_hist, histogram());
-    let _ = tx.send(Snapshot {
-        second: second_no + 1,
-        counters,
-        latency,
-    });
+    w.phase(
+        &mut uas,
+        &Phase {
+            mix: &plan.mix,
+            rate: plan.rate / plan.workers.max(1) as f64,
+            once: plan.once,
+            duration: plan.duration,
+            report: Some(tx),
+        },
+    )?;
     Ok(Totals {
         counters: w.total,
         latency: w.total_hist,
     })
+}
+
+/// One stretch of traffic of a worker.
+struct Phase<'a> {
+    mix: &'a [(Kind, u32)],
+    /// This worker's requests per second (0 = closed loop).
+    rate: f64,
+    /// Each user agent sends exactly one request.
+    once: bool,
+    duration: Duration,
+    /// Where per-second snapshots go (`None`: unmeasured).
+    report: Option<&'a Sender<Snapshot>>,
 }
 
 fn connect(plan: &Plan, users: usize) -> Result<Links> {
@@ -270,6 +271,10 @@ fn connect(plan: &Plan, users: usize) -> Result<Links> {
 struct Worker<'p> {
     plan: &'p Plan,
     links: Links,
+    /// Local address of each link (Via sent-by and Contact).
+    locals: Vec<SocketAddr>,
+    /// Responses of stream links, reused.
+    responses: Vec<Vec<u8>>,
     slots: Vec<Txn>,
     free: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
@@ -284,20 +289,125 @@ struct Worker<'p> {
     recv: net::RecvBatch,
     /// (slot) waiting to be sent this turn.
     send: Vec<usize>,
+    /// ICMP port-unreachable reports (ECONNREFUSED) not yet counted.
+    refused: u64,
 }
 
 impl Worker<'_> {
-    fn pick(&mut self) -> Kind {
-        let total: u32 = self.plan.mix.iter().map(|(_, w)| w).sum();
-        if self.plan.mix.len() == 1 || total == 0 {
-            return self.plan.mix.first().map_or(Kind::Register, |(k, _)| *k);
+    fn phase(&mut self, uas: &mut [Ua], p: &Phase<'_>) -> Result<()> {
+        let plan = self.plan;
+        let w = self;
+        let start = Instant::now();
+        let deadline = start + p.duration;
+        let per_worker_rate = p.rate;
+        let mut issued: u64 = 0;
+        let mut cursor = 0usize;
+        let mut next_report = start + Duration::from_secs(1);
+        let mut second_no = 0u64;
+        let mut done_once = 0usize;
+        loop {
+            let now = Instant::now();
+            // A storm sends every user's request even when the generator falls behind its
+            // schedule (a late loop must not drop the last users at the deadline).
+            let sending = if p.once {
+                done_once < uas.len()
+            } else {
+                now < deadline
+            };
+            if !sending && w.in_flight == 0 {
+                break;
+            }
+            if !sending && now > deadline + plan.timer_f.min(Duration::from_secs(5)) {
+                w.expire_all();
+                break;
+            }
+            // Start new transactions: due by the schedule (open loop) or up to the window
+            // (closed).
+            let mut started = 0;
+            while sending && started < 64 && w.in_flight < plan.max_in_flight {
+                let scheduled = if per_worker_rate > 0.0 {
+                    let at = start + Duration::from_secs_f64(issued as f64 / per_worker_rate);
+                    if at > now {
+                        break;
+                    }
+                    at
+                } else {
+                    now
+                };
+                // Next idle user agent (one transaction per UA at a time).
+                let Some(ua) = (0..uas.len())
+                    .map(|k| (cursor + k) % uas.len())
+                    .find(|&k| !uas[k].busy)
+                else {
+                    break;
+                };
+                cursor = (ua + 1) % uas.len();
+                let kind = w.pick(p.mix);
+                w.start(uas, ua, kind, scheduled, now);
+                issued += 1;
+                started += 1;
+                if p.once {
+                    done_once += 1;
+                    if done_once >= uas.len() {
+                        break;
+                    }
+                }
+            }
+            w.flush_sends();
+            let got = w.receive(uas, now);
+            w.fire_timers(uas, now);
+            w.flush_sends();
+            if w.refused > 0 {
+                let n = std::mem::take(&mut w.refused);
+                w.count(|c| c.unreachable += n);
+                if w.total.completed == 0 && w.total.unexpected == 0 {
+                    bail!(
+                        "{}: unreachable (ICMP port unreachable: nothing listens on that UDP port)",
+                        plan.target
+                    );
+                }
+            }
+            if now >= next_report {
+                second_no += 1;
+                w.snapshot(p.report, second_no);
+                next_report += Duration::from_secs(1);
+            }
+            if got == 0 && started == 0 {
+                w.wait(Duration::from_micros(if per_worker_rate > 0.0 {
+                    200
+                } else {
+                    1000
+                }));
+            }
+        }
+        w.snapshot(p.report, second_no + 1);
+        Ok(())
+    }
+
+    /// Sends this second's counters and latency to the main thread and starts a new second.
+    fn snapshot(&mut self, report: Option<&Sender<Snapshot>>, second: u64) {
+        let counters = std::mem::take(&mut self.second);
+        let latency = std::mem::replace(&mut self.second_hist, histogram());
+        if let Some(tx) = report {
+            let _ = tx.send(Snapshot {
+                second,
+                counters,
+                latency,
+            });
+        }
+    }
+
+    fn pick(&mut self, mix: &[(Kind, u32)]) -> Kind {
+        let total: u32 = mix.iter().map(|(_, w)| w).sum();
+        if mix.len() == 1 || total == 0 {
+            return mix.first().map_or(Kind::Register, |(k, _)| *k);
         }
         // xorshift64: uniform enough for a traffic mix, and free of a dependency.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let mut x = (self.rng % u64::from(total)) as u32;
-        for (k, w) in &self.plan.mix {
+        for (k, w) in mix {
             if x < *w {
                 return *k;
             }
@@ -307,18 +417,14 @@ impl Worker<'_> {
     }
 
     fn local(&self, link: usize) -> SocketAddr {
-        match &self.links {
-            Links::Udp(s) => s.get(link).and_then(|s| s.local_addr().ok()),
-            Links::Stream(s) => s.get(link).and_then(tls::Stream::local_addr),
-        }
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.locals
+            .get(link)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     fn link_count(&self) -> usize {
-        match &self.links {
-            Links::Udp(s) => s.len(),
-            Links::Stream(s) => s.len(),
-        }
+        self.locals.len()
     }
 
     fn start(&mut self, uas: &mut [Ua], ua: usize, kind: Kind, scheduled: Instant, now: Instant) {
@@ -332,6 +438,7 @@ impl Worker<'_> {
                 last_sent: now,
                 interval: self.plan.t1,
                 authed: false,
+                fresh: false,
                 link: 0,
                 bytes: Vec::with_capacity(768),
                 live: false,
@@ -357,6 +464,7 @@ impl Worker<'_> {
             last_sent: now,
             interval: self.plan.t1,
             authed: false,
+            fresh: false,
             link,
             bytes: std::mem::take(&mut t.bytes),
             live: true,
@@ -427,7 +535,9 @@ impl Worker<'_> {
                     .filter_map(|&s| self.slots.get(s))
                     .map(|t| (t.link, t.bytes.as_slice()))
                     .collect();
-                net::send_batch(socks, &batch);
+                if net::send_batch(socks, &batch).is_err() {
+                    self.refused += 1;
+                }
             }
             Links::Stream(streams) => {
                 for &s in &slots {
@@ -446,25 +556,43 @@ impl Worker<'_> {
         self.send.clear();
     }
 
-    /// Reads every available response; returns how many were handled.
+    /// Reads every available response; returns how many were handled. UDP datagrams are
+    /// handled in place in the receive buffers (no copy, no allocation).
     fn receive(&mut self, uas: &mut [Ua], now: Instant) -> usize {
-        let mut responses: Vec<Vec<u8>> = Vec::new();
-        match &mut self.links {
+        // The links and buffers are moved out while responses are handled (`on_response`
+        // needs the worker mutably and never touches the links); both are put back below.
+        let links = std::mem::replace(&mut self.links, Links::Udp(Vec::new()));
+        let mut handled = 0;
+        match &links {
             Links::Udp(socks) => {
-                for s in socks.iter() {
-                    self.recv.recv_all(s, &mut responses);
+                let mut recv = std::mem::take(&mut self.recv);
+                for s in socks {
+                    let r = recv.recv_each(s, |bytes| {
+                        handled += 1;
+                        self.on_response(uas, bytes, now);
+                    });
+                    if r.is_err() {
+                        self.refused += 1;
+                    }
                 }
+                self.recv = recv;
             }
-            Links::Stream(streams) => {
-                for st in streams.iter_mut() {
-                    st.receive(&mut responses);
-                }
+            Links::Stream(_) => {}
+        }
+        self.links = links;
+        if let Links::Stream(streams) = &mut self.links {
+            let mut responses = std::mem::take(&mut self.responses);
+            for st in streams.iter_mut() {
+                st.receive(&mut responses);
             }
+            for r in &responses {
+                self.on_response(uas, r, now);
+            }
+            handled += responses.len();
+            responses.clear();
+            self.responses = responses;
         }
-        for r in &responses {
-            self.on_response(uas, r, now);
-        }
-        responses.len()
+        handled
     }
 
     fn on_response(&mut self, uas: &mut [Ua], bytes: &[u8], now: Instant) {
@@ -482,18 +610,25 @@ impl Worker<'_> {
             .get(slot)
             .is_some_and(|t| t.live && t.generation == generation);
         if !live {
-            // A late answer to a retransmitted or finished transaction.
-            self.count(|c| c.unexpected += 1);
+            // A late or duplicate answer to one of our transactions (a retransmission was
+            // answered too, or the answer came after Timer F): ours, but no longer awaited.
+            if slot < self.slots.len() {
+                self.count(|c| c.late += 1);
+            } else {
+                self.count(|c| c.unexpected += 1);
+            }
             return;
         }
         if a.code < 200 {
             return;
         }
-        let (kind, authed, ua) = {
+        let (kind, authed, fresh, ua) = {
             let t = &self.slots[slot];
-            (t.kind, t.authed, t.ua)
+            (t.kind, t.authed, t.fresh, t.ua)
         };
-        if (a.code == 401 || a.code == 407) && !authed && kind != Kind::Malformed {
+        // A first challenge, or a new one to credentials built from a cached (possibly stale,
+        // RFC 7616 §3.3 `stale=true`) nonce, is answered once within the transaction.
+        if (a.code == 401 || a.code == 407) && !fresh && kind != Kind::Malformed {
             if let Some(c) = a.challenge {
                 // Answer the challenge within the same transaction (RFC 6076 Registration
                 // Request Delay runs from the first REGISTER to the final answer).
@@ -503,6 +638,7 @@ impl Worker<'_> {
                 let g = self.generation;
                 if let Some(t) = self.slots.get_mut(slot) {
                     t.generation = g;
+                    t.fresh = true;
                     t.interval = self.plan.t1;
                     t.last_sent = now;
                 }
