@@ -87,6 +87,10 @@ if want kamailio || want memory; then
   fi
 fi
 HZ=$(getconf CLK_TCK)
+# Host settings matter (see tuning/README.md: with the default 208 KiB UDP receive buffers the
+# loopback echo loses datagrams above ~25k/s): record them with the results.
+tuning/check.sh --report-only > "$OUT/host-settings.txt" 2>&1 || true
+HOST_TUNED=$(if tuning/check.sh > /dev/null 2>&1; then echo "host tuned (tuning/check.sh ok)"; else echo "host NOT tuned (tuning/check.sh reports low settings, see host-settings.txt)"; fi)
 
 # CPU ticks (utime + stime) of a process and its direct children (Kamailio forks workers).
 cpu_ticks() {
@@ -210,7 +214,7 @@ if want memory; then
   printf 'kamailio\t%s\t%s\n' "${done_n:-0}" $((${after:-0} - ${before:-0})) >> "$OUT/memory.tsv"
 fi
 
-MACHINE="Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $(kamailio -v 2> /dev/null | head -1 | cut -d' ' -f2-3 || true). Target pinned to cores $TARGET_CORES, generator (1 worker, open loop) to core $GEN_CORE; Kamailio with $KAM_CHILDREN children, TLSF; search steps ${STEP} s, precision $PRECISION; $USERS users; memory after $AORS AORs."
+MACHINE="Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $(kamailio -v 2> /dev/null | head -1 | cut -d' ' -f2-3 || true). Target pinned to cores $TARGET_CORES, generator (1 worker, open loop) to core $GEN_CORE; Kamailio with $KAM_CHILDREN children, TLSF; search steps ${STEP} s, precision $PRECISION; $USERS users; memory after $AORS AORs; $HOST_TUNED."
 $BIN/sipreg-e2e "$OUT" "$MACHINE" "results/$STAMP"
 [ -f "$OUT/notes.txt" ] && { echo; echo "Notes:"; cat "$OUT/notes.txt"; } | tee -a "results/$STAMP.md"
 echo "results/$STAMP.{json,md,svg}"
