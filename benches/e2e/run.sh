@@ -133,23 +133,24 @@ if want echo; then
   stop $ECHO
 fi
 
-# 2. sipreg on each backend.
+# 2. sipreg on each backend. A fresh process per target: bindings, nonces and lockouts left by
+# an overloaded search step (e.g. users locked out after stale-nonce retries) must not carry
+# over into the next target.
+sipreg_measure() { # BACKEND AUTH NAME PORT TRANSPORT [extra loadgen args]
+  local backend=$1 auth=$2 name=$3; shift 3
+  # shellcheck disable=SC2046
+  taskset -c "$TARGET_CORES" $BIN/sipreg $(sipreg_args "$backend" "$auth") 2> "$OUT/$name.server.log" & SRV=$!
+  sleep 0.7
+  measure "$name" $SRV "$@"
+  stop $SRV
+}
 if want sipreg; then
-  for backend in uring fallback; do
-    for auth in none digest; do
-      # shellcheck disable=SC2046
-      taskset -c "$TARGET_CORES" $BIN/sipreg $(sipreg_args "$backend" "$auth") 2> "$OUT/sipreg-$backend-$auth.log" & SRV=$!
-      sleep 0.7
-      if [ "$auth" = none ]; then
-        measure "sipreg-$backend-udp-noauth" $SRV $SIPREG_UDP udp register
-        measure "sipreg-$backend-tcp-noauth" $SRV $SIPREG_TCP tcp register
-        measure "sipreg-$backend-tls-noauth" $SRV $SIPREG_TLS tls register
-      else
-        measure "sipreg-$backend-udp-md5" $SRV $SIPREG_UDP udp register --algorithm MD5
-        measure "sipreg-$backend-udp-sha256" $SRV $SIPREG_UDP udp register --algorithm SHA-256
-      fi
-      stop $SRV
-    done
+  for b in uring fallback; do
+    sipreg_measure $b none "sipreg-$b-udp-noauth" $SIPREG_UDP udp register
+    sipreg_measure $b none "sipreg-$b-tcp-noauth" $SIPREG_TCP tcp register
+    sipreg_measure $b none "sipreg-$b-tls-noauth" $SIPREG_TLS tls register
+    sipreg_measure $b digest "sipreg-$b-udp-md5" $SIPREG_UDP udp register --algorithm MD5
+    sipreg_measure $b digest "sipreg-$b-udp-sha256" $SIPREG_UDP udp register --algorithm SHA-256
   done
 fi
 
