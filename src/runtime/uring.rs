@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::socket::{read_addr, read_control, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
@@ -178,7 +178,9 @@ struct SendSlot {
 }
 
 struct Udp {
-    fd: RawFd,
+    /// Index of the socket in the ring's registered file table (no file reference counting per
+    /// SQE, which a multi-threaded process otherwise pays on every SendMsg).
+    fixed: u32,
     /// The template the multishot receive uses (name and control lengths).
     msg: Box<libc::msghdr>,
     armed: bool,
@@ -209,16 +211,18 @@ impl Driver {
             ring.submitter()
                 .register_buf_ring_with_flags(bufs.base as u64, BUF_COUNT, BGID, 0)?
         };
-        let udp = shard
-            .udp
-            .iter()
-            .map(|s| {
+        let fds: Vec<RawFd> = shard.udp.iter().map(AsRawFd::as_raw_fd).collect();
+        if !fds.is_empty() {
+            ring.submitter().register_files(&fds)?;
+        }
+        let udp = (0..fds.len())
+            .map(|i| {
                 // SAFETY: plain C struct, all-zero is valid.
                 let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
                 msg.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
                 msg.msg_controllen = CONTROL_LEN;
                 Udp {
-                    fd: s.as_raw_fd(),
+                    fixed: u32::try_from(i).unwrap_or(u32::MAX),
                     msg,
                     armed: false,
                 }
@@ -263,7 +267,7 @@ impl Driver {
             return Ok(());
         };
         u.armed = true;
-        let sqe = opcode::RecvMsgMulti::new(Fd(u.fd), &raw const *u.msg, BGID)
+        let sqe = opcode::RecvMsgMulti::new(Fixed(u.fixed), &raw const *u.msg, BGID)
             .build()
             .user_data(TOKEN_UDP | i as u64);
         self.push(&sqe)
@@ -340,7 +344,7 @@ impl Driver {
             let Some(u) = self.udp.get(s.socket) else {
                 continue;
             };
-            let fd = u.fd;
+            let fixed = u.fixed;
             let idx = match self.free_slots.pop() {
                 Some(i) => i,
                 None => {
@@ -376,7 +380,7 @@ impl Driver {
                 // SAFETY: the control buffer lives in the boxed slot until the completion.
                 unsafe { write_pktinfo(&mut slot.msg, &mut slot.control, from) };
             }
-            let sqe = opcode::SendMsg::new(Fd(fd), &raw const slot.msg)
+            let sqe = opcode::SendMsg::new(Fixed(fixed), &raw const slot.msg)
                 .build()
                 .user_data(TAG_SEND | idx as u64);
             self.push(&sqe)?;
@@ -490,8 +494,15 @@ impl super::Driver for Driver {
         }
         self.queue_sends(shard)?;
         self.apply_interest(shard)?;
+        // Replies alone ride on the next turn's submit-and-wait (one io_uring_enter per batch
+        // instead of two; the worker loop comes straight back here). Stream interest changes
+        // are submitted now, before `end_batch` closes the sockets they cancel, and so is
+        // everything on the final, non-waiting turns of a graceful stop.
+        let submit_now = !shard.interest.is_empty() || timeout.is_zero();
         shard.end_batch();
-        self.ring.submit()?;
+        if submit_now {
+            self.ring.submit()?;
+        }
         Ok(())
     }
 }
