@@ -28,6 +28,11 @@ const TAG_SEND: u64 = 5 << 56;
 const TAG_CANCEL: u64 = 6 << 56;
 /// Marks the one-shot POLLOUT poll of a connection token.
 const WRITE_BIT: u64 = 1 << 55;
+// Connection slots (bits 32.. of a token, below MAX_CONNECTIONS_PER_SHARD) never reach it.
+const _: () = assert!(
+    (crate::config::MAX_CONNECTIONS_PER_SHARD as u64) << 32 <= WRITE_BIT,
+    "connection slots would collide with WRITE_BIT"
+);
 const KIND_MASK: u64 = 0xff << 56;
 
 const BGID: u16 = 7;
@@ -504,5 +509,58 @@ impl super::Driver for Driver {
             self.ring.submit()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MAX_CONNECTIONS_PER_SHARD;
+    use crate::runtime::worker::conn_token;
+
+    #[test]
+    fn connection_tokens_leave_kind_and_write_bits_alone() {
+        for (slot, generation) in [
+            (0, 0),
+            (1, u32::MAX),
+            (4095, 7),
+            (MAX_CONNECTIONS_PER_SHARD - 1, u32::MAX),
+        ] {
+            let token = conn_token(slot, generation);
+            assert_eq!(token & WRITE_BIT, 0, "slot {slot}");
+            assert_eq!(
+                token & KIND_MASK,
+                super::super::worker::TOKEN_CONN,
+                "slot {slot}"
+            );
+            let marked = token | WRITE_BIT;
+            assert_ne!(marked & KIND_MASK, TAG_SEND);
+            assert_eq!(marked & !WRITE_BIT, token);
+        }
+    }
+
+    #[test]
+    fn buffer_ring_wraps_and_bounds_buffers() {
+        let Ok(mut ring) = BufRing::new(8, 64) else {
+            eprintln!("SKIP: mmap for the buffer ring failed");
+            return;
+        };
+        assert_eq!(ring.tail, 8, "all buffers provided at start");
+        for bid in [3, 5, 7, 0, 1, 2, 4, 6, 3] {
+            ring.push(bid);
+        }
+        assert_eq!(ring.tail, 17);
+        // Entry (17 - 1) & 7 = 0 now describes buffer 3.
+        // SAFETY: index 0 is inside the 8-entry mapping.
+        let entry = unsafe { &*ring.base };
+        assert_eq!(entry.bid(), 3);
+        assert_eq!(entry.len(), 64);
+        assert_eq!(entry.addr(), ring.bufs[3 * 64..].as_ptr() as u64);
+        assert_eq!(ring.buffer(2, 10).len(), 10);
+        assert_eq!(
+            ring.buffer(7, 1000).len(),
+            64,
+            "a buffer never reads past its end"
+        );
     }
 }
