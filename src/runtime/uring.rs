@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, CancelBuilder, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::socket::{read_addr, read_control, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
@@ -409,6 +409,12 @@ impl Driver {
                 Interest::Modify { write: false } => self.cancel(token | WRITE_BIT)?,
                 Interest::Remove => {
                     self.polls.remove(&token);
+                    // Every request still on the fd, whatever its user data: a poll left armed
+                    // would keep the socket open inside the ring after its fd is closed.
+                    let sqe = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+                        .build()
+                        .user_data(TAG_CANCEL);
+                    self.push(&sqe)?;
                     self.cancel(token)?;
                     self.cancel(token | WRITE_BIT)?;
                 }
@@ -503,11 +509,10 @@ impl super::Driver for Driver {
         // instead of two; the worker loop comes straight back here). Stream interest changes
         // are submitted now, before `end_batch` closes the sockets they cancel, and so is
         // everything on the final, non-waiting turns of a graceful stop.
-        let submit_now = !shard.interest.is_empty() || timeout.is_zero();
-        shard.end_batch();
-        if submit_now {
+        if !shard.interest.is_empty() || timeout.is_zero() {
             self.ring.submit()?;
         }
+        shard.end_batch();
         Ok(())
     }
 }
