@@ -257,6 +257,10 @@ pub struct Tls {
     pub require_client_cert: bool,
 }
 
+/// The largest `limits.max_connections` accepted: a shard numbers its connections in 22 bits
+/// of its event tokens (the bits above carry the token kind and the io_uring write flag).
+pub const MAX_CONNECTIONS_PER_SHARD: usize = 1 << 22;
+
 /// `[limits]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -440,6 +444,12 @@ impl Config {
                 "connection limits must be at least 1",
             ));
         }
+        if self.limits.max_connections > MAX_CONNECTIONS_PER_SHARD {
+            return Err(invalid(
+                "limits.max_connections",
+                format!("at most {MAX_CONNECTIONS_PER_SHARD} per shard"),
+            ));
+        }
         Ok(RuntimeConfig {
             udp: self.listen.udp.clone(),
             tcp: self.listen.tcp.clone(),
@@ -533,6 +543,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("security.allow"));
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_CONNECTIONS_PER_SHARD, true),
+            (MAX_CONNECTIONS_PER_SHARD + 1, false),
+        ] {
+            let c = Config::from_toml(&format!("[limits]\nmax_connections = {n}\n"), "m").unwrap();
+            match c.runtime_config() {
+                Ok(r) => assert!(ok, "{n} accepted: {r:?}"),
+                Err(e) => {
+                    assert!(!ok, "{n} refused: {e}");
+                    assert!(e.to_string().starts_with("limits.max_connections"), "{e}");
+                }
+            }
+        }
         let c = Config::from_toml("[runtime]\nbackend = \"kqueue\"\n", "f");
         assert!(c.unwrap_err().to_string().contains("kqueue"));
     }

@@ -95,7 +95,8 @@ pub struct RuntimeConfig {
     pub max_connections_per_ip: usize,
     /// Idle connection timeout.
     pub idle_timeout: Duration,
-    /// Largest SIP message (bounds per-connection buffers).
+    /// Largest SIP message (bounds per-connection buffers: twice this received, four times this
+    /// unsent).
     pub max_message_size: usize,
     /// A datagram that waited longer than this in the socket queue finds the shard overloaded:
     /// REGISTERs are answered 503 + Retry-After instead of processed.

@@ -290,3 +290,123 @@ impl EventFd {
         self.0.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_addr_round_trips_through_read_addr() {
+        let cases: [SocketAddr; 4] = [
+            "127.0.0.1:5060".parse().unwrap(),
+            "203.0.113.9:1".parse().unwrap(),
+            "[::1]:5061".parse().unwrap(),
+            SocketAddr::V6(SocketAddrV6::new(
+                "fe80::1:2".parse().unwrap(),
+                65535,
+                0x1234,
+                3,
+            )),
+        ];
+        for addr in cases {
+            let mut raw = RawAddr::zeroed();
+            let len = raw.set(addr) as usize;
+            let expected = if addr.is_ipv4() {
+                size_of::<libc::sockaddr_in>()
+            } else {
+                size_of::<libc::sockaddr_in6>()
+            };
+            assert_eq!(len, expected, "{addr}");
+            // SAFETY: `raw` holds `len` initialised bytes.
+            let back = unsafe { read_addr(raw.as_mut_ptr().cast(), len) };
+            assert_eq!(back, Some(addr));
+            // SAFETY: as above; a shorter length than the family needs is refused.
+            assert_eq!(unsafe { read_addr(raw.as_mut_ptr().cast(), 4) }, None);
+        }
+        // An unknown family decodes to nothing.
+        let raw = [0u8; 32];
+        // SAFETY: 32 readable bytes.
+        assert_eq!(unsafe { read_addr(raw.as_ptr(), raw.len()) }, None);
+    }
+
+    /// Against the kernel: a wildcard-bound socket learns the destination address and the
+    /// receive time of a datagram, and a reply sent with `write_pktinfo` leaves from the address
+    /// asked for.
+    #[test]
+    fn pktinfo_and_timestamp_from_the_kernel() {
+        let server = udp("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        // 127.0.0.2, not the address the kernel would pick for a reply by itself (127.0.0.1).
+        let asked = Ipv4Addr::new(127, 0, 0, 2);
+        client.send_to(b"ping", (asked, port)).unwrap();
+
+        let mut data = [0u8; 64];
+        let mut control = [0u64; CONTROL_LEN / 8];
+        let mut name = RawAddr::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: plain C struct, all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = name.as_mut_ptr();
+        msg.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = CONTROL_LEN;
+        let mut n = -1;
+        for _ in 0..200 {
+            // SAFETY: every pointer in `msg` refers to a live local buffer of the stated size.
+            n = unsafe { libc::recvmsg(server.as_raw_fd(), &raw mut msg, 0) };
+            if n >= 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(n, 4, "datagram received");
+        // SAFETY: the kernel filled `msg_controllen` bytes of `control`.
+        let got = unsafe { read_control(&msg) };
+        assert_eq!(got.local, Some(IpAddr::V4(asked)));
+        let at = got.at_ns.expect("SO_TIMESTAMPNS");
+        assert!(
+            at + 1_000_000_000 >= before && at <= before + 5_000_000_000,
+            "{at} vs {before}"
+        );
+        // SAFETY: the kernel wrote `msg_namelen` bytes of the source address.
+        let source = unsafe { read_addr(name.as_mut_ptr().cast(), msg.msg_namelen as usize) };
+        assert_eq!(source, Some(client.local_addr().unwrap()));
+
+        // The reply, with the source address chosen through IP_PKTINFO.
+        let mut reply = *b"pong";
+        let mut dest = RawAddr::zeroed();
+        let mut out_control = [0u8; CONTROL_LEN];
+        let mut out_iov = libc::iovec {
+            iov_base: reply.as_mut_ptr().cast(),
+            iov_len: reply.len(),
+        };
+        // SAFETY: plain C struct, all-zero is valid.
+        let mut out: libc::msghdr = unsafe { zeroed() };
+        out.msg_namelen = dest.set(client.local_addr().unwrap());
+        out.msg_name = dest.as_mut_ptr();
+        out.msg_iov = &raw mut out_iov;
+        out.msg_iovlen = 1;
+        // SAFETY: `out_control` outlives the sendmsg below.
+        unsafe { write_pktinfo(&mut out, &mut out_control, IpAddr::V4(asked)) };
+        // SAFETY: every pointer in `out` refers to a live local buffer.
+        let sent = unsafe { libc::sendmsg(server.as_raw_fd(), &raw const out, 0) };
+        assert_eq!(sent, 4, "{}", io::Error::last_os_error());
+        let mut buf = [0u8; 16];
+        let (len, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"pong");
+        assert_eq!(from, SocketAddr::from((asked, port)));
+    }
+}

@@ -13,6 +13,9 @@ pub struct ShardStats {
     pub rejected_connections: AtomicU64,
     /// Connections closed for idleness or slowness.
     pub idle_closed: AtomicU64,
+    /// Connections closed because their peer stopped reading its responses (more than four
+    /// maximum-size messages left unsent beyond what the kernel buffers).
+    pub stalled_closed: AtomicU64,
     /// UDP sends that failed.
     pub send_errors: AtomicU64,
     /// Datagrams that waited longer than the overload delay (answered 503 when REGISTERs).

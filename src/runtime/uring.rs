@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, CancelBuilder, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::socket::{read_addr, read_control, write_pktinfo, EventFd, RawAddr, CONTROL_LEN};
@@ -28,6 +28,11 @@ const TAG_SEND: u64 = 5 << 56;
 const TAG_CANCEL: u64 = 6 << 56;
 /// Marks the one-shot POLLOUT poll of a connection token.
 const WRITE_BIT: u64 = 1 << 55;
+// Connection slots (bits 32.. of a token, below MAX_CONNECTIONS_PER_SHARD) never reach it.
+const _: () = assert!(
+    (crate::config::MAX_CONNECTIONS_PER_SHARD as u64) << 32 <= WRITE_BIT,
+    "connection slots would collide with WRITE_BIT"
+);
 const KIND_MASK: u64 = 0xff << 56;
 
 const BGID: u16 = 7;
@@ -178,7 +183,9 @@ struct SendSlot {
 }
 
 struct Udp {
-    fd: RawFd,
+    /// Index of the socket in the ring's registered file table (no file reference counting per
+    /// SQE, which a multi-threaded process otherwise pays on every SendMsg).
+    fixed: u32,
     /// The template the multishot receive uses (name and control lengths).
     msg: Box<libc::msghdr>,
     armed: bool,
@@ -209,16 +216,18 @@ impl Driver {
             ring.submitter()
                 .register_buf_ring_with_flags(bufs.base as u64, BUF_COUNT, BGID, 0)?
         };
-        let udp = shard
-            .udp
-            .iter()
-            .map(|s| {
+        let fds: Vec<RawFd> = shard.udp.iter().map(AsRawFd::as_raw_fd).collect();
+        if !fds.is_empty() {
+            ring.submitter().register_files(&fds)?;
+        }
+        let udp = (0..fds.len())
+            .map(|i| {
                 // SAFETY: plain C struct, all-zero is valid.
                 let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
                 msg.msg_namelen = size_of::<RawAddr>() as libc::socklen_t;
                 msg.msg_controllen = CONTROL_LEN;
                 Udp {
-                    fd: s.as_raw_fd(),
+                    fixed: u32::try_from(i).unwrap_or(u32::MAX),
                     msg,
                     armed: false,
                 }
@@ -263,7 +272,7 @@ impl Driver {
             return Ok(());
         };
         u.armed = true;
-        let sqe = opcode::RecvMsgMulti::new(Fd(u.fd), &raw const *u.msg, BGID)
+        let sqe = opcode::RecvMsgMulti::new(Fixed(u.fixed), &raw const *u.msg, BGID)
             .build()
             .user_data(TOKEN_UDP | i as u64);
         self.push(&sqe)
@@ -340,7 +349,7 @@ impl Driver {
             let Some(u) = self.udp.get(s.socket) else {
                 continue;
             };
-            let fd = u.fd;
+            let fixed = u.fixed;
             let idx = match self.free_slots.pop() {
                 Some(i) => i,
                 None => {
@@ -376,7 +385,7 @@ impl Driver {
                 // SAFETY: the control buffer lives in the boxed slot until the completion.
                 unsafe { write_pktinfo(&mut slot.msg, &mut slot.control, from) };
             }
-            let sqe = opcode::SendMsg::new(Fd(fd), &raw const slot.msg)
+            let sqe = opcode::SendMsg::new(Fixed(fixed), &raw const slot.msg)
                 .build()
                 .user_data(TAG_SEND | idx as u64);
             self.push(&sqe)?;
@@ -400,6 +409,12 @@ impl Driver {
                 Interest::Modify { write: false } => self.cancel(token | WRITE_BIT)?,
                 Interest::Remove => {
                     self.polls.remove(&token);
+                    // Every request still on the fd, whatever its user data: a poll left armed
+                    // would keep the socket open inside the ring after its fd is closed.
+                    let sqe = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+                        .build()
+                        .user_data(TAG_CANCEL);
+                    self.push(&sqe)?;
                     self.cancel(token)?;
                     self.cancel(token | WRITE_BIT)?;
                 }
@@ -490,8 +505,67 @@ impl super::Driver for Driver {
         }
         self.queue_sends(shard)?;
         self.apply_interest(shard)?;
+        // Replies alone ride on the next turn's submit-and-wait (one io_uring_enter per batch
+        // instead of two; the worker loop comes straight back here). Stream interest changes
+        // are submitted now, before `end_batch` closes the sockets they cancel, and so is
+        // everything on the final, non-waiting turns of a graceful stop.
+        if !shard.interest.is_empty() || timeout.is_zero() {
+            self.ring.submit()?;
+        }
         shard.end_batch();
-        self.ring.submit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MAX_CONNECTIONS_PER_SHARD;
+    use crate::runtime::worker::conn_token;
+
+    #[test]
+    fn connection_tokens_leave_kind_and_write_bits_alone() {
+        for (slot, generation) in [
+            (0, 0),
+            (1, u32::MAX),
+            (4095, 7),
+            (MAX_CONNECTIONS_PER_SHARD - 1, u32::MAX),
+        ] {
+            let token = conn_token(slot, generation);
+            assert_eq!(token & WRITE_BIT, 0, "slot {slot}");
+            assert_eq!(
+                token & KIND_MASK,
+                super::super::worker::TOKEN_CONN,
+                "slot {slot}"
+            );
+            let marked = token | WRITE_BIT;
+            assert_ne!(marked & KIND_MASK, TAG_SEND);
+            assert_eq!(marked & !WRITE_BIT, token);
+        }
+    }
+
+    #[test]
+    fn buffer_ring_wraps_and_bounds_buffers() {
+        let Ok(mut ring) = BufRing::new(8, 64) else {
+            eprintln!("SKIP: mmap for the buffer ring failed");
+            return;
+        };
+        assert_eq!(ring.tail, 8, "all buffers provided at start");
+        for bid in [3, 5, 7, 0, 1, 2, 4, 6, 3] {
+            ring.push(bid);
+        }
+        assert_eq!(ring.tail, 17);
+        // Entry (17 - 1) & 7 = 0 now describes buffer 3.
+        // SAFETY: index 0 is inside the 8-entry mapping.
+        let entry = unsafe { &*ring.base };
+        assert_eq!(entry.bid(), 3);
+        assert_eq!(entry.len(), 64);
+        assert_eq!(entry.addr(), ring.bufs[3 * 64..].as_ptr() as u64);
+        assert_eq!(ring.buffer(2, 10).len(), 10);
+        assert_eq!(
+            ring.buffer(7, 1000).len(),
+            64,
+            "a buffer never reads past its end"
+        );
     }
 }

@@ -311,44 +311,57 @@ impl Shard {
         let mut chunk = [0u8; 16 * 1024];
         let mut eof = false;
         let mut failed = false;
-        {
+        loop {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            loop {
-                match conn.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        eof = true;
+            if conn.closing {
+                break;
+            }
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.last_active = std::time::Instant::now();
+                    let data = chunk.get(..n).unwrap_or_default();
+                    match conn.tls.as_mut() {
+                        Some(tls) => {
+                            if tls.receive(data, &mut conn.inbuf).is_err() {
+                                failed = true;
+                            }
+                            let _ = tls.take_output(&mut conn.outbuf);
+                        }
+                        None => conn.inbuf.extend_from_slice(data),
+                    }
+                    if failed {
                         break;
                     }
-                    Ok(n) => {
-                        conn.last_active = std::time::Instant::now();
-                        let data = chunk.get(..n).unwrap_or_default();
-                        match conn.tls.as_mut() {
-                            Some(tls) => {
-                                if tls.receive(data, &mut conn.inbuf).is_err() {
-                                    failed = true;
-                                }
-                                let _ = tls.take_output(&mut conn.outbuf);
-                            }
-                            None => conn.inbuf.extend_from_slice(data),
-                        }
-                        if failed || conn.inbuf.len() > max_buffer {
-                            failed = true;
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
+                    // Complete messages are handled as they arrive, so a burst of pipelined
+                    // requests is not mistaken for an oversized one: only what stays unconsumed
+                    // (a partial message) counts against the bound.
+                    self.process_conn(slot);
+                    // Answer as we go: the bound on unsent bytes must only catch peers that do
+                    // not read, not a long burst we have not tried to write yet.
+                    self.flush_conn(slot);
+                    let pending = self
+                        .conns
+                        .get(slot)
+                        .and_then(Option::as_ref)
+                        .map_or(0, |c| c.inbuf.len());
+                    if pending > max_buffer {
                         failed = true;
                         break;
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
             }
-        }
-        if !failed {
-            self.process_conn(slot);
         }
         if eof || failed {
             if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
@@ -418,6 +431,15 @@ impl Shard {
                 }
             }
         }
+        // A peer that keeps sending but never reads would make the responses pile up here
+        // without bound (the kernel send buffer is already full at this point): close it.
+        if conn.outbuf.len() > self.cfg.max_message_size.saturating_mul(4) {
+            self.stats.stalled_closed.fetch_add(1, Ordering::Relaxed);
+            // Abortive close: a graceful one would queue our FIN behind the responses the peer
+            // never reads and leave the socket (and its buffers) orphaned in FIN-WAIT-1.
+            self.abort_conn(slot);
+            return;
+        }
         if broken || (conn.closing && conn.outbuf.is_empty()) {
             self.close_conn(slot);
             return;
@@ -434,14 +456,28 @@ impl Shard {
         }
     }
 
+    /// Closes with a reset (SO_LINGER 0): unsent data is discarded at once.
+    fn abort_conn(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) {
+            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+        }
+        self.close_conn_as(slot, true);
+    }
+
     fn close_conn(&mut self, slot: usize) {
+        self.close_conn_as(slot, false);
+    }
+
+    fn close_conn_as(&mut self, slot: usize, abort: bool) {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
         let token = conn_token(slot, conn_generation(conn.id));
         self.interest
             .push((conn.stream.as_raw_fd(), token, Interest::Remove));
-        let _ = conn.stream.shutdown(Shutdown::Both);
+        if !abort {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
         // The fd is closed by the backend once it has removed its interest (io_uring polls
         // hold no reference to a closed fd number we might reuse).
         self.closing_fds.push(conn.stream);

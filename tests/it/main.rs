@@ -303,6 +303,76 @@ fn connection_cap_per_ip() {
     }
 }
 
+/// A client that pipelines requests but never reads its responses is closed once they pile up
+/// (they would otherwise be buffered without bound), and the shard keeps serving others.
+#[test]
+fn stream_peer_that_never_reads_is_closed() {
+    for backend in backends() {
+        stream_peer_that_never_reads(backend);
+    }
+}
+
+/// The client must see a reset: on io_uring this also checks that no request left in the ring
+/// keeps a closed connection's socket alive.
+fn stream_peer_that_never_reads(backend: Backend) {
+    use socket2::{Domain, Socket, Type};
+    {
+        let srv = TestServer::start(backend, false, |e, rt| {
+            rt.shards = 1;
+            e.max_message_size = 2048;
+            rt.max_message_size = 2048;
+        });
+        let ua = srv.ua_tcp("sink");
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&srv.tcp().into()).unwrap();
+        let mut s: TcpStream = sock.into();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Far more responses than the kernel buffers on both sides plus 4 x 2048 bytes.
+        let limit = 64 << 20;
+        let mut sent = 0;
+        let mut cseq = 0;
+        let closed = loop {
+            if sent >= limit {
+                break false;
+            }
+            // Distinct CSeqs (and branches): new requests, not retransmissions.
+            let batch: Vec<u8> = (0..64)
+                .flat_map(|_| {
+                    cseq += 1;
+                    ua.build(cseq, &[], None)
+                })
+                .collect();
+            match s.write_all(&batch) {
+                Ok(()) => sent += batch.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let closed = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    );
+                    assert!(closed, "{backend:?}: {e} after {sent} bytes");
+                    break true;
+                }
+            }
+        };
+        assert!(
+            closed,
+            "{backend:?}: still open after {sent} bytes of requests"
+        );
+        let stalled = srv.server().stats()[0]
+            .stalled_closed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(stalled, 1, "{backend:?}");
+        let mut ua = srv.ua_tcp("after");
+        assert_eq!(
+            ua.register(&[], None).code,
+            200,
+            "{backend:?}: still serving"
+        );
+    }
+}
+
 #[test]
 fn rfc3665_2_3_query_over_tls_with_digest() {
     for backend in backends() {
