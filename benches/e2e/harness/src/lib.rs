@@ -84,6 +84,8 @@ pub struct Row {
     pub name: String,
     /// Zero-failure Registration Rate, per second (`None` when the search found none).
     pub registration_rate: Option<f64>,
+    /// Offered rate of the 80 % run, per second.
+    pub load_offered_rate: f64,
     /// Completed per second in the 80 % run.
     pub load_completed_per_s: f64,
     /// Latency at 80 % of the Registration Rate.
@@ -184,6 +186,7 @@ pub fn row(name: &str, search: Option<&Outcome>, load: &Outcome, target_cpu_s: O
     Row {
         name: name.to_owned(),
         registration_rate: search.map(|s| s.offered_rate),
+        load_offered_rate: load.offered_rate,
         load_completed_per_s: load.completed_per_s,
         latency: load.latency,
         load_failures: load.total.failures(),
@@ -348,7 +351,35 @@ pub fn markdown(report: &Report) -> String {
             bound.join(", ")
         );
     }
+    let short: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| !r.sustained())
+        .map(|r| {
+            format!(
+                "{} ({} of {} offered)",
+                r.name,
+                thousands(r.load_completed_per_s),
+                thousands(r.load_offered_rate)
+            )
+        })
+        .collect();
+    if !short.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n⚠ The 80 % run completed less than 95 % of the offered rate for: {}; the \
+             search overestimated the sustainable rate (latency there is queueing).",
+            short.join(", ")
+        );
+    }
     s
+}
+
+impl Row {
+    /// The 80 % run completed at least 95 % of what it offered.
+    pub fn sustained(&self) -> bool {
+        self.load_completed_per_s >= 0.95 * self.load_offered_rate
+    }
 }
 
 /// Writes an SVG plot: per target, p50 and p99 latency at 80 % and 100 % of its rate.
@@ -492,6 +523,7 @@ mod tests {
         let mk = |name: &str, rate: Option<f64>, gen: f64| Row {
             name: name.into(),
             registration_rate: rate,
+            load_offered_rate: rate.unwrap_or(0.0) * 0.8,
             load_completed_per_s: rate.unwrap_or(0.0) * 0.8,
             latency: Percentiles {
                 p50_us: 100,
@@ -566,6 +598,12 @@ mod tests {
         );
         assert!(lines.contains(&"| sipreg | 1,000,000 | 287 |"), "{md}");
         assert!(md.contains("generator used ≥ 90 % of a core for: sipreg-uring-udp-md5;"));
+        assert!(!md.contains("less than 95 %"), "{md}");
+        let mut rep = report();
+        rep.rows[0].load_completed_per_s = 150_000.0; // of 200,000 offered
+        assert!(markdown(&rep).contains(
+            "completed less than 95 % of the offered rate for: echo-udp (150,000 of 200,000 offered);"
+        ));
     }
 
     #[test]
