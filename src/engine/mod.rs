@@ -641,21 +641,9 @@ fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
 /// (Call-ID, From tag, CSeq) so a retransmitted request is answered with the same tag without
 /// keeping state.
 fn to_tag(req: &Request<'_>) -> [u8; 16] {
-    // FNV-1a: a stable 64-bit mix of a few dozen bytes; a crate would add nothing here.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(req.call_id().unwrap_or_default());
-    if let Ok(from) = req.from() {
-        eat(from.tag().unwrap_or_default());
-    }
-    if let Ok(cseq) = req.cseq() {
-        eat(&cseq.seq.to_le_bytes());
-    }
+    let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
+    let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
+    let h = crate::store::stable_hash(&[req.call_id().unwrap_or_default(), from_tag, &cseq]);
     let mut tag = [0u8; 16];
     for (i, slot) in tag.iter_mut().enumerate() {
         let nibble = ((h >> (60 - 4 * i)) & 0xf) as u8;

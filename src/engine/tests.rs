@@ -369,12 +369,18 @@ fn bindings_expire_without_a_sweep_and_with_one() {
 fn call_id_cseq_ordering() {
     let mut h = Harness::open();
     let first = Reg::new("frank").cseq(5);
-    assert_eq!(h.expect(&first.bytes()).code, 200);
+    let original = h.expect(&first.bytes());
+    assert_eq!(original.code, 200);
     h.events();
 
     // An identical retransmission: same answer, no second update.
     let again = h.expect(&first.bytes());
     assert_eq!(again.code, 200);
+    assert_eq!(
+        again.header("To"),
+        original.header("To"),
+        "the same To tag, statelessly"
+    );
     assert_eq!(again.contacts.len(), 1);
     assert!(h.events().is_empty(), "retransmission updated the store");
 

@@ -288,18 +288,9 @@ impl Binding {
         u32_at(&self.data, 9)
     }
 
-    /// A stable identifier (FNV-1a of contact and instance), for management operations.
+    /// A stable identifier (hash of contact and instance), for management operations.
     pub fn id(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in self
-            .contact()
-            .iter()
-            .chain(self.instance().unwrap_or_default())
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        super::stable_hash(&[self.contact(), self.instance().unwrap_or_default()])
     }
 
     /// Seconds left at `now_secs` (0 when expired).

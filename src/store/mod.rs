@@ -12,7 +12,6 @@
 mod binding;
 mod wheel;
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -422,28 +421,21 @@ fn secs(now: Instant) -> u32 {
     u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
 }
 
-/// Which wheel an AOR's timers live in.
+/// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).
 fn wheel_index(aor: &AorKey, wheels: usize) -> usize {
-    // A fixed hasher: the same AOR must always pick the same wheel.
-    let mut fixed = FixedHasher(0xcbf2_9ce4_8422_2325);
-    aor.hash(&mut fixed);
-    usize::try_from(fixed.finish()).unwrap_or(0) % wheels
+    usize::try_from(stable_hash(&[aor.as_str().as_bytes()])).unwrap_or(0) % wheels
 }
 
-/// FNV-1a, for spreading AORs over wheels deterministically.
-struct FixedHasher(u64);
-
-impl Hasher for FixedHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel
+/// placement, binding ids, and To tags that a retransmission must get again.
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x5157_5245_4721_0001).build_hasher();
+    for p in parts {
+        h.write(p);
+        h.write_u8(0xff);
     }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    h.finish()
 }
 
 #[cfg(test)]
