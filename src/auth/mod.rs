@@ -225,6 +225,25 @@ pub enum Verdict<'a> {
     BadRequest(&'static str),
 }
 
+/// The outcome of [`Authenticator::select`].
+#[derive(Clone, Copy, Debug)]
+pub enum Selected<'a> {
+    /// Credentials for our realm, to verify.
+    Ours(DigestResponse<'a>),
+    /// Nothing to verify: the answer is already known.
+    Decided(Verdict<'a>),
+}
+
+impl<'a> Selected<'a> {
+    /// The user name the credentials claim (not yet verified).
+    pub fn username(&self) -> Option<&'a [u8]> {
+        match self {
+            Self::Ours(r) => Some(r.username),
+            Self::Decided(_) => None,
+        }
+    }
+}
+
 /// Verifies credentials and issues challenges. `Send + Sync`; share it across shards.
 pub struct Authenticator {
     config: AuthConfig,
@@ -312,18 +331,38 @@ impl Authenticator {
         }
     }
 
-    /// The user name claimed by the Authorization value for our realm, if any (for lockout
-    /// accounting before verification).
-    pub fn username<'a>(
-        &self,
-        authorizations: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Option<&'a [u8]> {
+    /// Picks and parses the request's Authorization value for our realm (once: lockout
+    /// accounting reads its user name before [`Authenticator::verify_selected`] checks it).
+    pub fn select<'a>(&self, authorizations: impl IntoIterator<Item = &'a [u8]>) -> Selected<'a> {
         let realm = self.config.realm.as_bytes();
-        authorizations
-            .into_iter()
-            .filter_map(|v| parse_authorization(v).ok())
-            .find(|r| r.realm == realm)
-            .map(|r| r.username)
+        let mut other_realm = false;
+        for value in authorizations {
+            match parse_authorization(value) {
+                Ok(r) if r.realm == realm => return Selected::Ours(r),
+                Ok(_) => other_realm = true,
+                // RFC 4475 §3.3.7: an unknown scheme is as good as no credentials.
+                Err(Error::UnsupportedScheme) => {}
+                Err(Error::Malformed(why)) => return Selected::Decided(Verdict::BadRequest(why)),
+                Err(Error::MissingField(_)) => {
+                    return Selected::Decided(Verdict::BadRequest("Incomplete Digest Credentials"))
+                }
+                Err(Error::UnknownAlgorithm | Error::BadQop) => {
+                    return Selected::Decided(Verdict::Challenge {
+                        stale: false,
+                        failure: Failure::UnsupportedAlgorithm,
+                    })
+                }
+            }
+        }
+        let failure = if other_realm {
+            Failure::OtherRealm
+        } else {
+            Failure::NoCredentials
+        };
+        Selected::Decided(Verdict::Challenge {
+            stale: false,
+            failure,
+        })
     }
 
     /// Verifies the request's Authorization values (the one for our realm is used).
@@ -336,40 +375,30 @@ impl Authenticator {
         body: &[u8],
         authorizations: impl IntoIterator<Item = &'a [u8]>,
     ) -> Verdict<'a> {
+        self.verify_selected(
+            now,
+            source,
+            method,
+            request_uri,
+            body,
+            self.select(authorizations),
+        )
+    }
+
+    /// Verifies what [`Authenticator::select`] picked.
+    pub fn verify_selected<'a>(
+        &self,
+        now: Instant,
+        source: IpAddr,
+        method: &[u8],
+        request_uri: &[u8],
+        body: &[u8],
+        selected: Selected<'a>,
+    ) -> Verdict<'a> {
         let realm = self.config.realm.as_bytes();
-        let mut other_realm = false;
-        let mut ours = None;
-        for value in authorizations {
-            match parse_authorization(value) {
-                Ok(r) if r.realm == realm => {
-                    ours = Some(r);
-                    break;
-                }
-                Ok(_) => other_realm = true,
-                // RFC 4475 §3.3.7: an unknown scheme is as good as no credentials.
-                Err(Error::UnsupportedScheme) => {}
-                Err(Error::Malformed(why)) => return Verdict::BadRequest(why),
-                Err(Error::MissingField(_)) => {
-                    return Verdict::BadRequest("Incomplete Digest Credentials")
-                }
-                Err(Error::UnknownAlgorithm | Error::BadQop) => {
-                    return Verdict::Challenge {
-                        stale: false,
-                        failure: Failure::UnsupportedAlgorithm,
-                    }
-                }
-            }
-        }
-        let Some(r) = ours else {
-            let failure = if other_realm {
-                Failure::OtherRealm
-            } else {
-                Failure::NoCredentials
-            };
-            return Verdict::Challenge {
-                stale: false,
-                failure,
-            };
+        let r = match selected {
+            Selected::Ours(r) => r,
+            Selected::Decided(v) => return v,
         };
         let alg = r.algorithm.unwrap_or(Algorithm::Md5);
         if !self.config.algorithms.contains(&alg) {

@@ -149,8 +149,8 @@ fn register(
         None => None,
         Some(auth) => {
             let ip = meta.source.ip();
-            let authorizations = || req.headers_named(HeaderName::Authorization);
-            let claimed = auth.username(authorizations());
+            let selected = auth.select(req.headers_named(HeaderName::Authorization));
+            let claimed = selected.username();
             // A locked user or source gets the same 401 as a wrong password (no oracle).
             let verdict = if shared.guard.locked(now, claimed, ip) {
                 eng.stats.lockouts += 1;
@@ -159,14 +159,7 @@ fn register(
                     failure: Failure::WrongResponse,
                 }
             } else {
-                auth.verify(
-                    now,
-                    ip,
-                    req.method().0,
-                    req.uri(),
-                    req.body(),
-                    authorizations(),
-                )
+                auth.verify_selected(now, ip, req.method().0, req.uri(), req.body(), selected)
             };
             match verdict {
                 Verdict::Authenticated { user } => Some(user),
