@@ -1,8 +1,10 @@
 //! Aggregation of the side-by-side registrar benchmark (`benches/e2e/run.sh`, issue 6).
 //!
 //! Contract: `run.sh` leaves one directory per run with, for each target `NAME`,
-//! - `NAME.search.json`: the `sipreg-loadgen search` confirmation run; its `offered_rate` is the
-//!   zero-failure Registration Rate (RFC 7501 §5.1 style: no failures, no retransmissions);
+//! - `NAME.search.json`: the `sipreg-loadgen search --json` report (`registration_rate`,
+//!   `confirmed`, the steps, and the `confirmation` run whose `offered_rate` is the zero-failure
+//!   Registration Rate, RFC 7501 §5.1 style: no failures, no retransmissions); an unconfirmed
+//!   search counts as no rate;
 //! - `NAME.json`: a `sipreg-loadgen run --json` at 80 % of that rate (latency percentiles);
 //! - `NAME.cpu`: a line `cpu_s=<seconds>`, the target process's utime + stime over the 80 %
 //!   run;
@@ -140,6 +142,22 @@ pub fn parse_outcome(text: &str) -> Result<Outcome> {
     serde_json::from_str(text).context("not a sipreg-loadgen JSON report")
 }
 
+/// The part of a `sipreg-loadgen search --json` report this crate uses.
+#[derive(Deserialize)]
+struct SearchReport {
+    confirmed: bool,
+    confirmation: Option<Outcome>,
+}
+
+/// Parses a search report: the confirmation run when the rate was confirmed, else `None`.
+/// (A bare run report, as older generators wrote, is taken as the confirmation run.)
+pub fn parse_search(text: &str) -> Result<Option<Outcome>> {
+    match serde_json::from_str::<SearchReport>(text) {
+        Ok(s) => Ok(s.confirmation.filter(|_| s.confirmed)),
+        Err(_) => parse_outcome(text).map(Some),
+    }
+}
+
 /// Parses a `NAME.cpu` file: a line `cpu_s=<seconds>`.
 pub fn parse_cpu(text: &str) -> Result<f64> {
     for line in text.lines() {
@@ -215,7 +233,7 @@ pub fn load_dir(dir: &Path, machine: &str) -> Result<Report> {
         let read = |suffix: &str| std::fs::read_to_string(dir.join(format!("{name}{suffix}")));
         let load = parse_outcome(&read(".json")?).with_context(|| format!("{name}.json"))?;
         let search = match read(".search.json") {
-            Ok(t) => Some(parse_outcome(&t).with_context(|| format!("{name}.search.json"))?),
+            Ok(t) => parse_search(&t).with_context(|| format!("{name}.search.json"))?,
             Err(_) => None,
         };
         let cpu = match read(".cpu") {
@@ -469,6 +487,23 @@ mod tests {
         assert_eq!(o.total.failures(), 2 + 1 + 4);
         assert_eq!(o.latency.p99_us, 900);
         assert_eq!(o.completed_per_s, 8000.0);
+    }
+
+    #[test]
+    fn parses_a_search_report() {
+        let run = loadgen_json(10_000.0, 100_000, 3000, 1.0);
+        let report = |confirmed: bool| {
+            format!(
+                r#"{{"mode": "binary", "scenario": "register", "registration_rate": 10000.0,
+                   "confirmed": {confirmed}, "steps": [{{"rate": 1000.0, "ok": true}}],
+                   "confirmation": {run}}}"#
+            )
+        };
+        let o = parse_search(&report(true)).unwrap().unwrap();
+        assert_eq!((o.offered_rate, o.latency.p99_us), (10_000.0, 3000));
+        assert_eq!(parse_search(&report(false)).unwrap(), None, "unconfirmed: no rate");
+        assert_eq!(parse_search(&run).unwrap().unwrap().offered_rate, 10_000.0);
+        assert!(parse_search("{}").is_err());
     }
 
     #[test]
