@@ -1,7 +1,9 @@
 //! The location service: bindings per address-of-record (RFC 3261 §10.2, §10.3).
 //!
-//! Contract: a `dashmap` sharded concurrent map from [`AorKey`] to a `SmallVec` of compact
-//! [`Binding`]s, shared by every shard thread. [`Store::modify`] runs a closure on one AOR's live
+//! Contract: `dashmap` sharded concurrent maps from [`AorKey`] to a `SmallVec` of compact
+//! [`Binding`]s, shared by every shard thread. The AORs are split over many small maps
+//! (partitions) by a stable hash, so that [`Store::scan`] can walk them in a fixed order one
+//! partition at a time (the management dump) without holding any lock for long. [`Store::modify`] runs a closure on one AOR's live
 //! bindings under that map shard's write lock — the registrar's §10.3 checks and updates happen
 //! there atomically. Expired bindings are never visible: reads filter on the expiry time and
 //! `modify` purges them before the closure runs; a timer wheel ([`Store::handle_timeout`])
@@ -12,7 +14,7 @@
 mod binding;
 mod wheel;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -29,7 +31,8 @@ pub struct StoreConfig {
     /// Initial capacity in AORs (pre-sized so that shard resizes do not cause latency spikes).
     /// Default 65 536.
     pub capacity: usize,
-    /// Map shards; rounded up to a power of two, at least 4. Default 64 (>= 4x cores).
+    /// Map partitions (each a small `DashMap`); rounded up to a power of two, at least 4.
+    /// Default 256: a scan snapshots one partition's keys at a time, 1/256 of the map.
     pub shards: usize,
     /// Longest binding lifetime in seconds (sizes the expiry wheel). Default 86 400.
     pub max_expires: u32,
@@ -39,7 +42,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             capacity: 1 << 16,
-            shards: 64,
+            shards: 256,
             max_expires: 86_400,
         }
     }
@@ -199,14 +202,21 @@ impl Bindings<'_> {
     }
 }
 
+/// One partition. foldhash: a fast, seeded (HashDoS-resistant) hasher; SipHash showed in
+/// profiles.
+type Map = DashMap<AorKey, List, foldhash::fast::RandomState>;
+
 /// The shared bindings store.
 pub struct Store {
-    /// foldhash: a fast, seeded (HashDoS-resistant) hasher; SipHash showed in profiles.
-    map: DashMap<AorKey, List, foldhash::fast::RandomState>,
+    /// Partition `p` holds the AORs whose [`stable_hash`] has `p` in its top bits.
+    parts: Box<[Map]>,
+    /// 64 - log2(partitions).
+    part_shift: u32,
     wheels: Wheels,
     feed: Option<Arc<dyn ChangeFeed>>,
     aors: AtomicUsize,
     bindings: AtomicUsize,
+    expired: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -221,19 +231,27 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// An empty store without a change feed.
     pub fn new(config: &StoreConfig) -> Self {
-        let shards = config.shards.max(4).next_power_of_two();
+        let parts = config.shards.max(4).next_power_of_two();
+        let hasher = foldhash::fast::RandomState::default();
         Self {
-            map: DashMap::with_capacity_and_hasher_and_shard_amount(
-                config.capacity,
-                foldhash::fast::RandomState::default(),
-                shards,
-            ),
+            // Two lock shards per partition: with >= 256 partitions the locks are uncontended.
+            parts: (0..parts)
+                .map(|_| {
+                    Map::with_capacity_and_hasher_and_shard_amount(
+                        config.capacity / parts,
+                        hasher.clone(),
+                        2,
+                    )
+                })
+                .collect(),
+            part_shift: 64 - parts.trailing_zeros(),
             // A few wheels keep their mutexes uncontended; more would only add per-slot Vec
             // headers and slack (measured at 1M bindings: 64 wheels cost 13 bytes per binding more than 8).
             wheels: Wheels::new(config.max_expires, 8),
             feed: None,
             aors: AtomicUsize::new(0),
             bindings: AtomicUsize::new(0),
+            expired: AtomicU64::new(0),
         }
     }
 
@@ -259,7 +277,7 @@ impl Store {
         let record = self.feed.is_some();
         let run = |list: &mut List| {
             let before = list.len();
-            purge(list, now_secs, record.then_some(&mut events));
+            self.count_expired(purge(list, now_secs, record.then_some(&mut events)));
             let mut view = Bindings {
                 list,
                 events: record.then_some(&mut events),
@@ -270,14 +288,15 @@ impl Store {
             let after = view.list.len();
             (result, scheduled, before, after)
         };
+        let map = self.part(aor);
         // An existing AOR (the common refresh) is found without cloning the key.
-        let (result, scheduled, before, after) = match self.map.get_mut(aor) {
+        let (result, scheduled, before, after) = match map.get_mut(aor) {
             Some(mut entry) => run(entry.value_mut()),
-            None => run(self.map.entry(aor.clone()).or_default().value_mut()),
+            None => run(map.entry(aor.clone()).or_default().value_mut()),
         };
         if after == 0 {
             // Delete only if still empty (another thread may have filled it meanwhile).
-            self.map.remove_if(aor, |_, list| list.is_empty());
+            map.remove_if(aor, |_, list| list.is_empty());
         }
         self.account(before, after);
         for at in scheduled {
@@ -295,7 +314,7 @@ impl Store {
         f: impl FnOnce(&mut dyn Iterator<Item = &Binding>) -> R,
     ) -> Option<R> {
         let now_secs = secs(now);
-        let entry = self.map.get(aor)?;
+        let entry = self.part(aor).get(aor)?;
         let mut live = entry
             .value()
             .iter()
@@ -333,6 +352,17 @@ impl Store {
         self.bindings.load(Ordering::Relaxed)
     }
 
+    /// Bindings removed by expiry since start.
+    pub fn expired_count(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    fn count_expired(&self, n: usize) {
+        if n > 0 {
+            self.expired.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Bulk load (restart): inserts without change events. Skips (returns false) an expired
     /// binding.
     pub fn load(&self, aor: &AorKey, b: &NewBinding<'_>, now: Instant) -> bool {
@@ -342,7 +372,7 @@ impl Store {
         let binding = Binding::pack(b);
         let at = binding.expires_at();
         let before = {
-            let mut entry = self.map.entry(aor.clone()).or_default();
+            let mut entry = self.part(aor).entry(aor.clone()).or_default();
             let before = entry.len();
             entry.push(binding);
             before
@@ -352,18 +382,98 @@ impl Store {
         true
     }
 
+    /// Walks the AORs in a fixed order — ascending ([`stable_hash`] of the AOR, AOR text) —
+    /// starting after `after`, calling `f` with each AOR that passes `filter` and its live
+    /// bindings, for at most `max_aors` AORs. Returns the cursor to continue from, or `None`
+    /// when the walk is complete. `pause` runs after each visited AOR with no lock held (the
+    /// place to block on a slow consumer); returning false stops the walk there (the cursor
+    /// returned then continues after the last visited AOR).
+    ///
+    /// One partition at a time: its matching keys are copied (reference counts, under its read
+    /// locks, briefly), sorted, then each AOR is read under its own lock only while `f` runs.
+    /// Memory is bounded by one partition's keys, not by the store. Every AOR that exists for
+    /// the whole walk is visited exactly once, whatever else changes meanwhile (resizes
+    /// included); AORs added or removed during the walk may or may not be visited.
+    pub fn scan(
+        &self,
+        after: Option<&ScanCursor>,
+        max_aors: usize,
+        now: Instant,
+        filter: &dyn Fn(&str) -> bool,
+        f: &mut dyn FnMut(&AorKey, &mut dyn Iterator<Item = &Binding>),
+        pause: &mut dyn FnMut() -> bool,
+    ) -> Option<ScanCursor> {
+        let cursor = |(hash, aor): &(u64, AorKey)| ScanCursor {
+            hash: *hash,
+            aor: aor.as_str().to_owned(),
+        };
+        let now_secs = secs(now);
+        let first = after.map_or(0, |c| self.part_index(c.hash));
+        let mut budget = max_aors;
+        let mut keys: Vec<(u64, AorKey)> = Vec::new();
+        for p in first..self.parts.len() {
+            if budget == 0 {
+                return keys.last().map(cursor);
+            }
+            let map = self.parts.get(p)?;
+            keys.clear();
+            keys.extend(map.iter().filter_map(|e| {
+                let aor = e.key();
+                if !filter(aor.as_str()) {
+                    return None;
+                }
+                let hash = aor_hash(aor);
+                let later = after.is_none_or(|c| (hash, aor.as_str()) > (c.hash, c.aor.as_str()));
+                later.then(|| (hash, aor.clone()))
+            }));
+            let more = keys.len() > budget;
+            if more {
+                keys.select_nth_unstable_by(budget, |a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                keys.truncate(budget);
+            }
+            keys.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            for key in &keys {
+                if let Some(list) = map.get(&key.1) {
+                    let mut live = list.iter().filter(|b| b.expires_at() > now_secs).peekable();
+                    if live.peek().is_some() {
+                        f(&key.1, &mut live);
+                    }
+                }
+                if !pause() {
+                    return Some(cursor(key));
+                }
+            }
+            budget -= keys.len();
+            if more {
+                return keys.last().map(cursor);
+            }
+        }
+        None
+    }
+
+    fn part_index(&self, hash: u64) -> usize {
+        usize::try_from(hash.checked_shr(self.part_shift).unwrap_or(0)).unwrap_or(0)
+    }
+
+    fn part(&self, aor: &AorKey) -> &Map {
+        let p = self.part_index(aor_hash(aor));
+        // `part_index` is always < parts.len(): the top log2(len) bits of a u64.
+        &self.parts[p]
+    }
+
     fn expire(&self, aor: &AorKey, now_secs: u32) -> usize {
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
-        let Some((before, after)) = self.map.get_mut(aor).map(|mut list| {
+        let map = self.part(aor);
+        let Some((before, after)) = map.get_mut(aor).map(|mut list| {
             let before = list.len();
-            purge(&mut list, now_secs, record.then_some(&mut events));
+            self.count_expired(purge(&mut list, now_secs, record.then_some(&mut events)));
             (before, list.len())
         }) else {
             return 0;
         };
         if after == 0 {
-            self.map.remove_if(aor, |_, list| list.is_empty());
+            map.remove_if(aor, |_, list| list.is_empty());
         }
         self.account(before, after);
         self.deliver(aor, &events);
@@ -401,8 +511,9 @@ impl Store {
     }
 }
 
-/// Removes bindings whose expiry is at or before `now_secs`.
-fn purge(list: &mut List, now_secs: u32, mut events: Option<&mut Events>) {
+/// Removes bindings whose expiry is at or before `now_secs`; returns how many.
+fn purge(list: &mut List, now_secs: u32, mut events: Option<&mut Events>) -> usize {
+    let before = list.len();
     let mut i = 0;
     while let Some(b) = list.get(i) {
         if b.expires_at() <= now_secs {
@@ -414,6 +525,7 @@ fn purge(list: &mut List, now_secs: u32, mut events: Option<&mut Events>) {
             i += 1;
         }
     }
+    before - list.len()
 }
 
 /// Whole seconds as the coarse expiry tick (u32 seconds since the Unix epoch, good to 2106).
@@ -421,9 +533,40 @@ fn secs(now: Instant) -> u32 {
     u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
 }
 
+/// Where a scan stands: the last AOR visited, in scan order. Text form (for HTTP cursors):
+/// 16 hex digits of the hash, `.`, the AOR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanCursor {
+    hash: u64,
+    aor: String,
+}
+
+impl ScanCursor {
+    /// The text form.
+    pub fn encode(&self) -> String {
+        format!("{:016x}.{}", self.hash, self.aor)
+    }
+
+    /// Parses the text form; `None` when malformed.
+    pub fn decode(s: &str) -> Option<Self> {
+        let (hash, aor) = s.split_once('.')?;
+        if hash.len() != 16 {
+            return None;
+        }
+        Some(Self {
+            hash: u64::from_str_radix(hash, 16).ok()?,
+            aor: aor.to_owned(),
+        })
+    }
+}
+
+fn aor_hash(aor: &AorKey) -> u64 {
+    stable_hash(&[aor.as_str().as_bytes()])
+}
+
 /// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).
 fn wheel_index(aor: &AorKey, wheels: usize) -> usize {
-    usize::try_from(stable_hash(&[aor.as_str().as_bytes()])).unwrap_or(0) % wheels
+    usize::try_from(aor_hash(aor)).unwrap_or(0) % wheels
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel
