@@ -68,6 +68,31 @@ pub struct Config {
     pub limits: Limits,
     /// Flood control, lockout, scanners.
     pub security: Security,
+    /// The management HTTP API and metrics.
+    pub management: Management,
+}
+
+/// `[management]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Management {
+    /// Serve the management API (`/metrics`, `/v1/...`, probes). Default true.
+    pub enabled: bool,
+    /// Listen address. Default `127.0.0.1:9060` (loopback: the API can delete bindings).
+    pub listen: SocketAddr,
+    /// File holding the bearer token every endpoint but `/healthz` and `/readyz` requires.
+    /// None = no token (then keep `listen` on loopback).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for Management {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9060)),
+            token_file: None,
+        }
+    }
 }
 
 /// `[security]`.
@@ -314,6 +339,44 @@ impl Config {
     /// The effective configuration as TOML (`sipreg --print-config`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The management server's configuration (reads the token file); `None` when disabled.
+    pub fn management_config(&self) -> Result<Option<crate::mgmt::MgmtConfig>, ConfigError> {
+        let m = &self.management;
+        if !m.enabled {
+            return Ok(None);
+        }
+        let token = match &m.token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let token = text.trim();
+                if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(invalid(
+                        "management.token_file",
+                        format!(
+                            "{}: the token must be at least 16 characters, without spaces",
+                            path.display()
+                        ),
+                    ));
+                }
+                Some(token.to_owned())
+            }
+        };
+        if token.is_none() && !m.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %m.listen,
+                "management API on a non-loopback address without a token: anyone who reaches it can delete bindings"
+            );
+        }
+        Ok(Some(crate::mgmt::MgmtConfig {
+            listen: m.listen,
+            token,
+        }))
     }
 
     /// Is authentication on?

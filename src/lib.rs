@@ -11,18 +11,20 @@
 //! | runtime | [`runtime`] | the only place with sockets, threads, io_uring and the clock |
 //! | transport | [`transport`] | the rustls session wrapper (all rustls use) |
 //! | configuration | [`config`] | TOML + flags -> validated engine and runtime configuration |
+//! | management | [`mgmt`] | HTTP API, Prometheus metrics, binding dump (its own thread; I/O layer like `runtime`) |
 //!
 //! ## The sans-IO contract
-//! Nothing outside `runtime` (and the binary's `main.rs`) touches sockets, threads, the clock
+//! Nothing outside `runtime`, `mgmt` (and the binary's `main.rs`) touches sockets, threads, the clock
 //! or io_uring. Core functions take the current time ([`time::Instant`]), the source address and
 //! the bytes as arguments and return decisions and bytes. `clippy.toml` enforces it with
-//! `disallowed-methods`; only the runtime opts out. This makes the registrar logic testable with
+//! `disallowed-methods`; only the runtime and the management plane opt out. This makes the registrar logic testable with
 //! fabricated time and no sockets, and lets both I/O backends drive the very same engine.
 #![deny(unsafe_code)]
 
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod mgmt;
 pub mod runtime;
 pub mod sip;
 pub mod store;

@@ -1,24 +1,31 @@
-//! `sipreg`: command line -> configuration -> `runtime::run`, then wait for SIGINT/SIGTERM.
+//! `sipreg`: command line -> configuration -> management API, `runtime::run`, then wait for
+//! SIGINT/SIGTERM (SIGHUP reloads). `sipreg ctl ...` is a thin client of the management API.
 #![allow(clippy::disallowed_methods)]
 #![allow(unsafe_code)]
+
+mod ctl;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use sipreg::config::Config;
 use sipreg::engine::Shared;
-use sipreg::runtime::{self, Backend};
+use sipreg::mgmt::{self, Management};
+use sipreg::runtime::{self, Backend, TlsReloader};
+use sipreg::transport::tls::ServerTls;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A carrier-scale SIP registrar. Flags override the configuration file.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML); the embedded default when absent.
     #[arg(short, long)]
     config: Option<PathBuf>,
@@ -55,10 +62,22 @@ struct Cli {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Management API listen address (`off` disables it).
+    #[arg(long)]
+    mgmt: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+enum Command {
+    /// Query and manage a running sipreg through its management API (the kamcmd equivalent).
+    Ctl(ctl::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl(args)) = &cli.command {
+        return ctl::run(args);
+    }
     let mut config = match &cli.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -69,7 +88,10 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
-    apply_flags(&mut config, &cli);
+    if let Err(e) = apply_flags(&mut config, &cli) {
+        eprintln!("sipreg: {e}");
+        return ExitCode::from(2);
+    }
     if cli.print_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
@@ -89,7 +111,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn apply_flags(config: &mut Config, cli: &Cli) {
+impl Cli {
+    /// The flags a reload re-applies (the subcommand is irrelevant there).
+    fn clone_args(&self) -> Self {
+        Self {
+            command: None,
+            ..self.clone()
+        }
+    }
+}
+
+fn apply_flags(config: &mut Config, cli: &Cli) -> Result<(), String> {
     if let Some(b) = cli.backend {
         config.runtime.backend = b;
     }
@@ -116,6 +148,17 @@ fn apply_flags(config: &mut Config, cli: &Cli) {
     if cli.no_pin {
         config.runtime.pin = false;
     }
+    match cli.mgmt.as_deref() {
+        None => {}
+        Some("off") => config.management.enabled = false,
+        Some(addr) => {
+            config.management.enabled = true;
+            config.management.listen = addr
+                .parse()
+                .map_err(|_| format!("--mgmt: {addr:?} is not an address (or `off`)"))?;
+        }
+    }
+    Ok(())
 }
 
 fn random_bytes() -> [u8; 40] {
@@ -133,6 +176,7 @@ fn random_bytes() -> [u8; 40] {
 fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let engine_config = config.engine_config(random_bytes())?;
     let runtime_config = config.runtime_config()?;
+    let mgmt_config = config.management_config()?;
     let auth = match &engine_config.auth {
         Some(a) => format!("digest (realm {:?}, {})", a.realm, a.algorithms.join(", ")),
         None => {
@@ -144,15 +188,37 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     warn_host_settings();
     let shared = Arc::new(Shared::new(engine_config)?);
-    // Block SIGINT/SIGTERM/SIGHUP before the shards start so that only this thread gets them.
+    // Block SIGINT/SIGTERM/SIGHUP before any thread starts so that only this thread gets them.
     let signals = block_signals();
+    // The management API comes first (/healthz answers while bindings load; /readyz once the
+    // SIP listeners are open).
+    let tls: Arc<OnceLock<TlsReloader>> = Arc::new(OnceLock::new());
+    let ctx = {
+        let (cli_args, shared, tls) = (cli.clone_args(), Arc::clone(&shared), Arc::clone(&tls));
+        mgmt::Context::new(
+            Arc::clone(&shared),
+            Box::new(move || reload(&cli_args, &shared, tls.get()).map_err(|e| e.to_string())),
+        )
+    };
+    let management = mgmt_config
+        .map(|m| {
+            Management::start(&m, Arc::clone(&ctx))
+                .map_err(|e| format!("management API on {}: {e}", m.listen))
+        })
+        .transpose()?;
     let server = runtime::run(runtime_config, Arc::clone(&shared))?;
+    let _ = tls.set(server.tls_reloader());
+    ctx.set_ready(mgmt::ServerInfo {
+        backend: server.backend(),
+        shards: server.stats().to_vec(),
+    });
     tracing::info!(
         backend = ?server.backend(),
         shards = server.stats().len(),
         udp = ?server.udp_addrs(),
         tcp = ?server.tcp_addrs(),
         tls = ?server.tls_addrs(),
+        management = ?management.as_ref().map(Management::local_addr),
         auth = %auth,
         "sipreg started"
     );
@@ -161,7 +227,7 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         if signal != libc::SIGHUP {
             break signal;
         }
-        match reload(cli, &shared, &server) {
+        match reload(&cli.clone_args(), &shared, tls.get()) {
             Ok(what) => tracing::info!(reloaded = %what, "configuration reloaded (SIGHUP)"),
             Err(e) => {
                 tracing::error!(error = %e, "reload refused, the previous configuration stays in force")
@@ -169,43 +235,41 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     tracing::info!(signal, "stopping");
+    if let Some(m) = management {
+        m.shutdown();
+    }
     server.shutdown()?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGHUP: re-reads the configuration file (flags still override it) and replaces the
-/// credentials and the TLS certificate without touching bindings or open connections. Any
-/// error leaves everything as it was.
+/// SIGHUP and `POST /v1/reload`: re-reads the configuration file (flags still override it) and
+/// applies limits, registrar policy, defences, credentials and the TLS certificate without
+/// touching bindings or open connections. Any error leaves everything as it was.
 fn reload(
     cli: &Cli,
     shared: &Shared,
-    server: &runtime::Server,
+    tls: Option<&TlsReloader>,
 ) -> Result<String, Box<dyn std::error::Error>> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    apply_flags(&mut config, cli);
-    // Validate everything before changing anything.
+    apply_flags(&mut config, cli)?;
+    // Validate everything before changing anything: the new certificate is loaded first and
+    // swapped in only after the engine accepted its part.
     let engine = config.engine_config(random_bytes())?;
     let runtime = config.runtime_config()?;
-    let credentials = match (&engine.auth, shared.authenticator()) {
-        (Some(a), Some(_)) => Some(sipreg::auth::Credentials::parse(
-            &a.credentials_text,
-            &a.credentials_name,
-        )?),
-        (None, None) => None,
-        _ => return Err("turning authentication on or off needs a restart".into()),
+    let certificate = match (&runtime.tls_files, tls) {
+        (Some(f), Some(t)) if t.enabled() => Some((
+            t,
+            ServerTls::from_pem_files_with(&f.cert, &f.key, &runtime.client_auth)?,
+        )),
+        _ => None,
     };
-    let mut done = Vec::new();
-    if !server.tls_addrs().is_empty() && runtime.tls_files.is_some() {
-        let fingerprint = server.reload_tls(runtime.tls_files.as_ref(), &runtime.client_auth)?;
-        done.push(format!("TLS certificate {fingerprint}"));
-    }
-    if let (Some(c), Some(auth)) = (credentials, shared.authenticator()) {
-        done.push(format!("{} credentials", c.len()));
-        auth.set_credentials(c);
+    let mut done = vec![shared.reload(engine)?];
+    if let Some((t, certificate)) = certificate {
+        done.push(format!("TLS certificate {}", t.install(certificate)));
     }
     Ok(done.join(", "))
 }

@@ -290,6 +290,14 @@ impl Authenticator {
         *slot = Arc::new(credentials);
     }
 
+    /// How many credentials are in force.
+    pub fn credentials_len(&self) -> usize {
+        self.credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     fn source(&self, ip: IpAddr) -> Option<IpAddr> {
         self.config.bind_nonce_to_source.then_some(ip)
     }

@@ -162,14 +162,24 @@ pub enum Admit {
     Refuse,
 }
 
+/// The defences' settings (reloadable: the engine passes the ones in force with every call,
+/// the tables below survive a reload).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Per-source flood control; `None` = off.
+    pub rate: Option<RateLimit>,
+    /// Brute-force lockout; `None` = off.
+    pub lockout: Option<Lockout>,
+    /// Drop requests from known scanner User-Agents.
+    pub drop_scanners: bool,
+}
+
 /// Shared state of the defences. Each table holds at most `MAX_ENTRIES`; idle entries are
 /// swept by `handle_timeout`, and when a table is full new sources are not tracked (they are
 /// admitted: a flood from more distinct sources than the table holds is a job for the network
 /// edge, and refusing unknown sources would lock out legitimate users).
+#[derive(Default)]
 pub struct Guard {
-    rate: Option<RateLimit>,
-    lockout: Option<Lockout>,
-    drop_scanners: bool,
     buckets: DashMap<IpAddr, Bucket>,
     users: DashMap<Box<[u8]>, Failures>,
     ips: DashMap<IpAddr, Failures>,
@@ -180,33 +190,20 @@ const MAX_ENTRIES: usize = 1 << 20;
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("rate", &self.rate)
-            .field("lockout", &self.lockout)
+            .field("sources", &self.buckets.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Guard {
-    /// A new guard; `None` turns a defence off.
-    pub fn new(rate: Option<RateLimit>, lockout: Option<Lockout>, drop_scanners: bool) -> Self {
-        Self {
-            rate,
-            lockout,
-            drop_scanners,
-            buckets: DashMap::new(),
-            users: DashMap::new(),
-            ips: DashMap::new(),
-        }
-    }
-
     /// Scanner check (on by default).
-    pub fn drops_scanner(&self, user_agent: &[u8]) -> bool {
-        self.drop_scanners && is_scanner(user_agent)
+    pub fn drops_scanner(s: &Settings, user_agent: &[u8]) -> bool {
+        s.drop_scanners && is_scanner(user_agent)
     }
 
     /// Flood check for one request from `ip`.
-    pub fn admit(&self, now: Instant, ip: IpAddr) -> Admit {
-        let Some(r) = &self.rate else {
+    pub fn admit(&self, s: &Settings, now: Instant, ip: IpAddr) -> Admit {
+        let Some(r) = &s.rate else {
             return Admit::Yes;
         };
         if r.allow.iter().any(|c| c.contains(ip)) {
@@ -246,15 +243,15 @@ impl Guard {
     }
 
     /// Allow-listed sources (edge proxies carry many users: never locked out by IP).
-    fn trusted(&self, ip: IpAddr) -> bool {
-        self.rate
+    fn trusted(s: &Settings, ip: IpAddr) -> bool {
+        s.rate
             .as_ref()
             .is_some_and(|r| r.allow.iter().any(|c| c.contains(ip)))
     }
 
     /// Is this user or source locked out?
-    pub fn locked(&self, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
-        if self.lockout.is_none() {
+    pub fn locked(&self, s: &Settings, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
+        if s.lockout.is_none() {
             return false;
         }
         let now_ms = now.as_millis();
@@ -262,7 +259,7 @@ impl Guard {
             .and_then(|u| self.users.get(u))
             .is_some_and(|f| now_ms < f.locked_until_ms);
         user_locked
-            || (!self.trusted(ip)
+            || (!Self::trusted(s, ip)
                 && self
                     .ips
                     .get(&ip)
@@ -270,8 +267,14 @@ impl Guard {
     }
 
     /// Records a failed digest response; returns true when this failure locked the user or IP.
-    pub fn record_failure(&self, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
-        let Some(l) = &self.lockout else { return false };
+    pub fn record_failure(
+        &self,
+        s: &Settings,
+        now: Instant,
+        user: Option<&[u8]>,
+        ip: IpAddr,
+    ) -> bool {
+        let Some(l) = &s.lockout else { return false };
         let now_ms = now.as_millis();
         let bump = |f: &mut Failures| -> bool {
             if now_ms.saturating_sub(f.window_start_ms) > u64::from(l.window_secs) * 1000 {
@@ -291,7 +294,7 @@ impl Guard {
             locked_until_ms: 0,
         };
         let mut locked = false;
-        if !self.trusted(ip) && (self.ips.len() < MAX_ENTRIES || self.ips.contains_key(&ip)) {
+        if !Self::trusted(s, ip) && (self.ips.len() < MAX_ENTRIES || self.ips.contains_key(&ip)) {
             locked |= bump(&mut self.ips.entry(ip).or_insert_with(fresh));
         }
         if let Some(u) = user {
@@ -319,6 +322,37 @@ impl Guard {
 mod tests {
     use super::*;
 
+    /// A guard with fixed settings.
+    struct G(Guard, Settings);
+
+    impl G {
+        fn new(rate: Option<RateLimit>, lockout: Option<Lockout>, drop_scanners: bool) -> Self {
+            Self(
+                Guard::default(),
+                Settings {
+                    rate,
+                    lockout,
+                    drop_scanners,
+                },
+            )
+        }
+        fn admit(&self, now: Instant, ip: IpAddr) -> Admit {
+            self.0.admit(&self.1, now, ip)
+        }
+        fn locked(&self, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
+            self.0.locked(&self.1, now, user, ip)
+        }
+        fn record_failure(&self, now: Instant, user: Option<&[u8]>, ip: IpAddr) -> bool {
+            self.0.record_failure(&self.1, now, user, ip)
+        }
+        fn drops_scanner(&self, user_agent: &[u8]) -> bool {
+            Guard::drops_scanner(&self.1, user_agent)
+        }
+        fn handle_timeout(&self, now: Instant) {
+            self.0.handle_timeout(now);
+        }
+    }
+
     fn t(ms: u64) -> Instant {
         Instant::from_millis(1_700_000_000_000 + ms)
     }
@@ -344,7 +378,7 @@ mod tests {
 
     #[test]
     fn token_bucket_bans_and_recovers() {
-        let g = Guard::new(
+        let g = G::new(
             Some(RateLimit {
                 per_second: 10,
                 burst: 5,
@@ -368,7 +402,7 @@ mod tests {
             Admit::Yes,
             "ban over, tokens refilled"
         );
-        let allow = Guard::new(
+        let allow = G::new(
             Some(RateLimit {
                 per_second: 1,
                 burst: 1,
@@ -382,7 +416,7 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(allow.admit(t(0), ip), Admit::Yes);
         }
-        let refuse = Guard::new(
+        let refuse = G::new(
             Some(RateLimit {
                 per_second: 1,
                 burst: 1,
@@ -399,7 +433,7 @@ mod tests {
 
     #[test]
     fn lockout_per_user_and_ip() {
-        let g = Guard::new(
+        let g = G::new(
             None,
             Some(Lockout {
                 failures: 3,
@@ -428,7 +462,7 @@ mod tests {
         assert!(!g.locked(t(7), Some(b"bob"), "203.0.113.1".parse().unwrap()));
         assert!(!g.locked(t(36_100), Some(b"alice"), ip), "lock expires");
         // Failures outside the window do not accumulate.
-        let g = Guard::new(
+        let g = G::new(
             None,
             Some(Lockout {
                 failures: 1,
@@ -448,13 +482,13 @@ mod tests {
         assert!(is_scanner(b"sipcli/v1.8"));
         assert!(!is_scanner(b"Yealink SIP-T46S 66.86.0.15"));
         assert!(!is_scanner(b""));
-        let off = Guard::new(None, None, false);
+        let off = G::new(None, None, false);
         assert!(!off.drops_scanner(b"friendly-scanner"));
     }
 
     #[test]
     fn sweep_forgets_idle_sources() {
-        let g = Guard::new(
+        let g = G::new(
             Some(RateLimit {
                 allow: vec![],
                 ..RateLimit::default()
@@ -466,8 +500,11 @@ mod tests {
         g.admit(t(0), ip);
         g.record_failure(t(0), Some(b"x"), ip);
         g.handle_timeout(t(60_000));
-        assert_eq!((g.buckets.len(), g.users.len()), (1, 1));
+        assert_eq!((g.0.buckets.len(), g.0.users.len()), (1, 1));
         g.handle_timeout(t(400_000));
-        assert_eq!((g.buckets.len(), g.users.len(), g.ips.len()), (0, 0, 0));
+        assert_eq!(
+            (g.0.buckets.len(), g.0.users.len(), g.0.ips.len()),
+            (0, 0, 0)
+        );
     }
 }

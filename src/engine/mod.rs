@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::auth::{Algorithm, AuthConfig, Authenticator, Credentials};
@@ -125,11 +126,65 @@ impl Default for EngineConfig {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// State shared by every shard's [`Engine`]: configuration, bindings store, authenticator.
-pub struct Shared {
+/// The reloadable part of the configuration, validated, with what the hot path derives from it.
+/// Each [`Engine`] keeps the one in force and picks up a new one at its next input after
+/// [`Shared::reload`] (one relaxed atomic load per input).
+#[derive(Debug)]
+pub struct Policy {
     config: EngineConfig,
     limits: sip::Limits,
     domains: Vec<String>,
+    guard: guard::Settings,
+}
+
+impl Policy {
+    fn new(config: EngineConfig) -> Result<Self, ConfigError> {
+        validate(&config)?;
+        Ok(Self {
+            limits: sip::Limits {
+                max_message_size: config.max_message_size,
+                max_headers: config.max_headers,
+                max_contacts: config.max_contacts_per_request,
+            },
+            domains: config
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            guard: guard::Settings {
+                rate: config.rate_limit.clone(),
+                lockout: config.lockout.clone(),
+                drop_scanners: config.drop_scanners,
+            },
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Parser limits derived from the configuration.
+    pub fn limits(&self) -> &sip::Limits {
+        &self.limits
+    }
+
+    /// Is `host` (as written in a URI) one of our domains? Any host when none are configured.
+    fn serves(&self, host: &[u8]) -> bool {
+        self.domains.is_empty()
+            || self
+                .domains
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+    }
+}
+
+/// State shared by every shard's [`Engine`]: configuration, bindings store, authenticator.
+pub struct Shared {
+    policy: Mutex<Arc<Policy>>,
+    /// Bumped by every reload; engines compare it with the generation they hold.
+    generation: AtomicU64,
     store: Arc<Store>,
     auth: Option<Authenticator>,
     guard: guard::Guard,
@@ -138,7 +193,7 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("config", &self.config)
+            .field("policy", &self.policy())
             .field("auth", &self.auth.is_some())
             .finish_non_exhaustive()
     }
@@ -156,42 +211,73 @@ impl Shared {
         config: EngineConfig,
         feed: Option<Arc<dyn ChangeFeed>>,
     ) -> Result<Self, ConfigError> {
-        validate(&config)?;
         let store_config = StoreConfig {
             capacity: config.store_capacity,
             shards: config.store_shards,
             max_expires: config.max_expires,
         };
+        let auth = config.auth.as_ref().map(build_authenticator).transpose()?;
+        let policy = Policy::new(config)?;
         let store = match feed {
             Some(feed) => Store::with_feed(&store_config, feed),
             None => Store::new(&store_config),
         };
-        let auth = config.auth.as_ref().map(build_authenticator).transpose()?;
         Ok(Self {
-            limits: sip::Limits {
-                max_message_size: config.max_message_size,
-                max_headers: config.max_headers,
-                max_contacts: config.max_contacts_per_request,
-            },
-            domains: config
-                .domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
+            policy: Mutex::new(Arc::new(policy)),
+            generation: AtomicU64::new(0),
             store: Arc::new(store),
             auth,
-            guard: guard::Guard::new(
-                config.rate_limit.clone(),
-                config.lockout.clone(),
-                config.drop_scanners,
-            ),
-            config,
+            guard: guard::Guard::default(),
         })
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the configuration without touching bindings or defence state: limits, expiry
+    /// bounds, domains, defences and the credentials take effect at each engine's next input.
+    /// Everything is validated first; on error nothing changes. Settings fixed at start
+    /// (authentication on/off, realm, algorithms, nonce settings, store sizing) must be
+    /// unchanged. Returns what was reloaded, for the log.
+    pub fn reload(&self, config: EngineConfig) -> Result<String, ConfigError> {
+        let current = self.policy();
+        let old = current.config();
+        let restart = |field: &str| {
+            Err(ConfigError(format!(
+                "{field}: changing it needs a restart (the running value stays in force)"
+            )))
+        };
+        if old.store_capacity != config.store_capacity || old.store_shards != config.store_shards {
+            return restart("registrar store sizing");
+        }
+        let credentials = match (&old.auth, &config.auth, &self.auth) {
+            (None, None, _) => None,
+            (Some(o), Some(n), Some(auth)) => {
+                if o.realm != n.realm
+                    || o.algorithms != n.algorithms
+                    || o.nonce_lifetime != n.nonce_lifetime
+                    || o.bind_nonce_to_source != n.bind_nonce_to_source
+                    || o.one_time_nonces != n.one_time_nonces
+                {
+                    return restart("auth (realm, algorithms, nonce settings)");
+                }
+                let c = Credentials::parse(&n.credentials_text, &n.credentials_name)
+                    .map_err(|e| ConfigError(e.to_string()))?;
+                Some((auth, c))
+            }
+            _ => return restart("auth.credentials (turning authentication on or off)"),
+        };
+        let policy = Policy::new(config)?;
+        let mut done = vec!["limits and registrar policy".to_owned()];
+        if let Some((auth, c)) = credentials {
+            done.push(format!("{} credentials", c.len()));
+            auth.set_credentials(c);
+        }
+        *self.policy.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(done.join(", "))
     }
 
     /// The bindings store.
@@ -202,20 +288,6 @@ impl Shared {
     /// The digest authenticator, when authentication is on.
     pub fn authenticator(&self) -> Option<&Authenticator> {
         self.auth.as_ref()
-    }
-
-    /// Parser limits derived from the configuration.
-    pub fn limits(&self) -> &sip::Limits {
-        &self.limits
-    }
-
-    /// Is `host` (as written in a URI) one of our domains? Any host when none are configured.
-    fn serves(&self, host: &[u8]) -> bool {
-        self.domains.is_empty()
-            || self
-                .domains
-                .iter()
-                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
     }
 }
 
@@ -364,11 +436,52 @@ pub struct Stats {
     pub scanner_drops: u64,
     /// Requests answered 401 without verification because the user or source was locked out.
     pub lockouts: u64,
+    /// Responses to REGISTER by status: `REGISTER_STATUSES[i]` counts in slot `i`, any other
+    /// status in the last slot.
+    pub register_responses: [u64; REGISTER_STATUSES.len() + 1],
+}
+
+/// The statuses counted one by one in [`Stats::register_responses`] (a fixed set keeps metric
+/// label cardinality bounded).
+pub const REGISTER_STATUSES: [u16; 13] = [
+    200, 400, 401, 403, 404, 413, 416, 420, 423, 500, 503, 505, 513,
+];
+
+impl Stats {
+    /// Adds another engine's counters (totals over shards).
+    pub fn add(&mut self, o: &Self) {
+        self.requests += o.requests;
+        self.registered += o.registered;
+        self.challenges += o.challenges;
+        self.auth_failures += o.auth_failures;
+        self.rejected += o.rejected;
+        self.dropped += o.dropped;
+        self.keepalives += o.keepalives;
+        self.flood_drops += o.flood_drops;
+        self.scanner_drops += o.scanner_drops;
+        self.lockouts += o.lockouts;
+        for (a, b) in self.register_responses.iter_mut().zip(o.register_responses) {
+            *a += b;
+        }
+    }
+
+    fn count_register(&mut self, code: u16) {
+        let slot = REGISTER_STATUSES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(REGISTER_STATUSES.len());
+        if let Some(n) = self.register_responses.get_mut(slot) {
+            *n += 1;
+        }
+    }
 }
 
 /// Per-shard registrar engine.
 pub struct Engine {
     shared: Arc<Shared>,
+    /// The policy in force for this engine, and the reload generation it came from.
+    policy: Arc<Policy>,
+    generation: u64,
     /// Reused response buffer: one datagram response, or every response produced by one
     /// `handle_stream` call (they all go to the same connection).
     out: Vec<u8>,
@@ -394,6 +507,8 @@ impl Engine {
     /// A shard's engine over the shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
         Self {
+            policy: shared.policy(),
+            generation: shared.generation.load(Ordering::Acquire),
             shared,
             out: Vec::with_capacity(4096),
             dest: None,
@@ -414,20 +529,29 @@ impl Engine {
         &self.stats
     }
 
+    /// Picks up a reloaded policy (one relaxed load when nothing changed).
+    fn refresh_policy(&mut self) {
+        if self.shared.generation.load(Ordering::Relaxed) != self.generation {
+            self.generation = self.shared.generation.load(Ordering::Acquire);
+            self.policy = self.shared.policy();
+        }
+    }
+
     /// Handles one UDP datagram. Trailing octets after the message are ignored (RFC 4475
     /// §3.1.1.8); unparseable datagrams and responses are dropped and counted.
     pub fn handle_datagram(&mut self, now: Instant, meta: &Meta, bytes: &[u8]) {
+        self.refresh_policy();
         self.out.clear();
         self.dest = None;
         // Datagrams are bounded by the receive buffer; the size limit is applied after parsing
         // so an oversized request still gets its 513.
         let limits = sip::Limits {
             max_message_size: usize::MAX,
-            ..self.shared.limits
+            ..self.policy.limits
         };
         match sip::parse_datagram(bytes, &limits) {
             Ok(Message::Request(req)) => {
-                let too_large = req.as_bytes().len() > self.shared.limits.max_message_size;
+                let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
                 if let Some(dest) = self.process(now, meta, &req, too_large) {
                     self.dest = Some((dest, None));
                 }
@@ -441,6 +565,7 @@ impl Engine {
     /// queued for one `poll_transmit`.
     #[must_use]
     pub fn handle_stream(&mut self, now: Instant, meta: &Meta, bytes: &[u8]) -> StreamStatus {
+        self.refresh_policy();
         self.out.clear();
         self.dest = None;
         let mut consumed = 0;
@@ -462,7 +587,7 @@ impl Engine {
                 }
                 sip::Status::Complete(None) => {}
             }
-            match sip::parse_stream(rest, &self.shared.limits) {
+            match sip::parse_stream(rest, &self.policy.limits) {
                 Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
                 Ok(sip::Status::Complete((msg, n))) => {
                     consumed += n;
@@ -494,7 +619,8 @@ impl Engine {
         let Some(aors) = self.flows.remove(&conn) else {
             return;
         };
-        if !self.shared.config.remove_on_close {
+        self.refresh_policy();
+        if !self.policy.config.remove_on_close {
             return;
         }
         for aor in &aors {
@@ -525,6 +651,7 @@ impl Engine {
     /// Housekeeping: expires due bindings. Safe to call from every shard (the store sweeps each
     /// slot once).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.refresh_policy();
         self.shared.store.handle_timeout(now);
         self.shared.guard.handle_timeout(now);
     }
@@ -555,7 +682,11 @@ impl Engine {
             Some(Ok(top_via)) => response_destination(meta, &top_via),
             Some(Err(_)) => meta.source,
         };
-        match self.shared.guard.admit(now, meta.source.ip()) {
+        match self
+            .shared
+            .guard
+            .admit(&self.policy.guard, now, meta.source.ip())
+        {
             guard::Admit::Yes => {}
             guard::Admit::Drop => {
                 self.stats.flood_drops += 1;
@@ -569,11 +700,10 @@ impl Engine {
                 return Some(dest);
             }
         }
-        if self
-            .shared
-            .guard
-            .drops_scanner(req.header(sip::HeaderName::UserAgent).unwrap_or_default())
-        {
+        if guard::Guard::drops_scanner(
+            &self.policy.guard,
+            req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
+        ) {
             self.stats.scanner_drops += 1;
             return None;
         }
@@ -612,6 +742,9 @@ impl Engine {
         code: sip::StatusCode,
         reason: Option<&str>,
     ) -> sip::ResponseWriter<'o> {
+        if req.method() == sip::Method::REGISTER {
+            self.stats.count_register(code.0);
+        }
         let tag = to_tag(req);
         if self.date.0 != now.as_secs() || self.date.1.is_empty() {
             self.date.0 = now.as_secs();
@@ -621,7 +754,7 @@ impl Engine {
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
         let mut w =
             sip::ResponseWriter::new(&mut self.out, code, reason, req, &tag, Some(meta.source));
-        w.header("Server", self.shared.config.server.as_bytes());
+        w.header("Server", self.policy.config.server.as_bytes());
         w.header("Date", &self.date.1);
         w
     }

@@ -126,14 +126,15 @@ fn register(
     start: usize,
 ) -> Result<Done, Failed> {
     let shared = eng.shared.clone();
-    let cfg = &shared.config;
+    let policy = eng.policy.clone();
+    let cfg = &policy.config;
 
     // Step 1: the Request-URI names a domain we serve. It carries no headers (§19.1.5,
     // RFC 4475 §3.1.2.11).
     if !ruri.headers.is_empty() {
         return Err(fail(Error::Parse(sip::Error::BadUri)));
     }
-    if !shared.serves(ruri.host) {
+    if !policy.serves(ruri.host) {
         return Err(fail(Error::DomainNotServed));
     }
 
@@ -152,7 +153,7 @@ fn register(
             let selected = auth.select(req.headers_named(HeaderName::Authorization));
             let claimed = selected.username();
             // A locked user or source gets the same 401 as a wrong password (no oracle).
-            let verdict = if shared.guard.locked(now, claimed, ip) {
+            let verdict = if shared.guard.locked(&policy.guard, now, claimed, ip) {
                 eng.stats.lockouts += 1;
                 Verdict::Challenge {
                     stale: false,
@@ -167,7 +168,7 @@ fn register(
                     eng.stats.challenges += 1;
                     if matches!(failure, Failure::WrongResponse | Failure::UnknownUser) {
                         eng.stats.auth_failures += 1;
-                        shared.guard.record_failure(now, claimed, ip);
+                        shared.guard.record_failure(&policy.guard, now, claimed, ip);
                         // One line per failure for fail2ban (tuning/fail2ban/).
                         tracing::warn!(
                             target: "sipreg::auth",
@@ -193,7 +194,7 @@ fn register(
     if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
         return Err(fail(Error::ToNotSipUri));
     }
-    if !shared.serves(to.uri.host) {
+    if !policy.serves(to.uri.host) {
         return Err(fail(Error::AorNotFound));
     }
     eng.aor.clear();

@@ -1327,3 +1327,65 @@ fn overloaded_shard_answers_503_to_registers() {
     h.meta.overloaded = false;
     assert_eq!(h.expect(&Reg::new("busy").bytes()).code, 200);
 }
+
+#[test]
+fn reload_changes_policy_and_keeps_bindings() {
+    let mut h = Harness::open();
+    assert_eq!(h.expect(&Reg::new("alice").bytes()).code, 200);
+    let shared = Arc::clone(h.engine.shared());
+    // Invalid: refused, nothing changes.
+    let bad = EngineConfig {
+        domains: vec!["example.com".into()],
+        min_expires: 9000,
+        ..EngineConfig::default()
+    };
+    assert!(shared.reload(bad).unwrap_err().0.contains("min_expires"));
+    let short = Reg::new("alice").cseq(2).header("Expires: 100");
+    assert_eq!(h.expect(&short.bytes()).code, 200);
+    // Valid: in force at the engine's next input; the binding survived.
+    let strict = EngineConfig {
+        domains: vec!["example.com".into()],
+        min_expires: 600,
+        max_contacts: 1,
+        ..EngineConfig::default()
+    };
+    assert!(shared.reload(strict).is_ok());
+    let r = h.expect(&Reg::new("alice").cseq(3).header("Expires: 100").bytes());
+    assert_eq!((r.code, r.header("Min-Expires")), (423, Some("600".into())));
+    let r = h.expect(&Reg::new("alice").cseq(4).contacts(&[]).bytes());
+    assert_eq!(r.contact_uris(), ["sip:alice@192.0.2.201:5060"]);
+    let two = Reg::new("bob").contacts(&["<sip:b@192.0.2.1>", "<sip:b@192.0.2.2>"]);
+    assert_eq!(h.expect(&two.bytes()).code, 503, "max_contacts 1");
+    // Settings fixed at start are refused.
+    let auth = auth_config(&["example.com"], "example.com", &[("bob", "pw")]);
+    assert!(shared.reload(auth).unwrap_err().0.contains("restart"));
+    let resized = EngineConfig {
+        store_shards: 1024,
+        ..EngineConfig::default()
+    };
+    assert!(shared.reload(resized).unwrap_err().0.contains("restart"));
+}
+
+#[test]
+fn reload_swaps_credentials_or_refuses_a_broken_file() {
+    let cfg = auth_config(&["example.com"], "example.com", &[("alice", "old")]);
+    let shared = Shared::new(cfg.clone()).unwrap();
+    let mut broken = cfg.clone();
+    if let Some(a) = broken.auth.as_mut() {
+        a.credentials_text.push_str("not a credentials line\n");
+    }
+    assert!(shared.reload(broken).is_err());
+    let auth = shared.authenticator().unwrap();
+    assert!(auth.credentials_len() == 1);
+    let mut more = cfg.clone();
+    if let Some(a) = more.auth.as_mut() {
+        a.credentials_text.push_str("bob:example.com:plain:pw\n");
+    }
+    assert!(shared.reload(more).unwrap().contains("2 credentials"));
+    assert!(auth.credentials_len() == 2);
+    let mut realm = cfg;
+    if let Some(a) = realm.auth.as_mut() {
+        a.realm = "elsewhere".into();
+    }
+    assert!(shared.reload(realm).unwrap_err().0.contains("realm"));
+}

@@ -214,17 +214,12 @@ impl Server {
         files: Option<&TlsFiles>,
         client: &ClientAuth,
     ) -> Result<String, RunError> {
-        let Some(slot) = &self.tls_slot else {
-            return Err(RunError::Io(io::Error::other("TLS is not enabled")));
-        };
-        let tls = match files {
-            Some(f) => ServerTls::from_pem_files_with(&f.cert, &f.key, client)?,
-            None => ServerTls::self_signed_with(&[], client)?,
-        };
-        *slot
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&tls.config);
-        Ok(tls.fingerprint)
+        self.tls_reloader().reload(files, client)
+    }
+
+    /// A handle that reloads the TLS certificate from any thread (the management API).
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader(self.tls_slot.clone())
     }
 
     /// Per-shard counters.
@@ -248,6 +243,51 @@ impl Server {
             }
         }
         result
+    }
+}
+
+/// Replaces the certificate new TLS connections get (see [`Server::reload_tls`]).
+#[derive(Clone)]
+pub struct TlsReloader(Option<worker::TlsSlot>);
+
+impl std::fmt::Debug for TlsReloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReloader")
+            .field("enabled", &self.0.is_some())
+            .finish()
+    }
+}
+
+impl TlsReloader {
+    /// Is TLS on?
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Loads the new certificate and swaps it in; on error the one in force stays.
+    pub fn reload(
+        &self,
+        files: Option<&TlsFiles>,
+        client: &ClientAuth,
+    ) -> Result<String, RunError> {
+        if self.0.is_none() {
+            return Err(RunError::Io(io::Error::other("TLS is not enabled")));
+        }
+        let tls = match files {
+            Some(f) => ServerTls::from_pem_files_with(&f.cert, &f.key, client)?,
+            None => ServerTls::self_signed_with(&[], client)?,
+        };
+        Ok(self.install(tls))
+    }
+
+    /// Swaps in an already loaded certificate (no-op when TLS is off); returns its fingerprint.
+    pub fn install(&self, tls: ServerTls) -> String {
+        if let Some(slot) = &self.0 {
+            *slot
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&tls.config);
+        }
+        tls.fingerprint
     }
 }
 
@@ -326,7 +366,7 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
     let mut stats = Vec::with_capacity(shards);
     for (index, (udp, listeners)) in per_shard.into_iter().enumerate() {
         let waker = Arc::new(EventFd::new()?);
-        let shard_stats = Arc::new(ShardStats::default());
+        let shard_stats = Arc::new(ShardStats::new(udp.iter().filter_map(inode).collect()));
         let shard = Shard::new(
             index,
             Engine::new(Arc::clone(&shared)),
@@ -339,9 +379,11 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
         )?;
         let pin = cfg.pin.then_some(index % cores);
         let w = Arc::clone(&waker);
+        let shard_tid = Arc::clone(&shard_stats);
         let handle = std::thread::Builder::new()
             .name(format!("sipreg-shard-{index}"))
             .spawn(move || {
+                shard_tid.tid.store(thread_id(), Ordering::Relaxed);
                 if let Some(core) = pin {
                     if !socket::pin_to_core(core) {
                         tracing::warn!(shard = index, core, "could not pin shard thread");
@@ -375,6 +417,23 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
         tls_certificate: tls.as_ref().map(|t| t.certificate.to_vec()),
         tls_fingerprint: tls.map(|t| t.fingerprint),
     })
+}
+
+/// The socket's inode, as listed in /proc/net/udp (for its receive queue in metrics).
+fn inode(socket: &std::net::UdpSocket) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The calling thread's kernel id (0 when /proc is not mounted).
+fn thread_id() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What a backend does for one wakeup of the shared worker loop.

@@ -105,6 +105,8 @@ pub(crate) struct Shard {
     closing_fds: Vec<TcpStream>,
     now: Instant,
     last_tick: std::time::Instant,
+    /// Kernel receive timestamps (ns) of the datagrams handled in this wakeup.
+    received_ns: Vec<u64>,
     pub(crate) stats: Arc<ShardStats>,
 }
 
@@ -144,6 +146,7 @@ impl Shard {
             closing_fds: Vec::new(),
             now: wall_clock(),
             last_tick: std::time::Instant::now(),
+            received_ns: Vec::with_capacity(64),
             stats,
         })
     }
@@ -155,6 +158,13 @@ impl Shard {
 
     /// Called by the backend after it sent the queued replies.
     pub(crate) fn end_batch(&mut self) {
+        if !self.received_ns.is_empty() {
+            let done = wall_clock_ns();
+            for at in self.received_ns.drain(..) {
+                self.stats.latency.observe_ns(done.saturating_sub(at));
+            }
+        }
+        self.stats.publish_engine(self.engine.stats());
         self.sends.clear();
         self.send_buf.clear();
         self.interest.clear();
@@ -181,6 +191,9 @@ impl Shard {
             .at_ns
             .map_or(0, |at| now_ns.saturating_sub(at) / 1_000_000);
         let overloaded = waited_ms > self.cfg.overload_delay.as_millis() as u64;
+        if let Some(at) = received.at_ns {
+            self.received_ns.push(at);
+        }
         if overloaded {
             self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
         }
@@ -298,6 +311,9 @@ impl Shard {
             *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
             self.open += 1;
             self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            if tls {
+                self.stats.tls_connections.fetch_add(1, Ordering::Relaxed);
+            }
             self.interest.push((
                 fd,
                 conn_token(slot, self.generation),
@@ -490,6 +506,9 @@ impl Shard {
             }
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        if conn.tls.is_some() {
+            self.stats.tls_connections.fetch_sub(1, Ordering::Relaxed);
+        }
         self.engine.handle_close(self.now, conn.id);
     }
 
@@ -534,6 +553,12 @@ impl Shard {
     pub(crate) fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }
+}
+
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn wall_clock() -> Instant {

@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods, missing_docs, unreachable_pub)]
 
 mod client;
+mod mgmt;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -40,6 +41,7 @@ fn any_port() -> SocketAddr {
 
 struct TestServer {
     server: Option<Server>,
+    shared: Arc<Shared>,
 }
 
 impl TestServer {
@@ -76,10 +78,11 @@ impl TestServer {
         };
         tweak(&mut engine, &mut rt);
         let shared = Arc::new(Shared::new(engine).expect("valid engine config"));
-        let server = runtime::run(rt, shared).expect("server starts");
+        let server = runtime::run(rt, Arc::clone(&shared)).expect("server starts");
         assert_eq!(server.backend(), backend);
         Self {
             server: Some(server),
+            shared,
         }
     }
 
@@ -433,6 +436,7 @@ fn binary_starts_serves_and_stops_on_sigterm() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sipreg"))
         .arg("--config")
         .arg(&config)
+        .args(["--mgmt", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -617,20 +621,25 @@ fn attacks_while_a_legitimate_user_registers() {
     }
 }
 
-/// Starts the real binary with `config`, returns it and its UDP address (from its start line).
-/// The caller waits for the child.
+/// The real binary, started by [`spawn_binary`].
+struct Binary {
+    child: std::process::Child,
+    /// Its first UDP address.
+    udp: SocketAddr,
+    /// Its management API.
+    mgmt: SocketAddr,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts the real binary with `config` (management API on an ephemeral port), returns it with
+/// its addresses (from its start line). The caller waits for the child.
 #[allow(clippy::zombie_processes)]
-fn spawn_binary(
-    config: &std::path::Path,
-) -> (
-    std::process::Child,
-    SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
+fn spawn_binary(config: &std::path::Path) -> Binary {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sipreg"))
         .arg("--config")
         .arg(config)
+        .args(["--mgmt", "127.0.0.1:0"])
         .env("NO_COLOR", "1")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -652,18 +661,23 @@ fn spawn_binary(
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
             .expect("start line");
         let plain: String = line.chars().filter(|c| !c.is_control()).collect();
-        if let Some(rest) = plain.split("udp=[").nth(1) {
-            let addr = rest
-                .split(']')
-                .next()
-                .unwrap()
+        let field = |name: &str, close: char| -> Option<SocketAddr> {
+            let rest = plain.split(name).nth(1)?;
+            rest.split(close)
+                .next()?
                 .split(',')
-                .next()
-                .unwrap()
+                .next()?
                 .trim()
                 .parse()
-                .unwrap();
-            return (child, addr, rx);
+                .ok()
+        };
+        if let (Some(udp), Some(mgmt)) = (field("udp=[", ']'), field("management=Some(", ')')) {
+            return Binary {
+                child,
+                udp,
+                mgmt,
+                logs: rx,
+            };
         }
     }
 }
@@ -691,7 +705,12 @@ fn sighup_reloads_credentials_and_keeps_bindings() {
         ),
     )
     .unwrap();
-    let (child, addr, logs) = spawn_binary(&config);
+    let Binary {
+        child,
+        udp: addr,
+        logs,
+        ..
+    } = spawn_binary(&config);
     let mut alice = Ua::udp("alice", addr);
     let c = alice.register(&["<sip:alice@192.0.2.1>"], None);
     assert_eq!(

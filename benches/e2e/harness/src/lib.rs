@@ -501,7 +501,11 @@ mod tests {
         };
         let o = parse_search(&report(true)).unwrap().unwrap();
         assert_eq!((o.offered_rate, o.latency.p99_us), (10_000.0, 3000));
-        assert_eq!(parse_search(&report(false)).unwrap(), None, "unconfirmed: no rate");
+        assert_eq!(
+            parse_search(&report(false)).unwrap(),
+            None,
+            "unconfirmed: no rate"
+        );
         assert_eq!(parse_search(&run).unwrap().unwrap().offered_rate, 10_000.0);
         assert!(parse_search("{}").is_err());
     }
