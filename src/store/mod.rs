@@ -125,8 +125,6 @@ type Events = SmallVec<[(Kind, Binding); 2]>;
 pub struct Bindings<'s> {
     list: &'s mut List,
     events: Option<&'s mut Events>,
-    /// Expiry times to schedule in the wheel after the closure.
-    scheduled: SmallVec<[u32; 2]>,
 }
 
 impl Bindings<'_> {
@@ -153,7 +151,6 @@ impl Bindings<'_> {
     /// Adds a binding.
     pub fn push(&mut self, b: &NewBinding<'_>) {
         let binding = Binding::pack(b);
-        self.scheduled.push(binding.expires_at());
         self.record(Kind::Inserted, &binding);
         self.list.push(binding);
     }
@@ -164,7 +161,6 @@ impl Bindings<'_> {
             return;
         }
         let binding = Binding::pack(b);
-        self.scheduled.push(binding.expires_at());
         self.record(Kind::Refreshed, &binding);
         if let Some(slot) = self.list.get_mut(idx) {
             *slot = binding;
@@ -278,19 +274,28 @@ impl Store {
         let run = |list: &mut List| {
             let before = list.len();
             self.count_expired(purge(list, now_secs, record.then_some(&mut events)));
+            let old_min = earliest(list);
             let mut view = Bindings {
                 list,
                 events: record.then_some(&mut events),
-                scheduled: SmallVec::new(),
             };
             let result = f(&mut view);
-            let scheduled = std::mem::take(&mut view.scheduled);
             let after = view.list.len();
-            (result, scheduled, before, after)
+            // The wheel holds an entry at or before each AOR's earliest expiry. A refresh moves
+            // the expiry later, so the existing entry still comes first (its sweep reschedules
+            // at the then-earliest expiry): only a new AOR or an earlier expiry needs an entry.
+            // One entry per AOR instead of one per refresh keeps the wheel's memory bounded by
+            // the AORs, whatever the refresh rate.
+            let schedule = match (old_min, earliest(view.list)) {
+                (None, new) => new,
+                (Some(old), Some(new)) if new < old => Some(new),
+                _ => None,
+            };
+            (result, schedule, before, after)
         };
         let map = self.part(aor);
         // An existing AOR (the common refresh) is found without cloning the key.
-        let (result, scheduled, before, after) = match map.get_mut(aor) {
+        let (result, schedule, before, after) = match map.get_mut(aor) {
             Some(mut entry) => run(entry.value_mut()),
             None => run(map.entry(aor.clone()).or_default().value_mut()),
         };
@@ -299,7 +304,7 @@ impl Store {
             map.remove_if(aor, |_, list| list.is_empty());
         }
         self.account(before, after);
-        for at in scheduled {
+        if let Some(at) = schedule {
             self.wheels.schedule(aor, at);
         }
         self.deliver(aor, &events);
@@ -371,14 +376,17 @@ impl Store {
         }
         let binding = Binding::pack(b);
         let at = binding.expires_at();
-        let before = {
+        let (before, earlier) = {
             let mut entry = self.part(aor).entry(aor.clone()).or_default();
             let before = entry.len();
+            let earlier = earliest(&entry).is_none_or(|m| at < m);
             entry.push(binding);
-            before
+            (before, earlier)
         };
         self.account(before, before + 1);
-        self.wheels.schedule(aor, at);
+        if earlier {
+            self.wheels.schedule(aor, at);
+        }
         true
     }
 
@@ -465,15 +473,19 @@ impl Store {
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
         let map = self.part(aor);
-        let Some((before, after)) = map.get_mut(aor).map(|mut list| {
+        let Some((before, after, next)) = map.get_mut(aor).map(|mut list| {
             let before = list.len();
             self.count_expired(purge(&mut list, now_secs, record.then_some(&mut events)));
-            (before, list.len())
+            (before, list.len(), earliest(&list))
         }) else {
             return 0;
         };
         if after == 0 {
             map.remove_if(aor, |_, list| list.is_empty());
+        }
+        // This AOR's wheel entry was consumed: keep one at its earliest remaining expiry.
+        if let Some(at) = next {
+            self.wheels.schedule(aor, at);
         }
         self.account(before, after);
         self.deliver(aor, &events);
@@ -509,6 +521,11 @@ impl Store {
             feed.on_change(&change);
         }
     }
+}
+
+/// The earliest expiry in a list.
+fn earliest(list: &List) -> Option<u32> {
+    list.iter().map(Binding::expires_at).min()
 }
 
 /// Removes bindings whose expiry is at or before `now_secs`; returns how many.

@@ -444,3 +444,41 @@ fn scan_is_exact_for_aors_that_live_through_concurrent_changes() {
         assert_eq!(seen.iter().filter(|s| *s == aor).count(), 1, "{aor:?}");
     }
 }
+
+#[test]
+fn refreshes_do_not_grow_the_wheel_and_expiry_follows_the_last_refresh() {
+    let (store, log) = logged();
+    let a = AorKey::new("sip:r@example.com");
+    for i in 0..1000 {
+        // Each refresh, one second later, moves the expiry one second later.
+        store.modify(&a, at(T0 + i), |b| {
+            let n = nb("sip:r@1", T0 + i + 60);
+            if b.is_empty() {
+                b.push(&n);
+            } else {
+                b.replace(0, &n);
+            }
+        });
+    }
+    assert_eq!(
+        store.wheels.len(),
+        1,
+        "one entry for the AOR, not one per refresh"
+    );
+    log.take();
+    // The first entry fires at T0 + 60: nothing is due, it moves to the current expiry.
+    assert_eq!(store.handle_timeout(at(T0 + 61)), 0);
+    assert_eq!(store.binding_count(), 1);
+    assert_eq!(store.wheels.len(), 1);
+    assert_eq!(store.handle_timeout(at(T0 + 999 + 59)), 0);
+    assert_eq!(store.handle_timeout(at(T0 + 999 + 60)), 1);
+    assert_eq!(log.take(), vec!["exp sip:r@example.com sip:r@1"]);
+    assert_eq!((store.binding_count(), store.wheels.len()), (0, 0));
+    // An added contact that expires earlier gets its own entry.
+    store.modify(&a, at(T0), |b| b.push(&nb("sip:r@1", T0 + 600)));
+    store.modify(&a, at(T0), |b| b.push(&nb("sip:r@2", T0 + 100)));
+    assert_eq!(store.wheels.len(), 2);
+    assert_eq!(store.handle_timeout(at(T0 + 100)), 1);
+    assert_eq!(store.handle_timeout(at(T0 + 600)), 1);
+    assert_eq!(store.binding_count(), 0);
+}

@@ -1,9 +1,11 @@
 //! Expiry timer wheels: one-second slots in a ring covering the longest binding lifetime.
 //!
-//! Scheduling an expiry pushes `(aor, at)` into slot `at % len`; a refresh pushes a new entry
-//! and leaves the old one stale — sweeping a stale entry finds nothing expired and costs one map
-//! lookup. Several wheels (picked by AOR hash) keep the mutexes uncontended. Sweeping never
-//! holds a wheel lock while it touches the map.
+//! Scheduling an expiry pushes `(aor, at)` into slot `at % len`. The store keeps about one entry
+//! per AOR, at or before its earliest expiry: a refresh pushes nothing (the old entry fires
+//! first, finds nothing expired and reschedules at the AOR's new earliest expiry), so the
+//! wheel's size follows the number of AORs, not the refresh rate. Several wheels (picked by AOR
+//! hash) keep the mutexes uncontended. Sweeping never holds a wheel lock while it touches the
+//! map.
 
 use std::sync::Mutex;
 
@@ -90,6 +92,15 @@ impl Wheels {
                 f(&aor);
             }
         }
+    }
+
+    /// Pending entries in all wheels.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.wheels
+            .iter()
+            .map(|w| w.lock().map_or(0, |w| w.entries))
+            .sum()
     }
 
     /// The first second not swept yet, when anything is scheduled.

@@ -428,15 +428,19 @@ fn ctl_and_reload_against_the_binary() {
     assert!(child.wait().unwrap().success());
 }
 
-/// Dumps 1M bindings while UDP REGISTERs run, and reports the dump rate, the registration rate
-/// with and without a dump running, and the RSS growth during the dump.
-/// `cargo test --release --test it -- --ignored stress_dump --nocapture`
+/// Dumps 1M bindings (or `SIPREG_STRESS_BINDINGS`) while UDP REGISTERs run, and reports the
+/// dump rate, the registration rate with and without a dump running, and the RSS growth during
+/// the dump. `cargo test --release --test it -- --ignored stress_dump --nocapture`
 #[test]
 #[ignore = "stress: 1M bindings"]
 fn stress_dump_1m_bindings_under_load() {
-    const N: usize = 1_000_000;
+    let n: usize = std::env::var("SIPREG_STRESS_BINDINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let server = TestServer::start(sipreg::runtime::Backend::Fallback, false, |e, rt| {
-        e.store_capacity = N + N / 4;
+        e.store_capacity = n + n / 4;
+        e.max_bindings = n + 1000;
         e.rate_limit = None;
         rt.shards = 1;
     });
@@ -449,7 +453,7 @@ fn stress_dump_1m_bindings_under_load() {
             .as_millis() as u64,
     );
     let t = std::time::Instant::now();
-    for i in 0..N {
+    for i in 0..n {
         let aor = sipreg::store::AorKey::new(&format!("sip:user{i}@example.com"));
         let contact = format!("sip:user{i}@192.0.2.{}:5060", i % 250);
         store.load(
@@ -473,7 +477,7 @@ fn stress_dump_1m_bindings_under_load() {
             now,
         );
     }
-    eprintln!("loaded {N} bindings in {:?}", t.elapsed());
+    eprintln!("loaded {n} bindings in {:?}", t.elapsed());
     let ctx = Context::new(Arc::clone(&shared), Box::new(|| Ok(String::new())));
     ctx.set_ready(ServerInfo {
         backend: server.server().backend(),
@@ -591,7 +595,7 @@ fn stress_dump_1m_bindings_under_load() {
         lines as f64 / took.as_secs_f64(),
         (during / idle_rate - 1.0) * 100.0
     );
-    assert!(lines > N, "every binding dumped ({lines})");
+    assert!(lines > n, "every binding dumped ({lines})");
     assert!(
         growth_mib < 64.0,
         "constant memory: grew {growth_mib:.1} MiB"
