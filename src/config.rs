@@ -530,6 +530,8 @@ impl Config {
             idle_timeout: Duration::from_secs(self.limits.idle_timeout.max(1)),
             max_message_size: self.limits.max_message_size,
             overload_delay: Duration::from_millis(self.limits.overload_delay_ms.max(1)),
+            // Set by main.rs when persistence runs in `ack` mode.
+            ack_gate: None,
         })
     }
 }

@@ -71,7 +71,7 @@ pub struct TlsFiles {
 }
 
 /// Runtime settings (from `config.rs`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// UDP listen addresses.
     pub udp: Vec<SocketAddr>,
@@ -101,6 +101,35 @@ pub struct RuntimeConfig {
     /// A datagram that waited longer than this in the socket queue finds the shard overloaded:
     /// REGISTERs are answered 503 + Retry-After instead of processed.
     pub overload_delay: Duration,
+    /// Persistence `ack` mode: responses that acknowledge a change wait until it is durable.
+    pub ack_gate: Option<Arc<dyn AckGate>>,
+}
+
+/// What the runtime needs from persistence in `ack` mode (implemented by
+/// `persist::Persister`): changes get increasing sequence numbers as the engine hands them over
+/// (on the shard thread, through the store's change feed); a response whose request handed over
+/// a change is held until that change's sequence number is durable, then sent. Responses on one
+/// connection stay in order.
+pub trait AckGate: Send + Sync {
+    /// The sequence number of the last change the calling thread handed over (0: none).
+    fn last_enqueued(&self) -> u64;
+    /// Every change up to this sequence number is durable.
+    fn durable(&self) -> u64;
+    /// `wake` is called after each durable point (the shards wake up to release responses).
+    fn add_waker(&self, wake: Box<dyn Fn() + Send + Sync>);
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls)
+            .field("shards", &self.shards)
+            .field("backend", &self.backend)
+            .field("ack_gate", &self.ack_gate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -119,6 +148,7 @@ impl Default for RuntimeConfig {
             idle_timeout: Duration::from_secs(300),
             max_message_size: 65_535,
             overload_delay: Duration::from_millis(500),
+            ack_gate: None,
         }
     }
 }
@@ -403,6 +433,14 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
         threads.push(handle);
         wakers.push(waker);
         stats.push(shard_stats);
+    }
+    if let Some(gate) = &cfg.ack_gate {
+        let wakers = wakers.clone();
+        gate.add_waker(Box::new(move || {
+            for w in &wakers {
+                w.wake();
+            }
+        }));
     }
     Ok(Server {
         udp: udp_addrs,

@@ -4,7 +4,7 @@
 //! replies the shard queued, in one batch per wakeup.
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::ServerConfig;
 
 use super::stats::ShardStats;
-use super::RuntimeConfig;
+use super::{AckGate, RuntimeConfig};
 use crate::engine::{ConnId, Engine, Meta, StreamStatus, Transport};
 use crate::time::Instant;
 use crate::transport::tls::TlsSession;
@@ -79,6 +79,27 @@ struct Conn {
     last_active: std::time::Instant,
     write_interest: bool,
     closing: bool,
+    /// Responses of this connection waiting for durability (`ack` mode): later ones wait too,
+    /// so responses leave in order.
+    held: usize,
+}
+
+/// A response held until the change it acknowledges is durable (persistence `ack` mode).
+struct Held {
+    /// Durable sequence number it waits for.
+    seq: u64,
+    to: HeldTo,
+    bytes: Vec<u8>,
+}
+
+enum HeldTo {
+    Udp {
+        socket: usize,
+        dest: SocketAddr,
+        from: Option<IpAddr>,
+    },
+    /// Plaintext for a connection (encrypted when released).
+    Conn(ConnId),
 }
 
 /// The state of one shard, independent of the backend.
@@ -107,6 +128,9 @@ pub(crate) struct Shard {
     last_tick: std::time::Instant,
     /// Kernel receive timestamps (ns) of the datagrams handled in this wakeup.
     received_ns: Vec<u64>,
+    /// Persistence `ack` mode: responses wait here, in order, until their change is durable.
+    gate: Option<Arc<dyn AckGate>>,
+    held: VecDeque<Held>,
     pub(crate) stats: Arc<ShardStats>,
 }
 
@@ -138,7 +162,6 @@ impl Shard {
             per_ip: HashMap::new(),
             open: 0,
             tls,
-            cfg,
             shutdown,
             sends: Vec::with_capacity(64),
             send_buf: Vec::with_capacity(64 * 1024),
@@ -147,13 +170,56 @@ impl Shard {
             now: wall_clock(),
             last_tick: std::time::Instant::now(),
             received_ns: Vec::with_capacity(64),
+            gate: cfg.ack_gate.clone(),
+            held: VecDeque::new(),
+            cfg,
             stats,
         })
     }
 
-    /// Reads the clock once per wakeup (the engine takes time as an argument).
+    /// Reads the clock once per wakeup (the engine takes time as an argument), and releases
+    /// the held responses whose changes became durable.
     pub(crate) fn begin_batch(&mut self) {
         self.now = wall_clock();
+        let Some(durable) = self.gate.as_ref().map(|g| g.durable()) else {
+            return;
+        };
+        while self.held.front().is_some_and(|h| h.seq <= durable) {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            match h.to {
+                HeldTo::Udp { socket, dest, from } => {
+                    let start = self.send_buf.len();
+                    self.send_buf.extend_from_slice(&h.bytes);
+                    self.sends.push(UdpSend {
+                        socket,
+                        dest,
+                        from,
+                        start,
+                        end: self.send_buf.len(),
+                    });
+                }
+                HeldTo::Conn(id) => {
+                    let (slot, generation) = (conn_slot(id), conn_generation(id));
+                    let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    if conn_generation(conn.id) != generation {
+                        continue; // closed meanwhile: the response has nowhere to go
+                    }
+                    conn.held = conn.held.saturating_sub(1);
+                    match conn.tls.as_mut() {
+                        Some(tls) => {
+                            let _ = tls.send(&h.bytes);
+                            let _ = tls.take_output(&mut conn.outbuf);
+                        }
+                        None => conn.outbuf.extend_from_slice(&h.bytes),
+                    }
+                    self.flush_conn(slot);
+                }
+            }
+        }
     }
 
     /// Called by the backend after it sent the queued replies.
@@ -204,15 +270,29 @@ impl Shard {
             conn: None,
             overloaded,
         };
+        let before = self.gate.as_ref().map_or(0, |g| g.last_enqueued());
         self.engine.handle_datagram(self.now, &meta, data);
+        let wait = must_wait(self.gate.as_ref(), before);
         if let Some(t) = self.engine.poll_transmit() {
-            let start = self.send_buf.len();
-            self.send_buf.extend_from_slice(t.bytes);
             let from = bound
                 .ip()
                 .is_unspecified()
                 .then_some(local.ip())
                 .filter(|ip| ip.is_ipv4() == t.dest.is_ipv4());
+            if let Some(seq) = wait {
+                self.held.push_back(Held {
+                    seq,
+                    to: HeldTo::Udp {
+                        socket,
+                        dest: t.dest,
+                        from,
+                    },
+                    bytes: t.bytes.to_vec(),
+                });
+                return;
+            }
+            let start = self.send_buf.len();
+            self.send_buf.extend_from_slice(t.bytes);
             self.sends.push(UdpSend {
                 socket,
                 dest: t.dest,
@@ -306,6 +386,7 @@ impl Shard {
                     last_active: std::time::Instant::now(),
                     write_interest: false,
                     closing: false,
+                    held: 0,
                 });
             }
             *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
@@ -406,14 +487,30 @@ impl Shard {
             conn: Some(conn.id),
             overloaded: false,
         };
+        let before = self.gate.as_ref().map_or(0, |g| g.last_enqueued());
         let status = self.engine.handle_stream(self.now, &meta, &conn.inbuf);
+        let wait = match (self.gate.as_ref(), must_wait(self.gate.as_ref(), before)) {
+            (_, Some(seq)) => Some(seq),
+            // Behind a held response of this connection: wait with it (in order).
+            (Some(g), None) if conn.held > 0 => Some(g.last_enqueued()),
+            _ => None,
+        };
         if let Some(t) = self.engine.poll_transmit() {
-            match conn.tls.as_mut() {
-                Some(tls) => {
-                    let _ = tls.send(t.bytes);
-                    let _ = tls.take_output(&mut conn.outbuf);
+            if let Some(seq) = wait {
+                conn.held += 1;
+                self.held.push_back(Held {
+                    seq,
+                    to: HeldTo::Conn(conn.id),
+                    bytes: t.bytes.to_vec(),
+                });
+            } else {
+                match conn.tls.as_mut() {
+                    Some(tls) => {
+                        let _ = tls.send(t.bytes);
+                        let _ = tls.take_output(&mut conn.outbuf);
+                    }
+                    None => conn.outbuf.extend_from_slice(t.bytes),
                 }
-                None => conn.outbuf.extend_from_slice(t.bytes),
             }
         }
         match status {
@@ -555,6 +652,14 @@ impl Shard {
     }
 }
 
+/// The sequence number a response must wait for, when it acknowledges a change that is not
+/// durable yet (`before` = the thread's last enqueued change before the request).
+fn must_wait(gate: Option<&Arc<dyn AckGate>>, before: u64) -> Option<u64> {
+    let gate = gate?;
+    let seq = gate.last_enqueued();
+    (seq != before && seq > gate.durable()).then_some(seq)
+}
+
 fn wall_clock_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -568,10 +673,15 @@ fn wall_clock() -> Instant {
     Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
+/// Shard (10 bits) | slot (22 bits, as in tokens) | generation (32 bits).
 fn conn_id(shard: usize, slot: usize, generation: u32) -> ConnId {
-    let shard = (shard as u64 & 0xffff) << 48;
-    let slot = (slot as u64 & 0xffff) << 32;
+    let shard = (shard as u64 & 0x3ff) << 54;
+    let slot = (slot as u64 & 0x3f_ffff) << 32;
     ConnId(shard | slot | u64::from(generation))
+}
+
+fn conn_slot(id: ConnId) -> usize {
+    ((id.0 >> 32) & 0x3f_ffff) as usize
 }
 
 fn conn_generation(id: ConnId) -> u32 {

@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods, missing_docs, unreachable_pub)]
 
 mod client;
+mod durable;
 mod mgmt;
 
 use std::io::{Read, Write};
