@@ -70,6 +70,35 @@ pub struct Config {
     pub security: Security,
     /// The management HTTP API and metrics.
     pub management: Management,
+    /// Durable bindings.
+    pub persistence: Persistence,
+}
+
+/// `[persistence]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Persistence {
+    /// `none` (memory only), `interval` (group commit, fsync at most every `interval_ms`; a
+    /// crash loses at most that window) or `ack` (a 200 OK waits until its change is fsynced).
+    /// Default `interval`.
+    pub durability: String,
+    /// Data directory (relative to the working directory). Default `sipreg-data`.
+    pub dir: PathBuf,
+    /// Milliseconds between fsyncs in `interval` mode. Default 10.
+    pub interval_ms: u64,
+    /// Changes waiting for the disk writer; shards wait beyond it. Default 65536.
+    pub queue_capacity: usize,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Self {
+            durability: "interval".into(),
+            dir: PathBuf::from("sipreg-data"),
+            interval_ms: 10,
+            queue_capacity: 65_536,
+        }
+    }
 }
 
 /// `[management]`.
@@ -339,6 +368,39 @@ impl Config {
     /// The effective configuration as TOML (`sipreg --print-config`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Persistence settings; `None` for `durability = "none"`.
+    pub fn persist_config(&self) -> Result<Option<crate::persist::PersistConfig>, ConfigError> {
+        use crate::persist::Durability;
+        let p = &self.persistence;
+        let durability = match p.durability.as_str() {
+            "none" => return Ok(None),
+            "interval" => {
+                if p.interval_ms == 0 || p.interval_ms > 10_000 {
+                    return Err(invalid(
+                        "persistence.interval_ms",
+                        format!("{} is not between 1 and 10000", p.interval_ms),
+                    ));
+                }
+                Durability::Interval(Duration::from_millis(p.interval_ms))
+            }
+            "ack" => Durability::Ack,
+            other => {
+                return Err(invalid(
+                    "persistence.durability",
+                    format!("{other:?}: expected \"none\", \"interval\" or \"ack\""),
+                ))
+            }
+        };
+        if p.queue_capacity == 0 {
+            return Err(invalid("persistence.queue_capacity", "must be at least 1"));
+        }
+        Ok(Some(crate::persist::PersistConfig {
+            dir: p.dir.clone(),
+            durability,
+            queue_capacity: p.queue_capacity,
+        }))
     }
 
     /// The management server's configuration (reads the token file); `None` when disabled.

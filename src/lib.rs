@@ -25,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod mgmt;
+pub mod persist;
 pub mod runtime;
 pub mod sip;
 pub mod store;

@@ -14,7 +14,9 @@ use clap::Parser;
 use sipreg::config::Config;
 use sipreg::engine::Shared;
 use sipreg::mgmt::{self, Management};
+use sipreg::persist::{Durability, Persister};
 use sipreg::runtime::{self, Backend, TlsReloader};
+use sipreg::store::ChangeFeed;
 use sipreg::transport::tls::ServerTls;
 
 #[global_allocator]
@@ -65,6 +67,12 @@ struct Cli {
     /// Management API listen address (`off` disables it).
     #[arg(long)]
     mgmt: Option<String>,
+    /// Persistence: none, interval or ack.
+    #[arg(long)]
+    durability: Option<String>,
+    /// Persistence data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -148,6 +156,12 @@ fn apply_flags(config: &mut Config, cli: &Cli) -> Result<(), String> {
     if cli.no_pin {
         config.runtime.pin = false;
     }
+    if let Some(d) = &cli.durability {
+        config.persistence.durability.clone_from(d);
+    }
+    if let Some(d) = &cli.data_dir {
+        config.persistence.dir.clone_from(d);
+    }
     match cli.mgmt.as_deref() {
         None => {}
         Some("off") => config.management.enabled = false,
@@ -159,6 +173,13 @@ fn apply_flags(config: &mut Config, cli: &Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn wall_clock() -> sipreg::time::Instant {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    sipreg::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 fn random_bytes() -> [u8; 40] {
@@ -175,8 +196,9 @@ fn random_bytes() -> [u8; 40] {
 
 fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let engine_config = config.engine_config(random_bytes())?;
-    let runtime_config = config.runtime_config()?;
+    let mut runtime_config = config.runtime_config()?;
     let mgmt_config = config.management_config()?;
+    let persist_config = config.persist_config()?;
     let auth = match &engine_config.auth {
         Some(a) => format!("digest (realm {:?}, {})", a.realm, a.algorithms.join(", ")),
         None => {
@@ -187,7 +209,12 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     warn_host_settings();
-    let shared = Arc::new(Shared::new(engine_config)?);
+    let drop_flows = engine_config.remove_on_close;
+    let persister = persist_config.as_ref().map(Persister::open).transpose()?;
+    let feed = persister
+        .as_ref()
+        .map(|p| Arc::clone(p) as Arc<dyn ChangeFeed>);
+    let shared = Arc::new(Shared::with_feed(engine_config, feed)?);
     // Block SIGINT/SIGTERM/SIGHUP before any thread starts so that only this thread gets them.
     let signals = block_signals();
     // The management API comes first (/healthz answers while bindings load; /readyz once the
@@ -206,6 +233,25 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("management API on {}: {e}", m.listen))
         })
         .transpose()?;
+    // Bindings are loaded before the SIP listeners open.
+    if let (Some(p), Some(c)) = (&persister, &persist_config) {
+        let loaded = p.load_into(shared.store(), wall_clock(), drop_flows)?;
+        tracing::info!(
+            dir = %c.dir.display(),
+            durability = ?c.durability,
+            loaded = loaded.loaded,
+            expired = loaded.expired,
+            flows = loaded.flows,
+            corrupt = loaded.corrupt,
+            seconds = loaded.elapsed.as_secs_f64(),
+            "bindings loaded"
+        );
+        if c.durability == Durability::Ack {
+            runtime_config.ack_gate = Some(Arc::clone(p) as Arc<dyn runtime::AckGate>);
+        }
+    } else {
+        tracing::warn!("persistence off: bindings live in memory only and are lost at restart");
+    }
     let server = runtime::run(runtime_config, Arc::clone(&shared))?;
     let _ = tls.set(server.tls_reloader());
     ctx.set_ready(mgmt::ServerInfo {
@@ -239,6 +285,9 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         m.shutdown();
     }
     server.shutdown()?;
+    if let Some(p) = &persister {
+        p.close()?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -438,6 +438,8 @@ fn binary_starts_serves_and_stops_on_sigterm() {
         .arg("--config")
         .arg(&config)
         .args(["--mgmt", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -632,15 +634,24 @@ struct Binary {
     logs: std::sync::mpsc::Receiver<String>,
 }
 
-/// Starts the real binary with `config` (management API on an ephemeral port), returns it with
-/// its addresses (from its start line). The caller waits for the child.
-#[allow(clippy::zombie_processes)]
+/// Starts the real binary with `config` (management API on an ephemeral port, data directory
+/// `data/` beside the config file), returns it with its addresses (from its start line). The
+/// caller waits for the child.
 fn spawn_binary(config: &std::path::Path) -> Binary {
+    spawn_binary_with(config, &[])
+}
+
+#[allow(clippy::zombie_processes)]
+fn spawn_binary_with(config: &std::path::Path, extra: &[&str]) -> Binary {
     use std::io::BufRead;
+    let data = config.parent().unwrap().join("data");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sipreg"))
         .arg("--config")
         .arg(config)
         .args(["--mgmt", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(extra)
         .env("NO_COLOR", "1")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
