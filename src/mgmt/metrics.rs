@@ -21,7 +21,7 @@ use super::Context;
 use crate::engine::{Stats, REGISTER_STATUSES};
 use crate::runtime::stats::ShardStats;
 
-/// USER_HZ: the unit of the CPU times in /proc/<pid>/task/<tid>/stat (100 on every Linux ABI).
+/// USER_HZ: the unit of the CPU times in `/proc/<pid>/task/<tid>/stat` (100 on every Linux ABI).
 const USER_HZ: f64 = 100.0;
 
 #[derive(Debug)]

@@ -73,7 +73,7 @@ pub struct ShardStats {
     /// UDP request latency: kernel receive timestamp -> reply queued for sending (includes the
     /// time spent waiting in the socket buffer).
     pub latency: Histogram,
-    /// Kernel thread id of the shard thread (its CPU time is in /proc/self/task/<tid>/stat).
+    /// Kernel thread id of the shard thread (its CPU time is in `/proc/self/task/<tid>/stat`).
     pub tid: AtomicU64,
     /// Inodes of the shard's UDP sockets (their receive queues are in /proc/net/udp*).
     pub udp_inodes: Vec<u64>,

@@ -171,15 +171,8 @@ fn storm(
 
 /// The AORs a running binary holds, through its management API dump.
 fn stored_aors(mgmt: std::net::SocketAddr) -> std::collections::HashSet<String> {
-    let resp = ureq::get(&format!("http://{mgmt}/v1/bindings"))
-        .call()
-        .unwrap();
-    let body = resp
-        .into_body()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_string()
-        .unwrap();
+    let (status, body) = super::mgmt::http("GET", &format!("http://{mgmt}/v1/bindings"), None);
+    assert_eq!(status, 200);
     body.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();

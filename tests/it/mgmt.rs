@@ -23,7 +23,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// (status, body) of one request.
-fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
     let a = agent();
     let auth = token.map(|t| format!("Bearer {t}"));
     let resp = match method {
