@@ -133,10 +133,11 @@ pub fn is_scanner(user_agent: &[u8]) -> bool {
     for (d, s) in lower.iter_mut().zip(user_agent) {
         *d = s.to_ascii_lowercase();
     }
-    let hay = &lower[..n];
-    SCANNERS
-        .iter()
-        .any(|s| hay.windows(s.len()).any(|w| w == *s))
+    let hay = lower.get(..n).unwrap_or_default();
+    // Prebuilt SIMD substring finders: every request's User-Agent goes through this.
+    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::LazyLock::new(|| SCANNERS.iter().map(memchr::memmem::Finder::new).collect());
+    FINDERS.iter().any(|f| f.find(hay).is_some())
 }
 
 struct Bucket {
