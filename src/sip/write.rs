@@ -227,7 +227,7 @@ mod tests {
     fn decimals() {
         for n in [0u64, 7, 10, 99, 100, 65_535, 4_294_967_295, u64::MAX] {
             let mut out = Vec::new();
-            super::push_decimal(&mut out, n);
+            push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
     }
