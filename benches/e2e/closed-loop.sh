@@ -31,7 +31,7 @@ for auth in none md5; do
   measure kamailio-udp-$auth 27080 $sc MD5 $pids
   kill $(cat $cfgdir/pid) 2>/dev/null; sleep 1; pkill -f "kamailio.*$cfgdir"; sleep 0.5
   for backend in uring fallback; do
-    args=(--udp 127.0.0.1:27060 --tcp 127.0.0.1:27060 --tls 127.0.0.1:27061 --shards 1 --no-pin --backend $backend --log error --domain example.com)
+    args=(--udp 127.0.0.1:27060 --tcp 127.0.0.1:27060 --tls 127.0.0.1:27061 --shards 1 --no-pin --backend $backend --log error --domain example.com --durability none --mgmt off)
     [ $auth = md5 ] && args+=(--credentials $OUT/users.txt --realm example.com)
     taskset -c 0 $BIN/sipreg "${args[@]}" 2> $OUT/sipreg.log & S=$!
     sleep 0.7

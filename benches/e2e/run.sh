@@ -52,10 +52,11 @@ want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---------------------------------------------------------------------------------------------
 # Every flag of the other programs is in this block, so a CLI change is a one-place edit.
-# sipreg (src/main.rs), sipreg-loadgen (loadgen/src/main.rs) as of main d6941e2.
+# sipreg (src/main.rs), sipreg-loadgen (loadgen/src/main.rs). sipreg runs memory-only like the
+# Kamailio config (usrloc db_mode 0); benches/e2e/persist.sh measures the durable modes.
 sipreg_args() { # BACKEND AUTH(none|digest) -> argv
   echo --udp 127.0.0.1:27060 --tcp 127.0.0.1:27060 --tls 127.0.0.1:27061 --shards 1 --no-pin \
-    --backend "$1" --log warn --domain example.com
+    --backend "$1" --log warn --domain example.com --durability none --mgmt off
   [ "$2" = digest ] && echo --credentials "$CREDS" --realm example.com
   return 0
 }
