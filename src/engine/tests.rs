@@ -444,11 +444,25 @@ fn contact_matching_uses_uri_equality_and_instance() {
             .bytes(),
     );
     assert_eq!(r.contacts.len(), 1, "{}", r.raw);
+    // The stored contact's bytes (and so its id) changed: the feed reports remove + insert so
+    // that id-keyed subscribers (persistence) drop the old key.
+    let ev = h.events();
+    assert!(
+        ev[0].starts_with("remove") && ev[1].starts_with("insert"),
+        "{ev:?}"
+    );
+    // Byte-identical refresh: a refresh event.
+    h.expect(
+        &Reg::new("hank")
+            .cseq(3)
+            .contact("<sip:hank@host.example.com:5060;transport=UDP>")
+            .bytes(),
+    );
     assert!(h.events()[0].starts_with("refresh"));
     // Explicit vs default port are different URIs: a second binding.
     let r = h.expect(
         &Reg::new("hank")
-            .cseq(3)
+            .cseq(4)
             .contact("<sip:hank@host.example.com;transport=udp>")
             .bytes(),
     );

@@ -373,3 +373,36 @@ fn stress_restart_1m() {
     assert_eq!(stats.loaded, u64::from(N));
     assert_eq!(fresh.binding_count(), N as usize);
 }
+
+#[test]
+fn an_instance_moving_to_a_new_contact_leaves_no_ghost() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path(), Durability::Ack);
+    let store = store_with(&p);
+    let a = AorKey::new("sip:mobile@example.com");
+    let with_instance = |contact| NewBinding {
+        instance: Some(b"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>".as_slice()),
+        reg_id: Some(1),
+        ..nb(contact, "cm", 1, T0 + 600)
+    };
+    store.modify(&a, at(T0), |l| {
+        l.push(&with_instance("sip:mobile@192.0.2.1"))
+    });
+    // The same instance re-registers from a new address: the registrar replaces the binding.
+    store.modify(&a, at(T0 + 5), |l| {
+        l.replace(0, &with_instance("sip:mobile@198.51.100.7"))
+    });
+    p.close().unwrap();
+    drop(store);
+    drop(p);
+    let p = open(dir.path(), Durability::Ack);
+    let fresh = Store::new(&StoreConfig::default());
+    assert_eq!(p.load_into(&fresh, at(T0 + 10), true).unwrap().loaded, 1);
+    let contacts = fresh
+        .lookup(&a, at(T0 + 10), |it| {
+            it.map(|b| String::from_utf8_lossy(b.contact()).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert_eq!(contacts, ["sip:mobile@198.51.100.7"]);
+}

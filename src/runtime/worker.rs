@@ -84,6 +84,19 @@ struct Conn {
     held: usize,
 }
 
+impl Conn {
+    /// Queues plaintext for sending (encrypted on TLS connections).
+    fn queue(&mut self, plaintext: &[u8]) {
+        match self.tls.as_mut() {
+            Some(tls) => {
+                let _ = tls.send(plaintext);
+                let _ = tls.take_output(&mut self.outbuf);
+            }
+            None => self.outbuf.extend_from_slice(plaintext),
+        }
+    }
+}
+
 /// A response held until the change it acknowledges is durable (persistence `ack` mode).
 struct Held {
     /// Durable sequence number it waits for.
@@ -209,13 +222,7 @@ impl Shard {
                         continue; // closed meanwhile: the response has nowhere to go
                     }
                     conn.held = conn.held.saturating_sub(1);
-                    match conn.tls.as_mut() {
-                        Some(tls) => {
-                            let _ = tls.send(&h.bytes);
-                            let _ = tls.take_output(&mut conn.outbuf);
-                        }
-                        None => conn.outbuf.extend_from_slice(&h.bytes),
-                    }
+                    conn.queue(&h.bytes);
                     self.flush_conn(slot);
                 }
             }
@@ -504,13 +511,7 @@ impl Shard {
                     bytes: t.bytes.to_vec(),
                 });
             } else {
-                match conn.tls.as_mut() {
-                    Some(tls) => {
-                        let _ = tls.send(t.bytes);
-                        let _ = tls.take_output(&mut conn.outbuf);
-                    }
-                    None => conn.outbuf.extend_from_slice(t.bytes),
-                }
+                conn.queue(t.bytes);
             }
         }
         match status {

@@ -75,7 +75,9 @@ pub enum Change<'a> {
         /// The binding as stored.
         binding: &'a Binding,
     },
-    /// An existing binding was updated (refresh, new CSeq, new address).
+    /// An existing binding was updated in place (refresh, new CSeq, expiry, source) with the
+    /// same id. A replacement that changes the id (another contact spelling, an RFC 5626
+    /// instance at a new address) is reported as `Removed` + `Inserted` instead.
     Refreshed {
         /// The AOR.
         aor: &'a AorKey,
@@ -161,7 +163,18 @@ impl Bindings<'_> {
             return;
         }
         let binding = Binding::pack(b);
-        self.record(Kind::Refreshed, &binding);
+        if self.events.is_some() {
+            // A binding whose identity (contact, instance) changed — an RFC 5626 instance that
+            // moved to a new contact — is reported as removed and inserted, so subscribers
+            // keyed by the binding id (persistence) drop the old key.
+            match self.list.get(idx).cloned() {
+                Some(old) if old.id() != binding.id() => {
+                    self.record(Kind::Removed, &old);
+                    self.record(Kind::Inserted, &binding);
+                }
+                _ => self.record(Kind::Refreshed, &binding),
+            }
+        }
         if let Some(slot) = self.list.get_mut(idx) {
             *slot = binding;
         }
