@@ -104,8 +104,17 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.runtime.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The storage engine's own info lines (journal rotation, flushes) are noise for operators
+    // unless asked for explicitly (e.g. `--log info,fjall=info`).
+    let quiet_storage = |f: &str| {
+        if f.contains("fjall") || f.contains("lsm_tree") {
+            f.to_owned()
+        } else {
+            format!("{f},fjall=warn,lsm_tree=warn")
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(quiet_storage(&config.runtime.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_storage("info")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
