@@ -127,31 +127,19 @@ fn exec(args: &Args) -> Result<(), Failure> {
         Op::Reload => ("POST", "/v1/reload".to_owned()),
     };
     let url = format!("{base}{path}");
-    let auth = args.token.as_ref().map(|t| format!("Bearer {t}"));
-    let result = match method {
-        "GET" => {
-            let mut r = agent.get(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        }
-        "DELETE" => {
-            let mut r = agent.delete(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        }
-        _ => {
-            let mut r = agent.post(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.send_empty()
-        }
-    };
-    let response = result.map_err(|e| Failure::Transport(format!("{url}: {e}")))?;
+    let mut request = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(t) = &args.token {
+        request = request.header("Authorization", format!("Bearer {t}"));
+    }
+    let result = request
+        .body(())
+        .map_err(|e| Failure::Transport(format!("{url}: {e}")))
+        .and_then(|r| {
+            agent
+                .run(r)
+                .map_err(|e| Failure::Transport(format!("{url}: {e}")))
+        });
+    let response = result?;
     let status = response.status().as_u16();
     let mut reader = BufReader::new(response.into_body().into_reader());
     if status != 200 {

@@ -184,13 +184,6 @@ fn apply_flags(config: &mut Config, cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-fn wall_clock() -> sipreg::time::Instant {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    sipreg::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-}
-
 fn random_bytes() -> [u8; 40] {
     let mut buf = [0u8; 40];
     // SAFETY: getrandom writes at most buf.len() bytes into the live buffer.
@@ -244,7 +237,7 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?;
     // Bindings are loaded before the SIP listeners open.
     if let (Some(p), Some(c)) = (&persister, &persist_config) {
-        let loaded = p.load_into(shared.store(), wall_clock(), drop_flows)?;
+        let loaded = p.load_into(shared.store(), runtime::wall_clock(), drop_flows)?;
         tracing::info!(
             dir = %c.dir.display(),
             durability = ?c.durability,

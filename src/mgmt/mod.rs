@@ -36,8 +36,7 @@ use std::time::Duration;
 
 use crate::engine::Shared;
 use crate::runtime::stats::ShardStats;
-use crate::runtime::Backend;
-use crate::time::Instant;
+use crate::runtime::{wall_clock as now, Backend};
 
 /// Management server settings (from `[management]`).
 #[derive(Clone, Debug)]
@@ -153,12 +152,4 @@ impl Management {
             let _ = t.join();
         }
     }
-}
-
-/// Wall-clock time as the core's `Instant`.
-fn now() -> Instant {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }

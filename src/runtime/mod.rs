@@ -177,6 +177,15 @@ pub enum RunError {
     Io(#[from] io::Error),
 }
 
+/// The wall clock as the core's `Instant` (ms since the Unix epoch): the one place the I/O
+/// layers (shards, management API, start-up) read it.
+pub fn wall_clock() -> crate::time::Instant {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    crate::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 /// Probes io_uring with the setup flags and opcodes the uring backend uses.
 pub fn detect() -> Result<(), String> {
     uring::probe()

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::ServerConfig;
 
 use super::stats::ShardStats;
-use super::{AckGate, RuntimeConfig};
+use super::{wall_clock, AckGate, RuntimeConfig};
 use crate::engine::{ConnId, Engine, Meta, StreamStatus, Transport};
 use crate::time::Instant;
 use crate::transport::tls::TlsSession;
@@ -665,13 +665,6 @@ fn wall_clock_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn wall_clock() -> Instant {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// Shard (10 bits) | slot (22 bits, as in tokens) | generation (32 bits).

@@ -24,32 +24,13 @@ fn agent() -> ureq::Agent {
 
 /// (status, body) of one request.
 pub(crate) fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
-    let a = agent();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let resp = match method {
-        "GET" => {
-            let mut r = a.get(url);
-            if let Some(h) = &auth {
-                r = r.header("Authorization", h);
-            }
-            r.call()
-        }
-        "DELETE" => {
-            let mut r = a.delete(url);
-            if let Some(h) = &auth {
-                r = r.header("Authorization", h);
-            }
-            r.call()
-        }
-        _ => {
-            let mut r = a.post(url);
-            if let Some(h) = &auth {
-                r = r.header("Authorization", h);
-            }
-            r.send_empty()
-        }
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        request = request.header("Authorization", format!("Bearer {t}"));
     }
-    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let resp = agent()
+        .run(request.body(()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
