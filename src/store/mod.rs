@@ -159,24 +159,21 @@ impl Bindings<'_> {
 
     /// Replaces binding `idx` (out of range: no-op).
     pub fn replace(&mut self, idx: usize, b: &NewBinding<'_>) {
-        if idx >= self.list.len() {
+        let Some(slot) = self.list.get_mut(idx) else {
             return;
-        }
-        let binding = Binding::pack(b);
-        if self.events.is_some() {
-            // A binding whose identity (contact, instance) changed — an RFC 5626 instance that
-            // moved to a new contact — is reported as removed and inserted, so subscribers
-            // keyed by the binding id (persistence) drop the old key.
-            match self.list.get(idx).cloned() {
-                Some(old) if old.id() != binding.id() => {
-                    self.record(Kind::Removed, &old);
-                    self.record(Kind::Inserted, &binding);
-                }
-                _ => self.record(Kind::Refreshed, &binding),
-            }
-        }
-        if let Some(slot) = self.list.get_mut(idx) {
-            *slot = binding;
+        };
+        let old = std::mem::replace(slot, Binding::pack(b));
+        let (Some(events), Some(new)) = (self.events.as_deref_mut(), self.list.get(idx)) else {
+            return;
+        };
+        // A binding whose identity (contact, instance) changed — an RFC 5626 instance that
+        // moved to a new contact — is reported as removed and inserted, so subscribers keyed
+        // by the binding id (persistence) drop the old key.
+        if old.id() == new.id() {
+            events.push((Kind::Refreshed, new.clone()));
+        } else {
+            events.push((Kind::Removed, old));
+            events.push((Kind::Inserted, new.clone()));
         }
     }
 
