@@ -206,11 +206,11 @@ impl Collector for SipregCollector {
             sum(|s| s.overloaded.load(Ordering::Relaxed)),
         )?;
 
-        let per_shard = |f: &dyn Fn(usize, &ShardStats) -> u64| {
+        let per_shard = |f: &dyn Fn(&ShardStats) -> u64| {
             shards
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (i.to_string(), f(i, s)))
+                .map(|(i, s)| (i.to_string(), f(s)))
                 .collect::<Vec<_>>()
         };
         family(
@@ -219,7 +219,7 @@ impl Collector for SipregCollector {
             "Datagrams received per shard",
             MetricType::Counter,
             "shard",
-            per_shard(&|_, s| s.datagrams.load(Ordering::Relaxed)),
+            per_shard(&|s| s.datagrams.load(Ordering::Relaxed)),
         )?;
         let queues = udp_queues();
         family(
@@ -228,7 +228,7 @@ impl Collector for SipregCollector {
             "Bytes waiting in the shard's UDP receive buffers",
             MetricType::Gauge,
             "shard",
-            per_shard(&|_, s| s.udp_inodes.iter().filter_map(|i| queues.get(i)).sum()),
+            per_shard(&|s| s.udp_inodes.iter().filter_map(|i| queues.get(i)).sum()),
         )?;
         {
             let mut m = e.encode_descriptor(
