@@ -13,6 +13,10 @@ pub(crate) const ALLOW: &str = "REGISTER, OPTIONS";
 /// Seconds a client is asked to wait by `Retry-After` on 503.
 pub(crate) const RETRY_AFTER_SECS: u32 = 30;
 
+/// `Retry-After` when the shared location service is unreachable: short, since the node
+/// recovers by itself as soon as Redis answers again.
+pub(crate) const LOCATION_RETRY_AFTER_SECS: u32 = 5;
+
 /// Why a request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -44,6 +48,9 @@ pub enum Error {
     TooManyBindings,
     /// The shard is behind on its queue (503 + Retry-After).
     Overloaded,
+    /// The shared location service (Redis) did not answer in time, is unreachable, or the
+    /// request lost too many races on its AOR (503 + a short Retry-After). Nothing was written.
+    LocationUnavailable,
     /// The request is larger than the configured limit (§21.4.11 413 / §21.5.9 513).
     MessageTooLarge,
     /// A known method other than REGISTER/OPTIONS (§8.2.1 405).
@@ -75,6 +82,10 @@ impl Error {
             Self::OutOfOrder => (StatusCode::BAD_REQUEST, "CSeq Out Of Order"),
             Self::TooManyBindings => (StatusCode::SERVICE_UNAVAILABLE, "Too Many Bindings"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "Overloaded"),
+            Self::LocationUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Location Service Unavailable",
+            ),
             Self::MessageTooLarge => (StatusCode(513), "Message Too Large"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
             Self::NotImplemented => (StatusCode::NOT_IMPLEMENTED, "Not Implemented"),
@@ -93,6 +104,9 @@ impl Error {
             }
             Self::TooManyBindings | Self::Overloaded => {
                 w.header_fmt("Retry-After", format_args!("{RETRY_AFTER_SECS}"));
+            }
+            Self::LocationUnavailable => {
+                w.header_fmt("Retry-After", format_args!("{LOCATION_RETRY_AFTER_SECS}"));
             }
             Self::MethodNotAllowed | Self::NotImplemented => {
                 w.header("Allow", ALLOW.as_bytes());
@@ -142,6 +156,7 @@ mod tests {
             (Error::OutOfOrder, 400),
             (Error::TooManyBindings, 503),
             (Error::Overloaded, 503),
+            (Error::LocationUnavailable, 503),
             (Error::MessageTooLarge, 513),
             (Error::MethodNotAllowed, 405),
             (Error::NotImplemented, 501),

@@ -23,10 +23,12 @@ use crate::time::Instant;
 mod error;
 pub mod guard;
 mod register;
+mod remote;
 #[cfg(test)]
 mod tests;
 
 pub use error::Error;
+pub use remote::{decode_value, encode_value, RemoteOp, RemoteReply, RemoteSettings, RemoteWrite};
 
 /// Everything the registrar needs, as plain validated data (`config.rs` builds it from TOML and
 /// flags; the runtime reads files, the engine never does).
@@ -70,6 +72,9 @@ pub struct EngineConfig {
     pub lockout: Option<guard::Lockout>,
     /// Drop requests from known scanner User-Agents. Default true.
     pub drop_scanners: bool,
+    /// Bindings live in a shared location service (Redis, several nodes) instead of this
+    /// process's store; `None` = the in-memory store. Fixed at start.
+    pub remote: Option<RemoteSettings>,
 }
 
 /// Digest authentication settings (see [`crate::auth`]).
@@ -117,6 +122,7 @@ impl Default for EngineConfig {
             rate_limit: Some(guard::RateLimit::default()),
             lockout: Some(guard::Lockout::default()),
             drop_scanners: true,
+            remote: None,
         }
     }
 }
@@ -252,6 +258,9 @@ impl Shared {
         if old.store_capacity != config.store_capacity || old.store_shards != config.store_shards {
             return restart("registrar store sizing");
         }
+        if old.remote.is_some() != config.remote.is_some() {
+            return restart("location.backend");
+        }
         let credentials = match (&old.auth, &config.auth, &self.auth) {
             (None, None, _) => None,
             (Some(o), Some(n), Some(auth)) => {
@@ -307,6 +316,13 @@ fn validate(c: &EngineConfig) -> Result<(), ConfigError> {
     }
     if c.max_contacts == 0 {
         return fail("max_contacts must be at least 1".into());
+    }
+    if let Some(r) = &c.remote {
+        if r.cache_aors == 0 || r.max_pending == 0 || r.max_attempts == 0 {
+            return fail(
+                "location: cache_aors, max_pending and max_attempts must be at least 1".into(),
+            );
+        }
     }
     if c.max_message_size < 512 {
         return fail(format!(
@@ -493,6 +509,8 @@ pub struct Engine {
     /// The Date header value, re-rendered once per second.
     date: (u64, Vec<u8>),
     stats: Stats,
+    /// The shared location service's per-shard state, when bindings live there.
+    remote: Option<remote::Remote>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -506,8 +524,15 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// A shard's engine over the shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
+        static ENGINES: AtomicU64 = AtomicU64::new(0);
+        let policy = shared.policy();
+        let remote =
+            policy.config.remote.clone().map(|settings| {
+                remote::Remote::new(settings, ENGINES.fetch_add(1, Ordering::Relaxed))
+            });
         Self {
-            policy: shared.policy(),
+            remote,
+            policy,
             generation: shared.generation.load(Ordering::Acquire),
             shared,
             out: Vec::with_capacity(4096),
@@ -623,6 +648,13 @@ impl Engine {
         if !self.policy.config.remove_on_close {
             return;
         }
+        if let Some(node) = self.remote.as_ref().map(|r| r.settings.node) {
+            let flow = remote::flow_id(node, conn.0);
+            for aor in aors {
+                self.remove_flow_remote(now, aor, flow, None);
+            }
+            return;
+        }
         for aor in &aors {
             self.shared.store.modify(aor, now, |bindings| {
                 let mut i = 0;
@@ -634,6 +666,117 @@ impl Engine {
                     }
                 }
             });
+        }
+    }
+
+    /// Removes a closed flow's bindings of one AOR from the shared location service
+    /// (compare-and-set like a REGISTER; `resume` after the service answered).
+    fn remove_flow_remote(
+        &mut self,
+        now: Instant,
+        aor: AorKey,
+        flow: u64,
+        resume: Option<(u64, u8)>,
+    ) {
+        let Some(remote) = self.remote.as_mut() else {
+            return;
+        };
+        let (version, mut list) = remote.state(&aor, now);
+        let before = list.len();
+        list.retain(|b| b.conn() != Some(flow));
+        let changed = list.len() != before;
+        let (token, attempts) = match resume {
+            // Confirmed by the service: nothing (left) to remove.
+            Some(_) if !changed => return,
+            Some((token, attempts)) => (Some(token), attempts),
+            None => (None, 0),
+        };
+        if attempts >= remote.settings.max_attempts {
+            tracing::warn!(aor = %aor.as_str(), "closed flow's bindings not removed (location service busy); they expire");
+            return;
+        }
+        let writing = changed.then(|| (remote.new_version(), list));
+        let write = writing.as_ref().map(|(v, l)| remote::write_for(*v, l));
+        let pending = remote::Pending {
+            aor,
+            waiting: remote::Waiting::RemoveFlow(flow),
+            attempts: attempts + 1,
+            writing,
+            stores_flow: false,
+        };
+        remote.submit(token, version, write, pending);
+    }
+
+    /// The next compare-and-set the shared location service must run (remote backend).
+    pub fn poll_remote(&mut self) -> Option<RemoteOp> {
+        self.remote.as_mut()?.poll_op()
+    }
+
+    /// Requests waiting for the shared location service.
+    pub fn remote_pending(&self) -> usize {
+        self.remote.as_ref().map_or(0, remote::Remote::pending)
+    }
+
+    /// The shared location service answered the op with this token: the request is planned
+    /// again against the confirmed state and either answered (see `poll_transmit`) or sent
+    /// again (see `poll_remote`). Returns false while the request still waits.
+    pub fn handle_remote(&mut self, now: Instant, token: u64, reply: RemoteReply) -> bool {
+        self.refresh_policy();
+        self.out.clear();
+        self.dest = None;
+        let Some(p) = self.remote.as_mut().and_then(|r| r.complete(token, &reply)) else {
+            return true;
+        };
+        match p.waiting {
+            remote::Waiting::RemoveFlow(flow) => {
+                if reply == RemoteReply::Unavailable {
+                    tracing::warn!(aor = %p.aor.as_str(), "closed flow's bindings not removed (location service unavailable); they expire");
+                } else {
+                    self.remove_flow_remote(now, p.aor, flow, Some((token, p.attempts)));
+                }
+            }
+            remote::Waiting::Request {
+                bytes,
+                meta,
+                dest,
+                user,
+            } => {
+                if p.stores_flow && reply == RemoteReply::Committed {
+                    if let Some(conn) = meta.conn {
+                        self.track_flow(conn, p.aor.clone());
+                    }
+                }
+                let limits = sip::Limits {
+                    max_message_size: usize::MAX,
+                    ..self.policy.limits
+                };
+                // The bytes parsed once already; a failure here cannot happen.
+                let Ok(Message::Request(req)) = sip::parse_datagram(&bytes, &limits) else {
+                    return true;
+                };
+                let outcome = if reply == RemoteReply::Unavailable || p.attempts == u8::MAX {
+                    Err((Error::LocationUnavailable, smallvec::SmallVec::new()))
+                } else {
+                    let resume = remote::Resume {
+                        token,
+                        attempts: p.attempts,
+                        user,
+                    };
+                    register::resume(self, now, &meta, &req, resume)
+                };
+                if self.finish(now, &meta, &req, 0, outcome) {
+                    self.dest = Some((dest, meta.conn));
+                }
+            }
+        }
+        !self.remote.as_ref().is_some_and(|r| r.is_pending(token))
+    }
+
+    /// Remembers that `aor` holds bindings over `conn` (removed when it closes).
+    fn track_flow(&mut self, conn: ConnId, aor: AorKey) {
+        let aors = self.flows.entry(conn).or_default();
+        if !aors.contains(&aor) {
+            aors.push(aor);
         }
     }
 
@@ -715,11 +858,25 @@ impl Engine {
         } else {
             register::dispatch(self, now, meta, req, start)
         };
+        self.finish(now, meta, req, start, outcome).then_some(dest)
+    }
+
+    /// Writes the error response of a failed request (its response starts at `start`); returns
+    /// whether a response is due.
+    fn finish(
+        &mut self,
+        now: Instant,
+        meta: &Meta,
+        req: &Request<'_>,
+        start: usize,
+        outcome: Result<register::Done, register::Failed>,
+    ) -> bool {
         match outcome {
-            Ok(register::Done::Sent) => {}
+            Ok(register::Done::Sent) => true,
+            Ok(register::Done::Pending) => false,
             Ok(register::Done::Drop) => {
                 self.stats.dropped += 1;
-                return None;
+                false
             }
             Err((e, unsupported)) => {
                 self.out.truncate(start);
@@ -728,9 +885,9 @@ impl Engine {
                 let mut w = self.writer(now, meta, req, code, Some(reason));
                 e.write_extra_headers(&mut w, &unsupported);
                 w.finish(b"");
+                true
             }
         }
-        Some(dest)
     }
 
     /// Starts a response to `req` at the end of `self.out` with the common headers.

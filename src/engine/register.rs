@@ -9,7 +9,8 @@
 
 use smallvec::SmallVec;
 
-use super::{Engine, Error, Meta, Transport};
+use super::remote::{self, Pending, Resume, Waiting};
+use super::{Engine, EngineConfig, Error, Meta, Transport};
 use crate::auth::{Failure, Verdict};
 use crate::sip::{self, Contact, HeaderName, Method, Request, Scheme, StatusCode, Uri};
 use crate::store::{AorKey, Binding, Bindings, NewBinding};
@@ -21,6 +22,8 @@ pub(super) enum Done {
     Sent,
     /// No response is due (ACK).
     Drop,
+    /// The request waits for the shared location service (`Engine::handle_remote`).
+    Pending,
 }
 
 /// A failure plus, for 420, the unsupported option tags.
@@ -104,7 +107,20 @@ pub(super) fn dispatch(
             Error::NotImplemented
         }));
     }
-    register(eng, now, meta, req, &ruri, start)
+    register(eng, now, meta, req, &ruri, start, None)
+}
+
+/// Runs a REGISTER again once the shared location service answered (see `remote.rs`):
+/// authentication is not repeated, and the state it is planned against is now confirmed.
+pub(super) fn resume(
+    eng: &mut Engine,
+    now: Instant,
+    meta: &Meta,
+    req: &Request<'_>,
+    resume: Resume,
+) -> Result<Done, Failed> {
+    let ruri = Uri::parse(req.uri()).map_err(|e| fail(e.into()))?;
+    register(eng, now, meta, req, &ruri, 0, Some(resume))
 }
 
 /// One checked contact of the request.
@@ -124,6 +140,7 @@ fn register(
     req: &Request<'_>,
     ruri: &Uri<'_>,
     start: usize,
+    resume: Option<Resume>,
 ) -> Result<Done, Failed> {
     let shared = eng.shared.clone();
     let policy = eng.policy.clone();
@@ -146,9 +163,11 @@ fn register(
     let call_id = req.call_id().map_err(|e| fail(e.into()))?;
     let to = req.to().map_err(|e| fail(e.into()))?;
 
-    let user = match shared.auth.as_ref() {
-        None => None,
-        Some(auth) => {
+    let resumed_user = resume.as_ref().map(|r| r.user.clone());
+    let user = match (&resumed_user, shared.auth.as_ref()) {
+        (Some(user), _) => user.as_deref(),
+        (None, None) => None,
+        (None, Some(auth)) => {
             let ip = meta.source.ip();
             let selected = auth.select(req.headers_named(HeaderName::Authorization));
             let claimed = selected.username();
@@ -248,13 +267,14 @@ fn register(
     let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
     let now_secs = secs(now);
     let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
+    let node = eng.remote.as_ref().map(|r| r.settings.node);
     let common = Common {
         call_id,
         cseq: cseq.seq,
         path: path.joined(),
         source: meta.source,
         transport: meta.transport.to_store(),
-        conn: flow.map(|c| c.0),
+        conn: flow.map(|c| node.map_or(c.0, |node| remote::flow_id(node, c.0))),
         user_agent,
         now_secs,
     };
@@ -262,52 +282,31 @@ fn register(
         .headers_named(HeaderName::Supported)
         .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
 
+    let update = Update {
+        wildcard,
+        wanted: &wanted,
+        call_id,
+        cseq: cseq.seq,
+        common: &common,
+    };
+    let reply = Reply {
+        now,
+        meta,
+        req,
+        echo_path,
+    };
+    if eng.remote.is_some() {
+        return remote_register(eng, &reply, aor, &update, flow.is_some(), resume, user);
+    }
+
     // Steps 7-8 under the AOR's lock: check everything, apply everything, list the result.
     let mut stored_over_flow = false;
     let result = shared
         .store
         .modify(&aor, now, |bindings| -> Result<(), Error> {
-            if wildcard {
-                check_wildcard(bindings, call_id, cseq.seq)?;
-                bindings.clear();
-            } else if !wanted.is_empty() {
-                let plan = plan_updates(bindings, &wanted, call_id, cseq.seq)?;
-                let mut count = bindings.len() + plan.inserts - plan.removals;
-                let mut evictions = 0;
-                while count > cfg.max_contacts {
-                    if !cfg.evict_oldest || evictions >= bindings.len() - plan.touched() {
-                        return Err(Error::TooManyBindings);
-                    }
-                    evictions += 1;
-                    count -= 1;
-                }
-                if plan.inserts > evictions + plan.removals
-                    && shared.store.binding_count() + plan.inserts - evictions - plan.removals
-                        > cfg.max_bindings
-                {
-                    return Err(Error::TooManyBindings);
-                }
-                apply(bindings, &wanted, &plan, evictions, &common);
-                stored_over_flow = flow.is_some() && plan.inserts + plan.refreshes > 0;
-            }
-            // Step 8: 200 OK listing every current binding with its remaining time.
-            let mut w = eng.writer(now, meta, req, StatusCode::OK, None);
-            let mut params: SmallVec<[u8; 128]> = SmallVec::new();
-            for b in bindings.iter() {
-                params.clear();
-                if let Some(q) = b.q() {
-                    write_q(&mut params, q);
-                }
-                params.extend_from_slice(b.params());
-                w.contact(b.contact(), b.remaining(now_secs), &params);
-            }
-            if echo_path {
-                for value in req.headers_named(HeaderName::Path) {
-                    w.header("Path", value);
-                }
-            }
-            w.header("Supported", b"path");
-            w.finish(b"");
+            let total = shared.store.binding_count();
+            stored_over_flow = update.apply(bindings, cfg, Some(total))?.stored && flow.is_some();
+            reply.write_ok(eng, bindings.iter());
             Ok(())
         });
     if let Err(e) = result {
@@ -315,13 +314,162 @@ fn register(
         return Err(fail(e));
     }
     if let (true, Some(conn)) = (stored_over_flow, flow) {
-        let aors = eng.flows.entry(conn).or_default();
-        if !aors.contains(&aor) {
-            aors.push(aor);
-        }
+        eng.track_flow(conn, aor);
     }
-    eng.stats.registered += 1;
     Ok(Done::Sent)
+}
+
+/// What the 200 OK of a REGISTER needs besides the bindings.
+struct Reply<'r, 'b> {
+    now: Instant,
+    meta: &'r Meta,
+    req: &'r Request<'b>,
+    echo_path: bool,
+}
+
+impl Reply<'_, '_> {
+    /// Step 8: 200 OK listing every current binding with its remaining time.
+    fn write_ok<'a>(&self, eng: &mut Engine, bindings: impl Iterator<Item = &'a Binding>) {
+        let now_secs = secs(self.now);
+        let mut w = eng.writer(self.now, self.meta, self.req, StatusCode::OK, None);
+        let mut params: SmallVec<[u8; 128]> = SmallVec::new();
+        for b in bindings {
+            params.clear();
+            if let Some(q) = b.q() {
+                write_q(&mut params, q);
+            }
+            params.extend_from_slice(b.params());
+            w.contact(b.contact(), b.remaining(now_secs), &params);
+        }
+        if self.echo_path {
+            for value in self.req.headers_named(HeaderName::Path) {
+                w.header("Path", value);
+            }
+        }
+        w.header("Supported", b"path");
+        w.finish(b"");
+        eng.stats.registered += 1;
+    }
+}
+
+/// Steps 6-7 of one request, ready to run against an AOR's bindings.
+struct Update<'u, 'b> {
+    wildcard: bool,
+    wanted: &'u [Wanted<'b>],
+    call_id: &'b [u8],
+    cseq: u32,
+    common: &'u Common<'u>,
+}
+
+/// What [`Update::apply`] did.
+#[derive(Clone, Copy, Default)]
+struct Changed {
+    /// Anything at all.
+    any: bool,
+    /// Bindings were stored (inserted or refreshed) by this request.
+    stored: bool,
+}
+
+impl Update<'_, '_> {
+    /// Checks everything (Call-ID/CSeq, wildcard, max contacts and, with `total`, the global
+    /// binding limit), then applies everything. Either all of the request takes effect or
+    /// nothing does.
+    fn apply(
+        &self,
+        bindings: &mut Bindings<'_>,
+        cfg: &EngineConfig,
+        total: Option<usize>,
+    ) -> Result<Changed, Error> {
+        if self.wildcard {
+            check_wildcard(bindings, self.call_id, self.cseq)?;
+            let any = !bindings.is_empty();
+            bindings.clear();
+            return Ok(Changed { any, stored: false });
+        }
+        if self.wanted.is_empty() {
+            return Ok(Changed::default());
+        }
+        let plan = plan_updates(bindings, self.wanted, self.call_id, self.cseq)?;
+        let mut count = bindings.len() + plan.inserts - plan.removals;
+        let mut evictions = 0;
+        while count > cfg.max_contacts {
+            if !cfg.evict_oldest || evictions >= bindings.len() - plan.touched() {
+                return Err(Error::TooManyBindings);
+            }
+            evictions += 1;
+            count -= 1;
+        }
+        if let Some(total) = total {
+            if plan.inserts > evictions + plan.removals
+                && total + plan.inserts - evictions - plan.removals > cfg.max_bindings
+            {
+                return Err(Error::TooManyBindings);
+            }
+        }
+        apply(bindings, self.wanted, &plan, evictions, self.common);
+        Ok(Changed {
+            any: plan.inserts + plan.refreshes + plan.removals + evictions > 0,
+            stored: plan.inserts + plan.refreshes > 0,
+        })
+    }
+}
+
+/// Steps 7-8 against the shared location service: plan against the version this shard saw
+/// last, then compare-and-set (see `remote.rs`). Only a plan made against a state the service
+/// just confirmed is answered; anything else waits for the service.
+fn remote_register(
+    eng: &mut Engine,
+    reply: &Reply<'_, '_>,
+    aor: AorKey,
+    update: &Update<'_, '_>,
+    over_flow: bool,
+    resume: Option<Resume>,
+    user: Option<&[u8]>,
+) -> Result<Done, Failed> {
+    let policy = eng.policy.clone();
+    let Some(remote) = eng.remote.as_mut() else {
+        return Err(fail(Error::LocationUnavailable));
+    };
+    let (version, mut list) = remote.state(&aor, reply.now);
+    let outcome = update.apply(&mut Bindings::detached(&mut list), &policy.config, None);
+    let confirmed = resume.is_some();
+    match &outcome {
+        Err(e) if confirmed => return Err(fail(*e)),
+        Ok(changed) if confirmed && !changed.any => {
+            reply.write_ok(eng, list.iter());
+            return Ok(Done::Sent);
+        }
+        _ => {}
+    }
+    let attempts = resume.as_ref().map_or(0, |r| r.attempts);
+    if attempts >= remote.settings.max_attempts || (!confirmed && !remote.has_room()) {
+        return Err(fail(Error::LocationUnavailable));
+    }
+    let writing = match outcome {
+        Ok(changed) if changed.any => Some((remote.new_version(), list, changed.stored)),
+        _ => None,
+    };
+    let write = writing.as_ref().map(|(v, l, _)| remote::write_for(*v, l));
+    let req = reply.req;
+    let dest = match req.top_via() {
+        Some(Ok(via)) => super::response_destination(reply.meta, &via),
+        _ => reply.meta.source,
+    };
+    let token = resume.as_ref().map(|r| r.token);
+    let pending = Pending {
+        aor,
+        waiting: Waiting::Request {
+            bytes: req.as_bytes().to_vec(),
+            meta: *reply.meta,
+            dest,
+            user: user.map(<[u8]>::to_vec),
+        },
+        attempts: attempts + 1,
+        stores_flow: over_flow && writing.as_ref().is_some_and(|w| w.2),
+        writing: writing.map(|(v, l, _)| (v, l)),
+    };
+    remote.submit(token, version, write, pending);
+    Ok(Done::Pending)
 }
 
 /// §10.3 step 6 for `*`: every binding is removed, unless one has the request's Call-ID with a

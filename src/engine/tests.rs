@@ -1403,3 +1403,339 @@ fn reload_swaps_credentials_or_refuses_a_broken_file() {
     }
     assert!(shared.reload(realm).unwrap_err().0.contains("realm"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The remote location backend (remote.rs): nodes sharing one compare-and-set service.
+
+/// The shared service, as the Redis script behaves: compare the version, then write or answer
+/// the current value.
+#[derive(Default)]
+struct FakeService {
+    values: HashMap<String, Vec<u8>>,
+    /// Ops answered Unavailable (Redis down).
+    down: bool,
+    ops: usize,
+}
+
+impl FakeService {
+    fn run(&mut self, op: &RemoteOp) -> RemoteReply {
+        self.ops += 1;
+        if self.down {
+            return RemoteReply::Unavailable;
+        }
+        let key = op.aor.as_str().to_owned();
+        let current = self.values.get(&key);
+        let version = current.map_or(0, |v| decode_value(v).unwrap().0);
+        if version != op.expected {
+            return RemoteReply::Current(current.cloned());
+        }
+        if let Some(w) = &op.write {
+            if w.expire_at == 0 {
+                self.values.remove(&key);
+            } else {
+                self.values.insert(key, w.value.clone());
+            }
+        }
+        RemoteReply::Committed
+    }
+}
+
+/// Several registrar nodes (one engine each) over one [`FakeService`].
+struct Cluster {
+    nodes: Vec<Engine>,
+    service: FakeService,
+    /// Ops submitted and not yet run: (node, op).
+    queue: std::collections::VecDeque<(usize, RemoteOp)>,
+    now: Instant,
+}
+
+fn remote_config(node: u64) -> EngineConfig {
+    EngineConfig {
+        domains: vec!["example.com".into()],
+        remote: Some(RemoteSettings {
+            node,
+            ..RemoteSettings::default()
+        }),
+        ..EngineConfig::default()
+    }
+}
+
+impl Cluster {
+    fn new(n: usize, config: impl Fn(u64) -> EngineConfig) -> Self {
+        Self {
+            nodes: (1..=n as u64)
+                .map(|i| Engine::new(Arc::new(Shared::new(config(i)).unwrap())))
+                .collect(),
+            service: FakeService::default(),
+            queue: Default::default(),
+            now: Instant::from_secs(T0),
+        }
+    }
+
+    /// Hands a datagram to a node; its ops wait in the queue. Returns an immediate response.
+    fn submit(&mut self, node: usize, msg: &[u8]) -> Option<Reply> {
+        self.nodes[node].handle_datagram(self.now, &udp_meta(), msg);
+        let reply = self.nodes[node]
+            .poll_transmit()
+            .map(|t| parse_reply(t.bytes));
+        self.collect(node);
+        reply
+    }
+
+    fn collect(&mut self, node: usize) {
+        while let Some(op) = self.nodes[node].poll_remote() {
+            self.queue.push_back((node, op));
+        }
+    }
+
+    /// Runs queued ops (and the ops they cause) in order; returns the responses by node.
+    fn run(&mut self) -> Vec<(usize, Reply)> {
+        let mut replies = Vec::new();
+        while let Some((node, op)) = self.queue.pop_front() {
+            let answer = self.service.run(&op);
+            self.nodes[node].handle_remote(self.now, op.token, answer);
+            if let Some(t) = self.nodes[node].poll_transmit() {
+                replies.push((node, parse_reply(t.bytes)));
+            }
+            self.collect(node);
+        }
+        replies
+    }
+
+    fn expect(&mut self, node: usize, msg: &[u8]) -> Reply {
+        if let Some(r) = self.submit(node, msg) {
+            return r;
+        }
+        let mut replies = self.run();
+        assert_eq!(replies.len(), 1, "one response");
+        replies.pop().unwrap().1
+    }
+}
+
+#[test]
+fn remote_nodes_share_bindings_and_keep_section_10_3_rules() {
+    let mut c = Cluster::new(2, remote_config);
+    let r = c.expect(0, &Reg::new("ana").cseq(5).bytes());
+    assert_eq!(
+        (r.code, r.contact_uris()),
+        (200, vec!["sip:ana@192.0.2.201:5060"])
+    );
+    // Node B never saw the AOR: its query is answered from the service.
+    let q = c.expect(1, &Reg::new("ana").cseq(6).contacts(&[]).bytes());
+    assert_eq!(q.contact_uris(), vec!["sip:ana@192.0.2.201:5060"]);
+    assert_eq!(q.contacts[0].1, 3600);
+    // Same Call-ID, lower CSeq on node B: refused although B never stored that binding.
+    let r = c.expect(1, &Reg::new("ana").cseq(4).header("Expires: 0").bytes());
+    assert_eq!(r.code, 400, "{}", r.raw);
+    // A retransmission is a replay, not a second write.
+    let writes = c.service.ops;
+    let r = c.expect(0, &Reg::new("ana").cseq(5).bytes());
+    assert_eq!(r.code, 200);
+    assert_eq!(c.service.ops, writes + 1, "one confirming op, no retry");
+    // Node B removes the binding; node A's cache is stale, its query is still right.
+    let r = c.expect(1, &Reg::new("ana").cseq(7).header("Expires: 0").bytes());
+    assert_eq!((r.code, r.contacts.len()), (200, 0));
+    assert!(
+        c.service.values.is_empty(),
+        "an AOR without bindings is deleted"
+    );
+    let q = c.expect(0, &Reg::new("ana").cseq(8).contacts(&[]).bytes());
+    assert_eq!((q.code, q.contacts.len()), (200, 0), "{}", q.raw);
+    // Wildcard from node A after node B registered again.
+    c.expect(1, &Reg::new("ana").cseq(9).bytes());
+    let r = c.expect(
+        0,
+        &Reg::new("ana")
+            .cseq(10)
+            .contact("*")
+            .header("Expires: 0")
+            .bytes(),
+    );
+    assert_eq!((r.code, r.contacts.len()), (200, 0), "{}", r.raw);
+    assert!(c.service.values.is_empty());
+}
+
+#[test]
+fn remote_cseq_race_between_two_nodes() {
+    let mut c = Cluster::new(2, remote_config);
+    c.expect(0, &Reg::new("bo").cseq(1).bytes());
+    c.expect(1, &Reg::new("bo").cseq(2).bytes());
+    c.expect(0, &Reg::new("bo").cseq(3).contacts(&[]).bytes()); // both caches are current now
+                                                                // Both nodes plan against the same version at the same time: CSeq 10 on A, 9 on B.
+    assert!(c.submit(0, &Reg::new("bo").cseq(10).bytes()).is_none());
+    assert!(c
+        .submit(1, &Reg::new("bo").cseq(9).header("Expires: 0").bytes())
+        .is_none());
+    let replies = c.run();
+    let codes: Vec<(usize, u16)> = replies.iter().map(|(n, r)| (*n, r.code)).collect();
+    assert_eq!(
+        codes,
+        vec![(0, 200), (1, 400)],
+        "the older CSeq loses the race"
+    );
+    let q = c.expect(1, &Reg::new("bo").cseq(11).contacts(&[]).bytes());
+    assert_eq!(q.contacts.len(), 1, "the binding of CSeq 10 stays");
+    // The other order: the higher CSeq arrives second and wins after re-planning.
+    assert!(c
+        .submit(1, &Reg::new("bo").cseq(12).header("Expires: 0").bytes())
+        .is_none());
+    assert!(c.submit(0, &Reg::new("bo").cseq(13).bytes()).is_none());
+    let replies = c.run();
+    let codes: Vec<(usize, u16)> = replies.iter().map(|(n, r)| (*n, r.code)).collect();
+    assert_eq!(codes, vec![(1, 200), (0, 200)]);
+    assert_eq!(
+        replies[1].1.contacts.len(),
+        1,
+        "re-registered after the removal"
+    );
+}
+
+#[test]
+fn remote_max_contacts_is_atomic_across_nodes() {
+    let mut c = Cluster::new(2, |n| EngineConfig {
+        max_contacts: 1,
+        ..remote_config(n)
+    });
+    let mut other = Reg::new("cy").contact("<sip:cy@192.0.2.9>");
+    other.call_id = "other-phone".into();
+    assert!(c.submit(0, &Reg::new("cy").bytes()).is_none());
+    assert!(c.submit(1, &other.bytes()).is_none());
+    let codes: Vec<u16> = c.run().iter().map(|(_, r)| r.code).collect();
+    assert_eq!(codes, vec![200, 503]);
+    let (_, list) = decode_value(c.service.values.values().next().unwrap()).unwrap();
+    assert_eq!(list.len(), 1);
+}
+
+#[test]
+fn remote_unavailable_and_full_answer_503_and_recover() {
+    let mut c = Cluster::new(1, |n| EngineConfig {
+        remote: Some(RemoteSettings {
+            node: n,
+            max_pending: 2,
+            ..RemoteSettings::default()
+        }),
+        ..remote_config(n)
+    });
+    c.service.down = true;
+    let r = c.expect(0, &Reg::new("di").bytes());
+    assert_eq!(r.code, 503);
+    assert_eq!(r.header("Retry-After").as_deref(), Some("5"));
+    assert!(c.service.values.is_empty(), "nothing written");
+    c.service.down = false;
+    assert_eq!(
+        c.expect(0, &Reg::new("di").cseq(2).bytes()).code,
+        200,
+        "recovers by itself"
+    );
+    // Two requests wait; the third is refused at once (bounded).
+    assert!(c.submit(0, &Reg::new("e1").bytes()).is_none());
+    assert!(c.submit(0, &Reg::new("e2").bytes()).is_none());
+    assert_eq!(c.nodes[0].remote_pending(), 2);
+    let r = c
+        .submit(0, &Reg::new("e3").bytes())
+        .expect("immediate answer");
+    assert_eq!(r.code, 503);
+    assert_eq!(c.run().len(), 2);
+    assert_eq!(c.nodes[0].remote_pending(), 0);
+}
+
+#[test]
+fn remote_hot_aor_gives_up_after_max_attempts() {
+    let mut c = Cluster::new(1, remote_config);
+    c.expect(0, &Reg::new("fe").bytes());
+    assert!(c.submit(0, &Reg::new("fe").cseq(2).bytes()).is_none());
+    // Another writer changes the value before every attempt.
+    let mut answers = 0;
+    while let Some((node, op)) = c.queue.pop_front() {
+        let key = op.aor.as_str().to_owned();
+        let (_, list) = decode_value(&c.service.values[&key]).unwrap();
+        c.service
+            .values
+            .insert(key, encode_value(0x1000 + answers, &list));
+        answers += 1;
+        let a = c.service.run(&op);
+        c.nodes[node].handle_remote(c.now, op.token, a);
+        c.collect(node);
+    }
+    let r = parse_reply(c.nodes[0].poll_transmit().unwrap().bytes);
+    assert_eq!(r.code, 503);
+    assert_eq!(answers, 8, "max_attempts");
+}
+
+#[test]
+fn remote_flow_bindings_removed_on_close_only_for_this_node() {
+    let mut c = Cluster::new(2, remote_config);
+    let tcp = |conn| Meta {
+        transport: Transport::Tcp,
+        conn: Some(ConnId(conn)),
+        ..udp_meta()
+    };
+    // The same connection id on both nodes, different contacts on one AOR.
+    for (node, host) in [(0, "192.0.2.1"), (1, "192.0.2.2")] {
+        let mut reg = Reg::new("gi").contact(&format!("<sip:gi@{host};transport=tcp>"));
+        reg.call_id = format!("call-{node}");
+        let bytes = reg.bytes();
+        let status = c.nodes[node].handle_stream(c.now, &tcp(7), &bytes);
+        assert_eq!(status, StreamStatus::Consumed(bytes.len()));
+        assert!(c.nodes[node].poll_transmit().is_none());
+        c.collect(node);
+        assert_eq!(c.run()[0].1.code, 200);
+    }
+    c.nodes[0].handle_close(c.now, ConnId(7));
+    c.collect(0);
+    assert!(c.run().is_empty(), "no response for a flow removal");
+    let q = c.expect(1, &Reg::new("gi").cseq(9).contacts(&[]).bytes());
+    assert_eq!(q.contact_uris(), vec!["sip:gi@192.0.2.2;transport=tcp"]);
+}
+
+/// The remote backend answers exactly like the memory backend: random request sequences over
+/// a few AORs, contacts, Call-IDs and CSeqs, sent to a memory engine and round-robin to three
+/// remote nodes, give the same status and contact list every time.
+#[test]
+fn remote_backend_matches_memory_backend() {
+    let config = |remote: Option<u64>| EngineConfig {
+        domains: vec!["example.com".into()],
+        max_contacts: 3,
+        remote: remote.map(|node| RemoteSettings {
+            node,
+            cache_aors: 2, // small: evictions and stale entries happen all the time
+            ..RemoteSettings::default()
+        }),
+        ..EngineConfig::default()
+    };
+    let mut memory = Harness::new(config(None));
+    let mut cluster = Cluster::new(3, |n| config(Some(n)));
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for i in 0..3000 {
+        let user = ["u0", "u1", "u2", "u3"][next(4) as usize];
+        let mut reg = Reg::new(user).cseq(next(6) as u32 + 1);
+        reg.call_id = format!("c{}", next(2));
+        let contact = |k: u64| format!("<sip:{user}@192.0.2.{k}>");
+        reg = match next(6) {
+            0 => reg.contacts(&[]),
+            1 => reg.contact("*").header("Expires: 0"),
+            2 => reg.contact(&format!("{};expires=0", contact(next(4)))),
+            3 => reg.contacts(&[&contact(next(4)), &contact(next(4))]),
+            _ => reg.contact(&contact(next(4))),
+        };
+        let msg = reg.bytes();
+        let want = memory.expect(&msg);
+        let got = cluster.expect(i % 3, &msg);
+        assert_eq!(
+            (got.code, &got.contacts),
+            (want.code, &want.contacts),
+            "request {i}:\n{}",
+            String::from_utf8_lossy(&msg)
+        );
+        if next(10) == 0 {
+            memory.advance(900);
+            cluster.now = memory.now;
+        }
+    }
+}

@@ -10,7 +10,7 @@
 //! background, so disk use follows the live bindings.
 //!
 //! Flow: the store calls [`Persister::on_change`] on the shard thread right after releasing the
-//! map lock; the change is encoded (`record.rs`), numbered, and pushed onto a **bounded**
+//! map lock; the change is encoded (`store/record.rs`), numbered, and pushed onto a **bounded**
 //! channel — when the writer falls behind, the shard blocks there (backpressure: no change is
 //! ever dropped and memory stays bounded). The writer thread takes up to 4096 changes at a time,
 //! commits them as one batch, and makes them durable (fsync of the journal) according to
@@ -28,8 +28,6 @@
 //! losing changes silently.
 #![allow(clippy::disallowed_methods)]
 
-mod record;
-
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -39,7 +37,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
-pub use record::DecodeError;
+use crate::store::record;
+pub use crate::store::record::DecodeError;
 
 use crate::runtime::AckGate;
 use crate::store::{AorKey, Change, ChangeFeed, Store};

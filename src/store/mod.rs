@@ -12,6 +12,7 @@
 //! Time is an argument; the store never reads a clock.
 
 mod binding;
+pub mod record;
 mod wheel;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -120,6 +121,9 @@ enum Kind {
 /// and at 1M AORs the table has 2M slots (see `examples/binding_mem.rs`).
 type List = SmallVec<[Binding; 1]>;
 
+/// An AOR's bindings held outside the map (the remote location backend's per-shard cache).
+pub type BindingList = List;
+
 /// Events gathered under the lock, delivered after it.
 type Events = SmallVec<[(Kind, Binding); 2]>;
 
@@ -129,7 +133,12 @@ pub struct Bindings<'s> {
     events: Option<&'s mut Events>,
 }
 
-impl Bindings<'_> {
+impl<'s> Bindings<'s> {
+    /// A view over bindings held outside the store (no change feed, no accounting).
+    pub fn detached(list: &'s mut BindingList) -> Self {
+        Self { list, events: None }
+    }
+
     /// Number of live bindings.
     pub fn len(&self) -> usize {
         self.list.len()
@@ -553,6 +562,11 @@ fn purge(list: &mut List, now_secs: u32, mut events: Option<&mut Events>) -> usi
         }
     }
     before - list.len()
+}
+
+/// Removes the bindings of a detached list that expired at `now`; returns how many.
+pub fn purge_expired(list: &mut BindingList, now: Instant) -> usize {
+    purge(list, secs(now), None)
 }
 
 /// Whole seconds as the coarse expiry tick (u32 seconds since the Unix epoch, good to 2106).

@@ -1,4 +1,4 @@
-//! The on-disk form of one binding: key = AOR text, 0x00, the binding id (8 bytes, big endian);
+//! The serialised form of one binding (on disk in `persist`, in Redis values in `remote`): key = AOR text, 0x00, the binding id (8 bytes, big endian);
 //! value = a versioned, length-prefixed encoding of every field. Decoding never panics: garbage
 //! or an unknown version is an error.
 
