@@ -72,6 +72,44 @@ pub struct Config {
     pub management: Management,
     /// Durable bindings.
     pub persistence: Persistence,
+    /// Where bindings live: this process, or Redis shared by several nodes.
+    pub location: Location,
+}
+
+/// `[location]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Location {
+    /// `memory` (this process's store, persisted by `[persistence]`) or `redis` (one location
+    /// service shared by every node pointed at it; `[persistence]` is then unused). Default
+    /// `memory`.
+    pub backend: String,
+    /// Redis URLs (`redis://host:port[/db]`): one server, or the seed nodes of a cluster.
+    pub redis_urls: Vec<String>,
+    /// The URLs are Redis Cluster nodes. Default false.
+    pub redis_cluster: bool,
+    /// Key prefix (keys are `<prefix>{<AOR>}`). Default `sipreg:`.
+    pub key_prefix: String,
+    /// Milliseconds to wait for Redis before a REGISTER gets 503 + Retry-After. Default 250.
+    pub timeout_ms: u64,
+    /// Requests per shard waiting for Redis; more get 503 at once. Default 16384.
+    pub max_pending: usize,
+    /// AOR versions each shard remembers (saves a round trip on refreshes). Default 100000.
+    pub cache_aors: usize,
+}
+
+impl Default for Location {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            redis_urls: vec!["redis://127.0.0.1:6379/".into()],
+            redis_cluster: false,
+            key_prefix: "sipreg:".into(),
+            timeout_ms: 250,
+            max_pending: 16_384,
+            cache_aors: 100_000,
+        }
+    }
 }
 
 /// `[persistence]`.
@@ -370,6 +408,46 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// The Redis location service's settings; `None` for the memory backend.
+    pub fn redis_config(&self) -> Result<Option<crate::remote::RedisConfig>, ConfigError> {
+        let l = &self.location;
+        match l.backend.as_str() {
+            "memory" => return Ok(None),
+            "redis" => {}
+            other => {
+                return Err(invalid(
+                    "location.backend",
+                    format!("{other:?} is not one of memory, redis"),
+                ))
+            }
+        }
+        if l.redis_urls.is_empty() {
+            return Err(invalid("location.redis_urls", "at least one URL is needed"));
+        }
+        if l.timeout_ms == 0 {
+            return Err(invalid("location.timeout_ms", "must be at least 1"));
+        }
+        if l.max_pending == 0 {
+            return Err(invalid("location.max_pending", "must be at least 1"));
+        }
+        if l.cache_aors == 0 {
+            return Err(invalid("location.cache_aors", "must be at least 1"));
+        }
+        if l.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "location.key_prefix",
+                "must not contain { or } (the AOR is the cluster hash tag)",
+            ));
+        }
+        Ok(Some(crate::remote::RedisConfig {
+            urls: l.redis_urls.clone(),
+            cluster: l.redis_cluster,
+            key_prefix: l.key_prefix.clone(),
+            timeout: Duration::from_millis(l.timeout_ms),
+            queue: l.max_pending,
+        }))
+    }
+
     /// Persistence settings; `None` for `durability = "none"`.
     pub fn persist_config(&self) -> Result<Option<crate::persist::PersistConfig>, ConfigError> {
         use crate::persist::Durability;
@@ -543,6 +621,13 @@ impl Config {
             max_message_size: self.limits.max_message_size,
             store_capacity: r.capacity,
             auth,
+            remote: self.redis_config()?.map(|_| crate::engine::RemoteSettings {
+                // Unique per process (flows of two nodes never collide).
+                node: u64::from_le_bytes(salt).rotate_left(17) ^ 0x5152_4547,
+                cache_aors: self.location.cache_aors,
+                max_pending: self.location.max_pending,
+                ..crate::engine::RemoteSettings::default()
+            }),
             ..EngineConfig::default()
         })
     }
@@ -594,6 +679,8 @@ impl Config {
             overload_delay: Duration::from_millis(self.limits.overload_delay_ms.max(1)),
             // Set by main.rs when persistence runs in `ack` mode.
             ack_gate: None,
+            // Set by main.rs when bindings live in Redis.
+            remote: None,
         })
     }
 }

@@ -15,6 +15,7 @@ use sipreg::config::Config;
 use sipreg::engine::Shared;
 use sipreg::mgmt::{self, Management};
 use sipreg::persist::{Durability, Persister};
+use sipreg::remote::RedisLocation;
 use sipreg::runtime::{self, Backend, TlsReloader};
 use sipreg::store::ChangeFeed;
 use sipreg::transport::tls::ServerTls;
@@ -73,6 +74,13 @@ struct Cli {
     /// Persistence data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Keep bindings in Redis at this URL (repeatable: cluster seed nodes), shared with every
+    /// node pointed at it. Sets location.backend = "redis".
+    #[arg(long)]
+    redis: Vec<String>,
+    /// The --redis URLs are Redis Cluster nodes.
+    #[arg(long)]
+    redis_cluster: bool,
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -171,6 +179,13 @@ fn apply_flags(config: &mut Config, cli: &Cli) -> Result<(), String> {
     if let Some(d) = &cli.data_dir {
         config.persistence.dir.clone_from(d);
     }
+    if !cli.redis.is_empty() {
+        config.location.backend = "redis".into();
+        config.location.redis_urls.clone_from(&cli.redis);
+    }
+    if cli.redis_cluster {
+        config.location.redis_cluster = true;
+    }
     match cli.mgmt.as_deref() {
         None => {}
         Some("off") => config.management.enabled = false,
@@ -200,7 +215,12 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let engine_config = config.engine_config(random_bytes())?;
     let mut runtime_config = config.runtime_config()?;
     let mgmt_config = config.management_config()?;
-    let persist_config = config.persist_config()?;
+    let redis_config = config.redis_config()?;
+    // With Redis, Redis is the durable store: no local persistence.
+    let persist_config = match redis_config {
+        Some(_) => None,
+        None => config.persist_config()?,
+    };
     let auth = match &engine_config.auth {
         Some(a) => format!("digest (realm {:?}, {})", a.realm, a.algorithms.join(", ")),
         None => {
@@ -251,9 +271,18 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         if c.durability == Durability::Ack {
             runtime_config.ack_gate = Some(Arc::clone(p) as Arc<dyn runtime::AckGate>);
         }
-    } else {
+    } else if redis_config.is_none() {
         tracing::warn!("persistence off: bindings live in memory only and are lost at restart");
     }
+    let location = match &redis_config {
+        Some(r) => {
+            let location = RedisLocation::start(r, runtime::shard_count(runtime_config.shards))?;
+            runtime_config.remote = Some(Arc::clone(&location) as Arc<dyn runtime::RemoteStore>);
+            tracing::info!(urls = ?r.urls, cluster = r.cluster, "bindings live in Redis");
+            Some(location)
+        }
+        None => None,
+    };
     let server = runtime::run(runtime_config, Arc::clone(&shared))?;
     let _ = tls.set(server.tls_reloader());
     ctx.set_ready(mgmt::ServerInfo {
@@ -287,6 +316,9 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         m.shutdown();
     }
     server.shutdown()?;
+    if let Some(l) = &location {
+        l.close();
+    }
     if let Some(p) = &persister {
         p.close()?;
     }

@@ -103,6 +103,26 @@ pub struct RuntimeConfig {
     pub overload_delay: Duration,
     /// Persistence `ack` mode: responses that acknowledge a change wait until it is durable.
     pub ack_gate: Option<Arc<dyn AckGate>>,
+    /// The shared location service (Redis), when bindings live there.
+    pub remote: Option<Arc<dyn RemoteStore>>,
+}
+
+/// What the runtime needs from the shared location service (implemented by
+/// `remote::RedisLocation`): it carries out the engine's compare-and-set ops
+/// ([`crate::engine::RemoteOp`]) off the shard threads and hands every op's reply back to the
+/// shard that submitted it, waking it. Every accepted op gets exactly one reply (a timeout is
+/// `Unavailable`).
+pub trait RemoteStore: Send + Sync {
+    /// Queues an op of shard `shard`; a full queue or a stopped service hands it back.
+    fn submit(
+        &self,
+        shard: usize,
+        op: crate::engine::RemoteOp,
+    ) -> Result<(), crate::engine::RemoteOp>;
+    /// Moves the replies waiting for shard `shard` into `out`.
+    fn take_replies(&self, shard: usize, out: &mut Vec<(u64, crate::engine::RemoteReply)>);
+    /// `wake` is called when a reply for shard `shard` is waiting.
+    fn add_waker(&self, shard: usize, wake: Box<dyn Fn() + Send + Sync>);
 }
 
 /// What the runtime needs from persistence in `ack` mode (implemented by
@@ -128,6 +148,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("shards", &self.shards)
             .field("backend", &self.backend)
             .field("ack_gate", &self.ack_gate.is_some())
+            .field("remote", &self.remote.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +170,7 @@ impl Default for RuntimeConfig {
             max_message_size: 65_535,
             overload_delay: Duration::from_millis(500),
             ack_gate: None,
+            remote: None,
         }
     }
 }
@@ -330,10 +352,18 @@ impl TlsReloader {
     }
 }
 
+/// The number of shard threads `run` starts for a configured count (0 = one per core).
+pub fn shard_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    }
+}
+
 /// Binds every address and starts the shards.
 pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let shards = if cfg.shards == 0 { cores } else { cfg.shards };
+    let shards = shard_count(cfg.shards);
     let backend = match cfg.backend {
         Backend::Auto => match detect() {
             Ok(()) => Backend::Uring,
@@ -405,6 +435,10 @@ pub fn run(cfg: RuntimeConfig, shared: Arc<Shared>) -> Result<Server, RunError> 
     let mut stats = Vec::with_capacity(shards);
     for (index, (udp, listeners)) in per_shard.into_iter().enumerate() {
         let waker = Arc::new(EventFd::new()?);
+        if let Some(remote) = &cfg.remote {
+            let w = Arc::clone(&waker);
+            remote.add_waker(index, Box::new(move || w.wake()));
+        }
         let shard_stats = Arc::new(ShardStats::new(udp.iter().filter_map(inode).collect()));
         let shard = Shard::new(
             index,

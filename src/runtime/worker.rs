@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::ServerConfig;
 
 use super::stats::ShardStats;
-use super::{wall_clock, AckGate, RuntimeConfig};
+use super::{wall_clock, AckGate, RemoteStore, RuntimeConfig};
+use crate::engine::RemoteReply;
 use crate::engine::{ConnId, Engine, Meta, StreamStatus, Transport};
 use crate::time::Instant;
 use crate::transport::tls::TlsSession;
@@ -144,6 +145,12 @@ pub(crate) struct Shard {
     /// Persistence `ack` mode: responses wait here, in order, until their change is durable.
     gate: Option<Arc<dyn AckGate>>,
     held: VecDeque<Held>,
+    /// The shared location service, when bindings live there.
+    remote: Option<Arc<dyn RemoteStore>>,
+    /// Where the response of a UDP request waiting for the service goes: (socket, our
+    /// address when the socket is bound to a wildcard address).
+    routes: HashMap<u64, (usize, Option<IpAddr>)>,
+    replies: Vec<(u64, RemoteReply)>,
     pub(crate) stats: Arc<ShardStats>,
 }
 
@@ -185,6 +192,9 @@ impl Shard {
             received_ns: Vec::with_capacity(64),
             gate: cfg.ack_gate.clone(),
             held: VecDeque::new(),
+            remote: cfg.remote.clone(),
+            routes: HashMap::new(),
+            replies: Vec::new(),
             cfg,
             stats,
         })
@@ -194,6 +204,7 @@ impl Shard {
     /// the held responses whose changes became durable.
     pub(crate) fn begin_batch(&mut self) {
         self.now = wall_clock();
+        self.take_remote_replies();
         let Some(durable) = self.gate.as_ref().map(|g| g.durable()) else {
             return;
         };
@@ -308,6 +319,10 @@ impl Shard {
                 end: self.send_buf.len(),
             });
         }
+        // A request waiting for the shared location service (never held: `ack` mode and the
+        // remote backend exclude each other).
+        let wildcard = bound.ip().is_unspecified().then_some(local.ip());
+        self.pump_remote(Some((socket, wildcard)));
     }
 
     /// Readiness of a listener or connection token.
@@ -520,6 +535,83 @@ impl Shard {
             }
             StreamStatus::Close => conn.closing = true,
         }
+        self.pump_remote(None);
+    }
+
+    /// Hands the engine's ops for the shared location service over (`udp`: the route of the
+    /// datagram just handled). An op the service cannot take is answered 503 at once.
+    fn pump_remote(&mut self, udp: Option<(usize, Option<IpAddr>)>) {
+        let Some(remote) = self.remote.clone() else {
+            return;
+        };
+        while let Some(op) = self.engine.poll_remote() {
+            let token = op.token;
+            if let Some(route) = udp {
+                self.routes.entry(token).or_insert(route);
+            }
+            if remote.submit(self.index, op).is_err() {
+                let done = self
+                    .engine
+                    .handle_remote(self.now, token, RemoteReply::Unavailable);
+                self.send_remote_answer(token, done);
+            }
+        }
+    }
+
+    /// Feeds the service's replies to the engine and sends the answers they complete.
+    fn take_remote_replies(&mut self) {
+        let Some(remote) = self.remote.clone() else {
+            return;
+        };
+        remote.take_replies(self.index, &mut self.replies);
+        let mut replies = std::mem::take(&mut self.replies);
+        for (token, reply) in replies.drain(..) {
+            let done = self.engine.handle_remote(self.now, token, reply);
+            self.send_remote_answer(token, done);
+            // A retry keeps its token (and its route).
+            self.pump_remote(None);
+        }
+        self.replies = replies;
+    }
+
+    /// Sends the response the engine wrote for the request with this token.
+    fn send_remote_answer(&mut self, token: u64, done: bool) {
+        let route = if done {
+            self.routes.remove(&token)
+        } else {
+            self.routes.get(&token).copied()
+        };
+        let Some(t) = self.engine.poll_transmit() else {
+            return;
+        };
+        match t.conn {
+            Some(id) => {
+                let slot = conn_slot(id);
+                let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                    return;
+                };
+                if conn.id != id {
+                    return; // closed meanwhile: the response has nowhere to go
+                }
+                conn.queue(t.bytes);
+                self.flush_conn(slot);
+            }
+            None => {
+                let Some((socket, wildcard)) = route else {
+                    return;
+                };
+                let from = wildcard.filter(|ip| ip.is_ipv4() == t.dest.is_ipv4());
+                let start = self.send_buf.len();
+                self.send_buf.extend_from_slice(t.bytes);
+                self.sends.push(UdpSend {
+                    socket,
+                    dest: t.dest,
+                    from,
+                    start,
+                    end: self.send_buf.len(),
+                });
+            }
+        }
     }
 
     /// Writes what is pending; closes the connection when it is done and closing.
@@ -608,6 +700,7 @@ impl Shard {
             self.stats.tls_connections.fetch_sub(1, Ordering::Relaxed);
         }
         self.engine.handle_close(self.now, conn.id);
+        self.pump_remote(None);
     }
 
     /// Once per second: idle connections, expiry sweep.

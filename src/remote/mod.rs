@@ -1,0 +1,424 @@
+//! The shared location service on Redis (standalone or Redis Cluster): the I/O half of the
+//! remote backend (`engine/remote.rs` is the sans-IO half, and explains the model).
+//!
+//! One thread (`sipreg-redis`) runs a current-thread tokio runtime. Each shard has its own
+//! bounded queue of ops, its own Redis connection (standalone: a reconnecting
+//! `ConnectionManager`; cluster: a `ClusterConnection`, which routes by slot and follows
+//! MOVED/ASK) and its own reply list. Ops of one shard are pipelined on its connection: they
+//! are sent as they come without waiting for earlier replies, so a node's throughput is bound
+//! by Redis, not by round trips. Every op gets exactly one reply: the script's answer, or
+//! `Unavailable` after `timeout` or on any error — the shard then answers 503 + Retry-After,
+//! and the node recovers by itself when Redis answers again (the connection reconnects in the
+//! background). Nothing here is unbounded: the queue per shard holds at most the engine's
+//! `max_pending` ops.
+//!
+//! Keys: `<prefix>{<canonical AOR>}`. The braces are a Redis Cluster hash tag, so one AOR is
+//! one slot; a canonical AOR never contains `{` or `}` (they are escaped in SIP URIs).
+//!
+//! The compare-and-set is one Lua script (atomic in Redis). Its answer: `1` = the version
+//! matched (and the write, if any, was made); `0` = it did not and the AOR has no value;
+//! a bulk string = it did not, here is the current value.
+#![allow(clippy::disallowed_methods)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+
+use crate::engine::{RemoteOp, RemoteReply};
+use crate::runtime::RemoteStore;
+
+/// The compare-and-set. KEYS[1] = the AOR's key; ARGV[1] = the expected version (8 bytes;
+/// all zero = no value); optional ARGV[2] = the new value, ARGV[3] = its expiry as Unix
+/// seconds (`0` = delete the key).
+const CAS: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local ver = string.rep('\0', 8)
+if cur then ver = string.sub(cur, 1, 8) end
+if ver ~= ARGV[1] then
+  if cur then return cur end
+  return 0
+end
+if #ARGV >= 3 then
+  if ARGV[3] == '0' then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+  end
+end
+return 1
+";
+
+/// Where the shared location service is and how to talk to it (`[location]` in the config).
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]` URLs: one for standalone Redis, the seed nodes for a cluster.
+    pub urls: Vec<String>,
+    /// Redis Cluster (slot routing) instead of one server.
+    pub cluster: bool,
+    /// Key prefix, before the `{AOR}` hash tag.
+    pub key_prefix: String,
+    /// An op without an answer after this long is `Unavailable` (503 to the UA).
+    pub timeout: Duration,
+    /// Ops one shard may have queued or in flight (the engine's `max_pending`).
+    pub queue: usize,
+}
+
+/// Counters of the Redis client (for metrics and tests).
+#[derive(Debug, Default)]
+pub struct RedisStats {
+    /// Ops carried out (any answer).
+    pub ops: AtomicU64,
+    /// Ops whose version did not match (a race or a stale cache: the request is re-planned).
+    pub conflicts: AtomicU64,
+    /// Ops that failed (timeout, connection error, script error).
+    pub unavailable: AtomicU64,
+}
+
+struct ShardSlot {
+    replies: Mutex<Vec<(u64, RemoteReply)>>,
+    wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl ShardSlot {
+    fn push(&self, token: u64, reply: RemoteReply) {
+        let was_empty = {
+            let mut r = self.replies.lock().unwrap_or_else(PoisonError::into_inner);
+            r.push((token, reply));
+            r.len() == 1
+        };
+        // The shard drains the whole list on each wakeup: wake it once per batch, not per op.
+        if was_empty {
+            if let Some(wake) = self.wake.get() {
+                wake();
+            }
+        }
+    }
+}
+
+/// The Redis location service client (see the module documentation).
+pub struct RedisLocation {
+    queues: Vec<mpsc::Sender<RemoteOp>>,
+    slots: Arc<Vec<ShardSlot>>,
+    stats: Arc<RedisStats>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedisLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLocation")
+            .field("shards", &self.queues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration error (bad URL).
+#[derive(Debug, thiserror::Error)]
+#[error("location.redis_urls: {0}")]
+pub struct RedisError(String);
+
+/// One shard's connection.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn cas(&mut self, script: &redis::Script, key: &[u8], op: &RemoteOp) -> redis::RedisResult<redis::Value> {
+        let mut inv = script.key(key);
+        inv.arg(&op.expected.to_be_bytes()[..]);
+        if let Some(w) = &op.write {
+            inv.arg(&w.value[..]).arg(w.expire_at);
+        }
+        match self {
+            Self::Single(c) => inv.invoke_async(c).await,
+            Self::Cluster(c) => inv.invoke_async(c).await,
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        let cmd = redis::cmd("PING");
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+}
+
+impl RedisLocation {
+    /// Starts the client thread for `shards` shards. Redis need not be up: ops fail with
+    /// `Unavailable` until it is (URLs are checked here).
+    pub fn start(config: &RedisConfig, shards: usize) -> Result<Arc<Self>, RedisError> {
+        if config.urls.is_empty() {
+            return Err(RedisError("at least one URL is needed".into()));
+        }
+        let infos = config
+            .urls
+            .iter()
+            .map(|u| {
+                redis::IntoConnectionInfo::into_connection_info(u.as_str())
+                    .map_err(|e| RedisError(format!("{u:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !config.cluster && infos.len() > 1 {
+            return Err(RedisError(
+                "several URLs need location.redis_cluster = true".into(),
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RedisError(format!("runtime: {e}")))?;
+        let slots: Arc<Vec<ShardSlot>> = Arc::new(
+            (0..shards)
+                .map(|_| ShardSlot {
+                    replies: Mutex::new(Vec::new()),
+                    wake: OnceLock::new(),
+                })
+                .collect(),
+        );
+        let stats = Arc::new(RedisStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut queues = Vec::with_capacity(shards);
+        let mut receivers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (tx, rx) = mpsc::channel(config.queue.max(1));
+            queues.push(tx);
+            receivers.push(rx);
+        }
+        let cfg = config.clone();
+        let (slots2, stats2) = (Arc::clone(&slots), Arc::clone(&stats));
+        let thread = std::thread::Builder::new()
+            .name("sipreg-redis".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for (shard, rx) in receivers.into_iter().enumerate() {
+                        let conn = connect(&cfg, &infos);
+                        tasks.push(tokio::spawn(serve_shard(
+                            shard,
+                            rx,
+                            conn,
+                            cfg.clone(),
+                            Arc::clone(&slots2),
+                            Arc::clone(&stats2),
+                        )));
+                    }
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                });
+            })
+            .map_err(|e| RedisError(format!("thread: {e}")))?;
+        Ok(Arc::new(Self {
+            queues,
+            slots,
+            stats,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> &RedisStats {
+        &self.stats
+    }
+
+    /// Stops taking ops, lets the ones in flight finish (each within `timeout`) and joins the
+    /// thread.
+    pub fn close(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Closing the queues ends each shard's task once its ops are answered.
+        for q in &self.queues {
+            let _ = q.try_send(RemoteOp {
+                token: 0,
+                aor: crate::store::AorKey::new(""),
+                expected: 0,
+                write: None,
+            });
+        }
+        if let Some(t) = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A connection that connects (and reconnects) in the background.
+fn connect(cfg: &RedisConfig, infos: &[redis::ConnectionInfo]) -> Arc<tokio::sync::OnceCell<Conn>> {
+    let cell = Arc::new(tokio::sync::OnceCell::new());
+    let (cfg, infos, c) = (cfg.clone(), infos.to_vec(), Arc::clone(&cell));
+    tokio::spawn(async move {
+        let mut logged = false;
+        loop {
+            match open(&cfg, &infos).await {
+                Ok(conn) => {
+                    let _ = c.set(conn);
+                    return;
+                }
+                Err(e) => {
+                    if !logged {
+                        tracing::warn!(error = %e, "Redis unreachable; retrying (REGISTERs get 503 meanwhile)");
+                        logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    cell
+}
+
+async fn open(cfg: &RedisConfig, infos: &[redis::ConnectionInfo]) -> redis::RedisResult<Conn> {
+    if cfg.cluster {
+        let client = redis::cluster::ClusterClient::builder(infos.to_vec())
+            .connection_timeout(cfg.timeout.max(Duration::from_millis(100)))
+            .response_timeout(cfg.timeout)
+            .retries(2)
+            .build()?;
+        return Ok(Conn::Cluster(client.get_async_connection().await?));
+    }
+    let info = infos
+        .first()
+        .cloned()
+        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Client, "no URL")))?;
+    let client = redis::Client::open(info)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(cfg.timeout.max(Duration::from_millis(100))))
+        .set_response_timeout(Some(cfg.timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500));
+    // Connects now, so that an unreachable server is noticed (and retried) here.
+    Ok(Conn::Single(
+        ConnectionManager::new_with_config(client, config).await?,
+    ))
+}
+
+async fn serve_shard(
+    shard: usize,
+    mut rx: mpsc::Receiver<RemoteOp>,
+    conn: Arc<tokio::sync::OnceCell<Conn>>,
+    cfg: RedisConfig,
+    slots: Arc<Vec<ShardSlot>>,
+    stats: Arc<RedisStats>,
+) {
+    let script = Arc::new(redis::Script::new(CAS));
+    let mut batch = Vec::with_capacity(256);
+    let mut key = Vec::new();
+    // After a failure the connection is probed every 200 ms, so that it reconnects before the
+    // next REGISTER needs it (a reconnecting connection only retries when it is used).
+    let healthy = Arc::new(AtomicBool::new(true));
+    let mut probe = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => if n == 0 {
+                return;
+            },
+            _ = probe.tick() => {
+                if let (false, Some(c)) = (healthy.load(Ordering::Relaxed), conn.get().cloned()) {
+                    let (healthy, timeout) = (Arc::clone(&healthy), cfg.timeout);
+                    tokio::spawn(async move {
+                        let mut c = c;
+                        if matches!(tokio::time::timeout(timeout, c.ping()).await, Ok(Ok(()))) {
+                            healthy.store(true, Ordering::Relaxed);
+                        }
+                    });
+                }
+                continue;
+            }
+        }
+        for op in batch.drain(..) {
+            if op.token == 0 {
+                return; // close()
+            }
+            let Some(slot_list) = slots.get(shard) else {
+                continue;
+            };
+            let Some(c) = conn.get().cloned() else {
+                stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                slot_list.push(op.token, RemoteReply::Unavailable);
+                continue;
+            };
+            key.clear();
+            key.extend_from_slice(cfg.key_prefix.as_bytes());
+            key.push(b'{');
+            key.extend_from_slice(op.aor.as_str().as_bytes());
+            key.push(b'}');
+            let (key, script, slots, stats, healthy, timeout) = (
+                key.clone(),
+                Arc::clone(&script),
+                Arc::clone(&slots),
+                Arc::clone(&stats),
+                Arc::clone(&healthy),
+                cfg.timeout,
+            );
+            // Each op runs as its own task: ops of one connection are pipelined.
+            tokio::spawn(async move {
+                let mut c = c;
+                let answer = tokio::time::timeout(timeout, c.cas(&script, &key, &op)).await;
+                let reply = match answer {
+                    Ok(Ok(redis::Value::Int(1))) => RemoteReply::Committed,
+                    Ok(Ok(redis::Value::Int(0))) => RemoteReply::Current(None),
+                    Ok(Ok(redis::Value::BulkString(v))) => RemoteReply::Current(Some(v)),
+                    Ok(Ok(other)) => {
+                        tracing::warn!(answer = ?other, "unexpected answer from the location script");
+                        RemoteReply::Unavailable
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "Redis op failed");
+                        RemoteReply::Unavailable
+                    }
+                    Err(_) => RemoteReply::Unavailable,
+                };
+                stats.ops.fetch_add(1, Ordering::Relaxed);
+                match reply {
+                    RemoteReply::Current(_) => stats.conflicts.fetch_add(1, Ordering::Relaxed),
+                    RemoteReply::Unavailable => {
+                        healthy.store(false, Ordering::Relaxed);
+                        stats.unavailable.fetch_add(1, Ordering::Relaxed)
+                    }
+                    RemoteReply::Committed => 0,
+                };
+                if let Some(s) = slots.get(shard) {
+                    s.push(op.token, reply);
+                }
+            });
+        }
+    }
+}
+
+impl RemoteStore for RedisLocation {
+    fn submit(&self, shard: usize, op: RemoteOp) -> Result<(), RemoteOp> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(op);
+        }
+        match self.queues.get(shard) {
+            Some(q) => q.try_send(op).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op) => op,
+            }),
+            None => Err(op),
+        }
+    }
+
+    fn take_replies(&self, shard: usize, out: &mut Vec<(u64, RemoteReply)>) {
+        if let Some(s) = self.slots.get(shard) {
+            out.append(&mut s.replies.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+    }
+
+    fn add_waker(&self, shard: usize, wake: Box<dyn Fn() + Send + Sync>) {
+        if let Some(s) = self.slots.get(shard) {
+            let _ = s.wake.set(wake);
+        }
+    }
+}
