@@ -5,6 +5,7 @@
 mod client;
 mod durable;
 mod mgmt;
+mod redis;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
