@@ -278,6 +278,7 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(r) => {
             let location = RedisLocation::start(r, runtime::shard_count(runtime_config.shards))?;
             runtime_config.remote = Some(Arc::clone(&location) as Arc<dyn runtime::RemoteStore>);
+            ctx.set_location(Arc::clone(&location));
             tracing::info!(urls = ?r.urls, cluster = r.cluster, "bindings live in Redis");
             Some(location)
         }

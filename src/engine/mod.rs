@@ -696,7 +696,9 @@ impl Engine {
             return;
         }
         let writing = changed.then(|| (remote.new_version(), list));
-        let write = writing.as_ref().map(|(v, l)| remote::write_for(*v, l));
+        let write = writing
+            .as_ref()
+            .map(|(v, l)| RemoteWrite::for_bindings(*v, l));
         let pending = remote::Pending {
             aor,
             waiting: remote::Waiting::RemoveFlow(flow),

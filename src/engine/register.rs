@@ -449,7 +449,9 @@ fn remote_register(
         Ok(changed) if changed.any => Some((remote.new_version(), list, changed.stored)),
         _ => None,
     };
-    let write = writing.as_ref().map(|(v, l, _)| remote::write_for(*v, l));
+    let write = writing
+        .as_ref()
+        .map(|(v, l, _)| remote::RemoteWrite::for_bindings(*v, l));
     let req = reply.req;
     let dest = match req.top_via() {
         Some(Ok(via)) => super::response_destination(reply.meta, &via),

@@ -289,17 +289,19 @@ impl Remote {
     }
 }
 
-/// The value to write for `list` (or a delete when it is empty).
-pub(super) fn write_for(version: u64, list: &[Binding]) -> RemoteWrite {
-    match list.iter().map(Binding::expires_at).max() {
-        Some(expire_at) => RemoteWrite {
-            value: encode_value(version, list),
-            expire_at,
-        },
-        None => RemoteWrite {
-            value: Vec::new(),
-            expire_at: 0,
-        },
+impl RemoteWrite {
+    /// The value to write for `list` under `version` (a delete when `list` is empty).
+    pub fn for_bindings(version: u64, list: &[Binding]) -> Self {
+        match list.iter().map(Binding::expires_at).max() {
+            Some(expire_at) => Self {
+                value: encode_value(version, list),
+                expire_at,
+            },
+            None => Self {
+                value: Vec::new(),
+                expire_at: 0,
+            },
+        }
     }
 }
 
@@ -388,8 +390,8 @@ mod tests {
 
     #[test]
     fn write_deletes_empty_and_expires_at_latest() {
-        assert_eq!(write_for(5, &[]).expire_at, 0);
-        let w = write_for(5, &[binding("sip:a@h", 1)]);
+        assert_eq!(RemoteWrite::for_bindings(5, &[]).expire_at, 0);
+        let w = RemoteWrite::for_bindings(5, &[binding("sip:a@h", 1)]);
         assert_eq!(w.expire_at, 2_000_000_000);
         assert_eq!(decode_value(&w.value).unwrap().0, 5);
     }

@@ -109,16 +109,16 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::GET, ["v1", "stats"]) => json_response(StatusCode::OK, &metrics::stats_json(ctx)),
         (&Method::GET, ["v1", "aors", aor]) => match parse_aor(aor) {
-            Ok(aor) => get_aor(ctx, &aor),
+            Ok(aor) => get_aor(ctx, &aor).await,
             Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
         },
         (&Method::DELETE, ["v1", "aors", aor]) => match parse_aor(aor) {
-            Ok(aor) => delete(ctx, &aor, None),
+            Ok(aor) => delete(ctx, &aor, None).await,
             Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
         },
         (&Method::DELETE, ["v1", "aors", aor, "bindings", id]) => {
             match (parse_aor(aor), u64::from_str_radix(id, 16)) {
-                (Ok(aor), Ok(id)) => delete(ctx, &aor, Some(id)),
+                (Ok(aor), Ok(id)) => delete(ctx, &aor, Some(id)).await,
                 (Err(msg), _) => error(StatusCode::BAD_REQUEST, &msg),
                 (_, Err(_)) => error(
                     StatusCode::BAD_REQUEST,
@@ -126,6 +126,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 ),
             }
         }
+        (&Method::GET, ["v1", "bindings"]) if ctx.location.get().is_some() => error(
+            StatusCode::NOT_IMPLEMENTED,
+            "bindings live in Redis: scan it with redis-cli --scan --pattern '<key_prefix>*'",
+        ),
         (&Method::GET, ["v1", "bindings"]) => match DumpQuery::parse(req.uri().query()) {
             Ok(q) => dump(ctx, q),
             Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
@@ -261,12 +265,26 @@ fn now_secs() -> u32 {
     u32::try_from(now().as_secs()).unwrap_or(u32::MAX)
 }
 
-fn get_aor(ctx: &Context, aor: &AorKey) -> Response<Body> {
+async fn get_aor(ctx: &Context, aor: &AorKey) -> Response<Body> {
     let secs = now_secs();
-    let bindings = ctx.shared.store().lookup(aor, now(), |live| {
+    let to_json = |live: &mut dyn Iterator<Item = &Binding>| {
         live.map(|b| serde_json::to_value(BindingJson::new(aor, b, secs)))
             .collect::<Result<Vec<_>, _>>()
-    });
+    };
+    let bindings = match ctx.location.get() {
+        None => ctx.shared.store().lookup(aor, now(), to_json),
+        Some(location) => match location.get(aor).await {
+            Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, &why),
+            Ok(None) => None,
+            Ok(Some(value)) => match crate::engine::decode_value(&value) {
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                Ok((_, list)) => {
+                    let mut live = list.iter().filter(|b| b.expires_at() > secs).peekable();
+                    live.peek().is_some().then(|| to_json(&mut live))
+                }
+            },
+        },
+    };
     match bindings {
         Some(Ok(list)) => json_response(
             StatusCode::OK,
@@ -279,7 +297,13 @@ fn get_aor(ctx: &Context, aor: &AorKey) -> Response<Body> {
 
 /// Removes all of the AOR's bindings, or the one with `id`. The change goes through the store
 /// like any REGISTER (change feed, persistence).
-fn delete(ctx: &Context, aor: &AorKey, id: Option<u64>) -> Response<Body> {
+async fn delete(ctx: &Context, aor: &AorKey, id: Option<u64>) -> Response<Body> {
+    if let Some(location) = ctx.location.get() {
+        return match location.delete(aor, id).await {
+            Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
+            Ok(removed) => deleted(aor, removed),
+        };
+    }
     let removed = ctx.shared.store().modify(aor, now(), |bindings| {
         let mut removed = 0;
         let mut i = 0;
@@ -293,6 +317,10 @@ fn delete(ctx: &Context, aor: &AorKey, id: Option<u64>) -> Response<Body> {
         }
         removed
     });
+    deleted(aor, removed)
+}
+
+fn deleted(aor: &AorKey, removed: usize) -> Response<Body> {
     if removed == 0 {
         return error(StatusCode::NOT_FOUND, "no such binding");
     }

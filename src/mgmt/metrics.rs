@@ -154,6 +154,29 @@ impl Collector for SipregCollector {
             "Bindings removed by expiry",
             store.expired_count(),
         )?;
+        if let Some(location) = ctx.location.get() {
+            let st = location.stats();
+            let (ops, conflicts, unavailable) = (
+                st.ops.load(Ordering::Relaxed),
+                st.conflicts.load(Ordering::Relaxed),
+                st.unavailable.load(Ordering::Relaxed),
+            );
+            family(
+                &mut e,
+                "sipreg_location_ops",
+                "Compare-and-set ops on Redis by result (conflict: re-planned against the current value)",
+                MetricType::Counter,
+                "result",
+                [
+                    (
+                        "committed".to_owned(),
+                        ops.saturating_sub(conflicts + unavailable),
+                    ),
+                    ("conflict".to_owned(), conflicts),
+                    ("unavailable".to_owned(), unavailable),
+                ],
+            )?;
+        }
         family(
             &mut e,
             "sipreg_connections",

@@ -21,6 +21,9 @@
 //! | GET | `/v1/bindings?domain=&prefix=&limit=&cursor=` | NDJSON stream of bindings |
 //! | POST | `/v1/reload` | re-reads the configuration (as SIGHUP does) |
 //!
+//! With the Redis backend, AOR lookups and deletes go to Redis (deletes with the registrar's
+//! compare-and-set); the dump answers 501 (scan Redis itself: `redis-cli --scan`).
+//!
 //! `{aor}` is a SIP URI, percent-encoded or not (`sip:alice@example.com`, or `alice@example.com`
 //! for the `sip:` scheme); it is canonicalised like the registrar does (RFC 3261 §10.3 step 5).
 #![allow(clippy::disallowed_methods)]
@@ -66,6 +69,8 @@ pub struct Context {
     shared: Arc<Shared>,
     server: OnceLock<ServerInfo>,
     reload: Box<ReloadFn>,
+    /// The Redis location service, when bindings live there (lookups and deletes go to it).
+    location: OnceLock<Arc<crate::remote::RedisLocation>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -83,7 +88,13 @@ impl Context {
             shared,
             server: OnceLock::new(),
             reload,
+            location: OnceLock::new(),
         })
+    }
+
+    /// Bindings live in Redis: AOR lookups and deletes go there; the dump is refused.
+    pub fn set_location(&self, location: Arc<crate::remote::RedisLocation>) {
+        let _ = self.location.set(location);
     }
 
     /// Bindings are loaded and the SIP listeners are open: `/readyz` answers 200 from now on.

@@ -99,8 +99,25 @@ impl ShardSlot {
     }
 }
 
+/// A management request (the HTTP API's lookups and deletes), served on the client thread.
+enum Admin {
+    /// The AOR's current value.
+    Get(crate::store::AorKey),
+    /// Removes the AOR's bindings (all, or the one with this id); answers how many.
+    Delete(crate::store::AorKey, Option<u64>),
+}
+
+/// The answer to an [`Admin`] request.
+type AdminAnswer = Result<AdminReply, String>;
+
+enum AdminReply {
+    Value(Option<Vec<u8>>),
+    Removed(usize),
+}
+
 /// The Redis location service client (see the module documentation).
 pub struct RedisLocation {
+    admin: mpsc::Sender<(Admin, tokio::sync::oneshot::Sender<AdminAnswer>)>,
     queues: Vec<mpsc::Sender<RemoteOp>>,
     slots: Arc<Vec<ShardSlot>>,
     stats: Arc<RedisStats>,
@@ -129,7 +146,12 @@ enum Conn {
 }
 
 impl Conn {
-    async fn cas(&mut self, script: &redis::Script, key: &[u8], op: &RemoteOp) -> redis::RedisResult<redis::Value> {
+    async fn cas(
+        &mut self,
+        script: &redis::Script,
+        key: &[u8],
+        op: &RemoteOp,
+    ) -> redis::RedisResult<redis::Value> {
         let mut inv = script.key(key);
         inv.arg(&op.expected.to_be_bytes()[..]);
         if let Some(w) = &op.write {
@@ -191,12 +213,15 @@ impl RedisLocation {
             queues.push(tx);
             receivers.push(rx);
         }
+        let (admin, admin_rx) = mpsc::channel(64);
         let cfg = config.clone();
         let (slots2, stats2) = (Arc::clone(&slots), Arc::clone(&stats));
         let thread = std::thread::Builder::new()
             .name("sipreg-redis".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    let admin_conn = connect(&cfg, &infos);
+                    tokio::spawn(serve_admin(admin_rx, admin_conn, cfg.clone()));
                     let mut tasks = Vec::new();
                     for (shard, rx) in receivers.into_iter().enumerate() {
                         let conn = connect(&cfg, &infos);
@@ -216,12 +241,43 @@ impl RedisLocation {
             })
             .map_err(|e| RedisError(format!("thread: {e}")))?;
         Ok(Arc::new(Self {
+            admin,
             queues,
             slots,
             stats,
             stop,
             thread: Mutex::new(Some(thread)),
         }))
+    }
+
+    /// The AOR's current value in Redis (`None`: no bindings), for the management API.
+    pub async fn get(&self, aor: &crate::store::AorKey) -> Result<Option<Vec<u8>>, String> {
+        match self.ask(Admin::Get(aor.clone())).await? {
+            AdminReply::Value(v) => Ok(v),
+            AdminReply::Removed(_) => Err("unexpected answer".into()),
+        }
+    }
+
+    /// Removes the AOR's bindings (all, or the one with `id`) with the same compare-and-set as
+    /// the registrar; returns how many were removed.
+    pub async fn delete(
+        &self,
+        aor: &crate::store::AorKey,
+        id: Option<u64>,
+    ) -> Result<usize, String> {
+        match self.ask(Admin::Delete(aor.clone(), id)).await? {
+            AdminReply::Removed(n) => Ok(n),
+            AdminReply::Value(_) => Err("unexpected answer".into()),
+        }
+    }
+
+    async fn ask(&self, request: Admin) -> AdminAnswer {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.admin
+            .try_send((request, tx))
+            .map_err(|_| "the Redis client is busy or stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the Redis client stopped".to_owned())?
     }
 
     /// The client's counters.
@@ -314,7 +370,6 @@ async fn serve_shard(
 ) {
     let script = Arc::new(redis::Script::new(CAS));
     let mut batch = Vec::with_capacity(256);
-    let mut key = Vec::new();
     // After a failure the connection is probed every 200 ms, so that it reconnects before the
     // next REGISTER needs it (a reconnecting connection only retries when it is used).
     let healthy = Arc::new(AtomicBool::new(true));
@@ -345,17 +400,13 @@ async fn serve_shard(
                 continue;
             };
             let Some(c) = conn.get().cloned() else {
+                stats.ops.fetch_add(1, Ordering::Relaxed);
                 stats.unavailable.fetch_add(1, Ordering::Relaxed);
                 slot_list.push(op.token, RemoteReply::Unavailable);
                 continue;
             };
-            key.clear();
-            key.extend_from_slice(cfg.key_prefix.as_bytes());
-            key.push(b'{');
-            key.extend_from_slice(op.aor.as_str().as_bytes());
-            key.push(b'}');
             let (key, script, slots, stats, healthy, timeout) = (
-                key.clone(),
+                key_of(&cfg.key_prefix, &op.aor),
                 Arc::clone(&script),
                 Arc::clone(&slots),
                 Arc::clone(&stats),
@@ -395,6 +446,98 @@ async fn serve_shard(
             });
         }
     }
+}
+
+/// Serves the management API's requests, one at a time.
+async fn serve_admin(
+    mut rx: mpsc::Receiver<(Admin, tokio::sync::oneshot::Sender<AdminAnswer>)>,
+    conn: Arc<tokio::sync::OnceCell<Conn>>,
+    cfg: RedisConfig,
+) {
+    let script = redis::Script::new(CAS);
+    while let Some((request, answer)) = rx.recv().await {
+        let result = match conn.get().cloned() {
+            None => Err("Redis is unreachable".to_owned()),
+            Some(mut c) => {
+                let work = admin(&mut c, &script, &cfg, request);
+                match tokio::time::timeout(cfg.timeout * 8, work).await {
+                    Ok(r) => r,
+                    Err(_) => Err("Redis did not answer in time".to_owned()),
+                }
+            }
+        };
+        let _ = answer.send(result);
+    }
+}
+
+async fn admin(
+    c: &mut Conn,
+    script: &redis::Script,
+    cfg: &RedisConfig,
+    request: Admin,
+) -> AdminAnswer {
+    let aor = match &request {
+        Admin::Get(aor) | Admin::Delete(aor, _) => aor.clone(),
+    };
+    let key = key_of(&cfg.key_prefix, &aor);
+    // Read with a version that never matches: the script answers the current value.
+    let read = RemoteOp {
+        token: 1,
+        aor: aor.clone(),
+        expected: u64::MAX,
+        write: None,
+    };
+    for _ in 0..8 {
+        let current = match c
+            .cas(script, &key, &read)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            redis::Value::BulkString(v) => Some(v),
+            _ => None,
+        };
+        let Admin::Delete(_, id) = &request else {
+            return Ok(AdminReply::Value(current));
+        };
+        let Some(value) = current else {
+            return Ok(AdminReply::Removed(0));
+        };
+        let (version, mut list) = crate::engine::decode_value(&value).map_err(|e| e.to_string())?;
+        let before = list.len();
+        list.retain(|b| id.is_some_and(|id| b.id() != id));
+        let removed = before - list.len();
+        if removed == 0 {
+            return Ok(AdminReply::Removed(0));
+        }
+        // A fresh version (never derived from the old one alone): the engines' caches of this
+        // AOR are invalidated by it.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let new_version =
+            crate::store::stable_hash(&[&version.to_le_bytes(), &nanos.to_le_bytes()]) | 1;
+        let write = crate::engine::RemoteWrite::for_bindings(new_version, &list);
+        let op = RemoteOp {
+            token: 1,
+            aor: aor.clone(),
+            expected: version,
+            write: Some(write),
+        };
+        if let redis::Value::Int(1) = c.cas(script, &key, &op).await.map_err(|e| e.to_string())? {
+            return Ok(AdminReply::Removed(removed));
+        }
+    }
+    Err("the AOR kept changing; try again".into())
+}
+
+/// `<prefix>{<AOR>}`: the braces are the Redis Cluster hash tag.
+fn key_of(prefix: &str, aor: &crate::store::AorKey) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + aor.as_str().len() + 2);
+    key.extend_from_slice(prefix.as_bytes());
+    key.push(b'{');
+    key.extend_from_slice(aor.as_str().as_bytes());
+    key.push(b'}');
+    key
 }
 
 impl RemoteStore for RedisLocation {

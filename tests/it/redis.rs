@@ -12,6 +12,7 @@ use sipreg::engine::{decode_value, RemoteSettings};
 use sipreg::remote::{RedisConfig, RedisLocation};
 use sipreg::runtime::{Backend, RemoteStore};
 
+use super::mgmt::http;
 use super::{client::Ua, TestServer};
 
 /// The redis-server binary, or None (with a loud message) when it is not installed.
@@ -219,7 +220,10 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
     assert!((590..=600).contains(&ttl), "TTL {ttl}");
     on_b.register(&["<sip:ann@192.0.2.2:5060>"], Some(900));
     let ttl = redis.int(&["TTL", key]);
-    assert!((890..=900).contains(&ttl), "TTL follows the latest expiry: {ttl}");
+    assert!(
+        (890..=900).contains(&ttl),
+        "TTL follows the latest expiry: {ttl}"
+    );
 
     // A TCP flow on B: its binding goes when the connection closes, A's bindings stay.
     {
@@ -229,7 +233,10 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while ua.register(&[], None).contacts().len() != 2 {
-        assert!(Instant::now() < deadline, "the closed flow's binding stayed");
+        assert!(
+            Instant::now() < deadline,
+            "the closed flow's binding stayed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -252,6 +259,47 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
         assert!(Instant::now() < deadline, "binary never reached Redis");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Its management API reads and deletes in Redis.
+    let api = format!("http://{}", c.mgmt);
+    let (code, body) = http("GET", &format!("{api}/v1/aors/sip:ann@example.com"), None);
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bindings = json["bindings"].as_array().unwrap();
+    assert_eq!(bindings.len(), 2, "{body}");
+    let id = bindings
+        .iter()
+        .find(|b| b["contact"] == "sip:ann@192.0.2.2:5060")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, body) = http(
+        "DELETE",
+        &format!("{api}/v1/aors/sip:ann@example.com/bindings/{id}"),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        contact_uris(&on_b.register(&[], None)),
+        vec!["sip:ann@192.0.2.1:5060"],
+        "node B sees the API's delete at once (its cached version is stale)"
+    );
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{api}/v1/aors/sip:nobody@example.com"),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(http("GET", &format!("{api}/v1/bindings"), None).0, 501);
+    let (_, metrics) = http("GET", &format!("{api}/metrics"), None);
+    assert!(
+        metrics.contains("sipreg_location_ops_total{result=\"committed\"}"),
+        "{metrics}"
+    );
+    on_b.register(&["<sip:ann@192.0.2.2:5060>"], Some(900));
     super::signal(&c.child, libc::SIGTERM);
     assert!(c.child.wait().unwrap().success());
 
@@ -366,7 +414,13 @@ fn redis_outage_answers_503_and_recovers_with_the_data() {
         vec!["sip:otto@192.0.2.1:5060"],
         "the binding survived the Redis restart (AOF)"
     );
-    assert!(a.location.stats().unavailable.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        a.location
+            .stats()
+            .unavailable
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     // Killed (not shut down) Redis: the same.
     redis.stop(true);
     assert_eq!(ua.register(&[], None).code, 503);
