@@ -481,6 +481,18 @@ impl Stats {
         }
     }
 
+    /// A 200 OK rendered ahead of time (remote backend) is not an answer until it is sent.
+    fn uncount_ok(&mut self) {
+        self.registered = self.registered.saturating_sub(1);
+        self.register_responses[0] = self.register_responses[0].saturating_sub(1);
+    }
+
+    /// The 200 OK rendered ahead of time is sent.
+    fn count_ok(&mut self) {
+        self.registered += 1;
+        self.register_responses[0] += 1;
+    }
+
     fn count_register(&mut self, code: u16) {
         let slot = REGISTER_STATUSES
             .iter()
@@ -681,13 +693,16 @@ impl Engine {
         let Some(remote) = self.remote.as_mut() else {
             return;
         };
-        let (version, mut list) = remote.state(&aor, now);
+        let (version, mut list) = remote.take_state(&aor, now);
         let before = list.len();
         list.retain(|b| b.conn() != Some(flow));
         let changed = list.len() != before;
         let (token, attempts) = match resume {
             // Confirmed by the service: nothing (left) to remove.
-            Some(_) if !changed => return,
+            Some(_) if !changed => {
+                remote.put_back(aor, (version, list));
+                return;
+            }
             Some((token, attempts)) => (Some(token), attempts),
             None => (None, 0),
         };
@@ -695,16 +710,19 @@ impl Engine {
             tracing::warn!(aor = %aor.as_str(), "closed flow's bindings not removed (location service busy); they expire");
             return;
         }
-        let writing = changed.then(|| (remote.new_version(), list));
-        let write = writing
-            .as_ref()
-            .map(|(v, l)| RemoteWrite::for_bindings(*v, l));
+        let new_version = if changed {
+            remote.new_version()
+        } else {
+            version
+        };
+        let write = changed.then(|| RemoteWrite::for_bindings(new_version, &list));
         let pending = remote::Pending {
             aor,
             waiting: remote::Waiting::RemoveFlow(flow),
             attempts: attempts + 1,
-            writing,
+            writing: Some((new_version, list)),
             stores_flow: false,
+            ready: None,
         };
         remote.submit(token, version, write, pending);
     }
@@ -747,6 +765,13 @@ impl Engine {
                     if let Some(conn) = meta.conn {
                         self.track_flow(conn, p.aor.clone());
                     }
+                }
+                // Committed as planned: the response rendered then is the answer.
+                if let (RemoteReply::Committed, Some(ready)) = (&reply, p.ready) {
+                    self.out.extend_from_slice(&ready);
+                    self.stats.count_ok();
+                    self.dest = Some((dest, meta.conn));
+                    return true;
                 }
                 let limits = sip::Limits {
                     max_message_size: usize::MAX,

@@ -9,7 +9,7 @@
 
 use smallvec::SmallVec;
 
-use super::remote::{self, Pending, Resume, Waiting};
+use super::remote::{self, Pending, RemoteWrite, Resume, Waiting};
 use super::{Engine, EngineConfig, Error, Meta, Transport};
 use crate::auth::{Failure, Verdict};
 use crate::sip::{self, Contact, HeaderName, Method, Request, Scheme, StatusCode, Uri};
@@ -430,32 +430,54 @@ fn remote_register(
     let Some(remote) = eng.remote.as_mut() else {
         return Err(fail(Error::LocationUnavailable));
     };
-    let (version, mut list) = remote.state(&aor, reply.now);
+    let (version, mut list) = remote.take_state(&aor, reply.now);
+    let (max_attempts, has_room) = (remote.settings.max_attempts, remote.has_room());
+    // `apply` changes nothing unless it succeeds with a change: on any other outcome `list`
+    // is still the state taken from the cache.
     let outcome = update.apply(&mut Bindings::detached(&mut list), &policy.config, None);
     let confirmed = resume.is_some();
-    match &outcome {
-        Err(e) if confirmed => return Err(fail(*e)),
+    let attempts = resume.as_ref().map_or(0, |r| r.attempts);
+    let answer: Option<Result<Done, Failed>> = match outcome {
+        Err(e) if confirmed => Some(Err(fail(e))),
         Ok(changed) if confirmed && !changed.any => {
             reply.write_ok(eng, list.iter());
-            return Ok(Done::Sent);
+            Some(Ok(Done::Sent))
         }
-        _ => {}
-    }
-    let attempts = resume.as_ref().map_or(0, |r| r.attempts);
-    if attempts >= remote.settings.max_attempts || (!confirmed && !remote.has_room()) {
-        return Err(fail(Error::LocationUnavailable));
-    }
-    let writing = match outcome {
-        Ok(changed) if changed.any => Some((remote.new_version(), list, changed.stored)),
+        _ if attempts >= max_attempts || (!confirmed && !has_room) => {
+            Some(Err(fail(Error::LocationUnavailable)))
+        }
         _ => None,
     };
-    let write = writing
-        .as_ref()
-        .map(|(v, l, _)| remote::RemoteWrite::for_bindings(*v, l));
+    let Some(remote) = eng.remote.as_mut() else {
+        return Err(fail(Error::LocationUnavailable));
+    };
+    if let Some(answer) = answer {
+        remote.put_back(aor, (version, list));
+        return answer;
+    }
+    let changed = outcome.ok().filter(|c| c.any);
+    let write = changed.map(|_| {
+        let v = remote.new_version();
+        (v, RemoteWrite::for_bindings(v, &list))
+    });
+    // The AOR's state if the op commits: the new one, or (a confirmation) the same.
+    let writing = (write.as_ref().map_or(version, |w| w.0), list);
     let req = reply.req;
     let dest = match req.top_via() {
         Some(Ok(via)) => super::response_destination(reply.meta, &via),
         _ => reply.meta.source,
+    };
+    // The answer if the op commits, rendered now; a failed plan is re-planned on the reply.
+    let ready = outcome.is_ok().then(|| {
+        let start = eng.out.len();
+        reply.write_ok(eng, writing.1.iter());
+        eng.stats.uncount_ok();
+        let bytes = eng.out.get(start..).unwrap_or_default().to_vec();
+        eng.out.truncate(start);
+        bytes
+    });
+    let Some(remote) = eng.remote.as_mut() else {
+        return Err(fail(Error::LocationUnavailable));
     };
     let token = resume.as_ref().map(|r| r.token);
     let pending = Pending {
@@ -467,9 +489,11 @@ fn remote_register(
             user: user.map(<[u8]>::to_vec),
         },
         attempts: attempts + 1,
-        stores_flow: over_flow && writing.as_ref().is_some_and(|w| w.2),
-        writing: writing.map(|(v, l, _)| (v, l)),
+        stores_flow: over_flow && changed.is_some_and(|c| c.stored),
+        writing: Some(writing),
+        ready,
     };
+    let write = write.map(|w| w.1);
     remote.submit(token, version, write, pending);
     Ok(Done::Pending)
 }

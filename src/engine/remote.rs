@@ -144,8 +144,12 @@ pub(super) struct Pending {
     pub(super) aor: AorKey,
     pub(super) waiting: Waiting,
     pub(super) attempts: u8,
-    /// The state written when the compare-and-set commits (version, bindings).
+    /// The AOR's state once the compare-and-set commits (version, bindings): the new state for
+    /// a write, the planned-against state for a confirmation.
     pub(super) writing: Option<(u64, BindingList)>,
+    /// The response, rendered when the request was planned: sent as is when the op commits
+    /// (the common case: no second parse). `None`: the request is re-planned on any reply.
+    pub(super) ready: Option<Vec<u8>>,
     /// The write stores bindings over the request's stream connection (flow tracking).
     pub(super) stores_flow: bool,
 }
@@ -180,15 +184,18 @@ impl Remote {
         }
     }
 
-    /// The cached version and live bindings of an AOR (version 0, none: not cached — planned
-    /// as absent, and corrected by the service if it is not).
-    pub(super) fn state(&self, aor: &AorKey, now: Instant) -> (u64, BindingList) {
-        let (version, mut list) = self
-            .cache
-            .get(aor)
-            .map_or((0, BindingList::new()), |(v, l)| (*v, l.clone()));
+    /// Takes the cached version and live bindings of an AOR out of the cache (version 0, none:
+    /// not cached — planned as absent, and corrected by the service if it is not). Every op's
+    /// reply puts the AOR's state back (see `complete`), so nothing is copied.
+    pub(super) fn take_state(&mut self, aor: &AorKey, now: Instant) -> (u64, BindingList) {
+        let (version, mut list) = self.cache.remove(aor).unwrap_or_default();
         store::purge_expired(&mut list, now);
         (version, list)
+    }
+
+    /// Puts back a state taken by `take_state` that no op is carrying.
+    pub(super) fn put_back(&mut self, aor: AorKey, state: (u64, BindingList)) {
+        self.remember(aor, state);
     }
 
     /// Can another request wait for the service?
@@ -242,6 +249,7 @@ impl Remote {
                 }
             }
             RemoteReply::Current(value) => {
+                p.ready = None;
                 let state = match value.as_deref().map(decode_value) {
                     None => Some((0, BindingList::new())),
                     Some(Ok(state)) => Some(state),
@@ -262,6 +270,7 @@ impl Remote {
             RemoteReply::Unavailable => {
                 // The write may or may not have happened: forget what we think we know.
                 self.cache.remove(&p.aor);
+                p.ready = None;
             }
         }
         Some(p)

@@ -1738,4 +1738,13 @@ fn remote_backend_matches_memory_backend() {
             cluster.now = memory.now;
         }
     }
+    // The counters agree too (a response rendered ahead of time is counted once, when sent).
+    let mut remote = Stats::default();
+    for n in &cluster.nodes {
+        remote.add(n.stats());
+    }
+    let local = memory.engine.stats();
+    assert_eq!(remote.registered, local.registered);
+    assert_eq!(remote.register_responses, local.register_responses);
+    assert_eq!(remote.requests, local.requests);
 }
