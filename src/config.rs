@@ -774,6 +774,43 @@ mod tests {
         }
         let c = Config::from_toml("[runtime]\nbackend = \"kqueue\"\n", "f");
         assert!(c.unwrap_err().to_string().contains("kqueue"));
+        for (toml, field) in [
+            ("backend = \"etcd\"", "location.backend"),
+            (
+                "backend = \"redis\"\nredis_urls = []",
+                "location.redis_urls",
+            ),
+            ("backend = \"redis\"\ntimeout_ms = 0", "location.timeout_ms"),
+            (
+                "backend = \"redis\"\nmax_pending = 0",
+                "location.max_pending",
+            ),
+            ("backend = \"redis\"\ncache_aors = 0", "location.cache_aors"),
+            (
+                "backend = \"redis\"\nkey_prefix = \"a{b\"",
+                "location.key_prefix",
+            ),
+        ] {
+            let c = Config::from_toml(&format!("[location]\n{toml}\n"), "l").unwrap();
+            let e = c.redis_config().unwrap_err().to_string();
+            assert!(e.starts_with(field), "{toml}: {e}");
+            assert!(c.engine_config([0; 40]).is_err(), "{toml}");
+        }
+        let c = Config::from_toml("[location]\nbackend = \"redis\"\n", "l").unwrap();
+        let r = c.redis_config().unwrap().unwrap();
+        assert_eq!(r.urls, vec!["redis://127.0.0.1:6379/".to_owned()]);
+        let engine = c.engine_config([7; 40]).unwrap();
+        assert_ne!(engine.remote.unwrap().node, 0);
+        assert!(Config::default().redis_config().unwrap().is_none());
+        // A bad URL is refused when the client starts (named too).
+        let bad = crate::remote::RedisConfig {
+            urls: vec!["http://x".into()],
+            ..r
+        };
+        let e = crate::remote::RedisLocation::start(&bad, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("location.redis_urls"), "{e}");
     }
 
     #[test]

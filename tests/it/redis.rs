@@ -300,12 +300,17 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
         "{metrics}"
     );
     on_b.register(&["<sip:ann@192.0.2.2:5060>"], Some(900));
-    super::signal(&c.child, libc::SIGTERM);
-    assert!(c.child.wait().unwrap().success());
+    // The binary registers a contact of its own and is killed (SIGKILL): nothing is lost.
+    let mut other = Ua::udp("ann", c.udp);
+    let r = other.send(&other.build_with(1, &["<sip:ann@192.0.2.4:5060>"], Some(600), &[]));
+    assert_eq!((r.code, r.contacts().len()), (200, 3), "{}", r.raw);
+    super::signal(&c.child, libc::SIGKILL);
+    let _ = c.child.wait();
+    assert_eq!(on_b.register(&[], None).contacts().len(), 3);
 
-    // Node A goes away; B still answers for everything A registered.
+    // Node A stops too; B still answers for everything A and C registered.
     drop(a);
-    assert_eq!(on_b.register(&[], None).contacts().len(), 2);
+    assert_eq!(on_b.register(&[], None).contacts().len(), 3);
     // Unregistering everything deletes the key.
     let r = on_b.build_with(50, &["*"], Some(0), &[]);
     let mut star = b.udp("ann");
@@ -376,7 +381,14 @@ fn redis_outage_answers_503_and_recovers_with_the_data() {
     let mut redis = Redis::start(
         &bin,
         dir.path(),
-        &["--appendonly", "yes", "--appendfsync", "always"],
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--enable-debug-command",
+            "yes",
+        ],
     );
     let a = Node::start(Backend::Fallback, &[redis.url()], false, 1);
     let mut ua = a.udp("otto");
@@ -421,6 +433,50 @@ fn redis_outage_answers_503_and_recovers_with_the_data() {
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
+    // A slow Redis (blocked for 1.5 s): requests give up after the node's timeout with 503,
+    // and the node is back as soon as Redis is.
+    let quick = {
+        let config = RedisConfig {
+            urls: vec![redis.url()],
+            cluster: false,
+            key_prefix: "sipreg:".into(),
+            timeout: Duration::from_millis(300),
+            queue: 64,
+        };
+        let location = RedisLocation::start(&config, 2).unwrap();
+        let store = Arc::clone(&location) as Arc<dyn RemoteStore>;
+        let server = TestServer::start(Backend::Fallback, false, |engine, rt| {
+            engine.remote = Some(RemoteSettings {
+                node: 9,
+                ..RemoteSettings::default()
+            });
+            rt.remote = Some(store);
+        });
+        Node { server, location }
+    };
+    let mut q = quick.udp("otto");
+    register_when_ready(&mut q, "<sip:otto@192.0.2.9:5060>");
+    let url = redis.url();
+    let sleeper = std::thread::spawn(move || {
+        let client = redis::Client::open(url).unwrap();
+        let mut c = client.get_connection().unwrap();
+        let slept: redis::RedisResult<()> =
+            redis::cmd("DEBUG").arg("SLEEP").arg("1.5").query(&mut c);
+        slept.expect("DEBUG SLEEP");
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let r = q.register(&[], None);
+    assert_eq!(r.code, 503, "{}", r.raw);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    sleeper.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while q.register(&[], None).code != 200 {
+        assert!(Instant::now() < deadline, "no recovery after a slow Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(quick);
+
     // Killed (not shut down) Redis: the same.
     redis.stop(true);
     assert_eq!(ua.register(&[], None).code, 503);
