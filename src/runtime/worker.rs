@@ -214,15 +214,14 @@ impl Shard {
             };
             match h.to {
                 HeldTo::Udp { socket, dest, from } => {
-                    let start = self.send_buf.len();
-                    self.send_buf.extend_from_slice(&h.bytes);
-                    self.sends.push(UdpSend {
+                    queue_udp(
+                        &mut self.send_buf,
+                        &mut self.sends,
                         socket,
                         dest,
                         from,
-                        start,
-                        end: self.send_buf.len(),
-                    });
+                        &h.bytes,
+                    );
                 }
                 HeldTo::Conn(id) => {
                     let (slot, generation) = (conn_slot(id), conn_generation(id));
@@ -309,15 +308,14 @@ impl Shard {
                 });
                 return;
             }
-            let start = self.send_buf.len();
-            self.send_buf.extend_from_slice(t.bytes);
-            self.sends.push(UdpSend {
+            queue_udp(
+                &mut self.send_buf,
+                &mut self.sends,
                 socket,
-                dest: t.dest,
+                t.dest,
                 from,
-                start,
-                end: self.send_buf.len(),
-            });
+                t.bytes,
+            );
         }
         // A request waiting for the shared location service (never held: `ack` mode and the
         // remote backend exclude each other).
@@ -601,15 +599,14 @@ impl Shard {
                     return;
                 };
                 let from = wildcard.filter(|ip| ip.is_ipv4() == t.dest.is_ipv4());
-                let start = self.send_buf.len();
-                self.send_buf.extend_from_slice(t.bytes);
-                self.sends.push(UdpSend {
+                queue_udp(
+                    &mut self.send_buf,
+                    &mut self.sends,
                     socket,
-                    dest: t.dest,
+                    t.dest,
                     from,
-                    start,
-                    end: self.send_buf.len(),
-                });
+                    t.bytes,
+                );
             }
         }
     }
@@ -744,6 +741,26 @@ impl Shard {
     pub(crate) fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }
+}
+
+/// Queues a UDP reply for this wakeup's send batch (sent by the backend in one go).
+fn queue_udp(
+    send_buf: &mut Vec<u8>,
+    sends: &mut Vec<UdpSend>,
+    socket: usize,
+    dest: SocketAddr,
+    from: Option<IpAddr>,
+    bytes: &[u8],
+) {
+    let start = send_buf.len();
+    send_buf.extend_from_slice(bytes);
+    sends.push(UdpSend {
+        socket,
+        dest,
+        from,
+        start,
+        end: send_buf.len(),
+    });
 }
 
 /// The sequence number a response must wait for, when it acknowledges a change that is not

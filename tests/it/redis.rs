@@ -126,6 +126,14 @@ impl Drop for Redis {
     }
 }
 
+/// A standalone redis-server in a fresh directory, or None (skipped loudly).
+fn standalone(extra: &[&str]) -> Option<(tempfile::TempDir, Redis)> {
+    let bin = redis_server_binary()?;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(&bin, dir.path(), extra);
+    Some((dir, redis))
+}
+
 /// A registrar node in this process whose bindings live in Redis.
 struct Node {
     server: TestServer,
@@ -192,11 +200,9 @@ fn contact_uris(r: &super::client::Reply) -> Vec<String> {
 
 #[test]
 fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
-    let Some(bin) = redis_server_binary() else {
+    let Some((dir, redis)) = standalone(&["--appendonly", "no"]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(&bin, dir.path(), &["--appendonly", "no"]);
     // Node A on io_uring (when available), node B on the fallback, node C the real binary.
     let a_backend = super::backends().pop().unwrap();
     let a = Node::start(a_backend, &[redis.url()], false, 1);
@@ -321,11 +327,9 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
 
 #[test]
 fn redis_cseq_race_between_two_nodes_keeps_rfc_order() {
-    let Some(bin) = redis_server_binary() else {
+    let Some((_dir, redis)) = standalone(&["--appendonly", "no"]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(&bin, dir.path(), &["--appendonly", "no"]);
     let a = Node::start(Backend::Fallback, &[redis.url()], false, 1);
     let b = Node::start(Backend::Fallback, &[redis.url()], false, 2);
     const AORS: usize = 40;
@@ -373,23 +377,17 @@ fn redis_cseq_race_between_two_nodes_keeps_rfc_order() {
 
 #[test]
 fn redis_outage_answers_503_and_recovers_with_the_data() {
-    let Some(bin) = redis_server_binary() else {
+    // An operator's Redis: append-only file, fsync every write.
+    let Some((_dir, mut redis)) = standalone(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--enable-debug-command",
+        "yes",
+    ]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    // An operator's Redis: append-only file, fsync every write.
-    let mut redis = Redis::start(
-        &bin,
-        dir.path(),
-        &[
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--enable-debug-command",
-            "yes",
-        ],
-    );
     let a = Node::start(Backend::Fallback, &[redis.url()], false, 1);
     let mut ua = a.udp("otto");
     register_when_ready(&mut ua, "<sip:otto@192.0.2.1:5060>");
