@@ -160,6 +160,8 @@ impl Node {
                 ..RemoteSettings::default()
             });
             rt.remote = Some(store);
+            // The whole suite shares a loaded machine: no overload shedding here.
+            rt.overload_delay = Duration::from_secs(10);
         });
         Self { server, location }
     }
@@ -351,14 +353,15 @@ fn redis_cseq_race_between_two_nodes_keeps_rfc_order() {
         });
         let t2 = std::thread::spawn(move || {
             b2.wait();
-            ua_b.send(&remove).code
+            let r = ua_b.send(&remove);
+            (r.code, r.raw)
         });
-        let (ca, cb) = (t1.join().unwrap(), t2.join().unwrap());
+        let (ca, (cb, raw)) = (t1.join().unwrap(), t2.join().unwrap());
         assert_eq!(ca, 200, "CSeq 10 is always accepted");
         match cb {
             200 => outcomes.0 += 1, // B went first: removed, then A re-registered
             400 => outcomes.1 += 1, // A went first: B's older CSeq is refused
-            other => panic!("unexpected {other} for {user}"),
+            other => panic!("unexpected {other} for {user}: {raw}"),
         }
         // Whatever the order, the binding of CSeq 10 is what Redis holds.
         let value = match redis.query(&["GET", &format!("sipreg:{{sip:{user}@example.com}}")]) {
@@ -449,6 +452,7 @@ fn redis_outage_answers_503_and_recovers_with_the_data() {
                 ..RemoteSettings::default()
             });
             rt.remote = Some(store);
+            rt.overload_delay = Duration::from_secs(10);
         });
         Node { server, location }
     };
