@@ -457,6 +457,8 @@ pub struct Stats {
     pub register_responses: [u64; REGISTER_STATUSES.len() + 1],
 }
 
+const _: () = assert!(REGISTER_STATUSES[0] == 200);
+
 /// The statuses counted one by one in [`Stats::register_responses`] (a fixed set keeps metric
 /// label cardinality bounded).
 pub const REGISTER_STATUSES: [u16; 13] = [
@@ -482,6 +484,7 @@ impl Stats {
     }
 
     /// A 200 OK rendered ahead of time (remote backend) is not an answer until it is sent.
+    /// (`REGISTER_STATUSES[0]` is 200, checked at compile time below.)
     fn uncount_ok(&mut self) {
         self.registered = self.registered.saturating_sub(1);
         self.register_responses[0] = self.register_responses[0].saturating_sub(1);
@@ -737,9 +740,10 @@ impl Engine {
         self.remote.as_ref().map_or(0, remote::Remote::pending)
     }
 
-    /// The shared location service answered the op with this token: the request is planned
-    /// again against the confirmed state and either answered (see `poll_transmit`) or sent
-    /// again (see `poll_remote`). Returns false while the request still waits.
+    /// The shared location service answered the op with this token. Committed as planned: the
+    /// response rendered at planning time is the answer (see `poll_transmit`). Otherwise the
+    /// request is planned again against the state the service returned and either answered or
+    /// sent again (see `poll_remote`). Returns false while the request still waits.
     pub fn handle_remote(&mut self, now: Instant, token: u64, reply: RemoteReply) -> bool {
         self.refresh_policy();
         self.out.clear();

@@ -539,15 +539,20 @@ impl Shard {
     /// Hands the engine's ops for the shared location service over (`udp`: the route of the
     /// datagram just handled). An op the service cannot take is answered 503 at once.
     fn pump_remote(&mut self, udp: Option<(usize, Option<IpAddr>)>) {
-        let Some(remote) = self.remote.clone() else {
+        if self.remote.is_none() {
             return;
-        };
+        }
         while let Some(op) = self.engine.poll_remote() {
             let token = op.token;
             if let Some(route) = udp {
                 self.routes.entry(token).or_insert(route);
             }
-            if remote.submit(self.index, op).is_err() {
+            let index = self.index;
+            let accepted = self
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.submit(index, op).is_ok());
+            if !accepted {
                 let done = self
                     .engine
                     .handle_remote(self.now, token, RemoteReply::Unavailable);
@@ -558,10 +563,13 @@ impl Shard {
 
     /// Feeds the service's replies to the engine and sends the answers they complete.
     fn take_remote_replies(&mut self) {
-        let Some(remote) = self.remote.clone() else {
+        let Some(remote) = self.remote.as_ref() else {
             return;
         };
         remote.take_replies(self.index, &mut self.replies);
+        if self.replies.is_empty() {
+            return;
+        }
         let mut replies = std::mem::take(&mut self.replies);
         for (token, reply) in replies.drain(..) {
             let done = self.engine.handle_remote(self.now, token, reply);
