@@ -176,6 +176,11 @@ struct SearchArgs {
     /// Runs per candidate rate; every one must be clean.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
+    /// A step (and the confirmation) is clean only if its p99 Registration Request Delay stays
+    /// at or under this many milliseconds: a queue that keeps growing is an overload before
+    /// anything fails (big socket buffers hide it for seconds). 0 = no limit.
+    #[arg(long, default_value_t = 50.0)]
+    max_delay_ms: f64,
 }
 
 fn main() {
@@ -425,6 +430,8 @@ struct SearchStep {
     failures: u64,
     retransmissions: u64,
     unexpected: u64,
+    /// Highest p99 delay over the repetitions (µs).
+    p99_us: u64,
 }
 
 /// The `search` report (`--json`).
@@ -448,8 +455,14 @@ fn clean(o: &Outcome) -> bool {
         && o.total.completed > 0
 }
 
-/// Runs `repeat` times at `rate`; clean only if every run is clean and keeps up with the rate.
-fn trial(base: &RunArgs, rate: f64, repeat: u32) -> Result<SearchStep> {
+/// The p99 delay is within the search's limit (`max_delay_ms`, 0 = none).
+fn delay_ok(o: &Outcome, max_delay_ms: f64) -> bool {
+    max_delay_ms <= 0.0 || o.latency.p99_us as f64 <= max_delay_ms * 1000.0
+}
+
+/// Runs `repeat` times at `rate`; clean only if every run is clean, keeps up with the rate
+/// and answers within the delay limit.
+fn trial(base: &RunArgs, rate: f64, repeat: u32, max_delay_ms: f64) -> Result<SearchStep> {
     let mut step = SearchStep {
         rate,
         ok: true,
@@ -457,6 +470,7 @@ fn trial(base: &RunArgs, rate: f64, repeat: u32) -> Result<SearchStep> {
         failures: 0,
         retransmissions: 0,
         unexpected: 0,
+        p99_us: 0,
     };
     let mut args = base.clone();
     args.rate = rate;
@@ -465,7 +479,9 @@ fn trial(base: &RunArgs, rate: f64, repeat: u32) -> Result<SearchStep> {
         // Keeping up: the completions a step must have (measured against the planned
         // duration, not the wall time, which includes the last answers' round trip).
         let due = rate * args.duration;
-        step.ok &= clean(&o) && o.total.completed as f64 >= 0.95 * due;
+        step.ok &=
+            clean(&o) && o.total.completed as f64 >= 0.95 * due && delay_ok(&o, max_delay_ms);
+        step.p99_us = step.p99_us.max(o.latency.p99_us);
         step.achieved_rate = step.achieved_rate.min(o.achieved_rate());
         step.failures += o.total.failures();
         step.retransmissions += o.total.retransmissions;
@@ -475,17 +491,20 @@ fn trial(base: &RunArgs, rate: f64, repeat: u32) -> Result<SearchStep> {
         }
     }
     eprintln!(
-        "search: {rate:>10.0}/s -> {} ({:.0}/s achieved, {} failures, {} retransmissions)",
+        "search: {rate:>10.0}/s -> {} ({:.0}/s achieved, {} failures, {} retransmissions, p99 {} us)",
         if step.ok { "ok" } else { "fail" },
         step.achieved_rate,
         step.failures,
-        step.retransmissions
+        step.retransmissions,
+        step.p99_us
     );
     Ok(step)
 }
 
 /// RFC 7501 §5.1-style search (binary or step) on the offered rate for zero failures and zero
 /// retransmissions over a fixed step, each rate repeated, then a confirmation run at the result.
+/// A rate whose p99 delay exceeds `--max-delay-ms` counts as failed too: the target is queueing
+/// faster than it answers, and a longer run would fail.
 fn search_report(s: &SearchArgs) -> Result<SearchReport> {
     if !(s.min_rate > 0.0 && s.max_rate >= s.min_rate) {
         bail!("search: need 0 < --min-rate <= --max-rate");
@@ -497,7 +516,7 @@ fn search_report(s: &SearchArgs) -> Result<SearchReport> {
     let mut best: Option<f64> = None;
     match s.mode {
         SearchMode::Binary => {
-            let first = trial(&base, s.min_rate, s.repeat)?;
+            let first = trial(&base, s.min_rate, s.repeat, s.max_delay_ms)?;
             let ok = first.ok;
             steps.push(first);
             if ok {
@@ -505,7 +524,7 @@ fn search_report(s: &SearchArgs) -> Result<SearchReport> {
                 let (mut lo, mut hi) = (s.min_rate, s.max_rate);
                 while hi - lo > s.precision.max(1e-6) * lo {
                     let rate = (lo + hi) / 2.0;
-                    let t = trial(&base, rate, s.repeat)?;
+                    let t = trial(&base, rate, s.repeat, s.max_delay_ms)?;
                     if t.ok {
                         lo = rate;
                         best = Some(rate);
@@ -522,7 +541,7 @@ fn search_report(s: &SearchArgs) -> Result<SearchReport> {
             }
             let mut rate = s.min_rate;
             while rate <= s.max_rate * (1.0 + 1e-9) {
-                let t = trial(&base, rate, s.repeat)?;
+                let t = trial(&base, rate, s.repeat, s.max_delay_ms)?;
                 let ok = t.ok;
                 steps.push(t);
                 if !ok {
@@ -551,7 +570,7 @@ fn search_report(s: &SearchArgs) -> Result<SearchReport> {
         mode: s.mode,
         scenario: s.run.scenario.clone(),
         registration_rate: rate,
-        confirmed: clean(&o),
+        confirmed: clean(&o) && delay_ok(&o, s.max_delay_ms),
         steps,
         confirmation: Some(o),
     })
@@ -593,8 +612,9 @@ fn search(s: &SearchArgs) -> Result<()> {
     }
     if !r.confirmed {
         bail!(
-            "the confirmation run at {:.0}/s had failures",
-            r.registration_rate
+            "the confirmation run at {:.0}/s had failures or a p99 delay over {} ms",
+            r.registration_rate,
+            s.max_delay_ms
         );
     }
     Ok(())

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use sipreg::engine::{AuthSettings, EngineConfig, Shared};
@@ -445,7 +445,9 @@ fn search_args(target: SocketAddr, extra: &[&str]) -> SearchArgs {
 fn search_modes() {
     let srv = server();
     let target = srv.udp_addrs()[0];
-    // Step: 100, 200, 300 all clean (each twice), then the confirmation at 300.
+    // Step: 100, 200, 300 all clean (each twice), then the confirmation at 300. (No delay
+    // limit here: a debug build on a loaded test machine has delay spikes; the limit has its
+    // own test below.)
     let r = search_report(&search_args(
         target,
         &[
@@ -459,6 +461,8 @@ fn search_modes() {
             "300",
             "--repeat",
             "2",
+            "--max-delay-ms",
+            "0",
         ],
     ))
     .unwrap();
@@ -477,6 +481,8 @@ fn search_modes() {
             "200",
             "--precision",
             "0.3",
+            "--max-delay-ms",
+            "0",
         ],
     ))
     .unwrap();
@@ -500,6 +506,8 @@ fn search_modes() {
             "100",
             "--max-rate",
             "100",
+            "--max-delay-ms",
+            "0",
         ],
     ))
     .unwrap();
@@ -521,6 +529,67 @@ fn search_modes() {
     assert!(!r.steps[0].ok && r.steps[0].retransmissions > 0);
     assert_eq!(r.registration_rate, 0.0);
     assert!(r.confirmation.is_none());
+}
+
+/// A UDP relay in front of `server` that holds every answer for `delay` (a target whose
+/// queue is `delay` deep). Stops when `stop` is set.
+fn delaying_relay(server: SocketAddr, delay: Duration, stop: Arc<AtomicBool>) -> SocketAddr {
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    front.set_nonblocking(true).unwrap();
+    back.set_nonblocking(true).unwrap();
+    let addr = front.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut client = None;
+        let mut held: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+        let mut buf = vec![0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            let mut idle = true;
+            if let Ok((n, from)) = front.recv_from(&mut buf) {
+                client = Some(from);
+                let _ = back.send_to(&buf[..n], server);
+                idle = false;
+            }
+            if let Ok(n) = back.recv(&mut buf) {
+                held.push_back((Instant::now() + delay, buf[..n].to_vec()));
+                idle = false;
+            }
+            while held.front().is_some_and(|(at, _)| *at <= Instant::now()) {
+                let (_, m) = held.pop_front().unwrap();
+                if let Some(c) = client {
+                    let _ = front.send_to(&m, c);
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn search_counts_a_slow_answer_as_a_failure() {
+    let srv = server();
+    let stop = Arc::new(AtomicBool::new(false));
+    let relay = delaying_relay(srv.udp_addrs()[0], Duration::from_millis(30), stop.clone());
+    let step = ["--mode", "step", "--min-rate", "100", "--max-rate", "100"];
+    // Answers 30 ms late, never lost: clean by failures, not within 10 ms.
+    let mut args: Vec<&str> = step.to_vec();
+    args.extend(["--max-delay-ms", "10"]);
+    let r = search_report(&search_args(relay, &args)).unwrap();
+    assert!(!r.steps[0].ok, "{:?}", r.steps);
+    assert_eq!(r.steps[0].failures + r.steps[0].retransmissions, 0);
+    assert!(r.steps[0].p99_us >= 30_000, "{:?}", r.steps);
+    assert_eq!(r.registration_rate, 0.0);
+    // Within a 200 ms limit it is clean and confirmed.
+    let mut args: Vec<&str> = step.to_vec();
+    args.extend(["--max-delay-ms", "200"]);
+    let r = search_report(&search_args(relay, &args)).unwrap();
+    assert!(r.confirmed, "{:?}", r.steps);
+    assert_eq!(r.registration_rate, 100.0);
+    stop.store(true, Ordering::Relaxed);
+    srv.shutdown().unwrap();
 }
 
 #[test]
