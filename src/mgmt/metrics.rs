@@ -136,24 +136,28 @@ impl Collector for SipregCollector {
                 ("scanner".to_owned(), t.scanner_drops),
             ],
         )?;
-        gauge(
-            &mut e,
-            "sipreg_aors",
-            "AORs with at least one binding",
-            count(store.aor_count()),
-        )?;
-        gauge(
-            &mut e,
-            "sipreg_bindings",
-            "Stored bindings",
-            count(store.binding_count()),
-        )?;
-        counter(
-            &mut e,
-            "sipreg_expired_bindings",
-            "Bindings removed by expiry",
-            store.expired_count(),
-        )?;
+        // The process's own store; with Redis the bindings are counted there (`DBSIZE`), not
+        // here, so these series are left out rather than reported as zero.
+        if ctx.location.get().is_none() {
+            gauge(
+                &mut e,
+                "sipreg_aors",
+                "AORs with at least one binding",
+                count(store.aor_count()),
+            )?;
+            gauge(
+                &mut e,
+                "sipreg_bindings",
+                "Stored bindings",
+                count(store.binding_count()),
+            )?;
+            counter(
+                &mut e,
+                "sipreg_expired_bindings",
+                "Bindings removed by expiry",
+                store.expired_count(),
+            )?;
+        }
         if let Some(location) = ctx.location.get() {
             let st = location.stats();
             let (ops, conflicts, unavailable) = (
@@ -345,9 +349,11 @@ pub(super) fn stats_json(ctx: &Context) -> serde_json::Value {
         "version": env!("CARGO_PKG_VERSION"),
         "ready": ctx.server.get().is_some(),
         "backend": ctx.server.get().map(|s| format!("{:?}", s.backend).to_ascii_lowercase()),
-        "aors": store.aor_count(),
-        "bindings": store.binding_count(),
-        "expired": store.expired_count(),
+        "location": if ctx.location.get().is_some() { "redis" } else { "memory" },
+        // With Redis the bindings are counted there, not in this process.
+        "aors": ctx.location.get().is_none().then(|| store.aor_count()),
+        "bindings": ctx.location.get().is_none().then(|| store.binding_count()),
+        "expired": ctx.location.get().is_none().then(|| store.expired_count()),
         "requests": t.requests,
         "registered": t.registered,
         "challenges": t.challenges,

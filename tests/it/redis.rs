@@ -302,7 +302,12 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
         404
     );
     assert_eq!(http("GET", &format!("{api}/v1/bindings"), None).0, 501);
+    let (_, stats) = http("GET", &format!("{api}/v1/stats"), None);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["location"], "redis");
+    assert!(stats["bindings"].is_null(), "{stats}");
     let (_, metrics) = http("GET", &format!("{api}/metrics"), None);
+    assert!(!metrics.contains("sipreg_bindings "), "{metrics}");
     assert!(
         metrics.contains("sipreg_location_ops_total{result=\"committed\"}"),
         "{metrics}"
