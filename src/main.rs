@@ -279,7 +279,11 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             let location = RedisLocation::start(r, runtime::shard_count(runtime_config.shards))?;
             runtime_config.remote = Some(Arc::clone(&location) as Arc<dyn runtime::RemoteStore>);
             ctx.set_location(Arc::clone(&location));
-            tracing::info!(urls = ?r.urls, cluster = r.cluster, "bindings live in Redis");
+            tracing::info!(
+                urls = ?r.urls,
+                cluster = r.cluster,
+                "bindings live in Redis ([persistence] is unused: run Redis with AOF)"
+            );
             Some(location)
         }
         None => None,
