@@ -130,6 +130,11 @@ impl Ua {
         }
     }
 
+    /// Another Call-ID (another phone of the same user).
+    pub fn set_call_id(&mut self, call_id: &str) {
+        call_id.clone_into(&mut self.call_id);
+    }
+
     pub fn udp(user: &str, server: SocketAddr) -> Self {
         Self::udp_from(user, server, "127.0.0.1")
     }

@@ -574,3 +574,75 @@ fn redis_cluster_three_masters() {
         AORS as i64 - 1
     );
 }
+
+#[test]
+fn redis_max_contacts_holds_under_concurrent_nodes() {
+    let Some((_dir, redis)) = standalone(&["--appendonly", "no"]) else {
+        return;
+    };
+    let start = |node| {
+        let config = RedisConfig {
+            urls: vec![redis.url()],
+            cluster: false,
+            key_prefix: "sipreg:".into(),
+            timeout: Duration::from_secs(2),
+            queue: 4096,
+        };
+        let location = RedisLocation::start(&config, 2).unwrap();
+        let store = Arc::clone(&location) as Arc<dyn RemoteStore>;
+        let server = TestServer::start(Backend::Fallback, false, |engine, rt| {
+            engine.max_contacts = 5;
+            engine.remote = Some(RemoteSettings {
+                node,
+                ..RemoteSettings::default()
+            });
+            rt.remote = Some(store);
+            rt.overload_delay = Duration::from_secs(10);
+        });
+        Node { server, location }
+    };
+    let nodes = [start(1), start(2)];
+    let mut warm = nodes[0].udp("hot");
+    let r = loop {
+        let r = warm.register(&[], None);
+        if r.code == 200 {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(r.contacts().is_empty());
+    // 16 phones (each its own Call-ID) register one contact each on one AOR at once, through
+    // two nodes: exactly 5 may get in.
+    let barrier = Arc::new(Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let mut ua = Ua::udp("hot", nodes[i % 2].server.udp());
+            ua.set_call_id(&format!("phone-{i}"));
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = ua.register(&[&format!("<sip:hot@192.0.2.{i}:5060>")], Some(600));
+                (r.code, r.raw.lines().next().unwrap_or_default().to_owned())
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let count = |what: &str| answers.iter().filter(|(_, l)| l.contains(what)).count();
+    let (ok, full, busy) = (
+        count("200 OK"),
+        count("Too Many Bindings"),
+        count("Location Service Unavailable"),
+    );
+    eprintln!("hot AOR: {ok} registered, {full} refused (max contacts), {busy} gave up after losing 8 races");
+    assert_eq!(ok + full + busy, 16, "{answers:?}");
+    assert!(ok <= 5, "{answers:?}");
+    if busy == 0 {
+        assert_eq!(ok, 5, "{answers:?}");
+    }
+    // Redis holds exactly the bindings that were acknowledged.
+    let value = match redis.query(&["GET", "sipreg:{sip:hot@example.com}"]) {
+        Some(redis::Value::BulkString(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(decode_value(&value).unwrap().1.len(), ok);
+}
