@@ -646,3 +646,58 @@ fn redis_max_contacts_holds_under_concurrent_nodes() {
     };
     assert_eq!(decode_value(&value).unwrap().1.len(), ok);
 }
+
+#[test]
+fn redis_expiry_leaves_nothing_behind() {
+    let Some((_dir, redis)) = standalone(&["--appendonly", "no"]) else {
+        return;
+    };
+    let config = RedisConfig {
+        urls: vec![redis.url()],
+        cluster: false,
+        key_prefix: "sipreg:".into(),
+        timeout: Duration::from_secs(2),
+        queue: 64,
+    };
+    let location = RedisLocation::start(&config, 2).unwrap();
+    let store = Arc::clone(&location) as Arc<dyn RemoteStore>;
+    let server = TestServer::start(Backend::Fallback, false, |engine, rt| {
+        engine.min_expires = 1;
+        engine.remote = Some(RemoteSettings {
+            node: 5,
+            ..RemoteSettings::default()
+        });
+        rt.remote = Some(store);
+        rt.overload_delay = Duration::from_secs(10);
+    });
+    let node = Node { server, location };
+    let mut ua = node.udp("eve");
+    register_when_ready(&mut ua, "<sip:nobody@192.0.2.9:5060>;expires=0");
+    // Expiry times are whole seconds: start just after a second begins.
+    loop {
+        let frac = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        if frac < 50 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(u64::from(1000 - frac).min(20)));
+    }
+    let r = ua.register(&["<sip:eve@192.0.2.1:5060>;expires=1"], None);
+    assert_eq!(r.contacts().len(), 1, "{}", r.raw);
+    let r = ua.register(&["<sip:eve@192.0.2.2:5060>;expires=3"], None);
+    assert_eq!(r.contacts().len(), 2, "{}", r.raw);
+    let key = "sipreg:{sip:eve@example.com}";
+    std::thread::sleep(Duration::from_millis(1300));
+    // The first binding expired: invisible, although the value still holds it.
+    assert_eq!(
+        contact_uris(&ua.register(&[], None)),
+        vec!["sip:eve@192.0.2.2:5060"]
+    );
+    assert_eq!(redis.int(&["EXISTS", key]), 1);
+    // With its last binding the value expires in Redis by itself: no sweep, nothing left.
+    std::thread::sleep(Duration::from_millis(2400));
+    assert_eq!(redis.int(&["EXISTS", key]), 0);
+    assert_eq!(redis.int(&["DBSIZE"]), 0);
+}
