@@ -126,12 +126,11 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 ),
             }
         }
-        (&Method::GET, ["v1", "bindings"]) if ctx.location.get().is_some() => error(
-            StatusCode::NOT_IMPLEMENTED,
-            "bindings live in Redis: scan it with redis-cli --scan --pattern '<key_prefix>*'",
-        ),
         (&Method::GET, ["v1", "bindings"]) => match DumpQuery::parse(req.uri().query()) {
-            Ok(q) => dump(ctx, q),
+            Ok(q) => match ctx.location.get() {
+                Some(location) => dump_remote(location, q).await,
+                None => dump(ctx, q),
+            },
             Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
         },
         (&Method::POST, ["v1", "reload"]) => {
@@ -446,6 +445,71 @@ fn dump(ctx: &Arc<Context>, q: DumpQuery) -> Response<Body> {
         }
         if !buf.is_empty() {
             let _ = tx.blocking_send(Bytes::from(buf));
+        }
+    });
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+/// The dump with the Redis backend: a walk over Redis (every master of a cluster), decoded and
+/// filtered here, streamed through the same bounded channel. `limit` cuts it; there is no
+/// cursor (Redis SCAN cursors are per server and may repeat an AOR).
+async fn dump_remote(location: &crate::remote::RedisLocation, q: DumpQuery) -> Response<Body> {
+    if q.cursor.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "cursor: not supported with the Redis backend (use limit, or filter by domain/prefix)",
+        );
+    }
+    let (scan_tx, mut scan_rx) = mpsc::channel(256);
+    if let Err(why) = location.scan(scan_tx).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &why);
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    tokio::spawn(async move {
+        let secs = now_secs();
+        let mut buf = Vec::with_capacity(CHUNK + 4096);
+        let mut left = q.limit.unwrap_or(usize::MAX);
+        while let Some(item) = scan_rx.recv().await {
+            let (aor, value) = match item {
+                Ok(item) => item,
+                Err(why) => {
+                    // The walk broke off: say so in the stream (the status is already sent).
+                    if serde_json::to_writer(&mut buf, &json!({ "error": why })).is_ok() {
+                        buf.push(b'\n');
+                    }
+                    break;
+                }
+            };
+            if !q.matches(&aor) {
+                continue;
+            }
+            let Ok((_, list)) = crate::engine::decode_value(&value) else {
+                continue;
+            };
+            let key = AorKey::new(&aor);
+            for b in list.iter().filter(|b| b.expires_at() > secs).take(left) {
+                if serde_json::to_writer(&mut buf, &BindingJson::new(&key, b, secs)).is_ok() {
+                    buf.push(b'\n');
+                    left -= 1;
+                }
+            }
+            if left == 0 {
+                break;
+            }
+            if buf.len() >= CHUNK {
+                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 4096));
+                if tx.send(Bytes::from(chunk)).await.is_err() {
+                    return; // the client went away; dropping the receiver stops the walk
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(Bytes::from(buf)).await;
         }
     });
     let mut r = Response::new(ChannelBody(rx).boxed());

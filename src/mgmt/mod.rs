@@ -22,7 +22,8 @@
 //! | POST | `/v1/reload` | re-reads the configuration (as SIGHUP does) |
 //!
 //! With the Redis backend, AOR lookups and deletes go to Redis (deletes with the registrar's
-//! compare-and-set); the dump answers 501 (scan Redis itself: `redis-cli --scan`).
+//! compare-and-set), and the dump walks Redis (every master of a cluster) with SCAN: filters and
+//! `limit` work, cursors do not (an AOR may come twice across a Redis rehash).
 //!
 //! `{aor}` is a SIP URI, percent-encoded or not (`sip:alice@example.com`, or `alice@example.com`
 //! for the `sip:` scheme); it is canonicalised like the registrar does (RFC 3261 §10.3 step 5).

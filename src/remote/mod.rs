@@ -105,7 +105,12 @@ enum Admin {
     Get(crate::store::AorKey),
     /// Removes the AOR's bindings (all, or the one with this id); answers how many.
     Delete(crate::store::AorKey, Option<u64>),
+    /// Sends every AOR's (name, value) to the channel (see [`RedisLocation::scan`]).
+    Scan(ScanSender),
 }
+
+/// Where a scan sends each AOR and its value (an `Err` ends the scan with a reason).
+pub type ScanSender = mpsc::Sender<Result<(String, Vec<u8>), String>>;
 
 /// The answer to an [`Admin`] request.
 type AdminAnswer = Result<AdminReply, String>;
@@ -113,6 +118,7 @@ type AdminAnswer = Result<AdminReply, String>;
 enum AdminReply {
     Value(Option<Vec<u8>>),
     Removed(usize),
+    Scanning,
 }
 
 /// The Redis location service client (see the module documentation).
@@ -254,7 +260,7 @@ impl RedisLocation {
     pub async fn get(&self, aor: &crate::store::AorKey) -> Result<Option<Vec<u8>>, String> {
         match self.ask(Admin::Get(aor.clone())).await? {
             AdminReply::Value(v) => Ok(v),
-            AdminReply::Removed(_) => Err("unexpected answer".into()),
+            _ => Err("unexpected answer".into()),
         }
     }
 
@@ -267,8 +273,16 @@ impl RedisLocation {
     ) -> Result<usize, String> {
         match self.ask(Admin::Delete(aor.clone(), id)).await? {
             AdminReply::Removed(n) => Ok(n),
-            AdminReply::Value(_) => Err("unexpected answer".into()),
+            _ => Err("unexpected answer".into()),
         }
+    }
+
+    /// Starts a walk over every AOR in Redis (every master of a cluster), sending each AOR and
+    /// its value to `tx` as it goes; the walk stops when `tx` is dropped (a slow reader slows it
+    /// down: the channel is bounded). Redis `SCAN` semantics: an AOR that exists for the whole
+    /// walk is sent at least once (rarely twice, across a rehash).
+    pub async fn scan(&self, tx: ScanSender) -> Result<(), String> {
+        self.ask(Admin::Scan(tx)).await.map(|_| ())
     }
 
     async fn ask(&self, request: Admin) -> AdminAnswer {
@@ -456,9 +470,13 @@ async fn serve_admin(
 ) {
     let script = redis::Script::new(CAS);
     while let Some((request, answer)) = rx.recv().await {
-        let result = match conn.get().cloned() {
-            None => Err("Redis is unreachable".to_owned()),
-            Some(mut c) => {
+        let result = match (conn.get().cloned(), request) {
+            (None, _) => Err("Redis is unreachable".to_owned()),
+            (Some(c), Admin::Scan(tx)) => {
+                tokio::spawn(scan_all(c, cfg.clone(), tx));
+                Ok(AdminReply::Scanning)
+            }
+            (Some(mut c), request) => {
                 let work = admin(&mut c, &script, &cfg, request);
                 match tokio::time::timeout(cfg.timeout * 8, work).await {
                     Ok(r) => r,
@@ -478,6 +496,7 @@ async fn admin(
 ) -> AdminAnswer {
     let aor = match &request {
         Admin::Get(aor) | Admin::Delete(aor, _) => aor.clone(),
+        Admin::Scan(_) => return Err("not here".into()),
     };
     let key = key_of(&cfg.key_prefix, &aor);
     // Read with a version that never matches: the script answers the current value.
@@ -528,6 +547,117 @@ async fn admin(
         }
     }
     Err("the AOR kept changing; try again".into())
+}
+
+/// Walks every master (one server, or each master of the cluster) with SCAN.
+async fn scan_all(conn: Conn, cfg: RedisConfig, tx: ScanSender) {
+    let result = match conn {
+        Conn::Single(mut c) => scan_node(&mut c, &cfg.key_prefix, &tx).await.map(|_| ()),
+        Conn::Cluster(mut c) => scan_cluster(&mut c, &cfg, &tx).await,
+    };
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+async fn scan_cluster(
+    c: &mut redis::cluster_async::ClusterConnection,
+    cfg: &RedisConfig,
+    tx: &ScanSender,
+) -> Result<(), String> {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(c)
+        .await
+        .map_err(|e| e.to_string())?;
+    let seed = redis::IntoConnectionInfo::into_connection_info(
+        cfg.urls.first().map_or("", String::as_str),
+    )
+    .map_err(|e| e.to_string())?;
+    // `<id> <ip:port@cport[,hostname]> <flags> ...`: the masters that are not failed.
+    for line in nodes.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_), Some(addr), Some(flags)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if !flags.split(',').any(|x| x == "master") || flags.contains("fail") {
+            continue;
+        }
+        let addr = addr.split(['@', ',']).next().unwrap_or_default();
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            continue;
+        };
+        let port: u16 = port.parse().map_err(|_| format!("CLUSTER NODES: {line}"))?;
+        let info = seed
+            .clone()
+            .set_addr(redis::ConnectionAddr::Tcp(host.to_owned(), port));
+        let mut node = redis::Client::open(info)
+            .map_err(|e| e.to_string())?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        if !scan_node(&mut node, &cfg.key_prefix, tx).await? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// SCANs one server for `<prefix>{...}` keys and sends each AOR with its value; false when the
+/// receiver is gone.
+async fn scan_node<C: redis::aio::ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    tx: &ScanSender,
+) -> Result<bool, String> {
+    let pattern = format!("{}{{*", redis_glob_escape(prefix));
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(c)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("GET").arg(k);
+            }
+            let values: Vec<Option<Vec<u8>>> =
+                pipe.query_async(c).await.map_err(|e| e.to_string())?;
+            for (key, value) in keys.iter().zip(values) {
+                // Gone meanwhile (expired, deleted): nothing to send.
+                let Some(value) = value else { continue };
+                let aor = key
+                    .get(prefix.len() + 1..key.len().saturating_sub(1))
+                    .and_then(|a| std::str::from_utf8(a).ok());
+                let Some(aor) = aor else { continue };
+                if tx.send(Ok((aor.to_owned(), value))).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        if next == 0 {
+            return Ok(true);
+        }
+        cursor = next;
+    }
+}
+
+/// Escapes Redis glob metacharacters in a literal key prefix.
+fn redis_glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// `<prefix>{<AOR>}`: the braces are the Redis Cluster hash tag.

@@ -301,7 +301,22 @@ fn redis_nodes_share_bindings_expire_with_ttl_and_survive_a_node() {
         .0,
         404
     );
-    assert_eq!(http("GET", &format!("{api}/v1/bindings"), None).0, 501);
+    // The dump walks Redis.
+    let (code, body) = http("GET", &format!("{api}/v1/bindings"), None);
+    assert_eq!(code, 200, "{body}");
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{body}");
+    assert_eq!(lines[0]["contact"], "sip:ann@192.0.2.1:5060");
+    assert_eq!(lines[0]["aor"], "sip:ann@example.com");
+    let (code, body) = http("GET", &format!("{api}/v1/bindings?domain=other.org"), None);
+    assert_eq!((code, body.as_str()), (200, ""));
+    assert_eq!(
+        http("GET", &format!("{api}/v1/bindings?cursor=abc"), None).0,
+        400
+    );
     let (_, stats) = http("GET", &format!("{api}/v1/stats"), None);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(stats["location"], "redis");
@@ -557,6 +572,26 @@ fn redis_cluster_three_masters() {
             r.raw
         );
     }
+    // The management dump's walk covers every master.
+    let walked = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            b.location.scan(tx).await.unwrap();
+            let mut aors = std::collections::BTreeSet::new();
+            while let Some(item) = rx.recv().await {
+                let (aor, value) = item.unwrap();
+                assert_eq!(decode_value(&value).unwrap().1.len(), 1);
+                aors.insert(aor);
+            }
+            aors
+        })
+    };
+    assert_eq!(walked.len(), AORS);
+    assert!(walked.contains("sip:c0@example.com"));
     let sizes: Vec<i64> = masters.iter().map(|m| m.int(&["DBSIZE"])).collect();
     assert_eq!(sizes.iter().sum::<i64>(), AORS as i64);
     assert!(
