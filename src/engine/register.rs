@@ -72,7 +72,7 @@ pub(super) fn dispatch(
         return Ok(Done::Drop);
     }
     // RFC 4475 §3.3.2/§3.3.3: a Request-URI scheme we never accept is 416, whatever the method.
-    let ruri = Uri::parse(req.uri()).map_err(|e| fail(e.into()))?;
+    let ruri = req.request_uri().map_err(|e| fail(e.into()))?;
     if !matches!(ruri.scheme, Scheme::Sip | Scheme::Sips) {
         return Err(fail(Error::UnsupportedUriScheme));
     }
@@ -119,7 +119,7 @@ pub(super) fn resume(
     req: &Request<'_>,
     resume: Resume,
 ) -> Result<Done, Failed> {
-    let ruri = Uri::parse(req.uri()).map_err(|e| fail(e.into()))?;
+    let ruri = req.request_uri().map_err(|e| fail(e.into()))?;
     register(eng, now, meta, req, &ruri, 0, Some(resume))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Views borrow the header value; they parse on demand and never allocate.
 
-use memchr::memchr;
+use memchr::{memchr, memchr2, memchr3};
 
 use super::parse::Header;
 use super::uri::Uri;
@@ -68,64 +68,96 @@ pub enum HeaderName {
     Other,
 }
 
-/// (long form, compact form, name).
-const NAMES: &[(&str, Option<u8>, HeaderName)] = &[
-    ("Via", Some(b'v'), HeaderName::Via),
-    ("From", Some(b'f'), HeaderName::From),
-    ("To", Some(b't'), HeaderName::To),
-    ("Call-ID", Some(b'i'), HeaderName::CallId),
-    ("CSeq", None, HeaderName::CSeq),
-    ("Contact", Some(b'm'), HeaderName::Contact),
-    ("Expires", None, HeaderName::Expires),
-    ("Min-Expires", None, HeaderName::MinExpires),
-    ("Content-Length", Some(b'l'), HeaderName::ContentLength),
-    ("Content-Type", Some(b'c'), HeaderName::ContentType),
-    ("Max-Forwards", None, HeaderName::MaxForwards),
-    ("Require", None, HeaderName::Require),
-    ("Proxy-Require", None, HeaderName::ProxyRequire),
-    ("Supported", Some(b'k'), HeaderName::Supported),
-    ("Unsupported", None, HeaderName::Unsupported),
-    ("Authorization", None, HeaderName::Authorization),
-    ("Proxy-Authorization", None, HeaderName::ProxyAuthorization),
-    ("WWW-Authenticate", None, HeaderName::WwwAuthenticate),
-    ("User-Agent", None, HeaderName::UserAgent),
-    ("Server", None, HeaderName::Server),
-    ("Path", None, HeaderName::Path),
-    ("Allow", None, HeaderName::Allow),
-    ("Date", None, HeaderName::Date),
-    ("Route", None, HeaderName::Route),
-    ("Record-Route", None, HeaderName::RecordRoute),
-    ("Retry-After", None, HeaderName::RetryAfter),
-];
-
 impl HeaderName {
     /// Classifies a header name: case-insensitive, compact forms included (RFC 3261 §7.3.3).
+    /// Dispatches on (length, first letter) so that each header costs at most one
+    /// case-insensitive comparison.
     pub fn parse(name: &[u8]) -> Self {
-        if let [c] = name {
-            let c = c.to_ascii_lowercase();
-            return NAMES
-                .iter()
-                .find(|(_, compact, _)| *compact == Some(c))
-                .map_or(Self::Other, |(_, _, n)| *n);
+        let Some(&first) = name.first() else {
+            return Self::Other;
+        };
+        let candidate = match (name.len(), first.to_ascii_lowercase()) {
+            (1, c) => {
+                return match c {
+                    b'v' => Self::Via,
+                    b'f' => Self::From,
+                    b't' => Self::To,
+                    b'i' => Self::CallId,
+                    b'm' => Self::Contact,
+                    b'l' => Self::ContentLength,
+                    b'c' => Self::ContentType,
+                    b'k' => Self::Supported,
+                    _ => Self::Other,
+                }
+            }
+            (2, b't') => Self::To,
+            (3, b'v') => Self::Via,
+            (4, b'c') => Self::CSeq,
+            (4, b'd') => Self::Date,
+            (4, b'f') => Self::From,
+            (4, b'p') => Self::Path,
+            (5, b'a') => Self::Allow,
+            (5, b'r') => Self::Route,
+            (6, b's') => Self::Server,
+            (7, b'c') => match name.get(1).map(u8::to_ascii_lowercase) {
+                Some(b'a') => Self::CallId,
+                _ => Self::Contact,
+            },
+            (7, b'e') => Self::Expires,
+            (7, b'r') => Self::Require,
+            (9, b's') => Self::Supported,
+            (10, b'u') => Self::UserAgent,
+            (11, b'm') => Self::MinExpires,
+            (11, b'r') => Self::RetryAfter,
+            (11, b'u') => Self::Unsupported,
+            (12, b'c') => Self::ContentType,
+            (12, b'm') => Self::MaxForwards,
+            (12, b'r') => Self::RecordRoute,
+            (13, b'a') => Self::Authorization,
+            (13, b'p') => Self::ProxyRequire,
+            (14, b'c') => Self::ContentLength,
+            (16, b'w') => Self::WwwAuthenticate,
+            (19, b'p') => Self::ProxyAuthorization,
+            _ => return Self::Other,
+        };
+        if candidate.as_str().as_bytes().eq_ignore_ascii_case(name) {
+            candidate
+        } else {
+            Self::Other
         }
-        // Candidates share length and first letter: at most two comparisons per header.
-        let first = name.first().map_or(0, u8::to_ascii_lowercase);
-        NAMES
-            .iter()
-            .filter(|(long, _, _)| long.len() == name.len())
-            .filter(|(long, _, _)| {
-                long.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first)
-            })
-            .find(|(long, _, _)| long.as_bytes().eq_ignore_ascii_case(name))
-            .map_or(Self::Other, |(_, _, n)| *n)
     }
 
     /// The canonical long form ("" for `Other`).
     pub fn as_str(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(_, _, n)| *n == self)
-            .map_or("", |(long, _, _)| long)
+        match self {
+            Self::Via => "Via",
+            Self::From => "From",
+            Self::To => "To",
+            Self::CallId => "Call-ID",
+            Self::CSeq => "CSeq",
+            Self::Contact => "Contact",
+            Self::Expires => "Expires",
+            Self::MinExpires => "Min-Expires",
+            Self::ContentLength => "Content-Length",
+            Self::ContentType => "Content-Type",
+            Self::MaxForwards => "Max-Forwards",
+            Self::Require => "Require",
+            Self::ProxyRequire => "Proxy-Require",
+            Self::Supported => "Supported",
+            Self::Unsupported => "Unsupported",
+            Self::Authorization => "Authorization",
+            Self::ProxyAuthorization => "Proxy-Authorization",
+            Self::WwwAuthenticate => "WWW-Authenticate",
+            Self::UserAgent => "User-Agent",
+            Self::Server => "Server",
+            Self::Path => "Path",
+            Self::Allow => "Allow",
+            Self::Date => "Date",
+            Self::Route => "Route",
+            Self::RecordRoute => "Record-Route",
+            Self::RetryAfter => "Retry-After",
+            Self::Other => "",
+        }
     }
 }
 
@@ -150,29 +182,7 @@ impl<'b> Iterator for CommaSplit<'b> {
             if self.rest.is_empty() {
                 return None;
             }
-            let (mut quoted, mut angle, mut escaped) = (false, false, false);
-            let mut cut = self.rest.len();
-            for (i, &b) in self.rest.iter().enumerate() {
-                if quoted {
-                    match (escaped, b) {
-                        (true, _) => escaped = false,
-                        (false, b'\\') => escaped = true,
-                        (false, b'"') => quoted = false,
-                        _ => {}
-                    }
-                    continue;
-                }
-                match b {
-                    b'"' => quoted = true,
-                    b'<' => angle = true,
-                    b'>' => angle = false,
-                    b',' if !angle => {
-                        cut = i;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
+            let cut = comma_at(self.rest);
             let item = trim_lws(self.rest.get(..cut).unwrap_or_default());
             self.rest = self.rest.get(cut + 1..).unwrap_or_default();
             if !item.is_empty() {
@@ -180,6 +190,36 @@ impl<'b> Iterator for CommaSplit<'b> {
             }
             // An empty item between commas is skipped (",," is not a value).
         }
+    }
+}
+
+/// Index of the first comma outside quoted strings and `<...>` (`s.len()` when none). Jumps
+/// between the bytes that change state with memchr instead of looking at every byte: a
+/// typical value has no comma and no quote, and costs one or two searches.
+fn comma_at(s: &[u8]) -> usize {
+    let mut i = 0;
+    let mut angle = false;
+    loop {
+        let rest = s.get(i..).unwrap_or_default();
+        let found = if angle {
+            memchr2(b'>', b'"', rest)
+        } else {
+            memchr3(b',', b'"', b'<', rest)
+        };
+        let Some(off) = found else {
+            return s.len();
+        };
+        i += off;
+        match s.get(i) {
+            Some(b',') => return i,
+            Some(b'<') => angle = true,
+            Some(b'>') => angle = false,
+            _ => match closing_quote(rest.get(off..).unwrap_or_default()) {
+                Some(close) => i += close,
+                None => return s.len(),
+            },
+        }
+        i += 1;
     }
 }
 
@@ -296,22 +336,20 @@ impl<'b> Params<'b> {
 
 /// Length of one parameter (up to the next `;` outside quotes).
 fn param_end(s: &[u8]) -> usize {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, &b) in s.iter().enumerate() {
-        if quoted {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => quoted = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            quoted = true;
-        } else if b == b';' {
+    let mut i = 0;
+    loop {
+        let Some(off) = memchr2(b';', b'"', s.get(i..).unwrap_or_default()) else {
+            return s.len();
+        };
+        i += off;
+        if s.get(i) == Some(&b';') {
             return i;
         }
+        match closing_quote(s.get(i..).unwrap_or_default()) {
+            Some(close) => i += close + 1,
+            None => return s.len(),
+        }
     }
-    s.len()
 }
 
 fn split_param(p: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -453,16 +491,14 @@ impl<'b> NameAddr<'b> {
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
 fn closing_quote(s: &[u8]) -> Option<usize> {
-    let mut escaped = false;
-    for (i, &b) in s.iter().enumerate().skip(1) {
-        match (escaped, b) {
-            (true, _) => escaped = false,
-            (false, b'\\') => escaped = true,
-            (false, b'"') => return Some(i),
-            _ => {}
+    let mut i = 1;
+    loop {
+        i += memchr2(b'"', b'\\', s.get(i..)?)?;
+        if s.get(i) == Some(&b'"') {
+            return Some(i);
         }
+        i += 2; // a quoted-pair: skip the escaped byte
     }
-    None
 }
 
 /// One Contact value (§20.10).
@@ -759,6 +795,36 @@ pub(crate) fn vias<'b, 'h>(headers: &'h [Header<'b>]) -> Vias<'b, 'h> {
 mod tests {
     use super::*;
 
+    /// Every classified name: (long form, compact form, name).
+    const NAMES: &[(&str, Option<u8>, HeaderName)] = &[
+        ("Via", Some(b'v'), HeaderName::Via),
+        ("From", Some(b'f'), HeaderName::From),
+        ("To", Some(b't'), HeaderName::To),
+        ("Call-ID", Some(b'i'), HeaderName::CallId),
+        ("CSeq", None, HeaderName::CSeq),
+        ("Contact", Some(b'm'), HeaderName::Contact),
+        ("Expires", None, HeaderName::Expires),
+        ("Min-Expires", None, HeaderName::MinExpires),
+        ("Content-Length", Some(b'l'), HeaderName::ContentLength),
+        ("Content-Type", Some(b'c'), HeaderName::ContentType),
+        ("Max-Forwards", None, HeaderName::MaxForwards),
+        ("Require", None, HeaderName::Require),
+        ("Proxy-Require", None, HeaderName::ProxyRequire),
+        ("Supported", Some(b'k'), HeaderName::Supported),
+        ("Unsupported", None, HeaderName::Unsupported),
+        ("Authorization", None, HeaderName::Authorization),
+        ("Proxy-Authorization", None, HeaderName::ProxyAuthorization),
+        ("WWW-Authenticate", None, HeaderName::WwwAuthenticate),
+        ("User-Agent", None, HeaderName::UserAgent),
+        ("Server", None, HeaderName::Server),
+        ("Path", None, HeaderName::Path),
+        ("Allow", None, HeaderName::Allow),
+        ("Date", None, HeaderName::Date),
+        ("Route", None, HeaderName::Route),
+        ("Record-Route", None, HeaderName::RecordRoute),
+        ("Retry-After", None, HeaderName::RetryAfter),
+    ];
+
     #[test]
     fn header_names() {
         let table: &[(&[u8], HeaderName)] = &[
@@ -783,6 +849,37 @@ mod tests {
             );
         }
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+        for &(long, compact, name) in NAMES {
+            assert_eq!(name.as_str(), long);
+            assert_eq!(HeaderName::parse(long.as_bytes()), name, "{long}");
+            assert_eq!(
+                HeaderName::parse(long.to_ascii_uppercase().as_bytes()),
+                name
+            );
+            assert_eq!(
+                HeaderName::parse(long.to_ascii_lowercase().as_bytes()),
+                name
+            );
+            // Same length and first letter, one byte different: not this header.
+            let mut near = long.as_bytes().to_vec();
+            if let Some(last) = near.last_mut() {
+                *last = b'#';
+            }
+            assert_eq!(HeaderName::parse(&near), HeaderName::Other, "{long}");
+            if let Some(c) = compact {
+                assert_eq!(HeaderName::parse(&[c]), name);
+                assert_eq!(HeaderName::parse(&[c.to_ascii_uppercase()]), name);
+            }
+        }
+        for c in b'a'..=b'z' {
+            let known = NAMES.iter().any(|&(_, compact, _)| compact == Some(c));
+            assert_eq!(
+                HeaderName::parse(&[c]) != HeaderName::Other,
+                known,
+                "{}",
+                c as char
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ struct Parsed<'b> {
     from: Option<NameAddr<'b>>,
     to: Option<NameAddr<'b>>,
     top_via: Option<Via<'b>>,
+    request_uri: Option<Uri<'b>>,
 }
 
 /// A response: views over the receive buffer.
@@ -176,6 +177,14 @@ impl<'b> Request<'b> {
     /// The Request-URI as written.
     pub fn uri(&self) -> &'b [u8] {
         self.uri
+    }
+
+    /// The Request-URI parsed (kept from validation when it succeeded).
+    pub fn request_uri(&self) -> Result<Uri<'b>, Error> {
+        match self.parsed.request_uri {
+            Some(u) => Ok(u),
+            None => Uri::parse(self.uri),
+        }
     }
 
     /// The SIP-Version token (not checked by the parser: the engine answers 505).
@@ -508,29 +517,39 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
     Ok(Message::Request(req))
 }
 
-/// Headers that must appear exactly once in every message (§8.1.1, RFC 4475 §3.3.1, §3.3.8).
-const SINGLE: &[(HeaderName, &str)] = &[
-    (HeaderName::From, "From"),
-    (HeaderName::To, "To"),
-    (HeaderName::CallId, "Call-ID"),
-    (HeaderName::CSeq, "CSeq"),
-];
-
+/// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID
+/// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards. One pass.
 fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
-    if !headers.iter().any(|h| h.name == HeaderName::Via) {
+    // Counts of Via, From, To, Call-ID, CSeq, Max-Forwards.
+    let mut n = [0u32; 6];
+    for h in headers {
+        let slot = match h.name {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            HeaderName::MaxForwards => 5,
+            _ => continue,
+        };
+        n[slot] += 1;
+    }
+    let [via, from, to, call_id, cseq, max_forwards] = n;
+    if via == 0 {
         return Some(Error::MissingHeader("Via"));
     }
-    for (name, text) in SINGLE {
-        match headers.iter().filter(|h| h.name == *name).count() {
+    for (count, text) in [
+        (from, "From"),
+        (to, "To"),
+        (call_id, "Call-ID"),
+        (cseq, "CSeq"),
+    ] {
+        match count {
             0 => return Some(Error::MissingHeader(text)),
             1 => {}
             _ => return Some(Error::DuplicateHeader(text)),
         }
     }
-    let max_forwards = headers
-        .iter()
-        .filter(|h| h.name == HeaderName::MaxForwards)
-        .count();
     if max_forwards > 1 {
         return Some(Error::DuplicateHeader("Max-Forwards"));
     }
@@ -550,8 +569,9 @@ fn request_defect(req: &mut Request<'_>) -> Option<Error> {
         }
     }
     req.parsed.top_via = top;
-    if let Err(e) = Uri::parse(req.uri) {
-        return Some(e);
+    match Uri::parse(req.uri) {
+        Ok(u) => req.parsed.request_uri = Some(u),
+        Err(e) => return Some(e),
     }
     let cseq = match req.cseq() {
         Ok(c) => c,
