@@ -6,7 +6,10 @@ use memchr::{memchr, memchr2, memchr3};
 
 use super::parse::Header;
 use super::uri::Uri;
-use super::{is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Method};
+use super::{
+    all_host_chars, eq_ignore_case, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws,
+    Error, Method,
+};
 
 /// Header names the registrar cares about; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,7 +123,7 @@ impl HeaderName {
             (19, b'p') => Self::ProxyAuthorization,
             _ => return Self::Other,
         };
-        if candidate.as_str().as_bytes().eq_ignore_ascii_case(name) {
+        if eq_ignore_case(name, candidate.as_str().as_bytes()) {
             candidate
         } else {
             Self::Other
@@ -300,21 +303,9 @@ impl<'b> Params<'b> {
                     i += 1;
                 }
                 if i < n && raw[i] == b'"' {
-                    i += 1;
-                    let mut closed = false;
-                    while i < n {
-                        match raw[i] {
-                            b'\\' => i += 2,
-                            b'"' => {
-                                i += 1;
-                                closed = true;
-                                break;
-                            }
-                            _ => i += 1,
-                        }
-                    }
-                    if !closed {
-                        return false;
+                    match closing_quote(raw.get(i..).unwrap_or_default()) {
+                        Some(close) => i += close + 1,
+                        None => return false,
                     }
                 } else {
                     let vstart = i;
@@ -440,13 +431,7 @@ impl<'b> NameAddr<'b> {
         if let Some(inner) = rest.strip_prefix(b"<") {
             let gt = memchr(b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
-            // No LWS inside the brackets (RFC 4475 §3.1.2.14).
-            if uri_text
-                .iter()
-                .any(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            {
-                return Err(Error::BadNameAddr);
-            }
+            // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
             let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             if !params.validate() {
@@ -463,11 +448,8 @@ impl<'b> NameAddr<'b> {
         // contain ';', '?' or ',' here (§20.10), so such a value must be bracketed.
         let semi = memchr(b';', rest).unwrap_or(rest.len());
         let uri_text = trim_lws(rest.get(..semi).unwrap_or_default());
-        if uri_text.is_empty()
-            || uri_text
-                .iter()
-                .any(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'?' | b'<' | b'>'))
-        {
+        // (LWS inside the URI is rejected by `Uri::parse`.)
+        if uri_text.is_empty() || memchr3(b'?', b'<', b'>', uri_text).is_some() {
             return Err(Error::BadNameAddr);
         }
         let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
@@ -710,12 +692,7 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
         let colon = memchr(b':', s).unwrap_or(s.len());
         (s.get(..colon)?, s.get(colon..)?)
     };
-    if host.is_empty()
-        || (host.first() != Some(&b'[')
-            && !host
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
-    {
+    if host.is_empty() || (host.first() != Some(&b'[') && !all_host_chars(host)) {
         return None;
     }
     let port = match port {

@@ -291,6 +291,41 @@ pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
 
+/// ASCII case-insensitive equality, like `<[u8]>::eq_ignore_ascii_case` but without a branch
+/// per byte: where `b` has a letter, bit 0x20 (the case bit) is ignored on both sides, every
+/// other byte must be equal. The hot comparisons are short names (headers, parameters).
+pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).fold(true, |same, (&x, &y)| {
+            let case = u8::from((y | 0x20).wrapping_sub(b'a') < 26) << 5;
+            same & ((x | case) == (y | case))
+        })
+}
+
+/// Characters of a hostname or IPv4 address (alphanumeric, `.`, `-`, `_`).
+const HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+        i += 1;
+    }
+    t
+};
+
+/// Is every byte of `s` a hostname character? No early exit: hosts are short.
+pub(crate) fn all_host_chars(s: &[u8]) -> bool {
+    s.iter().fold(true, |ok, &b| ok & HOST[usize::from(b)])
+}
+
+/// Does `s` contain a control character, SP or DEL? No early exit, so the compiler can
+/// vectorise it (this runs over every URI).
+pub(crate) fn has_ctl_or_space(s: &[u8]) -> bool {
+    s.iter()
+        .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f))
+}
+
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
@@ -328,6 +363,69 @@ pub(crate) fn parse_delta_saturating(s: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn case_insensitive_equality_matches_std() {
+        let words: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"A",
+            b"Via",
+            b"vIA",
+            b"via",
+            b"vib",
+            b"Call-ID",
+            b"call-id",
+            b"call\rid",
+            b"CALL-ID",
+            b"call_id",
+            b"tag",
+            b"TAG",
+            b"t@g",
+            b"t`g",
+            b"[g",
+            b"{g",
+            b"x\xe9",
+            b"X\xc9",
+            b"1",
+            b"\x11",
+            b"q",
+            b"Q",
+            b"+sip.instance",
+            b"+SIP.INSTANCE",
+            b"+sip\x0einstance",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    super::eq_ignore_case(a, b),
+                    a.eq_ignore_ascii_case(b),
+                    "{:?} {:?}",
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(b)
+                );
+            }
+        }
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                assert_eq!(
+                    super::eq_ignore_case(&[x], &[y]),
+                    [x].eq_ignore_ascii_case(&[y])
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn byte_class_checks() {
+        assert!(super::all_host_chars(b"pc33.atlanta-1_x.com"));
+        assert!(!super::all_host_chars(b"a b"));
+        assert!(!super::all_host_chars(b"a:b"));
+        assert!(super::has_ctl_or_space(b"a b"));
+        assert!(super::has_ctl_or_space(b"ab\x7f"));
+        assert!(super::has_ctl_or_space(b"\tab"));
+        assert!(!super::has_ctl_or_space(b"sip:a@b;x=\"y\"?h=%20"));
+    }
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use memchr::memchr;
 
 use super::header::{split_host_port, Params};
-use super::Error;
+use super::{eq_ignore_case, has_ctl_or_space, Error};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,28 +45,35 @@ pub struct Uri<'b> {
 impl<'b> Uri<'b> {
     /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix.
     pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
-        let colon = memchr(b':', raw).ok_or(Error::BadUri)?;
-        let scheme_text = raw.get(..colon).unwrap_or_default();
-        let valid_scheme = scheme_text.first().is_some_and(u8::is_ascii_alphabetic)
-            && scheme_text
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-        if !valid_scheme {
-            return Err(Error::BadUri);
-        }
-        let rest = raw.get(colon + 1..).unwrap_or_default();
-        if rest.is_empty() || rest.iter().any(|&b| b <= b' ' || b == 0x7f) {
-            return Err(Error::BadUri);
-        }
-        let scheme = if scheme_text.eq_ignore_ascii_case(b"sip") {
-            Scheme::Sip
-        } else if scheme_text.eq_ignore_ascii_case(b"sips") {
-            Scheme::Sips
-        } else if scheme_text.eq_ignore_ascii_case(b"tel") {
-            Scheme::Tel
-        } else {
-            Scheme::Other
+        let (scheme, rest) = match raw.get(..4) {
+            // The common case first: no scan for the colon, no scheme syntax check.
+            Some(p) if eq_ignore_case(p, b"sip:") => (Scheme::Sip, raw.get(4..)),
+            _ => {
+                let colon = memchr(b':', raw).ok_or(Error::BadUri)?;
+                let scheme_text = raw.get(..colon).unwrap_or_default();
+                let valid_scheme = scheme_text.first().is_some_and(u8::is_ascii_alphabetic)
+                    && scheme_text
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+                if !valid_scheme {
+                    return Err(Error::BadUri);
+                }
+                let scheme = if eq_ignore_case(scheme_text, b"sip") {
+                    Scheme::Sip
+                } else if eq_ignore_case(scheme_text, b"sips") {
+                    Scheme::Sips
+                } else if eq_ignore_case(scheme_text, b"tel") {
+                    Scheme::Tel
+                } else {
+                    Scheme::Other
+                };
+                (scheme, raw.get(colon + 1..))
+            }
         };
+        let rest = rest.unwrap_or_default();
+        if rest.is_empty() || has_ctl_or_space(rest) {
+            return Err(Error::BadUri);
+        }
         let mut uri = Self {
             scheme,
             raw,
@@ -216,14 +223,11 @@ impl<'b> Uri<'b> {
 /// `%HH` sequences are well formed.
 fn valid_escapes(s: &[u8]) -> bool {
     let mut i = 0;
-    while let Some(&b) = s.get(i) {
-        if b == b'%' {
-            match s.get(i + 1..i + 3) {
-                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
-                _ => return false,
-            }
-        } else {
-            i += 1;
+    while let Some(off) = memchr(b'%', s.get(i..).unwrap_or_default()) {
+        i += off;
+        match s.get(i + 1..i + 3) {
+            Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+            _ => return false,
         }
     }
     true
