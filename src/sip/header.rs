@@ -2,13 +2,13 @@
 //!
 //! Views borrow the header value; they parse on demand and never allocate.
 
-use memchr::{memchr, memchr2, memchr3};
+use memchr::{memchr2, memchr3};
 
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
-    all_host_chars, eq_ignore_case, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws,
-    Error, Method,
+    all_host_chars, eq_ignore_case, find, is_token, is_wsp, parse_delta_saturating, parse_u32,
+    trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -344,7 +344,7 @@ fn param_end(s: &[u8]) -> usize {
 }
 
 fn split_param(p: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match memchr(b'=', p) {
+    match find(b'=', p) {
         Some(eq) => (
             trim_lws(p.get(..eq).unwrap_or_default()),
             Some(trim_lws(p.get(eq + 1..).unwrap_or_default())),
@@ -412,7 +412,7 @@ impl<'b> NameAddr<'b> {
                 return Err(Error::BadNameAddr);
             }
             (Some(v.get(..=end).unwrap_or_default()), rest)
-        } else if let Some(lt) = memchr(b'<', v) {
+        } else if let Some(lt) = find(b'<', v) {
             let name = trim_lws(v.get(..lt).unwrap_or_default());
             // Unquoted display name: tokens separated by LWS (§25.1).
             if !name
@@ -429,7 +429,7 @@ impl<'b> NameAddr<'b> {
             (None, v)
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            let gt = memchr(b'>', inner).ok_or(Error::BadNameAddr)?;
+            let gt = find(b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
             // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
             let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
@@ -446,7 +446,7 @@ impl<'b> NameAddr<'b> {
         }
         // addr-spec: parameters after the URI are header parameters; the URI itself cannot
         // contain ';', '?' or ',' here (§20.10), so such a value must be bracketed.
-        let semi = memchr(b';', rest).unwrap_or(rest.len());
+        let semi = find(b';', rest).unwrap_or(rest.len());
         let uri_text = trim_lws(rest.get(..semi).unwrap_or_default());
         // (LWS inside the URI is rejected by `Uri::parse`.)
         if uri_text.is_empty() || memchr3(b'?', b'<', b'>', uri_text).is_some() {
@@ -585,7 +585,7 @@ pub struct ContactFields<'b> {
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
 fn parse_q(v: &[u8]) -> Option<u16> {
-    let (int, frac) = match memchr(b'.', v) {
+    let (int, frac) = match find(b'.', v) {
         Some(dot) => (v.get(..dot)?, v.get(dot + 1..)?),
         None => (v, &b""[..]),
     };
@@ -640,7 +640,7 @@ impl<'b> Via<'b> {
         if !proto.eq_ignore_ascii_case(b"SIP") || version.is_empty() || transport.is_empty() {
             return Err(Error::BadVia);
         }
-        let semi = memchr(b';', rest).unwrap_or(rest.len());
+        let semi = find(b';', rest).unwrap_or(rest.len());
         let sent_by = trim_lws(rest.get(..semi).unwrap_or_default());
         let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
         let params = Params::new(rest.get(semi..).unwrap_or_default());
@@ -677,7 +677,7 @@ impl<'b> Via<'b> {
 /// `host [ ":" port ]` with IPv6 references; host must be non-empty and hostname-ish.
 pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let (host, port) = if s.first() == Some(&b'[') {
-        let close = memchr(b']', s)?;
+        let close = find(b']', s)?;
         let host = s.get(..=close)?;
         let inner = host.get(1..host.len() - 1)?;
         if inner.is_empty()
@@ -689,7 +689,7 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
         }
         (host, s.get(close + 1..)?)
     } else {
-        let colon = memchr(b':', s).unwrap_or(s.len());
+        let colon = find(b':', s).unwrap_or(s.len());
         (s.get(..colon)?, s.get(colon..)?)
     };
     if host.is_empty() || (host.first() != Some(&b'[') && !all_host_chars(host)) {

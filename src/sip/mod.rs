@@ -291,6 +291,28 @@ pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
 
+/// Index of the first `needle` in `hay`. Most haystacks the parser searches are a few bytes
+/// (a user part, a host:port, a parameter, a header name): there memchr's set-up and dispatch
+/// cost more than looking at each byte, so only longer haystacks go to memchr.
+#[inline]
+pub(crate) fn find(needle: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 16 {
+        hay.iter().position(|&b| b == needle)
+    } else {
+        memchr::memchr(needle, hay)
+    }
+}
+
+/// Index of the last `needle` in `hay` (see [`find`]).
+#[inline]
+pub(crate) fn rfind(needle: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 16 {
+        hay.iter().rposition(|&b| b == needle)
+    } else {
+        memchr::memrchr(needle, hay)
+    }
+}
+
 /// ASCII case-insensitive equality, like `<[u8]>::eq_ignore_ascii_case` but without a branch
 /// per byte: where `b` has a letter, bit 0x20 (the case bit) is ignored on both sides, every
 /// other byte must be equal. The hot comparisons are short names (headers, parameters).
@@ -412,6 +434,22 @@ mod tests {
                     [x].eq_ignore_ascii_case(&[y])
                 );
             }
+        }
+    }
+
+    #[test]
+    fn find_short_and_long() {
+        for len in [0usize, 1, 5, 31, 32, 33, 100] {
+            for at in 0..len {
+                let mut hay = vec![b'a'; len];
+                hay[at] = b':';
+                assert_eq!(super::find(b':', &hay), Some(at));
+                assert_eq!(super::rfind(b':', &hay), Some(at));
+                hay[len - 1] = b':';
+                assert_eq!(super::rfind(b':', &hay), Some(len - 1));
+            }
+            assert_eq!(super::find(b':', &vec![b'a'; len]), None);
+            assert_eq!(super::rfind(b':', &vec![b'a'; len]), None);
         }
     }
 

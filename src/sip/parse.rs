@@ -6,7 +6,7 @@ use smallvec::SmallVec;
 use super::header::{CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
 use super::{
-    is_token, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method, Status,
+    find, is_token, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method, Status,
     StatusCode,
 };
 
@@ -276,7 +276,7 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
             if let Some((name, raw_name, s, e)) = open.take() {
                 push_header(&mut headers, limits, name, raw_name, buf, s, e)?;
             }
-            let colon = memchr(b':', line).ok_or(Error::BadHeader)?;
+            let colon = find(b':', line).ok_or(Error::BadHeader)?;
             let raw_name = trim_trailing_wsp(line.get(..colon).unwrap_or_default());
             if raw_name.is_empty() || !raw_name.iter().all(|&b| is_token(b)) {
                 return Err(Error::BadHeader);
@@ -442,9 +442,9 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
     let body = raw.get(head.body_at..).unwrap_or_default();
     if let Some(rest) = head.start.strip_prefix(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = memchr(b' ', rest).ok_or(Error::BadStartLine)?;
+        let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
         let after = rest.get(sp + 1..).unwrap_or_default();
-        let (code, reason) = match memchr(b' ', after) {
+        let (code, reason) = match find(b' ', after) {
             Some(i) => (
                 after.get(..i).unwrap_or_default(),
                 after.get(i + 1..).unwrap_or_default(),
@@ -479,7 +479,7 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
     // (RFC 4475 §3.1.2.10), not a reason to drop the request.
     let start = trim_trailing_wsp(head.start);
     let trailing_ws = start.len() != head.start.len();
-    let sp1 = memchr(b' ', start).ok_or(Error::BadStartLine)?;
+    let sp1 = find(b' ', start).ok_or(Error::BadStartLine)?;
     let sp2 = start
         .iter()
         .rposition(|&b| b == b' ')

@@ -3,10 +3,8 @@
 
 use std::fmt::Write as _;
 
-use memchr::memchr;
-
 use super::header::{split_host_port, Params};
-use super::{eq_ignore_case, has_ctl_or_space, Error};
+use super::{eq_ignore_case, find, has_ctl_or_space, rfind, Error};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +47,7 @@ impl<'b> Uri<'b> {
             // The common case first: no scan for the colon, no scheme syntax check.
             Some(p) if eq_ignore_case(p, b"sip:") => (Scheme::Sip, raw.get(4..)),
             _ => {
-                let colon = memchr(b':', raw).ok_or(Error::BadUri)?;
+                let colon = find(b':', raw).ok_or(Error::BadUri)?;
                 let scheme_text = raw.get(..colon).unwrap_or_default();
                 let valid_scheme = scheme_text.first().is_some_and(u8::is_ascii_alphabetic)
                     && scheme_text
@@ -87,17 +85,17 @@ impl<'b> Uri<'b> {
         match scheme {
             Scheme::Other => {}
             Scheme::Tel => {
-                let semi = memchr(b';', rest).unwrap_or(rest.len());
+                let semi = find(b';', rest).unwrap_or(rest.len());
                 uri.user = Some(rest.get(..semi).unwrap_or_default());
                 uri.params = Params::new(rest.get(semi..).unwrap_or_default());
             }
             Scheme::Sip | Scheme::Sips => {
                 // The user part may contain ';' and '?' (RFC 4475 §3.1.1.2, §3.1.1.9) but not an
                 // unescaped '@', and headers cannot contain '@': userinfo ends at the last '@'.
-                let after_user = match memchr::memrchr(b'@', rest) {
+                let after_user = match rfind(b'@', rest) {
                     Some(at) => {
                         let userinfo = rest.get(..at).unwrap_or_default();
-                        let (user, password) = match memchr(b':', userinfo) {
+                        let (user, password) = match find(b':', userinfo) {
                             Some(c) => {
                                 (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..))
                             }
@@ -112,15 +110,15 @@ impl<'b> Uri<'b> {
                     }
                     None => rest,
                 };
-                let q = memchr(b'?', after_user).unwrap_or(after_user.len());
+                let q = find(b'?', after_user).unwrap_or(after_user.len());
                 uri.headers = after_user.get(q + 1..).unwrap_or_default();
                 let host_part = after_user.get(..q).unwrap_or_default();
                 let semi = if host_part.first() == Some(&b'[') {
-                    memchr(b']', host_part).and_then(|close| {
-                        memchr(b';', host_part.get(close..).unwrap_or_default()).map(|s| s + close)
+                    find(b']', host_part).and_then(|close| {
+                        find(b';', host_part.get(close..).unwrap_or_default()).map(|s| s + close)
                     })
                 } else {
-                    memchr(b';', host_part)
+                    find(b';', host_part)
                 }
                 .unwrap_or(host_part.len());
                 let (host, port) = split_host_port(host_part.get(..semi).unwrap_or_default())
@@ -223,7 +221,7 @@ impl<'b> Uri<'b> {
 /// `%HH` sequences are well formed.
 fn valid_escapes(s: &[u8]) -> bool {
     let mut i = 0;
-    while let Some(off) = memchr(b'%', s.get(i..).unwrap_or_default()) {
+    while let Some(off) = find(b'%', s.get(i..).unwrap_or_default()) {
         i += off;
         match s.get(i + 1..i + 3) {
             Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
@@ -274,7 +272,7 @@ fn headers_equal(a: &[u8], b: &[u8]) -> bool {
     a.split(|&c| c == b'&')
         .filter(|i| !i.is_empty())
         .all(|item| {
-            let (name, value) = match memchr(b'=', item) {
+            let (name, value) = match find(b'=', item) {
                 Some(eq) => (
                     item.get(..eq).unwrap_or_default(),
                     item.get(eq + 1..).unwrap_or_default(),
@@ -282,7 +280,7 @@ fn headers_equal(a: &[u8], b: &[u8]) -> bool {
                 None => (item, &b""[..]),
             };
             b.split(|&c| c == b'&').any(|other| {
-                let (n, v) = match memchr(b'=', other) {
+                let (n, v) = match find(b'=', other) {
                     Some(eq) => (
                         other.get(..eq).unwrap_or_default(),
                         other.get(eq + 1..).unwrap_or_default(),
