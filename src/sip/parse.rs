@@ -223,10 +223,10 @@ impl<'b> Response<'b> {
     }
 }
 
-/// The start line and header index of a message whose header section is complete.
+/// The start line of a message whose header section is complete (its header index is filled
+/// in place: moving an index costs a kilobyte copy).
 struct Head<'b> {
     start: &'b [u8],
-    headers: Index<'b>,
     /// Offset of the first body byte.
     body_at: usize,
 }
@@ -234,7 +234,12 @@ struct Head<'b> {
 /// Scans the start line and headers. `Partial` when the header section is not complete yet.
 /// With `eof` (datagrams) a missing empty line after the last complete header line ends the
 /// header section (RFC 4475 baddn.dat is published that way).
-fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Head<'b>>, Error> {
+fn scan_head<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    eof: bool,
+    headers: &mut Index<'b>,
+) -> Result<Status<Head<'b>>, Error> {
     let Some(nl) = memchr(b'\n', buf) else {
         return if eof || buf.len() > limits.max_message_size {
             Err(if buf.len() > limits.max_message_size {
@@ -247,7 +252,6 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
         };
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
-    let mut headers: Index<'b> = SmallVec::new();
     // The value of the header being built, as (start, end) offsets, to extend over folding.
     let mut open: Option<(HeaderName, &'b [u8], usize, usize)> = None;
     let mut pos = nl + 1;
@@ -274,7 +278,7 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
             h.3 = pos + line.len();
         } else {
             if let Some((name, raw_name, s, e)) = open.take() {
-                push_header(&mut headers, limits, name, raw_name, buf, s, e)?;
+                push_header(headers, limits, name, raw_name, buf, s, e)?;
             }
             let colon = find(b':', line).ok_or(Error::BadHeader)?;
             let raw_name = trim_trailing_wsp(line.get(..colon).unwrap_or_default());
@@ -295,13 +299,9 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
         }
     };
     if let Some((name, raw_name, s, e)) = open.take() {
-        push_header(&mut headers, limits, name, raw_name, buf, s, e)?;
+        push_header(headers, limits, name, raw_name, buf, s, e)?;
     }
-    Ok(Status::Complete(Head {
-        start,
-        headers,
-        body_at,
-    }))
+    Ok(Status::Complete(Head { start, body_at }))
 }
 
 fn push_header<'b>(
@@ -370,11 +370,12 @@ pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>,
     if buf.is_empty() {
         return Err(Error::Empty);
     }
-    let Status::Complete(head) = scan_head(buf, limits, true)? else {
+    let mut headers = Index::new();
+    let Status::Complete(head) = scan_head(buf, limits, true, &mut headers)? else {
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
-    let (body_len, defect) = match content_length(&head.headers) {
+    let (body_len, defect) = match content_length(&headers) {
         Ok(Some(n)) if n <= available => (n, None),
         Ok(Some(_)) => (available, Some(Error::Truncated)),
         Ok(None) => (available, None),
@@ -384,7 +385,7 @@ pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>,
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
     }
-    build(buf.get(..end).unwrap_or_default(), head, defect)
+    build(buf.get(..end).unwrap_or_default(), head, headers, defect)
 }
 
 /// Parses the first message of a stream buffer (RFC 3261 §18.3: Content-Length frames stream
@@ -399,10 +400,11 @@ pub fn parse_stream<'b>(
     if msg.is_empty() {
         return Ok(Status::Partial);
     }
-    let Status::Complete(head) = scan_head(msg, limits, false)? else {
+    let mut headers = Index::new();
+    let Status::Complete(head) = scan_head(msg, limits, false, &mut headers)? else {
         return Ok(Status::Partial);
     };
-    let len = content_length(&head.headers)?.ok_or(Error::MissingContentLength)?;
+    let len = content_length(&headers)?.ok_or(Error::MissingContentLength)?;
     let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
@@ -410,7 +412,10 @@ pub fn parse_stream<'b>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    Ok(Status::Complete((build(raw, head, None)?, skip + end)))
+    Ok(Status::Complete((
+        build(raw, head, headers, None)?,
+        skip + end,
+    )))
 }
 
 /// Length (including leading CRLFs) of the first complete message in a stream buffer.
@@ -438,7 +443,12 @@ pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
     Status::Complete(None)
 }
 
-fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Message<'b>, Error> {
+fn build<'b>(
+    raw: &'b [u8],
+    head: Head<'b>,
+    headers: Index<'b>,
+    defect: Option<Error>,
+) -> Result<Message<'b>, Error> {
     let body = raw.get(head.body_at..).unwrap_or_default();
     if let Some(rest) = head.start.strip_prefix(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
@@ -464,7 +474,7 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
             raw,
             status: StatusCode(status),
             reason,
-            headers: head.headers,
+            headers,
             body,
             defect,
             parsed: Parsed::default(),
@@ -508,7 +518,7 @@ fn build<'b>(raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<Mes
         method: Method(method),
         uri,
         version,
-        headers: head.headers,
+        headers,
         body,
         defect,
         parsed: Parsed::default(),
