@@ -6,8 +6,8 @@ use smallvec::SmallVec;
 use super::header::{CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
 use super::{
-    find, is_token, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method, Status,
-    StatusCode,
+    find, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method,
+    Status, StatusCode,
 };
 
 /// One header line: its name (classified and raw) and its value, trimmed of surrounding LWS
@@ -280,11 +280,23 @@ fn scan_head<'b>(
             if let Some((name, raw_name, s, e)) = open.take() {
                 push_header(headers, limits, name, raw_name, buf, s, e)?;
             }
-            let colon = find(b':', line).ok_or(Error::BadHeader)?;
-            let raw_name = trim_trailing_wsp(line.get(..colon).unwrap_or_default());
-            if raw_name.is_empty() || !raw_name.iter().all(|&b| is_token(b)) {
+            // The name is a token, then optional white space and the colon: one pass finds
+            // the colon and checks the name.
+            let name_len = line
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(line.len());
+            let colon = name_len
+                + line
+                    .get(name_len..)
+                    .unwrap_or_default()
+                    .iter()
+                    .position(|&b| !is_wsp(b))
+                    .unwrap_or(line.len());
+            if name_len == 0 || line.get(colon) != Some(&b':') {
                 return Err(Error::BadHeader);
             }
+            let raw_name = line.get(..name_len).unwrap_or_default();
             open = Some((
                 HeaderName::parse(raw_name),
                 raw_name,
