@@ -247,7 +247,7 @@ impl<'b> Params<'b> {
     /// `None` when absent. Names compare case-insensitively.
     pub fn get(&self, name: &[u8]) -> Option<Option<&'b [u8]>> {
         self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| eq_ignore_case(n, name))
             .map(|(_, v)| v)
     }
 
@@ -540,21 +540,21 @@ impl<'b> ContactAddr<'b> {
     pub fn fields(&self) -> Result<ContactFields<'b>, Error> {
         let mut f = ContactFields::default();
         for (name, value) in self.name_addr.params.iter() {
-            if name.eq_ignore_ascii_case(b"expires") {
+            if eq_ignore_case(name, b"expires") {
                 f.expires = Some(
                     value
                         .and_then(parse_delta_saturating)
                         .ok_or(Error::BadExpires)?,
                 );
-            } else if name.eq_ignore_ascii_case(b"q") {
+            } else if eq_ignore_case(name, b"q") {
                 f.q = Some(value.and_then(parse_q).ok_or(Error::BadQValue)?);
-            } else if name.eq_ignore_ascii_case(b"+sip.instance") {
+            } else if eq_ignore_case(name, b"+sip.instance") {
                 f.instance = value.map(|v| {
                     v.strip_prefix(b"\"")
                         .and_then(|v| v.strip_suffix(b"\""))
                         .unwrap_or(v)
                 });
-            } else if name.eq_ignore_ascii_case(b"reg-id") {
+            } else if eq_ignore_case(name, b"reg-id") {
                 f.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
             }
         }
@@ -565,7 +565,7 @@ impl<'b> ContactAddr<'b> {
     pub fn other_params(&self) -> impl Iterator<Item = &'b [u8]> + 'b {
         self.name_addr.params.segments().filter(|seg| {
             let (name, _) = split_param(seg.get(1..).unwrap_or_default());
-            !name.eq_ignore_ascii_case(b"expires") && !name.eq_ignore_ascii_case(b"q")
+            !eq_ignore_case(name, b"expires") && !eq_ignore_case(name, b"q")
         })
     }
 }
@@ -637,7 +637,7 @@ impl<'b> Via<'b> {
             }
         }
         let [proto, version, transport] = parts;
-        if !proto.eq_ignore_ascii_case(b"SIP") || version.is_empty() || transport.is_empty() {
+        if !eq_ignore_case(proto, b"SIP") || version.is_empty() || transport.is_empty() {
             return Err(Error::BadVia);
         }
         let semi = find(b';', rest).unwrap_or(rest.len());
