@@ -274,54 +274,51 @@ impl<'b> Params<'b> {
     /// LWS allowed around `;` and `=`. One pass over the bytes (this runs for every From, To,
     /// Contact, Via and URI).
     pub(crate) fn validate(&self) -> bool {
-        let raw = trim_lws(self.raw);
-        let mut i = 0;
-        let n = raw.len();
-        let lws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-        while i < n {
-            // ";" then a non-empty token name
-            if raw[i] != b';' {
+        let mut rest = trim_lws(self.raw);
+        while let Some(after) = rest.strip_prefix(b";") {
+            let after = skip_lws(after);
+            let name_len = after
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(after.len());
+            if name_len == 0 {
                 return false;
             }
-            i += 1;
-            while i < n && lws(raw[i]) {
-                i += 1;
-            }
-            let start = i;
-            while i < n && is_token(raw[i]) {
-                i += 1;
-            }
-            if i == start {
-                return false;
-            }
-            while i < n && lws(raw[i]) {
-                i += 1;
-            }
-            if i < n && raw[i] == b'=' {
-                i += 1;
-                while i < n && lws(raw[i]) {
-                    i += 1;
-                }
-                if i < n && raw[i] == b'"' {
-                    match closing_quote(raw.get(i..).unwrap_or_default()) {
-                        Some(close) => i += close + 1,
+            rest = skip_lws(after.get(name_len..).unwrap_or_default());
+            if let Some(value) = rest.strip_prefix(b"=") {
+                let value = skip_lws(value);
+                let len = if value.first() == Some(&b'"') {
+                    match closing_quote(value) {
+                        Some(close) => close + 1,
                         None => return false,
                     }
                 } else {
-                    let vstart = i;
-                    while i < n && (is_token(raw[i]) || matches!(raw[i], b':' | b'[' | b']')) {
-                        i += 1;
-                    }
-                    if i == vstart {
-                        return false;
-                    }
+                    value
+                        .iter()
+                        .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
+                        .unwrap_or(value.len())
+                };
+                if len == 0 {
+                    return false;
                 }
-                while i < n && lws(raw[i]) {
-                    i += 1;
-                }
+                rest = skip_lws(value.get(len..).unwrap_or_default());
             }
         }
-        true
+        rest.is_empty()
+    }
+}
+
+/// `s` without leading LWS.
+fn skip_lws(s: &[u8]) -> &[u8] {
+    match s.first() {
+        Some(b' ' | b'\t' | b'\r' | b'\n') => {
+            let n = s
+                .iter()
+                .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .unwrap_or(s.len());
+            s.get(n..).unwrap_or_default()
+        }
+        _ => s,
     }
 }
 
@@ -329,7 +326,14 @@ impl<'b> Params<'b> {
 fn param_end(s: &[u8]) -> usize {
     let mut i = 0;
     loop {
-        let Some(off) = memchr2(b';', b'"', s.get(i..).unwrap_or_default()) else {
+        let rest = s.get(i..).unwrap_or_default();
+        // Most parameters are a few bytes: a byte loop beats memchr's set-up there.
+        let found = if rest.len() < 16 {
+            rest.iter().position(|&b| b == b';' || b == b'"')
+        } else {
+            memchr2(b';', b'"', rest)
+        };
+        let Some(off) = found else {
             return s.len();
         };
         i += off;
