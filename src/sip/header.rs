@@ -73,9 +73,19 @@ pub enum HeaderName {
 
 impl HeaderName {
     /// Classifies a header name: case-insensitive, compact forms included (RFC 3261 §7.3.3).
-    /// Dispatches on (length, first letter) so that each header costs at most one
-    /// case-insensitive comparison.
+    /// Names that are not tokens are `Other`.
     pub fn parse(name: &[u8]) -> Self {
+        if name.iter().all(|&b| is_token(b)) {
+            Self::from_token(name)
+        } else {
+            Self::Other
+        }
+    }
+
+    /// [`HeaderName::parse`] for a name already known to be a token (the parser checks that
+    /// while it looks for the colon). Dispatches on (length, first letter), then compares the
+    /// whole name as at most three machine words.
+    pub(crate) fn from_token(name: &[u8]) -> Self {
         let Some(&first) = name.first() else {
             return Self::Other;
         };
@@ -123,7 +133,7 @@ impl HeaderName {
             (19, b'p') => Self::ProxyAuthorization,
             _ => return Self::Other,
         };
-        if eq_ignore_case(name, candidate.as_str().as_bytes()) {
+        if folded_words(name) == folded_words(candidate.as_str().as_bytes()) {
             candidate
         } else {
             Self::Other
@@ -162,6 +172,33 @@ impl HeaderName {
             Self::Other => "",
         }
     }
+}
+
+/// A header name as up to three 8-byte words (overlapping for lengths that are not multiples
+/// of 8) with bit 0x20 set in every byte. Two names of the same length have equal words exactly
+/// when they are equal ignoring ASCII case, provided both are tokens and one is made of letters
+/// and `-` (every known name is): setting 0x20 maps only `A-Z` onto `a-z`, and the only other
+/// byte it maps onto `-` is CR, which no token contains.
+fn folded_words(s: &[u8]) -> [u64; 3] {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let w8 = |at: usize| {
+        s.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let w4 = |at: usize| {
+        s.get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u64::from(u32::from_le_bytes(b)))
+    };
+    let n = s.len();
+    let words = match n {
+        0..=3 => [s.iter().fold(0, |w, &b| w << 8 | u64::from(b)), 0, 0],
+        4..=7 => [w4(0), w4(n - 4), 0],
+        8..=16 => [w8(0), w8(n - 8), 0],
+        _ => [w8(0), w8(8), w8(n - 8)],
+    };
+    words.map(|w| w | CASE)
 }
 
 /// Splits a header value at commas that are outside quoted strings and `<...>` (§7.3.1).
@@ -850,6 +887,19 @@ mod tests {
             if let Some(c) = compact {
                 assert_eq!(HeaderName::parse(&[c]), name);
                 assert_eq!(HeaderName::parse(&[c.to_ascii_uppercase()]), name);
+            }
+        }
+        // Not tokens: never a known name (CR would fold onto '-').
+        assert_eq!(HeaderName::parse(b"Call\rID"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Call ID"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Via\0"), HeaderName::Other);
+        // Lengths around the word boundaries, one byte off anywhere: not the header.
+        for &(long, _, name) in NAMES {
+            for i in 0..long.len() {
+                let mut near = long.as_bytes().to_vec();
+                near[i] ^= 0x01;
+                let got = HeaderName::parse(&near);
+                assert!(got != name, "{long} with byte {i} changed");
             }
         }
         for c in b'a'..=b'z' {

@@ -298,7 +298,7 @@ fn scan_head<'b>(
             }
             let raw_name = line.get(..name_len).unwrap_or_default();
             open = Some((
-                HeaderName::parse(raw_name),
+                HeaderName::from_token(raw_name),
                 raw_name,
                 pos + colon + 1,
                 pos + line.len(),
