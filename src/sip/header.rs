@@ -311,6 +311,13 @@ impl<'b> Params<'b> {
     /// LWS allowed around `;` and `=`. One pass over the bytes (this runs for every From, To,
     /// Contact, Via and URI).
     pub(crate) fn validate(&self) -> bool {
+        self.scan(|_, _| {})
+    }
+
+    /// [`Params::validate`], handing each `(name, value)` to `visit` on the way (as
+    /// [`Params::iter`] yields them), so callers pick out the parameters they need in the same
+    /// pass. `visit` may have seen a prefix of the parameters when the answer is false.
+    pub(crate) fn scan(&self, mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>)) -> bool {
         let mut rest = trim_lws(self.raw);
         while let Some(after) = rest.strip_prefix(b";") {
             let after = skip_lws(after);
@@ -321,8 +328,13 @@ impl<'b> Params<'b> {
             if name_len == 0 {
                 return false;
             }
+            let name = after.get(..name_len).unwrap_or_default();
             rest = skip_lws(after.get(name_len..).unwrap_or_default());
-            if let Some(value) = rest.strip_prefix(b"=") {
+            let Some(value) = rest.strip_prefix(b"=") else {
+                visit(name, None);
+                continue;
+            };
+            {
                 let value = skip_lws(value);
                 let len = if value.first() == Some(&b'"') {
                     match closing_quote(value) {
@@ -338,6 +350,7 @@ impl<'b> Params<'b> {
                 if len == 0 {
                     return false;
                 }
+                visit(name, Some(value.get(..len).unwrap_or_default()));
                 rest = skip_lws(value.get(len..).unwrap_or_default());
             }
         }
@@ -440,6 +453,8 @@ pub struct NameAddr<'b> {
     pub params: Params<'b>,
     /// Whether the URI was enclosed in `<>`.
     pub bracketed: bool,
+    /// The first `tag` parameter, picked out while the parameters are validated.
+    tag: Option<Option<&'b [u8]>>,
 }
 
 impl<'b> NameAddr<'b> {
@@ -475,14 +490,13 @@ impl<'b> NameAddr<'b> {
             // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
             let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
-            if !params.validate() {
-                return Err(Error::BadNameAddr);
-            }
+            let tag = first_tag(params)?;
             return Ok(Self {
                 display,
                 uri,
                 params,
                 bracketed: true,
+                tag,
             });
         }
         // addr-spec: parameters after the URI are header parameters; the URI itself cannot
@@ -495,20 +509,34 @@ impl<'b> NameAddr<'b> {
         }
         let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
         let params = Params::new(rest.get(semi..).unwrap_or_default());
-        if !params.validate() {
-            return Err(Error::BadNameAddr);
-        }
+        let tag = first_tag(params)?;
         Ok(Self {
             display,
             uri,
             params,
             bracketed: false,
+            tag,
         })
     }
 
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&'b [u8]> {
-        self.params.get(b"tag").flatten()
+        self.tag.flatten()
+    }
+}
+
+/// Validates header parameters and returns the first `tag` (as `Params::get` would).
+fn first_tag(params: Params<'_>) -> Result<Option<Option<&[u8]>>, Error> {
+    let mut tag = None;
+    let valid = params.scan(|name, value| {
+        if tag.is_none() && eq_ignore_case(name, b"tag") {
+            tag = Some(value);
+        }
+    });
+    if valid {
+        Ok(tag)
+    } else {
+        Err(Error::BadNameAddr)
     }
 }
 
@@ -657,6 +685,8 @@ pub struct Via<'b> {
     pub params: Params<'b>,
     /// The whole value.
     pub raw: &'b [u8],
+    /// The first `rport` parameter, picked out while the parameters are validated.
+    rport: Option<Option<&'b [u8]>>,
 }
 
 impl<'b> Via<'b> {
@@ -685,7 +715,13 @@ impl<'b> Via<'b> {
         let sent_by = trim_lws(rest.get(..semi).unwrap_or_default());
         let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
         let params = Params::new(rest.get(semi..).unwrap_or_default());
-        if !params.validate() {
+        let mut rport = None;
+        let valid = params.scan(|name, value| {
+            if rport.is_none() && eq_ignore_case(name, b"rport") {
+                rport = Some(value);
+            }
+        });
+        if !valid {
             return Err(Error::BadVia);
         }
         Ok(Self {
@@ -694,6 +730,7 @@ impl<'b> Via<'b> {
             port,
             params,
             raw,
+            rport,
         })
     }
 
@@ -709,8 +746,7 @@ impl<'b> Via<'b> {
 
     /// `rport` (RFC 3581): `Some(None)` when present without a value.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get(b"rport")
+        self.rport
             .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()))
     }
 }
@@ -842,6 +878,36 @@ mod tests {
         ("Record-Route", None, HeaderName::RecordRoute),
         ("Retry-After", None, HeaderName::RetryAfter),
     ];
+
+    #[test]
+    fn picked_parameters_agree_with_get() {
+        for v in [
+            &b"<sip:a@b>;tag=1"[..],
+            b"<sip:a@b>;TAG=x;tag=y",
+            b"<sip:a@b>;tag;tag=y",
+            b"<sip:a@b> ; tag = \"q;t\" ;x",
+            b"sip:a@b;x=1;Tag=2",
+            b"<sip:a@b;tag=uri>",
+            b"\"A\" <sip:a@b>",
+        ] {
+            let n = NameAddr::parse(v).unwrap();
+            assert_eq!(n.tag(), n.params.get(b"tag").flatten(), "{v:?}");
+        }
+        for v in [
+            &b"SIP/2.0/UDP h;rport"[..],
+            b"SIP/2.0/UDP h;branch=z9hG4bK1;RPORT=5070;rport=1",
+            b"SIP/2.0/UDP h;rport=x",
+            b"SIP/2.0/UDP h;received=1.2.3.4",
+            b"SIP/2.0/UDP h ; rport = 99999",
+        ] {
+            let via = Via::parse(v).unwrap();
+            let want = via
+                .params
+                .get(b"rport")
+                .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()));
+            assert_eq!(via.rport(), want, "{v:?}");
+        }
+    }
 
     #[test]
     fn header_names() {
