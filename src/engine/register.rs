@@ -235,11 +235,10 @@ fn register(
         match contact.map_err(|e| fail(e.into()))? {
             Contact::Star => wildcard = true,
             Contact::Addr(c) => {
-                let f = c.fields().map_err(|e| fail(e.into()))?;
                 let mut params = SmallVec::new();
-                for p in c.other_params() {
-                    params.extend_from_slice(p);
-                }
+                let f = c
+                    .fields_and_params(|p| params.extend_from_slice(p))
+                    .map_err(|e| fail(e.into()))?;
                 wanted.push(Wanted {
                     uri: c.name_addr.uri,
                     params,

@@ -607,16 +607,28 @@ impl<'b> ContactAddr<'b> {
 
     /// `expires`, `q`, `+sip.instance` and `reg-id` in one pass over the parameters.
     pub fn fields(&self) -> Result<ContactFields<'b>, Error> {
+        self.fields_and_params(|_| {})
+    }
+
+    /// [`ContactAddr::fields`], handing every other parameter but `expires` and `q` (those of
+    /// [`ContactAddr::other_params`]) to `other` in the same pass.
+    pub fn fields_and_params(
+        &self,
+        mut other: impl FnMut(&'b [u8]),
+    ) -> Result<ContactFields<'b>, Error> {
         let mut f = ContactFields::default();
-        for (name, value) in self.name_addr.params.iter() {
+        for seg in self.name_addr.params.segments() {
+            let (name, value) = split_param(seg.get(1..).unwrap_or_default());
             if eq_ignore_case(name, b"expires") {
                 f.expires = Some(
                     value
                         .and_then(parse_delta_saturating)
                         .ok_or(Error::BadExpires)?,
                 );
+                continue;
             } else if eq_ignore_case(name, b"q") {
                 f.q = Some(value.and_then(parse_q).ok_or(Error::BadQValue)?);
+                continue;
             } else if eq_ignore_case(name, b"+sip.instance") {
                 f.instance = value.map(|v| {
                     v.strip_prefix(b"\"")
@@ -626,6 +638,7 @@ impl<'b> ContactAddr<'b> {
             } else if eq_ignore_case(name, b"reg-id") {
                 f.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
             }
+            other(seg);
         }
         Ok(f)
     }
@@ -878,6 +891,26 @@ mod tests {
         ("Record-Route", None, HeaderName::RecordRoute),
         ("Retry-After", None, HeaderName::RetryAfter),
     ];
+
+    #[test]
+    fn fields_and_params_in_one_pass() {
+        for v in [
+            &b"<sip:a@b>;expires=60;q=0.5;+sip.instance=\"<urn:x;y>\";reg-id=1;x;y=2"[..],
+            b"<sip:a@b>;Expires=1;EXPIRES=2;foo",
+            b"<sip:a@b>",
+            b"<sip:a@b>;q=2",
+        ] {
+            let Ok(Contact::Addr(c)) = parse_contact(v) else {
+                panic!("{v:?}");
+            };
+            let mut other = Vec::new();
+            let got = c.fields_and_params(|p| other.push(p));
+            assert_eq!(got, c.fields());
+            if got.is_ok() {
+                assert_eq!(other, c.other_params().collect::<Vec<_>>());
+            }
+        }
+    }
 
     #[test]
     fn picked_parameters_agree_with_get() {
