@@ -468,8 +468,8 @@ impl<'b> NameAddr<'b> {
                 return Err(Error::BadNameAddr);
             }
             (Some(v.get(..=end).unwrap_or_default()), rest)
-        // The '<' is nearly always first or after a short display name: no memchr set-up.
         } else if let Some(lt) = v.iter().position(|&b| b == b'<') {
+            // (A byte loop: the '<' is nearly always first or after a short display name.)
             let name = trim_lws(v.get(..lt).unwrap_or_default());
             // Unquoted display name: tokens separated by LWS (§25.1).
             if !name
