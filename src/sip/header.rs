@@ -72,6 +72,11 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
+    /// Number of variants (`Other` included), for tables indexed by name.
+    pub(crate) const COUNT: usize = Self::Other as usize + 1;
+}
+
+impl HeaderName {
     /// Classifies a header name: case-insensitive, compact forms included (RFC 3261 §7.3.3).
     /// Names that are not tokens are `Other`.
     pub fn parse(name: &[u8]) -> Self {

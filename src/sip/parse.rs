@@ -33,6 +33,34 @@ pub enum Message<'b> {
 
 type Index<'b> = SmallVec<[Header<'b>; 24]>;
 
+/// Position in the index of the first line of each header name (`NONE` when absent), so a
+/// lookup of a single-valued header does not walk the index.
+#[derive(Clone, Copy, Debug)]
+struct First([u16; HeaderName::COUNT]);
+
+impl First {
+    const NONE: u16 = u16::MAX;
+
+    fn of(headers: &[Header<'_>]) -> Self {
+        let mut first = [Self::NONE; HeaderName::COUNT];
+        for (i, h) in headers.iter().enumerate().rev() {
+            if let (Some(slot), Ok(i)) = (first.get_mut(h.name as usize), u16::try_from(i)) {
+                *slot = i;
+            }
+        }
+        Self(first)
+    }
+
+    /// Where to start looking for `name` (the end of the index when it is absent).
+    fn get(&self, name: HeaderName) -> usize {
+        match self.0.get(name as usize) {
+            Some(&Self::NONE) => usize::MAX,
+            Some(&i) => usize::from(i),
+            None => 0,
+        }
+    }
+}
+
 /// A request: views over the receive buffer.
 #[derive(Debug)]
 pub struct Request<'b> {
@@ -41,6 +69,7 @@ pub struct Request<'b> {
     uri: &'b [u8],
     version: &'b [u8],
     headers: Index<'b>,
+    first: First,
     body: &'b [u8],
     defect: Option<Error>,
     parsed: Parsed<'b>,
@@ -63,6 +92,7 @@ pub struct Response<'b> {
     status: StatusCode,
     reason: &'b [u8],
     headers: Index<'b>,
+    first: First,
     body: &'b [u8],
     defect: Option<Error>,
     parsed: Parsed<'b>,
@@ -78,18 +108,20 @@ macro_rules! header_accessors {
 
         /// The first value of `name`.
         pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
-            self.headers
-                .iter()
-                .find(|h| h.name == name)
-                .map(|h| h.value)
+            self.headers.get(self.first.get(name)).map(|h| h.value)
         }
 
         /// Every value of `name`, in order (one per header line).
         pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'b [u8]> + '_ {
-            self.headers
+            self.from_first(name)
                 .iter()
                 .filter(move |h| h.name == name)
                 .map(|h| h.value)
+        }
+
+        /// The index from the first line of `name` on (empty when there is none).
+        fn from_first(&self, name: HeaderName) -> &[Header<'b>] {
+            self.headers.get(self.first.get(name)..).unwrap_or_default()
         }
 
         /// The body (for datagrams without Content-Length: the rest of the datagram).
@@ -486,6 +518,7 @@ fn build<'b>(
             raw,
             status: StatusCode(status),
             reason,
+            first: First::of(&headers),
             headers,
             body,
             defect,
@@ -530,6 +563,7 @@ fn build<'b>(
         method: Method(method),
         uri,
         version,
+        first: First::of(&headers),
         headers,
         body,
         defect,
