@@ -208,8 +208,20 @@ impl<'b> Uri<'b> {
             canonical_user(user, out);
             out.push('@');
         }
-        for &b in self.host {
-            out.push(char::from(b.to_ascii_lowercase()));
+        match std::str::from_utf8(self.host) {
+            // Always the case for a parsed URI: hosts are ASCII.
+            Ok(host) => {
+                let start = out.len();
+                out.push_str(host);
+                if let Some(pushed) = out.get_mut(start..) {
+                    pushed.make_ascii_lowercase();
+                }
+            }
+            Err(_) => out.extend(
+                self.host
+                    .iter()
+                    .map(|&b| char::from(b.to_ascii_lowercase())),
+            ),
         }
         if let Some(port) = self.port {
             let _ = write!(out, ":{port}");
@@ -293,10 +305,50 @@ fn headers_equal(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
+/// Characters a canonical user part keeps literally (unreserved and user-unreserved, §25.1).
+const USER_LITERAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
+                    | b';'
+                    | b'?'
+                    | b'/'
+            );
+        i += 1;
+    }
+    t
+};
+
 fn canonical_user(user: &[u8], out: &mut String) {
+    // The common case: nothing escaped and nothing to escape, the user part is copied as is.
+    if user
+        .iter()
+        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
+    {
+        if let Ok(user) = std::str::from_utf8(user) {
+            out.push_str(user);
+            return;
+        }
+    }
     for b in unescaped(user) {
-        let literal = b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b);
-        if literal {
+        if USER_LITERAL[usize::from(b)] {
             out.push(char::from(b));
         } else {
             let _ = write!(out, "%{b:02X}");
