@@ -182,7 +182,7 @@ impl Policy {
             || self
                 .domains
                 .iter()
-                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+                .any(|d| sip::eq_ignore_case(host, d.as_bytes()))
     }
 }
 
