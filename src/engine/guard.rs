@@ -181,10 +181,14 @@ pub struct Settings {
 /// edge, and refusing unknown sources would lock out legitimate users).
 #[derive(Default)]
 pub struct Guard {
-    buckets: DashMap<IpAddr, Bucket>,
-    users: DashMap<Box<[u8]>, Failures>,
-    ips: DashMap<IpAddr, Failures>,
+    buckets: Table<IpAddr, Bucket>,
+    users: Table<Box<[u8]>, Failures>,
+    ips: Table<IpAddr, Failures>,
 }
+
+/// foldhash (seeded, HashDoS-resistant) instead of the default SipHash: the flood check looks up
+/// the source of every request.
+type Table<K, V> = DashMap<K, V, foldhash::fast::RandomState>;
 
 const MAX_ENTRIES: usize = 1 << 20;
 
