@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p sipreg -p sipreg-loadgen
 BIN=target/release
-OUT=results/closed-loop-$(date -u +%Y%m%d-%H%M%S); mkdir -p $OUT
+OUT=$PWD/results/closed-loop-$(date -u +%Y%m%d-%H%M%S); mkdir -p $OUT
 USERS=10000
 for n in $(seq 0 $((USERS-1))); do echo "u$n:example.com:plain:pw$n"; done > $OUT/users.txt
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
