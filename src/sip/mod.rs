@@ -419,7 +419,7 @@ mod tests {
         for a in words {
             for b in words {
                 assert_eq!(
-                    super::eq_ignore_case(a, b),
+                    eq_ignore_case(a, b),
                     a.eq_ignore_ascii_case(b),
                     "{:?} {:?}",
                     String::from_utf8_lossy(a),
@@ -429,10 +429,7 @@ mod tests {
         }
         for x in 0..=255u8 {
             for y in 0..=255u8 {
-                assert_eq!(
-                    super::eq_ignore_case(&[x], &[y]),
-                    [x].eq_ignore_ascii_case(&[y])
-                );
+                assert_eq!(eq_ignore_case(&[x], &[y]), [x].eq_ignore_ascii_case(&[y]));
             }
         }
     }
@@ -443,25 +440,25 @@ mod tests {
             for at in 0..len {
                 let mut hay = vec![b'a'; len];
                 hay[at] = b':';
-                assert_eq!(super::find(b':', &hay), Some(at));
-                assert_eq!(super::rfind(b':', &hay), Some(at));
+                assert_eq!(find(b':', &hay), Some(at));
+                assert_eq!(rfind(b':', &hay), Some(at));
                 hay[len - 1] = b':';
-                assert_eq!(super::rfind(b':', &hay), Some(len - 1));
+                assert_eq!(rfind(b':', &hay), Some(len - 1));
             }
-            assert_eq!(super::find(b':', &vec![b'a'; len]), None);
-            assert_eq!(super::rfind(b':', &vec![b'a'; len]), None);
+            assert_eq!(find(b':', &vec![b'a'; len]), None);
+            assert_eq!(rfind(b':', &vec![b'a'; len]), None);
         }
     }
 
     #[test]
     fn byte_class_checks() {
-        assert!(super::all_host_chars(b"pc33.atlanta-1_x.com"));
-        assert!(!super::all_host_chars(b"a b"));
-        assert!(!super::all_host_chars(b"a:b"));
-        assert!(super::has_ctl_or_space(b"a b"));
-        assert!(super::has_ctl_or_space(b"ab\x7f"));
-        assert!(super::has_ctl_or_space(b"\tab"));
-        assert!(!super::has_ctl_or_space(b"sip:a@b;x=\"y\"?h=%20"));
+        assert!(all_host_chars(b"pc33.atlanta-1_x.com"));
+        assert!(!all_host_chars(b"a b"));
+        assert!(!all_host_chars(b"a:b"));
+        assert!(has_ctl_or_space(b"a b"));
+        assert!(has_ctl_or_space(b"ab\x7f"));
+        assert!(has_ctl_or_space(b"\tab"));
+        assert!(!has_ctl_or_space(b"sip:a@b;x=\"y\"?h=%20"));
     }
 
     use super::*;

@@ -113,14 +113,14 @@ macro_rules! header_accessors {
 
         /// Every value of `name`, in order (one per header line).
         pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'b [u8]> + '_ {
-            self.from_first(name)
+            self.lines_from_first(name)
                 .iter()
                 .filter(move |h| h.name == name)
                 .map(|h| h.value)
         }
 
         /// The index from the first line of `name` on (empty when there is none).
-        fn from_first(&self, name: HeaderName) -> &[Header<'b>] {
+        fn lines_from_first(&self, name: HeaderName) -> &[Header<'b>] {
             self.headers.get(self.first.get(name)..).unwrap_or_default()
         }
 
