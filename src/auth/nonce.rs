@@ -35,24 +35,27 @@ pub(crate) enum NonceState {
 }
 
 pub(crate) struct Nonces {
-    secret: [u8; 32],
+    /// HMAC-SHA256 keyed with the secret once: cloning it per nonce skips hashing the key pads
+    /// again (two of the four SHA-256 blocks of each MAC).
+    keyed: Hmac<Sha256>,
     seed: u64,
     counter: AtomicU64,
 }
 
 impl Nonces {
     pub(crate) fn new(secret: [u8; 32], seed: u64) -> Self {
+        // HMAC takes keys of any length: the fallback (a zero key) cannot happen.
+        let keyed = Hmac::<Sha256>::new_from_slice(&secret)
+            .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
         Self {
-            secret,
+            keyed,
             seed,
             counter: AtomicU64::new(0),
         }
     }
 
     fn mac(&self, issued: u64, salt: u64, realm: &[u8], source: Option<IpAddr>) -> [u8; 32] {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
-            return [0; 32]; // unreachable: HMAC accepts any key length
-        };
+        let mut mac = self.keyed.clone();
         mac.update(&issued.to_be_bytes());
         mac.update(&salt.to_be_bytes());
         mac.update(realm);
