@@ -521,7 +521,8 @@ pub struct Engine {
     aor: String,
     /// AORs registered over each open stream connection of this shard (for `handle_close`).
     flows: HashMap<ConnId, Vec<AorKey>>,
-    /// The Date header value, re-rendered once per second.
+    /// The `Server` and `Date` header lines every response carries, re-rendered once per
+    /// second and when the policy (the server name) changes.
     date: (u64, Vec<u8>),
     stats: Stats,
     /// The shared location service's per-shard state, when bindings live there.
@@ -554,7 +555,7 @@ impl Engine {
             dest: None,
             aor: String::with_capacity(128),
             flows: HashMap::new(),
-            date: (0, Vec::with_capacity(32)),
+            date: (0, Vec::with_capacity(96)),
             stats: Stats::default(),
         }
     }
@@ -574,6 +575,7 @@ impl Engine {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
             self.generation = self.shared.generation.load(Ordering::Acquire);
             self.policy = self.shared.policy();
+            self.date.1.clear();
         }
     }
 
@@ -936,14 +938,19 @@ impl Engine {
         let tag = to_tag(req);
         if self.date.0 != now.as_secs() || self.date.1.is_empty() {
             self.date.0 = now.as_secs();
-            self.date.1.clear();
-            sip::write_http_date(&mut self.date.1, now.as_secs());
+            let lines = &mut self.date.1;
+            lines.clear();
+            lines.extend_from_slice(b"Server: ");
+            lines.extend_from_slice(self.policy.config.server.as_bytes());
+            lines.extend_from_slice(b"\r\nDate: ");
+            sip::write_http_date(lines, now.as_secs());
+            lines.extend_from_slice(b"\r\n");
         }
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
         let mut w =
             sip::ResponseWriter::new(&mut self.out, code, reason, req, &tag, Some(meta.source));
-        w.header("Server", self.policy.config.server.as_bytes());
-        w.header("Date", &self.date.1);
+        let lines = &self.date.1;
+        w.raw(|out| out.extend_from_slice(lines));
         w
     }
 }

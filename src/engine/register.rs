@@ -334,10 +334,12 @@ impl Reply<'_, '_> {
         let mut w = eng.writer(self.now, self.meta, self.req, StatusCode::OK, None);
         let mut params: SmallVec<[u8; 128]> = SmallVec::new();
         for b in bindings {
+            let Some(q) = b.q() else {
+                w.contact(b.contact(), b.remaining(now_secs), b.params());
+                continue;
+            };
             params.clear();
-            if let Some(q) = b.q() {
-                write_q(&mut params, q);
-            }
+            write_q(&mut params, q);
             params.extend_from_slice(b.params());
             w.contact(b.contact(), b.remaining(now_secs), &params);
         }
@@ -346,7 +348,7 @@ impl Reply<'_, '_> {
                 w.header("Path", value);
             }
         }
-        w.header("Supported", b"path");
+        w.raw(|out| out.extend_from_slice(b"Supported: path\r\n"));
         w.finish(b"");
         eng.stats.registered += 1;
     }
