@@ -959,17 +959,52 @@ impl Engine {
 /// to the packet's source address and port; otherwise to the source IP (the `received` address)
 /// and the port in the Via's sent-by (5060 by default).
 fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
-    if meta.transport != Transport::Udp || via.rport().is_some() {
+    if meta.transport != Transport::Udp || param(&via.params, b"rport").is_some() {
         return meta.source;
     }
     SocketAddr::new(meta.source.ip(), via.port.unwrap_or(5060))
+}
+
+/// `Params::get` for a non-empty `name`, cheaper on the hot path (the top Via's `rport`, the
+/// From tag): without a quoted string every `;` starts a parameter, and parameters whose name
+/// cannot match (by their first letter) are skipped without being split at `=`.
+fn param<'b>(params: &sip::Params<'b>, name: &[u8]) -> Option<Option<&'b [u8]>> {
+    let raw = params.raw();
+    let Some(first) = name.first() else {
+        return params.get(name);
+    };
+    if raw.contains(&b'"') {
+        return params.get(name);
+    }
+    // Text before the first `;` belongs to no parameter.
+    for p in raw.split(|&b| b == b';').skip(1) {
+        let p = sip::trim_lws(p);
+        if !p.first().is_some_and(|c| c.eq_ignore_ascii_case(first)) {
+            continue;
+        }
+        let (n, v) = match p.iter().position(|&b| b == b'=') {
+            Some(eq) => (
+                sip::trim_lws(p.get(..eq).unwrap_or_default()),
+                Some(sip::trim_lws(p.get(eq + 1..).unwrap_or_default())),
+            ),
+            None => (p, None),
+        };
+        if n.eq_ignore_ascii_case(name) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// The registrar is a UAS: its responses carry a To tag (§8.2.6.2). Derived from the request
 /// (Call-ID, From tag, CSeq) so a retransmitted request is answered with the same tag without
 /// keeping state.
 fn to_tag(req: &Request<'_>) -> [u8; 16] {
-    let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
+    let from_tag = req
+        .from()
+        .ok()
+        .and_then(|f| param(&f.params, b"tag").flatten())
+        .unwrap_or_default();
     let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
     let h = crate::store::stable_hash(&[req.call_id().unwrap_or_default(), from_tag, &cseq]);
     let mut tag = [0u8; 16];

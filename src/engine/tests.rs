@@ -1748,3 +1748,48 @@ fn remote_backend_matches_memory_backend() {
     assert_eq!(remote.register_responses, local.register_responses);
     assert_eq!(remote.requests, local.requests);
 }
+
+#[test]
+fn param_lookup_agrees_with_params_get() {
+    let raws: &[&[u8]] = &[
+        b"",
+        b";",
+        b";;",
+        b";rport",
+        b";rport=",
+        b";rport=5060",
+        b"; RPort = 7 ",
+        b";branch=z9hG4bK-1;rport",
+        b";received=1.2.3.4;rport=9;branch=x",
+        b";x=\"a;rport\";branch=y",
+        b";x=\"a\\\";tag=q\";tag=z",
+        b";tag=abc;tag=def",
+        b";tag",
+        b";\r\n tag=folded",
+        b";=tag;tag=1",
+        b";t=1;ta=2;tag=3;tagx=4",
+        b";TAG=Up",
+        b"junk;tag=1",
+        b";r;rp;rpo;rport;rporta",
+    ];
+    for raw in raws {
+        let params = sip::Params::new(raw);
+        for name in [
+            &b"rport"[..],
+            b"tag",
+            b"t",
+            b"branch",
+            b"received",
+            b"x",
+            b"r",
+        ] {
+            assert_eq!(
+                param(&params, name),
+                params.get(name),
+                "{:?} in {:?}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}

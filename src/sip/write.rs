@@ -193,26 +193,22 @@ fn write_top_via(
     let mut rport = false;
     let mut run = 0;
     let mut at = 0;
-    for seg in via.params.segments() {
-        // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are
-        // left out, as when copying segment by segment.
-        let seg_at = (seg.as_ptr() as usize).wrapping_sub(params.as_ptr() as usize);
+    let mut each = |seg_at: usize, seg: &[u8]| {
         if seg_at != at {
             out.extend_from_slice(params.get(run..at).unwrap_or_default());
             run = seg_at;
         }
         at = seg_at + seg.len();
         // Both names start with `r`: other parameters need no closer look.
-        let first = seg
-            .iter()
-            .skip(1)
-            .find(|&&b| !super::is_wsp(b) && b != b'\r' && b != b'\n');
-        if !matches!(first, Some(b'r' | b'R')) {
-            continue;
-        }
         let name = seg.get(1..).unwrap_or_default();
+        let first = name
+            .iter()
+            .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        if !matches!(first, Some(b'r' | b'R')) {
+            return;
+        }
         let name = name.split(|&b| b == b'=').next().unwrap_or_default();
-        let name = super::trim_lws(name);
+        let name = crate::sip::trim_lws(name);
         let drop = if name.eq_ignore_ascii_case(b"received") {
             true
         } else if name.eq_ignore_ascii_case(b"rport") {
@@ -224,6 +220,30 @@ fn write_top_via(
         if drop {
             out.extend_from_slice(params.get(run..seg_at).unwrap_or_default());
             run = at;
+        }
+    };
+    if params.contains(&b'"') {
+        // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are
+        // left out, as when copying segment by segment.
+        for seg in via.params.segments() {
+            each(
+                (seg.as_ptr() as usize).wrapping_sub(params.as_ptr() as usize),
+                seg,
+            );
+        }
+    } else {
+        // Without a quoted string every `;` starts a parameter.
+        let mut seg_at = None;
+        for (i, &b) in params.iter().enumerate() {
+            if b == b';' {
+                if let Some(s) = seg_at {
+                    each(s, params.get(s..i).unwrap_or_default());
+                }
+                seg_at = Some(i);
+            }
+        }
+        if let Some(s) = seg_at {
+            each(s, params.get(s..).unwrap_or_default());
         }
     }
     out.extend_from_slice(params.get(run..at).unwrap_or_default());
