@@ -651,7 +651,20 @@ fn binding_matches(b: &Binding, w: &Wanted<'_>) -> bool {
     if let (Some(bi), Some(wi)) = (b.instance(), w.instance) {
         return bi == wi && b.reg_id() == w.reg_id;
     }
-    Uri::parse(b.contact()).is_ok_and(|stored| uri_equal(&stored, &w.uri))
+    let stored = b.contact();
+    if stored == w.uri.raw {
+        // A refresh sends the contact as it did before. The stored text parses to the very URI
+        // the request's contact parsed to, so the comparison is the URI with itself.
+        return equals_itself(&w.uri);
+    }
+    Uri::parse(stored).is_ok_and(|stored| uri_equal(&stored, &w.uri))
+}
+
+/// `uri_equal(u, u)`. §19.1.4 equality is reflexive except for a URI that repeats a parameter
+/// with different values (each occurrence is compared with the first one of its name), which
+/// takes at least two parameters: with one `;` at most, the answer is yes without comparing.
+fn equals_itself(u: &Uri<'_>) -> bool {
+    u.params.raw().iter().filter(|&&b| b == b';').count() <= 1 || uri_equal(u, u)
 }
 
 fn same_contact(a: &Wanted<'_>, b: &Wanted<'_>) -> bool {
@@ -752,6 +765,118 @@ fn secs(now: Instant) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// URIs to compare in pairs, spelled in the ways §19.1.4 cares about.
+    const URIS: &[&[u8]] = &[
+        b"sip:alice@atlanta.com",
+        b"sip:alice@AtLanTa.CoM",
+        b"SIP:alice@atlanta.com",
+        b"sip:ALICE@atlanta.com",
+        b"sip:%61lice@atlanta.com",
+        b"sip:alice@atlanta.com:5060",
+        b"sip:alice@atlanta.com:5061",
+        b"sips:alice@atlanta.com",
+        b"sip:alice:pw@atlanta.com",
+        b"sip:alice@atlanta.com;transport=udp",
+        b"sip:alice@atlanta.com;transport=UDP",
+        b"sip:alice@atlanta.com;transport=tcp",
+        b"sip:alice@atlanta.com;user=phone",
+        b"sip:alice@atlanta.com;ttl=15",
+        b"sip:alice@atlanta.com;method=REGISTER",
+        b"sip:alice@atlanta.com;maddr=239.255.255.1",
+        b"sip:alice@atlanta.com;lr",
+        b"sip:alice@atlanta.com;foo=bar",
+        b"sip:alice@atlanta.com;foo=BAR",
+        b"sip:alice@atlanta.com;foo=b%61r",
+        b"sip:alice@atlanta.com;foo=bar;lr",
+        b"sip:alice@atlanta.com;lr;foo=bar",
+        b"sip:alice@atlanta.com;foo=1;foo=2",
+        b"sip:alice@atlanta.com;foo=1;FOO=1",
+        b"sip:alice@atlanta.com;foo=1;foo=2;transport=udp",
+        b"sip:alice@atlanta.com;a;A",
+        b"sip:alice@atlanta.com;a=\"\";a",
+        b"sip:alice@atlanta.com;a=x;a",
+        b"sip:alice@atlanta.com?subject=x",
+        b"sip:alice@atlanta.com?Subject=x",
+        b"sip:alice@atlanta.com?subject=x&priority=urgent",
+        b"sip:alice@atlanta.com?priority=urgent&subject=x",
+        b"sip:alice@[2001:db8::1]:5060",
+        b"sip:alice@[2001:DB8::1]:5060",
+        b"sip:atlanta.com",
+        b"tel:+1-212-555-0101",
+        b"tel:+1-212-555-0101;phone-context=x",
+        b"mailto:alice@atlanta.com",
+        b"MAILTO:Alice@Atlanta.com",
+    ];
+
+    fn wanted<'b>(uri: Uri<'b>, instance: Option<&'b [u8]>) -> Wanted<'b> {
+        Wanted {
+            uri,
+            params: SmallVec::new(),
+            expires: 3600,
+            q: None,
+            instance,
+            reg_id: None,
+        }
+    }
+
+    fn stored(contact: &[u8], instance: Option<&[u8]>) -> Binding {
+        Binding::pack(&NewBinding {
+            contact,
+            params: b"",
+            call_id: b"c",
+            cseq: 1,
+            expires_at: 100,
+            q: None,
+            instance,
+            reg_id: None,
+            path: b"",
+            source: "192.0.2.1:5060".parse().unwrap(),
+            transport: crate::store::Transport::Udp,
+            conn: None,
+            user_agent: b"",
+            registered_at: 0,
+        })
+    }
+
+    /// Matching a stored binding gives exactly the §19.1.4 comparison of the stored URI with
+    /// the request's, byte-identical contacts (the refresh shortcut) included.
+    #[test]
+    fn binding_matching_is_uri_comparison() {
+        for a in URIS {
+            let b_parsed = Uri::parse(a).unwrap();
+            assert_eq!(equals_itself(&b_parsed), uri_equal(&b_parsed, &b_parsed));
+            for c in URIS {
+                let w_uri = Uri::parse(c).unwrap();
+                let want = uri_equal(&Uri::parse(a).unwrap(), &w_uri);
+                let got = binding_matches(&stored(a, None), &wanted(w_uri, None));
+                assert_eq!(
+                    got,
+                    want,
+                    "{} vs {}",
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(c)
+                );
+            }
+        }
+        // Repeated parameters with different values: not even equal to themselves.
+        let odd = Uri::parse(b"sip:alice@atlanta.com;foo=1;foo=2").unwrap();
+        assert!(!binding_matches(&stored(odd.raw, None), &wanted(odd, None)));
+        // RFC 5626 instances decide when both sides carry one.
+        let u = Uri::parse(b"sip:alice@atlanta.com").unwrap();
+        assert!(binding_matches(
+            &stored(b"sip:bob@x", Some(b"<urn:a>")),
+            &wanted(u, Some(b"<urn:a>"))
+        ));
+        assert!(!binding_matches(
+            &stored(u.raw, Some(b"<urn:a>")),
+            &wanted(u, Some(b"<urn:b>"))
+        ));
+        assert!(binding_matches(
+            &stored(u.raw, Some(b"<urn:a>")),
+            &wanted(u, None)
+        ));
+    }
 
     #[test]
     fn q_rendering() {

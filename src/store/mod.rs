@@ -171,6 +171,11 @@ impl<'s> Bindings<'s> {
         let Some(slot) = self.list.get_mut(idx) else {
             return;
         };
+        if self.events.is_none() {
+            // Nobody needs the old binding: refresh it in place.
+            slot.repack(b);
+            return;
+        }
         let old = std::mem::replace(slot, Binding::pack(b));
         let (Some(events), Some(new)) = (self.events.as_deref_mut(), self.list.get(idx)) else {
             return;
