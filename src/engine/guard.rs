@@ -166,6 +166,70 @@ pub fn is_scanner(user_agent: &[u8]) -> bool {
     false
 }
 
+/// A shard's memory of recent User-Agent verdicts: phones send the same few User-Agent strings
+/// over and over, and comparing one with a remembered string is cheaper than searching it for
+/// every scanner name. Direct-mapped (by length and a few bytes), exact: a slot remembers the
+/// (first 128 bytes of the) string itself, and a miss just runs [`is_scanner`].
+pub struct ScannerCache {
+    slots: Box<[CachedVerdict]>,
+}
+
+#[derive(Clone)]
+struct CachedVerdict {
+    len: usize,
+    scanner: bool,
+    text: [u8; 128],
+}
+
+impl Default for ScannerCache {
+    fn default() -> Self {
+        Self {
+            // `len` 129 matches no string (at most 128 bytes are compared).
+            slots: vec![
+                CachedVerdict {
+                    len: 129,
+                    scanner: false,
+                    text: [0; 128],
+                };
+                64
+            ]
+            .into_boxed_slice(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ScannerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScannerCache").finish_non_exhaustive()
+    }
+}
+
+impl ScannerCache {
+    /// [`is_scanner`], remembered.
+    pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
+        // The verdict depends on the first 128 bytes only.
+        let ua = user_agent
+            .get(..user_agent.len().min(128))
+            .unwrap_or_default();
+        let (first, last) = (ua.first().copied(), ua.last().copied());
+        let mix =
+            ua.len() ^ usize::from(first.unwrap_or(0)) << 1 ^ usize::from(last.unwrap_or(0)) << 2;
+        let Some(slot) = self.slots.get_mut(mix % 64) else {
+            return is_scanner(ua);
+        };
+        if slot.text.get(..slot.len) == Some(ua) {
+            return slot.scanner;
+        }
+        let scanner = is_scanner(ua);
+        if let Some(text) = slot.text.get_mut(..ua.len()) {
+            text.copy_from_slice(ua);
+            slot.len = ua.len();
+            slot.scanner = scanner;
+        }
+        scanner
+    }
+}
+
 struct Bucket {
     tokens: f64,
     last_ms: u64,
@@ -558,6 +622,43 @@ mod tests {
         }
         for n in SCANNERS {
             assert!(is_scanner(n));
+        }
+    }
+
+    #[test]
+    fn remembered_verdicts_are_the_verdicts() {
+        let mut cache = ScannerCache::default();
+        let long_scanner = [&[b'a'; 120][..], b"sipvicious"].concat();
+        let long_clean = [&[b'a'; 130][..], b"sipvicious"].concat();
+        let uas: [&[u8]; 8] = [
+            b"Yealink SIP-T46S 66.86.0.15",
+            b"friendly-scanner",
+            b"",
+            b"Yealink SIP-T46S 66.86.0.16",
+            b"sipcli/v1.8",
+            &long_scanner,
+            &long_clean,
+            b"Zoiper rv2.10",
+        ];
+        for round in 0..3 {
+            for ua in uas {
+                assert_eq!(
+                    cache.is_scanner(ua),
+                    is_scanner(ua),
+                    "round {round}: {ua:?}"
+                );
+            }
+        }
+        // Strings that share a slot replace each other.
+        for i in 0..500u32 {
+            let ua = format!("UA {i} {}", "x".repeat((i % 40) as usize));
+            let ua = if i % 7 == 0 {
+                format!("{ua}sipsak")
+            } else {
+                ua
+            };
+            assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
+            assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
         }
     }
 

@@ -525,6 +525,8 @@ pub struct Engine {
     /// second and when the policy (the server name) changes.
     date: (u64, Vec<u8>),
     stats: Stats,
+    /// Recent User-Agent verdicts of the scanner check.
+    scanners: guard::ScannerCache,
     /// The shared location service's per-shard state, when bindings live there.
     remote: Option<remote::Remote>,
 }
@@ -557,6 +559,7 @@ impl Engine {
             flows: HashMap::new(),
             date: (0, Vec::with_capacity(96)),
             stats: Stats::default(),
+            scanners: guard::ScannerCache::default(),
         }
     }
 
@@ -876,10 +879,11 @@ impl Engine {
                 return Some(dest);
             }
         }
-        if guard::Guard::drops_scanner(
-            &self.policy.guard,
-            req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
-        ) {
+        if self.policy.guard.drop_scanners
+            && self
+                .scanners
+                .is_scanner(req.header(sip::HeaderName::UserAgent).unwrap_or_default())
+        {
             self.stats.scanner_drops += 1;
             return None;
         }
