@@ -594,10 +594,12 @@ impl Engine {
             max_message_size: usize::MAX,
             ..self.policy.limits
         };
-        match sip::parse_datagram(bytes, &limits) {
+        // Matched by reference: moving the request (its header index is ~1 KiB) out of the
+        // result would copy it.
+        match &sip::parse_datagram(bytes, &limits) {
             Ok(Message::Request(req)) => {
                 let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
-                if let Some(dest) = self.process(now, meta, &req, too_large) {
+                if let Some(dest) = self.process(now, meta, req, too_large) {
                     self.dest = Some((dest, None));
                 }
             }
@@ -632,7 +634,8 @@ impl Engine {
                 }
                 sip::Status::Complete(None) => {}
             }
-            match sip::parse_stream(rest, &self.policy.limits) {
+            // By reference, as in `handle_datagram`.
+            match &sip::parse_stream(rest, &self.policy.limits) {
                 Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
                 Ok(sip::Status::Complete((msg, n))) => {
                     consumed += n;
@@ -640,7 +643,7 @@ impl Engine {
                         Message::Request(req) => {
                             // On a stream the response goes back over the connection whatever
                             // the Via says (RFC 3261 §18.2.2).
-                            let _ = self.process(now, meta, &req, false);
+                            let _ = self.process(now, meta, req, false);
                         }
                         Message::Response(_) => self.stats.dropped += 1,
                     }
