@@ -271,9 +271,10 @@ pub struct Settings {
 /// edge, and refusing unknown sources would lock out legitimate users).
 #[derive(Default)]
 pub struct Guard {
-    buckets: DashMap<IpAddr, Bucket>,
-    users: DashMap<Box<[u8]>, Failures>,
-    ips: DashMap<IpAddr, Failures>,
+    /// foldhash (seeded per process, like the store's maps): SipHash showed in profiles.
+    buckets: DashMap<IpAddr, Bucket, foldhash::fast::RandomState>,
+    users: DashMap<Box<[u8]>, Failures, foldhash::fast::RandomState>,
+    ips: DashMap<IpAddr, Failures, foldhash::fast::RandomState>,
 }
 
 const MAX_ENTRIES: usize = 1 << 20;
