@@ -225,7 +225,6 @@ fn register(
             return Err(fail(Error::Forbidden));
         }
     }
-    let aor = AorKey::new(&eng.aor);
 
     // Step 6: collect and check the contacts.
     let header_expires = req.expires().map_err(|e| fail(e.into()))?;
@@ -296,24 +295,33 @@ fn register(
         echo_path,
     };
     if eng.remote.is_some() {
+        let aor = AorKey::new(&eng.aor);
         return remote_register(eng, &reply, aor, &update, flow.is_some(), resume, user);
     }
 
     // Steps 7-8 under the AOR's lock: check everything, apply everything, list the result.
+    // The AOR by its text (no key allocation for an existing one); the scratch string is
+    // borrowed out of the engine meanwhile.
+    let aor = std::mem::take(&mut eng.aor);
     let mut stored_over_flow = false;
     let result = shared
         .store
-        .modify(&aor, now, |bindings| -> Result<(), Error> {
+        .modify_text(&aor, now, |bindings| -> Result<(), Error> {
             let total = shared.store.binding_count();
             stored_over_flow = update.apply(bindings, cfg, Some(total))?.stored && flow.is_some();
             reply.write_ok(eng, bindings.iter());
             Ok(())
         });
+    let track = match (stored_over_flow, flow) {
+        (true, Some(conn)) => Some((conn, AorKey::new(&aor))),
+        _ => None,
+    };
+    eng.aor = aor;
     if let Err(e) = result {
         eng.out.truncate(start);
         return Err(fail(e));
     }
-    if let (true, Some(conn)) = (stored_over_flow, flow) {
+    if let Some((conn, aor)) = track {
         eng.track_flow(conn, aor);
     }
     Ok(Done::Sent)
