@@ -262,8 +262,21 @@ fn register(
         w.expires = w.expires.min(cfg.max_expires);
     }
 
-    let path = PathHeaders::new(req);
-    let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
+    // Path, User-Agent and Supported in one pass over the headers.
+    let mut path = PathHeaders::default();
+    let mut user_agent = None;
+    let mut echo_path = false;
+    for h in req.headers() {
+        match h.name {
+            HeaderName::Path => path.push(h.value),
+            HeaderName::UserAgent if user_agent.is_none() => user_agent = Some(h.value),
+            HeaderName::Supported if !echo_path => {
+                echo_path = split_tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"path"));
+            }
+            _ => {}
+        }
+    }
+    let user_agent = user_agent.unwrap_or_default();
     let now_secs = secs(now);
     let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
     let node = eng.remote.as_ref().map(|r| r.settings.node);
@@ -277,9 +290,6 @@ fn register(
         user_agent,
         now_secs,
     };
-    let echo_path = req
-        .headers_named(HeaderName::Supported)
-        .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
 
     let update = Update {
         wildcard,
@@ -729,20 +739,18 @@ fn split_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// The Path header values of a request joined with ", " (RFC 3327 §5.3: stored with the
 /// binding).
+#[derive(Default)]
 struct PathHeaders {
     joined: SmallVec<[u8; 128]>,
 }
 
 impl PathHeaders {
-    fn new(req: &Request<'_>) -> Self {
-        let mut joined = SmallVec::new();
-        for value in req.headers_named(HeaderName::Path) {
-            if !joined.is_empty() {
-                joined.extend_from_slice(b", ");
-            }
-            joined.extend_from_slice(value);
+    /// Adds the next Path value.
+    fn push(&mut self, value: &[u8]) {
+        if !self.joined.is_empty() {
+            self.joined.extend_from_slice(b", ");
         }
-        Self { joined }
+        self.joined.extend_from_slice(value);
     }
 
     fn joined(&self) -> &[u8] {
