@@ -187,15 +187,18 @@ fn write_top_via(
     };
     // Everything before the parameters, then the parameters minus received/rport (copied in
     // runs: usually the whole text up to an `rport` at its end).
+    // Offsets are into `text`, the whole value, so that the part before the parameters and
+    // the kept parameters after it go out in one copy.
+    let text = via.raw;
     let params = via.params.raw();
-    let params_at = via.raw.len() - params.len();
-    out.extend_from_slice(via.raw.get(..params_at).unwrap_or_default());
+    let params_at = text.len() - params.len();
     let mut rport = false;
     let mut run = 0;
-    let mut at = 0;
+    let mut at = params_at;
     let mut each = |seg_at: usize, seg: &[u8]| {
+        let seg_at = params_at + seg_at;
         if seg_at != at {
-            out.extend_from_slice(params.get(run..at).unwrap_or_default());
+            out.extend_from_slice(text.get(run..at).unwrap_or_default());
             run = seg_at;
         }
         at = seg_at + seg.len();
@@ -218,7 +221,7 @@ fn write_top_via(
             false
         };
         if drop {
-            out.extend_from_slice(params.get(run..seg_at).unwrap_or_default());
+            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
             run = at;
         }
     };
@@ -246,11 +249,11 @@ fn write_top_via(
             each(s, params.get(s..).unwrap_or_default());
         }
     }
-    out.extend_from_slice(params.get(run..at).unwrap_or_default());
-    out.extend_from_slice(b";received=");
+    out.extend_from_slice(text.get(run..at).unwrap_or_default());
     match source.ip() {
-        std::net::IpAddr::V4(ip) => push_ipv4(out, ip.octets()),
+        std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
         ip @ std::net::IpAddr::V6(_) => {
+            out.extend_from_slice(b";received=");
             let _ = write!(out, "{ip}");
         }
     }
@@ -260,10 +263,12 @@ fn write_top_via(
     }
 }
 
-/// Appends an IPv4 address in dotted decimal (one copy from a stack buffer).
-fn push_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
-    let mut buf = [0u8; 15];
-    let mut len = 0;
+/// Appends `;received=` and an IPv4 address in dotted decimal (one copy from a stack buffer).
+fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
+    const PREFIX: &[u8] = b";received=";
+    let mut buf = [0u8; PREFIX.len() + 15];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut len = PREFIX.len();
     for (i, o) in octets.into_iter().enumerate() {
         if i > 0 {
             if let Some(d) = buf.get_mut(len) {
