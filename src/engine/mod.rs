@@ -980,6 +980,22 @@ fn param<'b>(params: &sip::Params<'b>, name: &[u8]) -> Option<Option<&'b [u8]>> 
     let Some(first) = name.first() else {
         return params.get(name);
     };
+    // The usual From tag (`;tag=value`, first and often only): no search at all. The first
+    // parameter is `name` exactly when the value up to the next `;` holds no quote.
+    if let Some(after) = raw.strip_prefix(b";").and_then(|r| r.strip_prefix(name)) {
+        let end = after
+            .iter()
+            .position(|&b| b == b';' || b == b'"')
+            .unwrap_or(after.len());
+        match (after.first(), after.get(end)) {
+            (_, Some(b'"')) => {}
+            (None | Some(b';'), _) => return Some(None),
+            (Some(b'='), _) => {
+                return Some(Some(sip::trim_lws(after.get(1..end).unwrap_or_default())));
+            }
+            _ => {}
+        }
+    }
     if raw.contains(&b'"') {
         return params.get(name);
     }

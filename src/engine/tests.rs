@@ -1771,6 +1771,18 @@ fn param_lookup_agrees_with_params_get() {
         b";TAG=Up",
         b"junk;tag=1",
         b";r;rp;rpo;rport;rporta",
+        b";tag=a73kszlfl",
+        b";tag= a7 ",
+        b";tag=",
+        b";tag;tag=1",
+        b";tag=\"x;y\";tag=2",
+        b";tag=x\"y",
+        b";tagx=1;tag=2",
+        b";rport;branch=z",
+        b";rport=;x",
+        b";rportx;rport=1",
+        b";rport ;rport=1",
+        b";tag =1;tag=2",
     ];
     for raw in raws {
         let params = sip::Params::new(raw);
