@@ -966,10 +966,27 @@ impl Engine {
 /// to the packet's source address and port; otherwise to the source IP (the `received` address)
 /// and the port in the Via's sent-by (5060 by default).
 fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
-    if meta.transport != Transport::Udp || param(&via.params, b"rport").is_some() {
+    if meta.transport != Transport::Udp || has_param(&via.params, b"rport") {
         return meta.source;
     }
     SocketAddr::new(meta.source.ip(), via.port.unwrap_or(5060))
+}
+
+/// `Params::get(name).is_some()`, with the usual place of `rport` checked first: the last
+/// parameter, valueless (a quote anywhere could make it part of a quoted value, so then the
+/// full lookup decides).
+fn has_param(params: &sip::Params<'_>, name: &[u8]) -> bool {
+    let raw = params.raw();
+    let last = raw
+        .len()
+        .checked_sub(name.len() + 1)
+        .and_then(|at| raw.get(at..));
+    if let Some((b';', last)) = last.and_then(<[u8]>::split_first) {
+        if last.eq_ignore_ascii_case(name) && !raw.contains(&b'"') {
+            return true;
+        }
+    }
+    param(params, name).is_some()
 }
 
 /// `Params::get` for a non-empty `name`, cheaper on the hot path (the top Via's `rport`, the

@@ -1783,6 +1783,12 @@ fn param_lookup_agrees_with_params_get() {
         b";rportx;rport=1",
         b";rport ;rport=1",
         b";tag =1;tag=2",
+        b";x=\"a;rport",
+        b";x=\"a\";RPORT",
+        b";branch=1; rport",
+        b"rport",
+        b";rport",
+        b";branch=z9hG4bK-1;rport",
     ];
     for raw in raws {
         let params = sip::Params::new(raw);
@@ -1795,6 +1801,7 @@ fn param_lookup_agrees_with_params_get() {
             b"x",
             b"r",
         ] {
+            assert_eq!(has_param(&params, name), params.get(name).is_some());
             assert_eq!(
                 param(&params, name),
                 params.get(name),
