@@ -202,8 +202,15 @@ fn write_top_via(
             run = seg_at;
         }
         at = seg_at + seg.len();
-        // Both names start with `r`: other parameters need no closer look.
         let name = seg.get(1..).unwrap_or_default();
+        // The usual `;rport` as it is.
+        if name.eq_ignore_ascii_case(b"rport") {
+            rport = true;
+            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
+            run = at;
+            return;
+        }
+        // Both names start with `r`: other parameters need no closer look.
         let first = name
             .iter()
             .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
