@@ -974,7 +974,8 @@ fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
 
 /// `Params::get(name).is_some()`, with the usual place of `rport` checked first: the last
 /// parameter, valueless (a quote anywhere could make it part of a quoted value, so then the
-/// full lookup decides).
+/// full lookup decides). Inlined, like [`param`]: `name` is a constant at every call.
+#[inline(always)]
 fn has_param(params: &sip::Params<'_>, name: &[u8]) -> bool {
     let raw = params.raw();
     let last = raw
@@ -992,6 +993,8 @@ fn has_param(params: &sip::Params<'_>, name: &[u8]) -> bool {
 /// `Params::get` for a non-empty `name`, cheaper on the hot path (the top Via's `rport`, the
 /// From tag): without a quoted string every `;` starts a parameter, and parameters whose name
 /// cannot match (by their first letter) are skipped without being split at `=`.
+/// Inlined: `name` is a constant at every call, so its comparisons need no `memcmp` call.
+#[inline(always)]
 fn param<'b>(params: &sip::Params<'b>, name: &[u8]) -> Option<Option<&'b [u8]>> {
     let raw = params.raw();
     let Some(first) = name.first() else {
