@@ -115,6 +115,7 @@ impl<'o> ResponseWriter<'o> {
     }
 
     /// Appends `Contact: <uri>;expires=N` followed by `params` (raw, each starting with `;`).
+    #[inline]
     pub fn contact(&mut self, uri: &[u8], expires: u32, params: &[u8]) -> &mut Self {
         self.out.extend_from_slice(b"Contact: <");
         self.out.extend_from_slice(uri);
