@@ -166,6 +166,9 @@ fn push_line(out: &mut Vec<u8>, raw: &[u8], h: &Header<'_>, name: &[u8]) {
 /// value in place (its address is checked, so these are the very bytes of `h.value`).
 fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option<&'r [u8]> {
     let at = (h.raw_name.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    if at >= raw.len() {
+        return None;
+    }
     let value_at = at + name.len() + 2;
     let end = value_at + h.value.len();
     let line = raw.get(at..if crlf { end + 2 } else { end })?;
@@ -188,10 +191,8 @@ fn write_top_via(
         out.extend_from_slice(value);
         return;
     };
-    // Everything before the parameters, then the parameters minus received/rport (copied in
-    // runs: usually the whole text up to an `rport` at its end).
-    // Offsets are into `text`, the whole value, so that the part before the parameters and
-    // the kept parameters after it go out in one copy.
+    // Everything before the parameters, then the parameters minus received/rport, copied in
+    // runs of `text`, the whole value: usually one run, up to an `rport` at its end.
     let text = via.raw;
     let params = via.params.raw();
     let params_at = text.len() - params.len();
