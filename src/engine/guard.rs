@@ -125,19 +125,109 @@ const SCANNERS: &[&[u8]] = &[
     b"sipptk",
 ];
 
-/// Is this User-Agent a known scanner?
-pub fn is_scanner(user_agent: &[u8]) -> bool {
-    // User-Agents are short; a lower-cased stack copy keeps the check allocation-free.
-    let mut lower = [0u8; 128];
-    let n = user_agent.len().min(lower.len());
-    for (d, s) in lower.iter_mut().zip(user_agent) {
-        *d = s.to_ascii_lowercase();
+/// Bit `i` of entry `b`: `SCANNERS[i]` starts with the byte `b` (either case).
+const SCANNER_FIRST: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < SCANNERS.len() {
+        let c = SCANNERS[i][0];
+        table[c as usize] |= 1 << i;
+        table[c.to_ascii_uppercase() as usize] |= 1 << i;
+        i += 1;
     }
-    let hay = lower.get(..n).unwrap_or_default();
-    // Prebuilt SIMD substring finders: every request's User-Agent goes through this.
-    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
-        std::sync::LazyLock::new(|| SCANNERS.iter().map(memchr::memmem::Finder::new).collect());
-    FINDERS.iter().any(|f| f.find(hay).is_some())
+    table
+};
+
+/// Is this User-Agent a known scanner? A case-insensitive substring search for each of
+/// [`SCANNERS`] within the first 128 bytes. Every request's User-Agent goes through this, and
+/// almost none matches: one pass over the bytes looks up each byte in a table of the needles'
+/// first letters and compares needles only where one could start.
+pub fn is_scanner(user_agent: &[u8]) -> bool {
+    const _: () = assert!(SCANNERS.len() <= 16);
+    let hay = user_agent
+        .get(..user_agent.len().min(128))
+        .unwrap_or_default();
+    for (at, &b) in hay.iter().enumerate() {
+        let mut candidates = SCANNER_FIRST[usize::from(b)];
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let Some(needle) = SCANNERS.get(i) else {
+                break;
+            };
+            if hay
+                .get(at..at + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A shard's memory of recent User-Agent verdicts: phones send the same few User-Agent strings
+/// over and over, and comparing one with a remembered string is cheaper than searching it for
+/// every scanner name. Direct-mapped (by length and a few bytes), exact: a slot remembers the
+/// (first 128 bytes of the) string itself, and a miss just runs [`is_scanner`].
+pub struct ScannerCache {
+    slots: Box<[CachedVerdict]>,
+}
+
+#[derive(Clone)]
+struct CachedVerdict {
+    len: usize,
+    scanner: bool,
+    text: [u8; 128],
+}
+
+impl Default for ScannerCache {
+    fn default() -> Self {
+        Self {
+            // `len` 129 matches no string (at most 128 bytes are compared).
+            slots: vec![
+                CachedVerdict {
+                    len: 129,
+                    scanner: false,
+                    text: [0; 128],
+                };
+                64
+            ]
+            .into_boxed_slice(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ScannerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScannerCache").finish_non_exhaustive()
+    }
+}
+
+impl ScannerCache {
+    /// [`is_scanner`], remembered.
+    pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
+        // The verdict depends on the first 128 bytes only.
+        let ua = user_agent
+            .get(..user_agent.len().min(128))
+            .unwrap_or_default();
+        let (first, last) = (ua.first().copied(), ua.last().copied());
+        let mix =
+            ua.len() ^ usize::from(first.unwrap_or(0)) << 1 ^ usize::from(last.unwrap_or(0)) << 2;
+        let Some(slot) = self.slots.get_mut(mix % 64) else {
+            return is_scanner(ua);
+        };
+        if slot.text.get(..slot.len) == Some(ua) {
+            return slot.scanner;
+        }
+        let scanner = is_scanner(ua);
+        if let Some(text) = slot.text.get_mut(..ua.len()) {
+            text.copy_from_slice(ua);
+            slot.len = ua.len();
+            slot.scanner = scanner;
+        }
+        scanner
+    }
 }
 
 struct Bucket {
@@ -478,6 +568,102 @@ mod tests {
         );
         assert!(!g.record_failure(t(0), Some(b"u"), ip));
         assert!(!g.record_failure(t(5000), Some(b"u"), ip));
+    }
+
+    #[test]
+    fn scanner_check_finds_what_a_substring_search_finds() {
+        // The plain definition: a needle inside the lower-cased first 128 bytes.
+        let reference = |ua: &[u8]| {
+            let hay: Vec<u8> = ua.iter().take(128).map(u8::to_ascii_lowercase).collect();
+            SCANNERS
+                .iter()
+                .any(|n| hay.windows(n.len()).any(|w| w == *n))
+        };
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"s".to_vec(),
+            b"sip".to_vec(),
+            b"Yealink SIP-T46S 66.86.0.15".to_vec(),
+            b"friendly-scanne".to_vec(),
+            b"xx FRIENDLY-SCANNER".to_vec(),
+            b"VaxSIPUserAgent/3.1".to_vec(),
+            b"PPLSIP".to_vec(),
+            b"iWar".to_vec(),
+            b"sundayddr worm".to_vec(),
+            b"sip-scan".to_vec(),
+            b"SIPPTK".to_vec(),
+            b"sipsa".to_vec(),
+            b"sipsak 0.9".to_vec(),
+        ];
+        for n in SCANNERS {
+            // At the 128-byte boundary: inside, straddling, just outside.
+            for pad in [128 - n.len(), 128 - n.len() + 1, 128] {
+                let mut ua = vec![b'a'; pad];
+                ua.extend_from_slice(n);
+                cases.push(ua);
+            }
+        }
+        // Pseudo-random strings over the needles' alphabet.
+        let alphabet = b"sipSIPvicousclaknfrey-dwhtADVXL ";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let ua: Vec<u8> = (0..len)
+                .map(|k| alphabet[((x >> (k % 8 * 8)) as usize + k * 7) % alphabet.len()])
+                .collect();
+            cases.push(ua);
+        }
+        for ua in &cases {
+            assert_eq!(
+                is_scanner(ua),
+                reference(ua),
+                "{:?}",
+                String::from_utf8_lossy(ua)
+            );
+        }
+        for n in SCANNERS {
+            assert!(is_scanner(n));
+        }
+    }
+
+    #[test]
+    fn remembered_verdicts_are_the_verdicts() {
+        let mut cache = ScannerCache::default();
+        let long_scanner = [&[b'a'; 120][..], b"sipvicious"].concat();
+        let long_clean = [&[b'a'; 130][..], b"sipvicious"].concat();
+        let uas: [&[u8]; 8] = [
+            b"Yealink SIP-T46S 66.86.0.15",
+            b"friendly-scanner",
+            b"",
+            b"Yealink SIP-T46S 66.86.0.16",
+            b"sipcli/v1.8",
+            &long_scanner,
+            &long_clean,
+            b"Zoiper rv2.10",
+        ];
+        for round in 0..3 {
+            for ua in uas {
+                assert_eq!(
+                    cache.is_scanner(ua),
+                    is_scanner(ua),
+                    "round {round}: {ua:?}"
+                );
+            }
+        }
+        // Strings that share a slot replace each other.
+        for i in 0..500u32 {
+            let ua = format!("UA {i} {}", "x".repeat((i % 40) as usize));
+            let ua = if i % 7 == 0 {
+                format!("{ua}sipsak")
+            } else {
+                ua
+            };
+            assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
+            assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
+        }
     }
 
     #[test]

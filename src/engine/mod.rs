@@ -521,9 +521,12 @@ pub struct Engine {
     aor: String,
     /// AORs registered over each open stream connection of this shard (for `handle_close`).
     flows: HashMap<ConnId, Vec<AorKey>>,
-    /// The Date header value, re-rendered once per second.
+    /// The `Server` and `Date` header lines every response carries, re-rendered once per
+    /// second and when the policy (the server name) changes.
     date: (u64, Vec<u8>),
     stats: Stats,
+    /// Recent User-Agent verdicts of the scanner check.
+    scanners: guard::ScannerCache,
     /// The shared location service's per-shard state, when bindings live there.
     remote: Option<remote::Remote>,
 }
@@ -554,8 +557,9 @@ impl Engine {
             dest: None,
             aor: String::with_capacity(128),
             flows: HashMap::new(),
-            date: (0, Vec::with_capacity(32)),
+            date: (0, Vec::with_capacity(96)),
             stats: Stats::default(),
+            scanners: guard::ScannerCache::default(),
         }
     }
 
@@ -574,6 +578,7 @@ impl Engine {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
             self.generation = self.shared.generation.load(Ordering::Acquire);
             self.policy = self.shared.policy();
+            self.date.1.clear();
         }
     }
 
@@ -589,10 +594,12 @@ impl Engine {
             max_message_size: usize::MAX,
             ..self.policy.limits
         };
-        match sip::parse_datagram(bytes, &limits) {
+        // Matched by reference: moving the request (its header index is ~1 KiB) out of the
+        // result would copy it.
+        match &sip::parse_datagram(bytes, &limits) {
             Ok(Message::Request(req)) => {
                 let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
-                if let Some(dest) = self.process(now, meta, &req, too_large) {
+                if let Some(dest) = self.process(now, meta, req, too_large) {
                     self.dest = Some((dest, None));
                 }
             }
@@ -627,7 +634,8 @@ impl Engine {
                 }
                 sip::Status::Complete(None) => {}
             }
-            match sip::parse_stream(rest, &self.policy.limits) {
+            // By reference, as in `handle_datagram`.
+            match &sip::parse_stream(rest, &self.policy.limits) {
                 Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
                 Ok(sip::Status::Complete((msg, n))) => {
                     consumed += n;
@@ -635,7 +643,7 @@ impl Engine {
                         Message::Request(req) => {
                             // On a stream the response goes back over the connection whatever
                             // the Via says (RFC 3261 §18.2.2).
-                            let _ = self.process(now, meta, &req, false);
+                            let _ = self.process(now, meta, req, false);
                         }
                         Message::Response(_) => self.stats.dropped += 1,
                     }
@@ -874,10 +882,11 @@ impl Engine {
                 return Some(dest);
             }
         }
-        if guard::Guard::drops_scanner(
-            &self.policy.guard,
-            req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
-        ) {
+        if self.policy.guard.drop_scanners
+            && self
+                .scanners
+                .is_scanner(req.header(sip::HeaderName::UserAgent).unwrap_or_default())
+        {
             self.stats.scanner_drops += 1;
             return None;
         }
@@ -936,14 +945,19 @@ impl Engine {
         let tag = to_tag(req);
         if self.date.0 != now.as_secs() || self.date.1.is_empty() {
             self.date.0 = now.as_secs();
-            self.date.1.clear();
-            sip::write_http_date(&mut self.date.1, now.as_secs());
+            let lines = &mut self.date.1;
+            lines.clear();
+            lines.extend_from_slice(b"Server: ");
+            lines.extend_from_slice(self.policy.config.server.as_bytes());
+            lines.extend_from_slice(b"\r\nDate: ");
+            sip::write_http_date(lines, now.as_secs());
+            lines.extend_from_slice(b"\r\n");
         }
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
         let mut w =
             sip::ResponseWriter::new(&mut self.out, code, reason, req, &tag, Some(meta.source));
-        w.header("Server", self.policy.config.server.as_bytes());
-        w.header("Date", &self.date.1);
+        let lines = &self.date.1;
+        w.raw(|out| out.extend_from_slice(lines));
         w
     }
 }

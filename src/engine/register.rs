@@ -225,7 +225,6 @@ fn register(
             return Err(fail(Error::Forbidden));
         }
     }
-    let aor = AorKey::new(&eng.aor);
 
     // Step 6: collect and check the contacts.
     let header_expires = req.expires().map_err(|e| fail(e.into()))?;
@@ -262,8 +261,21 @@ fn register(
         w.expires = w.expires.min(cfg.max_expires);
     }
 
-    let path = PathHeaders::new(req);
-    let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
+    // Path, User-Agent and Supported in one pass over the headers.
+    let mut path = PathHeaders::default();
+    let mut user_agent = None;
+    let mut echo_path = false;
+    for h in req.headers() {
+        match h.name {
+            HeaderName::Path => path.push(h.value),
+            HeaderName::UserAgent if user_agent.is_none() => user_agent = Some(h.value),
+            HeaderName::Supported if !echo_path => {
+                echo_path = split_tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"path"));
+            }
+            _ => {}
+        }
+    }
+    let user_agent = user_agent.unwrap_or_default();
     let now_secs = secs(now);
     let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
     let node = eng.remote.as_ref().map(|r| r.settings.node);
@@ -277,9 +289,6 @@ fn register(
         user_agent,
         now_secs,
     };
-    let echo_path = req
-        .headers_named(HeaderName::Supported)
-        .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
 
     let update = Update {
         wildcard,
@@ -295,24 +304,33 @@ fn register(
         echo_path,
     };
     if eng.remote.is_some() {
+        let aor = AorKey::new(&eng.aor);
         return remote_register(eng, &reply, aor, &update, flow.is_some(), resume, user);
     }
 
     // Steps 7-8 under the AOR's lock: check everything, apply everything, list the result.
+    // The AOR by its text (no key allocation for an existing one); the scratch string is
+    // borrowed out of the engine meanwhile.
+    let aor = std::mem::take(&mut eng.aor);
     let mut stored_over_flow = false;
     let result = shared
         .store
-        .modify(&aor, now, |bindings| -> Result<(), Error> {
+        .modify_text(&aor, now, |bindings| -> Result<(), Error> {
             let total = shared.store.binding_count();
             stored_over_flow = update.apply(bindings, cfg, Some(total))?.stored && flow.is_some();
             reply.write_ok(eng, bindings.iter());
             Ok(())
         });
+    let track = match (stored_over_flow, flow) {
+        (true, Some(conn)) => Some((conn, AorKey::new(&aor))),
+        _ => None,
+    };
+    eng.aor = aor;
     if let Err(e) = result {
         eng.out.truncate(start);
         return Err(fail(e));
     }
-    if let (true, Some(conn)) = (stored_over_flow, flow) {
+    if let Some((conn, aor)) = track {
         eng.track_flow(conn, aor);
     }
     Ok(Done::Sent)
@@ -333,10 +351,12 @@ impl Reply<'_, '_> {
         let mut w = eng.writer(self.now, self.meta, self.req, StatusCode::OK, None);
         let mut params: SmallVec<[u8; 128]> = SmallVec::new();
         for b in bindings {
+            let Some(q) = b.q() else {
+                w.contact(b.contact(), b.remaining(now_secs), b.params());
+                continue;
+            };
             params.clear();
-            if let Some(q) = b.q() {
-                write_q(&mut params, q);
-            }
+            write_q(&mut params, q);
             params.extend_from_slice(b.params());
             w.contact(b.contact(), b.remaining(now_secs), &params);
         }
@@ -345,7 +365,7 @@ impl Reply<'_, '_> {
                 w.header("Path", value);
             }
         }
-        w.header("Supported", b"path");
+        w.raw(|out| out.extend_from_slice(b"Supported: path\r\n"));
         w.finish(b"");
         eng.stats.registered += 1;
     }
@@ -648,7 +668,20 @@ fn binding_matches(b: &Binding, w: &Wanted<'_>) -> bool {
     if let (Some(bi), Some(wi)) = (b.instance(), w.instance) {
         return bi == wi && b.reg_id() == w.reg_id;
     }
-    Uri::parse(b.contact()).is_ok_and(|stored| uri_equal(&stored, &w.uri))
+    let stored = b.contact();
+    if stored == w.uri.raw {
+        // A refresh sends the contact as it did before. The stored text parses to the very URI
+        // the request's contact parsed to, so the comparison is the URI with itself.
+        return equals_itself(&w.uri);
+    }
+    Uri::parse(stored).is_ok_and(|stored| uri_equal(&stored, &w.uri))
+}
+
+/// `uri_equal(u, u)`. §19.1.4 equality is reflexive except for a URI that repeats a parameter
+/// with different values (each occurrence is compared with the first one of its name), which
+/// takes at least two parameters: with one `;` at most, the answer is yes without comparing.
+fn equals_itself(u: &Uri<'_>) -> bool {
+    u.params.raw().iter().filter(|&&b| b == b';').count() <= 1 || uri_equal(u, u)
 }
 
 fn same_contact(a: &Wanted<'_>, b: &Wanted<'_>) -> bool {
@@ -705,20 +738,18 @@ fn split_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// The Path header values of a request joined with ", " (RFC 3327 §5.3: stored with the
 /// binding).
+#[derive(Default)]
 struct PathHeaders {
     joined: SmallVec<[u8; 128]>,
 }
 
 impl PathHeaders {
-    fn new(req: &Request<'_>) -> Self {
-        let mut joined = SmallVec::new();
-        for value in req.headers_named(HeaderName::Path) {
-            if !joined.is_empty() {
-                joined.extend_from_slice(b", ");
-            }
-            joined.extend_from_slice(value);
+    /// Adds the next Path value.
+    fn push(&mut self, value: &[u8]) {
+        if !self.joined.is_empty() {
+            self.joined.extend_from_slice(b", ");
         }
-        Self { joined }
+        self.joined.extend_from_slice(value);
     }
 
     fn joined(&self) -> &[u8] {
@@ -749,6 +780,118 @@ fn secs(now: Instant) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// URIs to compare in pairs, spelled in the ways §19.1.4 cares about.
+    const URIS: &[&[u8]] = &[
+        b"sip:alice@atlanta.com",
+        b"sip:alice@AtLanTa.CoM",
+        b"SIP:alice@atlanta.com",
+        b"sip:ALICE@atlanta.com",
+        b"sip:%61lice@atlanta.com",
+        b"sip:alice@atlanta.com:5060",
+        b"sip:alice@atlanta.com:5061",
+        b"sips:alice@atlanta.com",
+        b"sip:alice:pw@atlanta.com",
+        b"sip:alice@atlanta.com;transport=udp",
+        b"sip:alice@atlanta.com;transport=UDP",
+        b"sip:alice@atlanta.com;transport=tcp",
+        b"sip:alice@atlanta.com;user=phone",
+        b"sip:alice@atlanta.com;ttl=15",
+        b"sip:alice@atlanta.com;method=REGISTER",
+        b"sip:alice@atlanta.com;maddr=239.255.255.1",
+        b"sip:alice@atlanta.com;lr",
+        b"sip:alice@atlanta.com;foo=bar",
+        b"sip:alice@atlanta.com;foo=BAR",
+        b"sip:alice@atlanta.com;foo=b%61r",
+        b"sip:alice@atlanta.com;foo=bar;lr",
+        b"sip:alice@atlanta.com;lr;foo=bar",
+        b"sip:alice@atlanta.com;foo=1;foo=2",
+        b"sip:alice@atlanta.com;foo=1;FOO=1",
+        b"sip:alice@atlanta.com;foo=1;foo=2;transport=udp",
+        b"sip:alice@atlanta.com;a;A",
+        b"sip:alice@atlanta.com;a=\"\";a",
+        b"sip:alice@atlanta.com;a=x;a",
+        b"sip:alice@atlanta.com?subject=x",
+        b"sip:alice@atlanta.com?Subject=x",
+        b"sip:alice@atlanta.com?subject=x&priority=urgent",
+        b"sip:alice@atlanta.com?priority=urgent&subject=x",
+        b"sip:alice@[2001:db8::1]:5060",
+        b"sip:alice@[2001:DB8::1]:5060",
+        b"sip:atlanta.com",
+        b"tel:+1-212-555-0101",
+        b"tel:+1-212-555-0101;phone-context=x",
+        b"mailto:alice@atlanta.com",
+        b"MAILTO:Alice@Atlanta.com",
+    ];
+
+    fn wanted<'b>(uri: Uri<'b>, instance: Option<&'b [u8]>) -> Wanted<'b> {
+        Wanted {
+            uri,
+            params: SmallVec::new(),
+            expires: 3600,
+            q: None,
+            instance,
+            reg_id: None,
+        }
+    }
+
+    fn stored(contact: &[u8], instance: Option<&[u8]>) -> Binding {
+        Binding::pack(&NewBinding {
+            contact,
+            params: b"",
+            call_id: b"c",
+            cseq: 1,
+            expires_at: 100,
+            q: None,
+            instance,
+            reg_id: None,
+            path: b"",
+            source: "192.0.2.1:5060".parse().unwrap(),
+            transport: crate::store::Transport::Udp,
+            conn: None,
+            user_agent: b"",
+            registered_at: 0,
+        })
+    }
+
+    /// Matching a stored binding gives exactly the §19.1.4 comparison of the stored URI with
+    /// the request's, byte-identical contacts (the refresh shortcut) included.
+    #[test]
+    fn binding_matching_is_uri_comparison() {
+        for a in URIS {
+            let b_parsed = Uri::parse(a).unwrap();
+            assert_eq!(equals_itself(&b_parsed), uri_equal(&b_parsed, &b_parsed));
+            for c in URIS {
+                let w_uri = Uri::parse(c).unwrap();
+                let want = uri_equal(&Uri::parse(a).unwrap(), &w_uri);
+                let got = binding_matches(&stored(a, None), &wanted(w_uri, None));
+                assert_eq!(
+                    got,
+                    want,
+                    "{} vs {}",
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(c)
+                );
+            }
+        }
+        // Repeated parameters with different values: not even equal to themselves.
+        let odd = Uri::parse(b"sip:alice@atlanta.com;foo=1;foo=2").unwrap();
+        assert!(!binding_matches(&stored(odd.raw, None), &wanted(odd, None)));
+        // RFC 5626 instances decide when both sides carry one.
+        let u = Uri::parse(b"sip:alice@atlanta.com").unwrap();
+        assert!(binding_matches(
+            &stored(b"sip:bob@x", Some(b"<urn:a>")),
+            &wanted(u, Some(b"<urn:a>"))
+        ));
+        assert!(!binding_matches(
+            &stored(u.raw, Some(b"<urn:a>")),
+            &wanted(u, Some(b"<urn:b>"))
+        ));
+        assert!(binding_matches(
+            &stored(u.raw, Some(b"<urn:a>")),
+            &wanted(u, None)
+        ));
+    }
 
     #[test]
     fn q_rendering() {

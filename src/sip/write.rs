@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use super::header::{CommaSplit, HeaderName, Via};
-use super::parse::Request;
+use super::parse::{Header, Request};
 use super::StatusCode;
 
 /// Writes one response. Created from the request it answers; headers are appended in call
@@ -30,45 +30,64 @@ impl<'o> ResponseWriter<'o> {
         received: Option<SocketAddr>,
     ) -> Self {
         let start = out.len();
-        let reason = reason.unwrap_or_else(|| status.reason());
-        out.extend_from_slice(b"SIP/2.0 ");
-        push_decimal(out, u64::from(status.0));
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        match (status, reason) {
+            (StatusCode::OK, None) => out.extend_from_slice(b"SIP/2.0 200 OK\r\n"),
+            _ => {
+                let reason = reason.unwrap_or_else(|| status.reason());
+                out.extend_from_slice(b"SIP/2.0 ");
+                push_decimal(out, u64::from(status.0));
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        let raw = req.as_bytes();
         let mut top = true;
         for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+            if !top {
+                push_line(out, raw, h, b"Via");
+                continue;
+            }
+            top = false;
             out.extend_from_slice(b"Via: ");
-            if top {
-                top = false;
-                let mut values = CommaSplit::new(h.value);
-                let first = values.next().unwrap_or_default();
-                write_top_via(out, first, req.top_via().and_then(Result::ok), received);
-                for v in values {
-                    out.extend_from_slice(b", ");
-                    out.extend_from_slice(v);
+            match req.top_via() {
+                // The usual one value per line: the parsed top Via is the whole value (a valid
+                // Via has no comma outside a quoted string), no need to split it again.
+                Some(Ok(via)) if via.raw == h.value => {
+                    write_top_via(out, h.value, Some(via), received);
                 }
-            } else {
-                out.extend_from_slice(h.value);
+                parsed => {
+                    let mut values = CommaSplit::new(h.value);
+                    let first = values.next().unwrap_or_default();
+                    write_top_via(out, first, parsed.and_then(Result::ok), received);
+                    for v in values {
+                        out.extend_from_slice(b", ");
+                        out.extend_from_slice(v);
+                    }
+                }
             }
             out.extend_from_slice(b"\r\n");
         }
         for h in req.headers() {
             match h.name {
-                HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                    out.extend_from_slice(h.name.as_str().as_bytes());
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(h.value);
-                    out.extend_from_slice(b"\r\n");
-                }
+                HeaderName::From => push_line(out, raw, h, b"From"),
+                HeaderName::CallId => push_line(out, raw, h, b"Call-ID"),
+                HeaderName::CSeq => push_line(out, raw, h, b"CSeq"),
                 HeaderName::To => {
-                    out.extend_from_slice(b"To: ");
-                    out.extend_from_slice(h.value);
                     let has_tag = req.to().is_ok_and(|t| t.tag().is_some());
-                    if !has_tag && !to_tag.is_empty() {
-                        out.extend_from_slice(b";tag=");
-                        out.extend_from_slice(to_tag);
+                    if has_tag || to_tag.is_empty() {
+                        push_line(out, raw, h, b"To");
+                        continue;
                     }
+                    match line_in(raw, h, b"To", false) {
+                        Some(line) => out.extend_from_slice(line),
+                        None => {
+                            out.extend_from_slice(b"To: ");
+                            out.extend_from_slice(h.value);
+                        }
+                    }
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(to_tag);
                     out.extend_from_slice(b"\r\n");
                 }
                 _ => {}
@@ -96,6 +115,7 @@ impl<'o> ResponseWriter<'o> {
     }
 
     /// Appends `Contact: <uri>;expires=N` followed by `params` (raw, each starting with `;`).
+    #[inline]
     pub fn contact(&mut self, uri: &[u8], expires: u32, params: &[u8]) -> &mut Self {
         self.out.extend_from_slice(b"Contact: <");
         self.out.extend_from_slice(uri);
@@ -114,12 +134,49 @@ impl<'o> ResponseWriter<'o> {
 
     /// Appends Content-Length and the body; returns the response's length.
     pub fn finish(self, body: &[u8]) -> usize {
-        self.out.extend_from_slice(b"Content-Length: ");
-        push_decimal(self.out, body.len() as u64);
-        self.out.extend_from_slice(b"\r\n\r\n");
-        self.out.extend_from_slice(body);
+        if body.is_empty() {
+            self.out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        } else {
+            self.out.extend_from_slice(b"Content-Length: ");
+            push_decimal(self.out, body.len() as u64);
+            self.out.extend_from_slice(b"\r\n\r\n");
+            self.out.extend_from_slice(body);
+        }
         self.out.len() - self.start
     }
+}
+
+/// Appends `name: value` CRLF for a request header: the request's own line in one copy when
+/// it already reads exactly so (the usual case), otherwise piece by piece. Inlined: the name's
+/// length is then known where it is compared (no `memcmp` call).
+#[inline(always)]
+fn push_line(out: &mut Vec<u8>, raw: &[u8], h: &Header<'_>, name: &[u8]) {
+    if let Some(line) = line_in(raw, h, name, true) {
+        out.extend_from_slice(line);
+        return;
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(h.value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The bytes of the request `raw` that read `name: value` (plus CRLF with `crlf`) for header
+/// `h`, when its line is written exactly so: `name` as given, one SP after the colon, the
+/// value in place (its address is checked, so these are the very bytes of `h.value`).
+fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option<&'r [u8]> {
+    let at = (h.raw_name.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    if at >= raw.len() {
+        return None;
+    }
+    let value_at = at + name.len() + 2;
+    let end = value_at + h.value.len();
+    let line = raw.get(at..if crlf { end + 2 } else { end })?;
+    let placed = line.get(..name.len()) == Some(name)
+        && line.get(name.len()..name.len() + 2) == Some(b": ")
+        && raw.get(value_at..)?.as_ptr() == h.value.as_ptr()
+        && (!crlf || raw.get(end..end + 2) == Some(b"\r\n"));
+    placed.then_some(line)
 }
 
 /// The top Via with `received`/`rport` set from the packet source. A Via that does not parse is
@@ -134,34 +191,80 @@ fn write_top_via(
         out.extend_from_slice(value);
         return;
     };
-    // Everything before the parameters, then the parameters minus received/rport.
-    let params_at = via.raw.len() - via.params.raw().len();
-    out.extend_from_slice(via.raw.get(..params_at).unwrap_or_default());
+    // Everything before the parameters, then the parameters minus received/rport, copied in
+    // runs of `text`, the whole value: usually one run, up to an `rport` at its end.
+    let text = via.raw;
+    let params = via.params.raw();
+    let params_at = text.len() - params.len();
     let mut rport = false;
-    for seg in via.params.segments() {
-        let name = seg.get(1..).unwrap_or_default();
-        let name = name.split(|&b| b == b'=').next().unwrap_or_default();
-        let name = super::trim_lws(name);
-        if name.eq_ignore_ascii_case(b"received") {
-            continue;
+    let mut run = 0;
+    let mut at = params_at;
+    let mut each = |seg_at: usize, seg: &[u8]| {
+        let seg_at = params_at + seg_at;
+        if seg_at != at {
+            out.extend_from_slice(text.get(run..at).unwrap_or_default());
+            run = seg_at;
         }
+        at = seg_at + seg.len();
+        let name = seg.get(1..).unwrap_or_default();
+        // The usual `;rport` as it is.
         if name.eq_ignore_ascii_case(b"rport") {
             rport = true;
-            continue;
+            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
+            run = at;
+            return;
         }
-        out.extend_from_slice(seg);
-    }
-    out.extend_from_slice(b";received=");
-    match source.ip() {
-        std::net::IpAddr::V4(ip) => {
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
+        // Both names start with `r`: other parameters need no closer look.
+        let first = name
+            .iter()
+            .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        if !matches!(first, Some(b'r' | b'R')) {
+            return;
+        }
+        let name = name.split(|&b| b == b'=').next().unwrap_or_default();
+        let name = crate::sip::trim_lws(name);
+        let drop = if name.eq_ignore_ascii_case(b"received") {
+            true
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            rport = true;
+            true
+        } else {
+            false
+        };
+        if drop {
+            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
+            run = at;
+        }
+    };
+    if params.contains(&b'"') {
+        // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are
+        // left out, as when copying segment by segment.
+        for seg in via.params.segments() {
+            each(
+                (seg.as_ptr() as usize).wrapping_sub(params.as_ptr() as usize),
+                seg,
+            );
+        }
+    } else {
+        // Without a quoted string every `;` starts a parameter.
+        let mut seg_at = None;
+        for (i, &b) in params.iter().enumerate() {
+            if b == b';' {
+                if let Some(s) = seg_at {
+                    each(s, params.get(s..i).unwrap_or_default());
                 }
-                push_decimal(out, u64::from(octet));
+                seg_at = Some(i);
             }
         }
+        if let Some(s) = seg_at {
+            each(s, params.get(s..).unwrap_or_default());
+        }
+    }
+    out.extend_from_slice(text.get(run..at).unwrap_or_default());
+    match source.ip() {
+        std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
         ip @ std::net::IpAddr::V6(_) => {
+            out.extend_from_slice(b";received=");
             let _ = write!(out, "{ip}");
         }
     }
@@ -169,6 +272,37 @@ fn write_top_via(
         out.extend_from_slice(b";rport=");
         push_decimal(out, u64::from(source.port()));
     }
+}
+
+/// Appends `;received=` and an IPv4 address in dotted decimal (one copy from a stack buffer).
+fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
+    const PREFIX: &[u8] = b";received=";
+    let mut buf = [0u8; PREFIX.len() + 15];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut len = PREFIX.len();
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            if let Some(d) = buf.get_mut(len) {
+                *d = b'.';
+            }
+            len += 1;
+        }
+        let digits = [o / 100, (o / 10) % 10, o % 10];
+        let skip = if o >= 100 {
+            0
+        } else if o >= 10 {
+            1
+        } else {
+            2
+        };
+        for &d in digits.iter().skip(skip) {
+            if let Some(slot) = buf.get_mut(len) {
+                *slot = b'0' + d;
+            }
+            len += 1;
+        }
+    }
+    out.extend_from_slice(buf.get(..len).unwrap_or_default());
 }
 
 /// Appends `n` in decimal. Every response carries several numbers, and `write!` through
@@ -284,5 +418,182 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(resp.cseq().unwrap().seq, 2);
         assert_eq!(resp.vias().count(), 3);
         assert_eq!(resp.to().unwrap().tag(), Some(&b"t0"[..]));
+    }
+
+    /// The writer as it was before the copying fast paths (one header at a time, the top Via
+    /// always split again): every response must come out byte for byte the same.
+    fn reference(
+        out: &mut Vec<u8>,
+        status: StatusCode,
+        reason: Option<&str>,
+        req: &Request<'_>,
+        to_tag: &[u8],
+        received: Option<SocketAddr>,
+    ) {
+        let start = out.len();
+        let reason = reason.unwrap_or_else(|| status.reason());
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_decimal(out, u64::from(status.0));
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let mut top = true;
+        for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+            out.extend_from_slice(b"Via: ");
+            if top {
+                top = false;
+                let mut values = CommaSplit::new(h.value);
+                let first = values.next().unwrap_or_default();
+                reference_top_via(out, first, req.top_via().and_then(Result::ok), received);
+                for v in values {
+                    out.extend_from_slice(b", ");
+                    out.extend_from_slice(v);
+                }
+            } else {
+                out.extend_from_slice(h.value);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        for h in req.headers() {
+            match h.name {
+                HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    out.extend_from_slice(h.name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(h.value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                HeaderName::To => {
+                    out.extend_from_slice(b"To: ");
+                    out.extend_from_slice(h.value);
+                    let has_tag = req.to().is_ok_and(|t| t.tag().is_some());
+                    if !has_tag && !to_tag.is_empty() {
+                        out.extend_from_slice(b";tag=");
+                        out.extend_from_slice(to_tag);
+                    }
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => {}
+            }
+        }
+        let _ = start;
+    }
+
+    fn reference_top_via(
+        out: &mut Vec<u8>,
+        value: &[u8],
+        parsed: Option<Via<'_>>,
+        received: Option<SocketAddr>,
+    ) {
+        let (Some(source), Some(via)) = (received, parsed.or_else(|| Via::parse(value).ok()))
+        else {
+            out.extend_from_slice(value);
+            return;
+        };
+        // Everything before the parameters, then the parameters minus received/rport.
+        let params_at = via.raw.len() - via.params.raw().len();
+        out.extend_from_slice(via.raw.get(..params_at).unwrap_or_default());
+        let mut rport = false;
+        for seg in via.params.segments() {
+            let name = seg.get(1..).unwrap_or_default();
+            let name = name.split(|&b| b == b'=').next().unwrap_or_default();
+            let name = crate::sip::trim_lws(name);
+            if name.eq_ignore_ascii_case(b"received") {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"rport") {
+                rport = true;
+                continue;
+            }
+            out.extend_from_slice(seg);
+        }
+        out.extend_from_slice(b";received=");
+        match source.ip() {
+            std::net::IpAddr::V4(ip) => {
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    push_decimal(out, u64::from(octet));
+                }
+            }
+            ip @ std::net::IpAddr::V6(_) => {
+                let _ = write!(out, "{ip}");
+            }
+        }
+        if rport {
+            out.extend_from_slice(b";rport=");
+            push_decimal(out, u64::from(source.port()));
+        }
+    }
+
+    fn corpus_messages() -> Vec<Vec<u8>> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/sip-corpus");
+        let mut files = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(root)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "dat" || e == "sip") {
+                    files.push(std::fs::read(path).unwrap());
+                }
+            }
+        }
+        assert!(files.len() > 20, "corpus present");
+        files
+    }
+
+    #[test]
+    fn fast_paths_write_what_the_reference_writes() {
+        let crafted: [&[u8]; 9] = [
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1;rport\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP h;RPort;Received=1.1.1.1;branch=z9hG4bK-1 ; rport = 7;x\r\nf: <sip:u@example.com>;tag=a\r\nt: <sip:u@example.com>;tag=b\r\ni: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia:  SIP/2.0/UDP h;branch=z9hG4bK-1 , SIP/2.0/TCP p;branch=z9hG4bK-0,,\r\nVia: SIP/2.0/UDP q\r\nFrom:<sip:u@example.com>;tag=a\r\nTo : <sip:u@example.com>\r\nCall-ID: c@h \r\nCSeq:\t1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\nFrom: <sip:u@example.com>;tag=a\nTo: <sip:u@example.com>\nCall-ID: c@h\nCSeq: 1 REGISTER\n\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;\r\n  rport\r\nFROM: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>;\r\n tag=x\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-1;received=[::1];rport=9\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\nVia: SIP/2.0/UDP late\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: broken via;;\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;x=\"a;rport,b\";branch=z9hG4bK-1,SIP/2.0/UDP g\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: \"T\" <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nTo: <sip:v@example.com>\r\nCall-ID: c@h\r\nCall-ID: d@h\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        ];
+        let mut messages: Vec<Vec<u8>> = crafted.iter().map(|m| m.to_vec()).collect();
+        messages.extend(corpus_messages());
+        let sources: [Option<SocketAddr>; 4] = [
+            None,
+            Some("203.0.113.9:4444".parse().unwrap()),
+            Some("10.0.0.1:5060".parse().unwrap()),
+            Some("[2001:db8::7]:5062".parse().unwrap()),
+        ];
+        let mut compared = 0;
+        for m in &messages {
+            let Ok(Message::Request(r)) = parse_datagram(m, &Limits::default()) else {
+                continue;
+            };
+            for (status, reason) in [
+                (StatusCode::OK, None),
+                (StatusCode::OK, Some("Fine")),
+                (StatusCode::BAD_REQUEST, Some("Bad CSeq")),
+                (StatusCode::UNAUTHORIZED, None),
+                (StatusCode(299), None),
+            ] {
+                for tag in [&b""[..], b"0123456789abcdef"] {
+                    for source in sources {
+                        let mut want = b"prefix".to_vec();
+                        reference(&mut want, status, reason, &r, tag, source);
+                        let mut got = b"prefix".to_vec();
+                        let _ = ResponseWriter::new(&mut got, status, reason, &r, tag, source);
+                        assert_eq!(
+                            String::from_utf8_lossy(&got),
+                            String::from_utf8_lossy(&want),
+                            "{}",
+                            String::from_utf8_lossy(m)
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared}");
     }
 }

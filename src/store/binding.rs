@@ -93,8 +93,16 @@ fn u32_at(d: &[u8], at: usize) -> u32 {
         .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-impl Binding {
-    pub(crate) fn pack(b: &NewBinding<'_>) -> Self {
+/// What a [`NewBinding`] packs into: its variable parts and the packed size.
+struct Fields<'a> {
+    strings: [&'a [u8]; 5],
+    ip: ([u8; 16], usize),
+    flags: u8,
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn of(b: &NewBinding<'a>) -> Self {
         let strings = [
             cap(b.contact),
             cap(b.params),
@@ -102,25 +110,25 @@ impl Binding {
             cap(b.instance.unwrap_or_default()),
             cap(b.path),
         ];
-        let v4 = match b.source.ip() {
-            IpAddr::V4(v4) => Some(v4.octets()),
-            IpAddr::V6(_) => None,
+        let mut ip = [0u8; 16];
+        let ip_len = match b.source.ip() {
+            IpAddr::V4(v4) => {
+                if let Some(d) = ip.get_mut(..4) {
+                    d.copy_from_slice(&v4.octets());
+                }
+                4
+            }
+            IpAddr::V6(v6) => {
+                ip = v6.octets();
+                16
+            }
         };
-        let v6 = match b.source.ip() {
-            IpAddr::V6(v6) => v6.octets(),
-            IpAddr::V4(_) => [0; 16],
-        };
-        let ip: &[u8] = match &v4 {
-            Some(o) => o,
-            None => &v6,
-        };
-        let transport = match b.transport {
+        let mut flags = match b.transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
             Transport::Tls => 2,
         };
-        let mut flags = transport;
-        if v4.is_none() {
+        if ip_len == 16 {
             flags |= FLAG_V6;
         }
         if b.reg_id.is_some() {
@@ -133,34 +141,78 @@ impl Binding {
             flags |= FLAG_CONN;
         }
         let len = HEADER
-            + ip.len()
+            + ip_len
             + if b.reg_id.is_some() { 4 } else { 0 }
             + if b.conn.is_some() { 8 } else { 0 }
             + strings.iter().map(|s| s.len()).sum::<usize>();
-        let mut d = Vec::with_capacity(len);
-        d.push(flags);
-        d.extend_from_slice(&b.cseq.to_le_bytes());
-        d.extend_from_slice(&b.expires_at.to_le_bytes());
-        d.extend_from_slice(&b.registered_at.to_le_bytes());
-        d.extend_from_slice(&b.source.port().to_le_bytes());
-        d.extend_from_slice(&b.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
-        d.extend_from_slice(&intern::id(b.user_agent).to_le_bytes());
-        for s in &strings {
-            d.extend_from_slice(&u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes());
+        Self {
+            strings,
+            ip: (ip, ip_len),
+            flags,
+            len,
         }
-        d.extend_from_slice(ip);
+    }
+
+    /// Hands the packed bytes, in order, to `put` (`self.len` of them in all).
+    fn emit(&self, b: &NewBinding<'_>, ua: u32, mut put: impl FnMut(&[u8])) {
+        let mut head = [0u8; HEADER];
+        head[0] = self.flags;
+        head[1..5].copy_from_slice(&b.cseq.to_le_bytes());
+        head[5..9].copy_from_slice(&b.expires_at.to_le_bytes());
+        head[9..13].copy_from_slice(&b.registered_at.to_le_bytes());
+        head[13..15].copy_from_slice(&b.source.port().to_le_bytes());
+        head[15..17].copy_from_slice(&b.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
+        head[17..21].copy_from_slice(&ua.to_le_bytes());
+        for (i, s) in self.strings.iter().enumerate() {
+            let len = u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes();
+            head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
+        }
+        put(&head);
+        put(self.ip.0.get(..self.ip.1).unwrap_or_default());
         if let Some(r) = b.reg_id {
-            d.extend_from_slice(&r.to_le_bytes());
+            put(&r.to_le_bytes());
         }
         if let Some(c) = b.conn {
-            d.extend_from_slice(&c.to_le_bytes());
+            put(&c.to_le_bytes());
         }
-        for s in &strings {
-            d.extend_from_slice(s);
+        for s in &self.strings {
+            put(s);
         }
+    }
+}
+
+impl Binding {
+    pub(crate) fn pack(b: &NewBinding<'_>) -> Self {
+        let fields = Fields::of(b);
+        let mut d = Vec::with_capacity(fields.len);
+        fields.emit(b, intern::id(b.user_agent), |s| d.extend_from_slice(s));
         Self {
             data: d.into_boxed_slice(),
         }
+    }
+
+    /// Makes this binding what [`Binding::pack`] makes of `b`, in place when the packed size is
+    /// unchanged (a refresh: same contact, Call-ID and addresses), without a new allocation and,
+    /// when the User-Agent is the stored one, without looking it up again.
+    pub(crate) fn repack(&mut self, b: &NewBinding<'_>) {
+        let fields = Fields::of(b);
+        if fields.len != self.data.len() {
+            *self = Self::pack(b);
+            return;
+        }
+        let old_ua = u32_at(&self.data, 17);
+        let ua = if intern::get(old_ua) == intern::cut(b.user_agent) {
+            old_ua
+        } else {
+            intern::id(b.user_agent)
+        };
+        let mut at = 0;
+        fields.emit(b, ua, |s| {
+            if let Some(dst) = self.data.get_mut(at..at + s.len()) {
+                dst.copy_from_slice(s);
+            }
+            at += s.len();
+        });
     }
 
     fn flags(&self) -> u8 {
@@ -326,8 +378,13 @@ mod intern {
         })
     }
 
+    /// The part of a User-Agent that is kept.
+    pub(super) fn cut(ua: &[u8]) -> &[u8] {
+        ua.get(..ua.len().min(MAX_LEN)).unwrap_or_default()
+    }
+
     pub(super) fn id(ua: &[u8]) -> u32 {
-        let ua = ua.get(..ua.len().min(MAX_LEN)).unwrap_or_default();
+        let ua = cut(ua);
         if ua.is_empty() {
             return 0;
         }
@@ -434,6 +491,63 @@ mod tests {
         assert_eq!(b.transport(), Transport::Udp);
         assert_eq!(b.user_agent(), b"");
         assert_eq!(b.contact(), empty.contact);
+    }
+
+    #[test]
+    fn repacking_makes_what_packing_makes() {
+        let base = sample("192.0.2.44:5060", Some(b"<urn:x>"));
+        let variants = [
+            NewBinding {
+                cseq: 43,
+                expires_at: 1_700_007_200,
+                registered_at: 1_700_003_600,
+                ..base
+            },
+            NewBinding {
+                user_agent: b"Another UA 1.0",
+                ..base
+            },
+            NewBinding {
+                user_agent: b"",
+                ..base
+            },
+            NewBinding {
+                call_id: b"0123456789abcdef0123456789abcdeX",
+                q: None,
+                ..base
+            },
+            NewBinding {
+                source: "192.0.2.45:5062".parse().unwrap(),
+                transport: Transport::Udp,
+                ..base
+            },
+            NewBinding {
+                contact: b"sip:u1@192.0.2.44:5060;transport=tcp",
+                ..base
+            },
+            NewBinding {
+                source: "[2001:db8::1]:5060".parse().unwrap(),
+                ..base
+            },
+            NewBinding {
+                reg_id: None,
+                conn: None,
+                instance: None,
+                ..base
+            },
+            NewBinding {
+                user_agent: &[b'x'; 200],
+                ..base
+            },
+        ];
+        for v in &variants {
+            for from in [&base, v] {
+                let mut b = Binding::pack(from);
+                b.repack(v);
+                assert_eq!(b, Binding::pack(v), "{v:?}");
+                assert_eq!(b.user_agent(), intern::cut(v.user_agent));
+            }
+        }
     }
 
     #[test]

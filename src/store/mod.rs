@@ -66,6 +66,14 @@ impl AorKey {
     }
 }
 
+/// Looks an AOR up by its text (the derived `Hash`/`Eq` are those of the text), so that a
+/// request for an existing AOR needs no key allocation.
+impl std::borrow::Borrow<str> for AorKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A change to one binding, reported after the map lock is released.
 #[derive(Debug)]
 pub enum Change<'a> {
@@ -171,6 +179,11 @@ impl<'s> Bindings<'s> {
         let Some(slot) = self.list.get_mut(idx) else {
             return;
         };
+        if self.events.is_none() {
+            // Nobody needs the old binding: refresh it in place.
+            slot.repack(b);
+            return;
+        }
         let old = std::mem::replace(slot, Binding::pack(b));
         let (Some(events), Some(new)) = (self.events.as_deref_mut(), self.list.get(idx)) else {
             return;
@@ -287,6 +300,32 @@ impl Store {
         now: Instant,
         f: impl FnOnce(&mut Bindings<'_>) -> R,
     ) -> R {
+        self.modify_aor(aor.as_str(), Some(aor), now, f)
+    }
+
+    /// [`Store::modify`] by the AOR's canonical text: the key is allocated only when the AOR
+    /// is new (or its timer or change events need it).
+    pub fn modify_text<R>(
+        &self,
+        aor: &str,
+        now: Instant,
+        f: impl FnOnce(&mut Bindings<'_>) -> R,
+    ) -> R {
+        self.modify_aor(aor, None, now, f)
+    }
+
+    fn modify_aor<R>(
+        &self,
+        aor: &str,
+        key: Option<&AorKey>,
+        now: Instant,
+        f: impl FnOnce(&mut Bindings<'_>) -> R,
+    ) -> R {
+        let mut made: Option<AorKey> = None;
+        let mut key_of = || match key {
+            Some(k) => k.clone(),
+            None => made.get_or_insert_with(|| AorKey::new(aor)).clone(),
+        };
         let now_secs = secs(now);
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
@@ -312,11 +351,11 @@ impl Store {
             };
             (result, schedule, before, after)
         };
-        let map = self.part(aor);
-        // An existing AOR (the common refresh) is found without cloning the key.
+        let map = self.part_of(aor);
+        // An existing AOR (the common refresh) is found without cloning or making the key.
         let (result, schedule, before, after) = match map.get_mut(aor) {
             Some(mut entry) => run(entry.value_mut()),
-            None => run(map.entry(aor.clone()).or_default().value_mut()),
+            None => run(map.entry(key_of()).or_default().value_mut()),
         };
         if after == 0 {
             // Delete only if still empty (another thread may have filled it meanwhile).
@@ -324,9 +363,11 @@ impl Store {
         }
         self.account(before, after);
         if let Some(at) = schedule {
-            self.wheels.schedule(aor, at);
+            self.wheels.schedule(&key_of(), at);
         }
-        self.deliver(aor, &events);
+        if !events.is_empty() {
+            self.deliver(&key_of(), &events);
+        }
         result
     }
 
@@ -483,7 +524,11 @@ impl Store {
     }
 
     fn part(&self, aor: &AorKey) -> &Map {
-        let p = self.part_index(aor_hash(aor));
+        self.part_of(aor.as_str())
+    }
+
+    fn part_of(&self, aor: &str) -> &Map {
+        let p = self.part_index(stable_hash(&[aor.as_bytes()]));
         // `part_index` is always < parts.len(): the top log2(len) bits of a u64.
         &self.parts[p]
     }

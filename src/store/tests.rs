@@ -99,6 +99,45 @@ fn push_replace_remove_with_events_in_order() {
 }
 
 #[test]
+fn modify_by_text_reaches_the_same_aor() {
+    for feed in [true, false] {
+        let (store, log) = if feed {
+            let (s, l) = logged();
+            (s, Some(l))
+        } else {
+            (Store::new(&StoreConfig::default()), None)
+        };
+        let a = AorKey::new("sip:a@example.com");
+        // A new AOR by text: stored, counted, its expiry scheduled, its events keyed.
+        store.modify_text(a.as_str(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
+        store.modify(&a, at(T0), |b| b.push(&nb("sip:a@2", T0 + 120)));
+        store.modify_text("sip:a@example.com", at(T0), |b| {
+            assert_eq!(b.len(), 2);
+            b.replace(0, &nb("sip:a@1", T0 + 90));
+        });
+        assert_eq!((store.aor_count(), store.binding_count()), (1, 2));
+        if let Some(log) = &log {
+            assert_eq!(
+                log.take(),
+                vec![
+                    "ins sip:a@example.com sip:a@1",
+                    "ins sip:a@example.com sip:a@2",
+                    "ref sip:a@example.com sip:a@1"
+                ]
+            );
+        }
+        assert_eq!(store.handle_timeout(at(T0 + 90)), 1);
+        assert_eq!(store.handle_timeout(at(T0 + 120)), 1);
+        assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
+        // Emptied by text: the entry goes.
+        store.modify_text(a.as_str(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
+        store.modify_text(a.as_str(), at(T0), |b| b.clear());
+        assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
+        assert!(store.part(&a).get(&a).is_none(), "empty entry deleted");
+    }
+}
+
+#[test]
 fn expired_bindings_are_invisible_then_purged() {
     let (store, log) = logged();
     let a = AorKey::new("sip:a@example.com");
