@@ -270,21 +270,27 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     s.get(start..=end).unwrap_or_default()
 }
 
+/// A 256-entry table of the bytes for which `$e` (over `$b`) holds, built at compile time.
+macro_rules! byte_table {
+    (|$b:ident| $e:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $b = i as u8;
+            t[i] = $e;
+            i += 1;
+        }
+        t
+    }};
+}
+pub(crate) use byte_table;
+
 /// RFC 3261 token characters (§25.1), as a lookup table (the hottest check of the parser).
-const TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
-        i += 1;
-    }
-    t
-};
+const TOKEN: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
+    || matches!(
+        b,
+        b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+    ));
 
 /// Is `b` an RFC 3261 token character?
 pub(crate) fn is_token(b: u8) -> bool {
@@ -325,16 +331,8 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Characters of a hostname or IPv4 address (alphanumeric, `.`, `-`, `_`).
-const HOST: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
-        i += 1;
-    }
-    t
-};
+const HOST: [bool; 256] =
+    byte_table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
 
 /// Is every byte of `s` a hostname character? No early exit: hosts are short.
 pub(crate) fn all_host_chars(s: &[u8]) -> bool {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::header::{split_host_port, Params};
-use super::{eq_ignore_case, find, has_ctl_or_space, rfind, Error};
+use super::{byte_table, eq_ignore_case, find, has_ctl_or_space, rfind, Error};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,38 +304,29 @@ fn headers_equal(a: &[u8], b: &[u8]) -> bool {
         })
 }
 
-/// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
 /// Characters a canonical user part keeps literally (unreserved and user-unreserved, §25.1).
-const USER_LITERAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'_'
-                    | b'.'
-                    | b'!'
-                    | b'~'
-                    | b'*'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'&'
-                    | b'='
-                    | b'+'
-                    | b'$'
-                    | b','
-                    | b';'
-                    | b'?'
-                    | b'/'
-            );
-        i += 1;
-    }
-    t
-};
+const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
+    || matches!(
+        b,
+        b'-' | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')'
+            | b'&'
+            | b'='
+            | b'+'
+            | b'$'
+            | b','
+            | b';'
+            | b'?'
+            | b'/'
+    ));
 
+/// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
 fn canonical_user(user: &[u8], out: &mut String) {
     // The common case: nothing escaped and nothing to escape, the user part is copied as is.
     if user
