@@ -139,7 +139,7 @@ const SCANNER_FIRST: [u16; 256] = {
 };
 
 /// Is this User-Agent a known scanner? A case-insensitive substring search for each of
-/// [`SCANNERS`] within the first 128 bytes. Every request's User-Agent goes through this, and
+/// `SCANNERS` within the first 128 bytes. Every request's User-Agent goes through this, and
 /// almost none matches: one pass over the bytes looks up each byte in a table of the needles'
 /// first letters and compares needles only where one could start.
 pub fn is_scanner(user_agent: &[u8]) -> bool {
