@@ -339,25 +339,23 @@ impl<'b> Params<'b> {
                 visit(name, None);
                 continue;
             };
-            {
-                let value = skip_lws(value);
-                let len = if value.first() == Some(&b'"') {
-                    match closing_quote(value) {
-                        Some(close) => close + 1,
-                        None => return false,
-                    }
-                } else {
-                    value
-                        .iter()
-                        .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
-                        .unwrap_or(value.len())
-                };
-                if len == 0 {
-                    return false;
+            let value = skip_lws(value);
+            let len = if value.first() == Some(&b'"') {
+                match closing_quote(value) {
+                    Some(close) => close + 1,
+                    None => return false,
                 }
-                visit(name, Some(value.get(..len).unwrap_or_default()));
-                rest = skip_lws(value.get(len..).unwrap_or_default());
+            } else {
+                value
+                    .iter()
+                    .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
+                    .unwrap_or(value.len())
+            };
+            if len == 0 {
+                return false;
             }
+            visit(name, Some(value.get(..len).unwrap_or_default()));
+            rest = skip_lws(value.get(len..).unwrap_or_default());
         }
         rest.is_empty()
     }

@@ -42,6 +42,10 @@ impl First {
     const NONE: u16 = u16::MAX;
 
     fn of(headers: &[Header<'_>]) -> Self {
+        if headers.len() >= usize::from(Self::NONE) {
+            // Positions would not fit (only with a raised `max_headers`): search from the start.
+            return Self([0; HeaderName::COUNT]);
+        }
         let mut first = [Self::NONE; HeaderName::COUNT];
         for (i, h) in headers.iter().enumerate().rev() {
             if let (Some(slot), Ok(i)) = (first.get_mut(h.name as usize), u16::try_from(i)) {
@@ -51,7 +55,7 @@ impl First {
         Self(first)
     }
 
-    /// Where to start looking for `name` (the end of the index when it is absent).
+    /// Where to start looking for `name` (past the end of the index when it is absent).
     fn get(&self, name: HeaderName) -> usize {
         match self.0.get(name as usize) {
             Some(&Self::NONE) => usize::MAX,
@@ -108,7 +112,12 @@ macro_rules! header_accessors {
 
         /// The first value of `name`.
         pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
-            self.headers.get(self.first.get(name)).map(|h| h.value)
+            let lines = self.lines_from_first(name);
+            match lines.first() {
+                Some(h) if h.name == name => Some(h.value),
+                // Only when positions did not fit in the table: search.
+                _ => lines.iter().find(|h| h.name == name).map(|h| h.value),
+            }
         }
 
         /// Every value of `name`, in order (one per header line).
@@ -668,6 +677,27 @@ Content-Length: 0\r\n\r\n";
             Ok(Message::Request(r)) => r,
             other => panic!("not a request: {other:?}"),
         }
+    }
+
+    #[test]
+    fn header_lookups_past_u16_positions() {
+        let mut msg = b"OPTIONS sip:x SIP/2.0\r\n".to_vec();
+        for _ in 0..70_000 {
+            msg.extend_from_slice(b"X: y\r\n");
+        }
+        msg.extend_from_slice(b"Via: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n");
+        msg.extend_from_slice(b"Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        let limits = Limits {
+            max_headers: 100_000,
+            max_message_size: 1 << 20,
+            ..Limits::default()
+        };
+        let Ok(Message::Request(r)) = parse_datagram(&msg, &limits) else {
+            panic!("not a request");
+        };
+        assert_eq!(r.call_id().unwrap(), b"c");
+        assert_eq!(r.header(HeaderName::Expires), None);
+        assert_eq!(r.headers_named(HeaderName::Via).count(), 1);
     }
 
     #[test]
