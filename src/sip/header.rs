@@ -427,7 +427,16 @@ impl<'b> CSeq<'b> {
             .iter()
             .position(|&b| !b.is_ascii_digit())
             .ok_or(Error::BadCSeq)?;
-        let seq = parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?;
+        // At most 10 digits fit (parse_u32 rejects larger values).
+        let seq = if (1..10).contains(&split) {
+            value
+                .get(..split)
+                .unwrap_or_default()
+                .iter()
+                .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+        } else {
+            parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?
+        };
         let method = trim_lws(value.get(split..).unwrap_or_default());
         if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
             return Err(Error::BadCSeq);
@@ -710,24 +719,7 @@ impl<'b> Via<'b> {
     /// Parses `SIP / 2.0 / transport LWS sent-by *( ; via-params )`.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
         let raw = trim_lws(value);
-        let mut rest = raw;
-        let mut parts: [&[u8]; 3] = [b"", b"", b""];
-        for (i, part) in parts.iter_mut().enumerate() {
-            rest = trim_lws(rest);
-            let end = rest
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(rest.len());
-            *part = rest.get(..end).unwrap_or_default();
-            rest = trim_lws(rest.get(end..).unwrap_or_default());
-            if i < 2 {
-                rest = rest.strip_prefix(b"/").ok_or(Error::BadVia)?;
-            }
-        }
-        let [proto, version, transport] = parts;
-        if !eq_ignore_case(proto, b"SIP") || version.is_empty() || transport.is_empty() {
-            return Err(Error::BadVia);
-        }
+        let (transport, rest) = Self::sent_protocol(raw)?;
         let semi = find(b';', rest).unwrap_or(rest.len());
         let sent_by = trim_lws(rest.get(..semi).unwrap_or_default());
         let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
@@ -749,6 +741,44 @@ impl<'b> Via<'b> {
             raw,
             rport,
         })
+    }
+
+    /// `SIP / version / transport` at the start of a Via value: the transport and the rest
+    /// (LWS-trimmed). The usual `SIP/2.0/` without white space is recognised at once.
+    fn sent_protocol(raw: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), Error> {
+        if let Some(after) = raw
+            .get(..8)
+            .filter(|p| eq_ignore_case(p, b"SIP/2.0/"))
+            .and(raw.get(8..))
+        {
+            let end = after
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(after.len());
+            if end > 0 {
+                let transport = after.get(..end).unwrap_or_default();
+                return Ok((transport, trim_lws(after.get(end..).unwrap_or_default())));
+            }
+        }
+        let mut rest = raw;
+        let mut parts: [&[u8]; 3] = [b"", b"", b""];
+        for (i, part) in parts.iter_mut().enumerate() {
+            rest = trim_lws(rest);
+            let end = rest
+                .iter()
+                .position(|&b| !is_token(b))
+                .unwrap_or(rest.len());
+            *part = rest.get(..end).unwrap_or_default();
+            rest = trim_lws(rest.get(end..).unwrap_or_default());
+            if i < 2 {
+                rest = rest.strip_prefix(b"/").ok_or(Error::BadVia)?;
+            }
+        }
+        let [proto, version, transport] = parts;
+        if !eq_ignore_case(proto, b"SIP") || version.is_empty() || transport.is_empty() {
+            return Err(Error::BadVia);
+        }
+        Ok((transport, rest))
     }
 
     /// The `branch` parameter.
