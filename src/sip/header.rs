@@ -472,6 +472,14 @@ pub struct NameAddr<'b> {
 impl<'b> NameAddr<'b> {
     /// Parses one value.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
+        Self::parse_visiting(value, |_, _| {})
+    }
+
+    /// [`NameAddr::parse`], handing each header parameter to `visit` while they are validated.
+    fn parse_visiting(
+        value: &'b [u8],
+        mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+    ) -> Result<Self, Error> {
         let v = trim_lws(value);
         let (display, rest) = if v.first() == Some(&b'"') {
             let end = closing_quote(v).ok_or(Error::BadNameAddr)?;
@@ -503,7 +511,7 @@ impl<'b> NameAddr<'b> {
             // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
             let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
-            let tag = first_tag(params)?;
+            let tag = first_tag(params, &mut visit)?;
             return Ok(Self {
                 display,
                 uri,
@@ -522,7 +530,7 @@ impl<'b> NameAddr<'b> {
         }
         let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
         let params = Params::new(rest.get(semi..).unwrap_or_default());
-        let tag = first_tag(params)?;
+        let tag = first_tag(params, &mut visit)?;
         Ok(Self {
             display,
             uri,
@@ -538,13 +546,18 @@ impl<'b> NameAddr<'b> {
     }
 }
 
-/// Validates header parameters and returns the first `tag` (as `Params::get` would).
-fn first_tag(params: Params<'_>) -> Result<Option<Option<&[u8]>>, Error> {
+/// Validates header parameters and returns the first `tag` (as `Params::get` would), handing
+/// every parameter to `visit` on the way.
+fn first_tag<'b>(
+    params: Params<'b>,
+    mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+) -> Result<Option<Option<&'b [u8]>>, Error> {
     let mut tag = None;
     let valid = params.scan(|name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
             tag = Some(value);
         }
+        visit(name, value);
     });
     if valid {
         Ok(tag)
@@ -579,6 +592,10 @@ pub enum Contact<'b> {
 pub struct ContactAddr<'b> {
     /// The address and its contact parameters.
     pub name_addr: NameAddr<'b>,
+    /// `expires`, `q`, `+sip.instance`, `reg-id`, found while the parameters were validated.
+    fields: Result<ContactFields<'b>, Error>,
+    /// No `expires` or `q` parameter: the other parameters are all of them.
+    all_other: bool,
 }
 
 impl<'b> ContactAddr<'b> {
@@ -618,42 +635,34 @@ impl<'b> ContactAddr<'b> {
         }
     }
 
-    /// `expires`, `q`, `+sip.instance` and `reg-id` in one pass over the parameters.
+    /// Wraps a parsed address, reading its contact parameters.
+    pub fn new(name_addr: NameAddr<'b>) -> Self {
+        let mut reader = FieldsReader::default();
+        for (name, value) in name_addr.params.iter() {
+            reader.take(name, value);
+        }
+        reader.finish(name_addr)
+    }
+
+    /// `expires`, `q`, `+sip.instance` and `reg-id` (read once, when the contact was parsed).
     pub fn fields(&self) -> Result<ContactFields<'b>, Error> {
-        self.fields_and_params(|_| {})
+        self.fields
     }
 
     /// [`ContactAddr::fields`], handing every other parameter but `expires` and `q` (those of
-    /// [`ContactAddr::other_params`]) to `other` in the same pass.
+    /// [`ContactAddr::other_params`]) to `other`: all of them as one slice when the contact
+    /// has neither.
     pub fn fields_and_params(
         &self,
         mut other: impl FnMut(&'b [u8]),
     ) -> Result<ContactFields<'b>, Error> {
-        let mut f = ContactFields::default();
-        for seg in self.name_addr.params.segments() {
-            let (name, value) = split_param(seg.get(1..).unwrap_or_default());
-            if eq_ignore_case(name, b"expires") {
-                f.expires = Some(
-                    value
-                        .and_then(parse_delta_saturating)
-                        .ok_or(Error::BadExpires)?,
-                );
-                continue;
-            } else if eq_ignore_case(name, b"q") {
-                f.q = Some(value.and_then(parse_q).ok_or(Error::BadQValue)?);
-                continue;
-            } else if eq_ignore_case(name, b"+sip.instance") {
-                f.instance = value.map(|v| {
-                    v.strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(v)
-                });
-            } else if eq_ignore_case(name, b"reg-id") {
-                f.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
-            }
-            other(seg);
+        let fields = self.fields?;
+        if self.all_other {
+            other(self.name_addr.params.raw());
+        } else {
+            self.other_params().for_each(other);
         }
-        Ok(f)
+        Ok(fields)
     }
 
     /// Contact parameters other than `expires` and `q`, raw with their leading `;`.
@@ -676,6 +685,63 @@ pub struct ContactFields<'b> {
     pub instance: Option<&'b [u8]>,
     /// `reg-id`.
     pub reg_id: Option<u32>,
+}
+
+/// Reads a contact's parameters one at a time (the first error wins, as in a loop that stops).
+#[derive(Default)]
+struct FieldsReader<'b> {
+    fields: ContactFields<'b>,
+    error: Option<Error>,
+    /// An `expires` or `q` parameter was seen.
+    special: bool,
+}
+
+impl<'b> FieldsReader<'b> {
+    fn take(&mut self, name: &[u8], value: Option<&'b [u8]>) {
+        match self.fields.take(name, value) {
+            Ok(special) => self.special |= special,
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn finish(self, name_addr: NameAddr<'b>) -> ContactAddr<'b> {
+        ContactAddr {
+            name_addr,
+            fields: self.error.map_or(Ok(self.fields), Err),
+            all_other: !self.special,
+        }
+    }
+}
+
+impl<'b> ContactFields<'b> {
+    /// Takes one contact parameter (a later one overrides an earlier one of the same name).
+    /// `Ok(true)` for `expires` and `q`, which are not kept among the other parameters.
+    fn take(&mut self, name: &[u8], value: Option<&'b [u8]>) -> Result<bool, Error> {
+        if eq_ignore_case(name, b"expires") {
+            self.expires = Some(
+                value
+                    .and_then(parse_delta_saturating)
+                    .ok_or(Error::BadExpires)?,
+            );
+            return Ok(true);
+        }
+        if eq_ignore_case(name, b"q") {
+            self.q = Some(value.and_then(parse_q).ok_or(Error::BadQValue)?);
+            return Ok(true);
+        }
+        if eq_ignore_case(name, b"+sip.instance") {
+            self.instance = value.map(|v| {
+                v.strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(v)
+            });
+        } else if eq_ignore_case(name, b"reg-id") {
+            self.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
+        }
+        Ok(false)
+    }
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
@@ -867,9 +933,11 @@ fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
     if item == b"*" {
         return Ok(Contact::Star);
     }
-    NameAddr::parse(item)
-        .map(|name_addr| Contact::Addr(ContactAddr { name_addr }))
-        .map_err(|_| Error::BadContact)
+    // The contact parameters are read in the pass that validates them.
+    let mut reader = FieldsReader::default();
+    let name_addr = NameAddr::parse_visiting(item, |name, value| reader.take(name, value))
+        .map_err(|_| Error::BadContact)?;
+    Ok(Contact::Addr(reader.finish(name_addr)))
 }
 
 pub(crate) fn contacts<'b, 'h>(headers: &'h [Header<'b>]) -> Contacts<'b, 'h> {
@@ -933,16 +1001,24 @@ mod tests {
             b"<sip:a@b>;Expires=1;EXPIRES=2;foo",
             b"<sip:a@b>",
             b"<sip:a@b>;q=2",
+            b"<sip:a@b>;reg-id=x;q=2",
+            b"<sip:a@b>;q=2;reg-id=x",
+            b"<sip:a@b> ; x = 1 ; +sip.instance = \"<urn:z>\" ;reg-id=7",
+            b"sip:a@b;expires=0;x",
+            b"<sip:a@b>;expires;q=1",
         ] {
             let Ok(Contact::Addr(c)) = parse_contact(v) else {
                 panic!("{v:?}");
             };
             let mut other = Vec::new();
-            let got = c.fields_and_params(|p| other.push(p));
+            let got = c.fields_and_params(|p| other.extend_from_slice(p));
             assert_eq!(got, c.fields());
             if got.is_ok() {
-                assert_eq!(other, c.other_params().collect::<Vec<_>>());
+                assert_eq!(other, c.other_params().collect::<Vec<_>>().concat());
             }
+            // Read while validating = read by iterating the parameters afterwards.
+            let again = ContactAddr::new(c.name_addr);
+            assert_eq!(again.fields(), c.fields(), "{v:?}");
         }
     }
 
@@ -1098,7 +1174,7 @@ mod tests {
             br#"<sip:a@b>;expires=60;q=0.5;+sip.instance="<urn:uuid:1>";reg-id=2;foo=bar;video"#,
         )
         .unwrap();
-        let c = ContactAddr { name_addr: n };
+        let c = ContactAddr::new(n);
         let f = c.fields().unwrap();
         assert_eq!(
             (f.expires, f.q, f.instance, f.reg_id),
@@ -1130,13 +1206,9 @@ mod tests {
         ] {
             assert_eq!(parse_q(q.as_bytes()), want, "{q}");
         }
-        let big = ContactAddr {
-            name_addr: NameAddr::parse(b"<sip:a@b>;expires=280297596632815").unwrap(),
-        };
+        let big = ContactAddr::new(NameAddr::parse(b"<sip:a@b>;expires=280297596632815").unwrap());
         assert_eq!(big.expires().unwrap(), Some(u32::MAX));
-        let bad = ContactAddr {
-            name_addr: NameAddr::parse(b"<sip:a@b>;expires=soon").unwrap(),
-        };
+        let bad = ContactAddr::new(NameAddr::parse(b"<sip:a@b>;expires=soon").unwrap());
         assert_eq!(bad.expires(), Err(Error::BadExpires));
     }
 
