@@ -579,6 +579,9 @@ fn closing_quote(s: &[u8]) -> Option<usize> {
 }
 
 /// One Contact value (§20.10).
+// A short-lived view over the request, never stored: boxing the address would allocate per
+// contact.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Contact<'b> {
     /// `*` (remove all bindings).
