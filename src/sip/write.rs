@@ -236,29 +236,13 @@ fn write_top_via(
             run = at;
         }
     };
-    if params.contains(&b'"') {
-        // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are
-        // left out, as when copying segment by segment.
-        for seg in via.params.segments() {
-            each(
-                (seg.as_ptr() as usize).wrapping_sub(params.as_ptr() as usize),
-                seg,
-            );
-        }
-    } else {
-        // Without a quoted string every `;` starts a parameter.
-        let mut seg_at = None;
-        for (i, &b) in params.iter().enumerate() {
-            if b == b';' {
-                if let Some(s) = seg_at {
-                    each(s, params.get(s..i).unwrap_or_default());
-                }
-                seg_at = Some(i);
-            }
-        }
-        if let Some(s) = seg_at {
-            each(s, params.get(s..).unwrap_or_default());
-        }
+    // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are left
+    // out, as when copying segment by segment.
+    for seg in via.params.segments() {
+        each(
+            (seg.as_ptr() as usize).wrapping_sub(params.as_ptr() as usize),
+            seg,
+        );
     }
     out.extend_from_slice(text.get(run..at).unwrap_or_default());
     match source.ip() {
