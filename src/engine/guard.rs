@@ -205,6 +205,11 @@ impl std::fmt::Debug for ScannerCache {
 }
 
 impl ScannerCache {
+    /// Scanner check (on by default): drop this request?
+    pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
+        s.drop_scanners && self.is_scanner(user_agent)
+    }
+
     /// [`is_scanner`], remembered.
     pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
         // The verdict depends on the first 128 bytes only.
@@ -291,11 +296,6 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    /// Scanner check (on by default).
-    pub fn drops_scanner(s: &Settings, user_agent: &[u8]) -> bool {
-        s.drop_scanners && is_scanner(user_agent)
-    }
-
     /// Flood check for one request from `ip`.
     pub fn admit(&self, s: &Settings, now: Instant, ip: IpAddr) -> Admit {
         let Some(r) = &s.rate else {
@@ -441,7 +441,7 @@ mod tests {
             self.0.record_failure(&self.1, now, user, ip)
         }
         fn drops_scanner(&self, user_agent: &[u8]) -> bool {
-            Guard::drops_scanner(&self.1, user_agent)
+            ScannerCache::default().drops(&self.1, user_agent)
         }
         fn handle_timeout(&self, now: Instant) {
             self.0.handle_timeout(now);

@@ -523,7 +523,7 @@ pub struct Engine {
     flows: HashMap<ConnId, Vec<AorKey>>,
     /// The `Server` and `Date` header lines every response carries, re-rendered once per
     /// second and when the policy (the server name) changes.
-    date: (u64, Vec<u8>),
+    server_date: (u64, Vec<u8>),
     stats: Stats,
     /// Recent User-Agent verdicts of the scanner check.
     scanners: guard::ScannerCache,
@@ -557,7 +557,7 @@ impl Engine {
             dest: None,
             aor: String::with_capacity(128),
             flows: HashMap::new(),
-            date: (0, Vec::with_capacity(96)),
+            server_date: (0, Vec::with_capacity(96)),
             stats: Stats::default(),
             scanners: guard::ScannerCache::default(),
         }
@@ -578,7 +578,7 @@ impl Engine {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
             self.generation = self.shared.generation.load(Ordering::Acquire);
             self.policy = self.shared.policy();
-            self.date.1.clear();
+            self.server_date.1.clear();
         }
     }
 
@@ -882,11 +882,10 @@ impl Engine {
                 return Some(dest);
             }
         }
-        if self.policy.guard.drop_scanners
-            && self
-                .scanners
-                .is_scanner(req.header(sip::HeaderName::UserAgent).unwrap_or_default())
-        {
+        if self.scanners.drops(
+            &self.policy.guard,
+            req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
+        ) {
             self.stats.scanner_drops += 1;
             return None;
         }
@@ -943,9 +942,9 @@ impl Engine {
             self.stats.count_register(code.0);
         }
         let tag = to_tag(req);
-        if self.date.0 != now.as_secs() || self.date.1.is_empty() {
-            self.date.0 = now.as_secs();
-            let lines = &mut self.date.1;
+        if self.server_date.0 != now.as_secs() || self.server_date.1.is_empty() {
+            self.server_date.0 = now.as_secs();
+            let lines = &mut self.server_date.1;
             lines.clear();
             lines.extend_from_slice(b"Server: ");
             lines.extend_from_slice(self.policy.config.server.as_bytes());
@@ -956,7 +955,7 @@ impl Engine {
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
         let mut w =
             sip::ResponseWriter::new(&mut self.out, code, reason, req, &tag, Some(meta.source));
-        let lines = &self.date.1;
+        let lines = &self.server_date.1;
         w.raw(|out| out.extend_from_slice(lines));
         w
     }

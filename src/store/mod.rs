@@ -490,7 +490,7 @@ impl Store {
                 if !filter(aor.as_str()) {
                     return None;
                 }
-                let hash = aor_hash(aor);
+                let hash = aor_hash(aor.as_str());
                 let later = after.is_none_or(|c| (hash, aor.as_str()) > (c.hash, c.aor.as_str()));
                 later.then(|| (hash, aor.clone()))
             }));
@@ -528,7 +528,7 @@ impl Store {
     }
 
     fn part_of(&self, aor: &str) -> &Map {
-        let p = self.part_index(stable_hash(&[aor.as_bytes()]));
+        let p = self.part_index(aor_hash(aor));
         // `part_index` is always < parts.len(): the top log2(len) bits of a u64.
         &self.parts[p]
     }
@@ -646,13 +646,13 @@ impl ScanCursor {
     }
 }
 
-fn aor_hash(aor: &AorKey) -> u64 {
-    stable_hash(&[aor.as_str().as_bytes()])
+fn aor_hash(aor: &str) -> u64 {
+    stable_hash(&[aor.as_bytes()])
 }
 
 /// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).
 fn wheel_index(aor: &AorKey, wheels: usize) -> usize {
-    usize::try_from(aor_hash(aor)).unwrap_or(0) % wheels
+    usize::try_from(aor_hash(aor.as_str())).unwrap_or(0) % wheels
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel
