@@ -20,6 +20,10 @@ use sipreg::engine::{AuthSettings, Engine, EngineConfig, Meta, Shared, Transport
 use sipreg::sip::{self, HeaderName, Message};
 use sipreg::time::Instant;
 
+/// The server's allocator (src/main.rs), so allocations cost here what they cost in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Each phone has its own address (as on a carrier network), so the engine's per-source rate
 /// limit (on by default) is exercised but never trips: a user's requests are 10 ms apart.
 fn meta(user: u64) -> Meta {
