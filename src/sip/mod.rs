@@ -309,16 +309,6 @@ pub(crate) fn find(needle: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
-/// Index of the last `needle` in `hay` (see [`find`]).
-#[inline]
-pub(crate) fn rfind(needle: u8, hay: &[u8]) -> Option<usize> {
-    if hay.len() < 16 {
-        hay.iter().rposition(|&b| b == needle)
-    } else {
-        memchr::memrchr(needle, hay)
-    }
-}
-
 /// ASCII case-insensitive equality, like `<[u8]>::eq_ignore_ascii_case` but without a branch
 /// per byte: where `b` has a letter, bit 0x20 (the case bit) is ignored on both sides, every
 /// other byte must be equal. The hot comparisons are short names (headers, parameters).
@@ -337,13 +327,6 @@ const HOST: [bool; 256] =
 /// Is every byte of `s` a hostname character? No early exit: hosts are short.
 pub(crate) fn all_host_chars(s: &[u8]) -> bool {
     s.iter().fold(true, |ok, &b| ok & HOST[usize::from(b)])
-}
-
-/// Does `s` contain a control character, SP or DEL? No early exit, so the compiler can
-/// vectorise it (this runs over every URI).
-pub(crate) fn has_ctl_or_space(s: &[u8]) -> bool {
-    s.iter()
-        .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f))
 }
 
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
@@ -439,12 +422,8 @@ mod tests {
                 let mut hay = vec![b'a'; len];
                 hay[at] = b':';
                 assert_eq!(find(b':', &hay), Some(at));
-                assert_eq!(rfind(b':', &hay), Some(at));
-                hay[len - 1] = b':';
-                assert_eq!(rfind(b':', &hay), Some(len - 1));
             }
             assert_eq!(find(b':', &vec![b'a'; len]), None);
-            assert_eq!(rfind(b':', &vec![b'a'; len]), None);
         }
     }
 
@@ -453,10 +432,6 @@ mod tests {
         assert!(all_host_chars(b"pc33.atlanta-1_x.com"));
         assert!(!all_host_chars(b"a b"));
         assert!(!all_host_chars(b"a:b"));
-        assert!(has_ctl_or_space(b"a b"));
-        assert!(has_ctl_or_space(b"ab\x7f"));
-        assert!(has_ctl_or_space(b"\tab"));
-        assert!(!has_ctl_or_space(b"sip:a@b;x=\"y\"?h=%20"));
     }
 
     use super::*;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::header::{split_host_port, Params};
-use super::{byte_table, eq_ignore_case, find, has_ctl_or_space, rfind, Error};
+use super::{byte_table, eq_ignore_case, find, Error};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +69,8 @@ impl<'b> Uri<'b> {
             }
         };
         let rest = rest.unwrap_or_default();
-        if rest.is_empty() || has_ctl_or_space(rest) {
+        let (seen, last_at) = classify(rest);
+        if rest.is_empty() || seen & BAD != 0 {
             return Err(Error::BadUri);
         }
         let mut uri = Self {
@@ -92,16 +93,17 @@ impl<'b> Uri<'b> {
             Scheme::Sip | Scheme::Sips => {
                 // The user part may contain ';' and '?' (RFC 4475 §3.1.1.2, §3.1.1.9) but not an
                 // unescaped '@', and headers cannot contain '@': userinfo ends at the last '@'.
-                let after_user = match rfind(b'@', rest) {
+                // Each search below runs only when `classify` saw its character.
+                let after_user = match last_at {
                     Some(at) => {
                         let userinfo = rest.get(..at).unwrap_or_default();
-                        let (user, password) = match find(b':', userinfo) {
+                        let (user, password) = match find_if(seen & COLON, b':', userinfo) {
                             Some(c) => {
                                 (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..))
                             }
                             None => (userinfo, None),
                         };
-                        if user.is_empty() || !valid_escapes(user) {
+                        if user.is_empty() || (seen & PERCENT != 0 && !valid_escapes(user)) {
                             return Err(Error::BadUri);
                         }
                         uri.user = Some(user);
@@ -110,10 +112,12 @@ impl<'b> Uri<'b> {
                     }
                     None => rest,
                 };
-                let q = find(b'?', after_user).unwrap_or(after_user.len());
+                let q = find_if(seen & QUERY, b'?', after_user).unwrap_or(after_user.len());
                 uri.headers = after_user.get(q + 1..).unwrap_or_default();
                 let host_part = after_user.get(..q).unwrap_or_default();
-                let semi = if host_part.first() == Some(&b'[') {
+                let semi = if seen & SEMI == 0 {
+                    None
+                } else if host_part.first() == Some(&b'[') {
                     find(b']', host_part).and_then(|close| {
                         find(b';', host_part.get(close..).unwrap_or_default()).map(|s| s + close)
                     })
@@ -126,7 +130,9 @@ impl<'b> Uri<'b> {
                 uri.host = host;
                 uri.port = port;
                 uri.params = Params::new(host_part.get(semi..).unwrap_or_default());
-                if !uri.params.validate() || !valid_escapes(uri.headers) {
+                if (seen & SEMI != 0 && !uri.params.validate())
+                    || (seen & PERCENT != 0 && !valid_escapes(uri.headers))
+                {
                     return Err(Error::BadUri);
                 }
             }
@@ -231,6 +237,55 @@ impl<'b> Uri<'b> {
 }
 
 /// `%HH` sequences are well formed.
+/// Byte classes `classify` reports for the text after a URI's scheme.
+const BAD: u8 = 1; // a control character, SP or DEL: never inside a URI
+const COLON: u8 = 2;
+const SEMI: u8 = 4;
+const QUERY: u8 = 8;
+const PERCENT: u8 = 16;
+
+const URI_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            0..=b' ' | 0x7f => BAD,
+            b':' => COLON,
+            b';' => SEMI,
+            b'?' => QUERY,
+            b'%' => PERCENT,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// One pass over a URI's text: the classes of the characters it contains and the position of
+/// its last `@`. Most URIs (`sip:alice@example.com`) have no `:`, `;`, `?` or `%`, so the
+/// searches for them are skipped; the pass has no early exit so it compiles to a short
+/// branch-free loop.
+fn classify(s: &[u8]) -> (u8, Option<usize>) {
+    let mut seen = 0u8;
+    let mut at = usize::MAX;
+    for (i, &b) in s.iter().enumerate() {
+        seen |= URI_CLASS[usize::from(b)];
+        if b == b'@' {
+            at = i;
+        }
+    }
+    (seen, (at != usize::MAX).then_some(at))
+}
+
+/// [`find`], skipped when `classify` did not see the needle (`seen_bit` is 0).
+fn find_if(seen_bit: u8, needle: u8, hay: &[u8]) -> Option<usize> {
+    if seen_bit == 0 {
+        None
+    } else {
+        find(needle, hay)
+    }
+}
+
 fn valid_escapes(s: &[u8]) -> bool {
     let mut i = 0;
     while let Some(off) = find(b'%', s.get(i..).unwrap_or_default()) {
@@ -483,4 +538,86 @@ mod tests {
             .write_aor(&mut s)
             .is_err());
     }
+
+    /// The sip/sips parse before `classify` (every search run unconditionally): the oracle for
+    /// the differential test below.
+    fn reference_parse(raw: &[u8]) -> Result<Uri<'_>, Error> {
+        let lower = raw.to_ascii_lowercase();
+        let skip = if lower.starts_with(b"sip:") {
+            4
+        } else if lower.starts_with(b"sips:") {
+            5
+        } else {
+            return Uri::parse(raw); // other schemes did not change
+        };
+        let rest = &raw[skip..];
+        if rest.is_empty() || rest.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            return Err(Error::BadUri);
+        }
+        let mut uri = Uri {
+            scheme: if skip == 4 { Scheme::Sip } else { Scheme::Sips },
+            raw,
+            user: None,
+            password: None,
+            host: b"",
+            port: None,
+            params: Params::default(),
+            headers: b"",
+        };
+        let after_user = match rest.iter().rposition(|&b| b == b'@') {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                let (user, password) = match userinfo.iter().position(|&b| b == b':') {
+                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+                    None => (userinfo, None),
+                };
+                if user.is_empty() || !valid_escapes(user) {
+                    return Err(Error::BadUri);
+                }
+                uri.user = Some(user);
+                uri.password = password;
+                &rest[at + 1..]
+            }
+            None => rest,
+        };
+        let q = after_user
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(after_user.len());
+        uri.headers = after_user.get(q + 1..).unwrap_or_default();
+        let host_part = &after_user[..q];
+        let semi = if host_part.first() == Some(&b'[') {
+            find(b']', host_part).and_then(|close| find(b';', &host_part[close..]).map(|s| s + close))
+        } else {
+            find(b';', host_part)
+        }
+        .unwrap_or(host_part.len());
+        let (host, port) = split_host_port(&host_part[..semi]).ok_or(Error::BadUri)?;
+        uri.host = host;
+        uri.port = port;
+        uri.params = Params::new(&host_part[semi..]);
+        if !uri.params.validate() || !valid_escapes(uri.headers) {
+            return Err(Error::BadUri);
+        }
+        Ok(uri)
+    }
+
+    const PIECES: &[&str] = &[
+        "a", "Bob", "1", "5060", "@", ":", ";", "?", "%", "%2", "%4A", "[", "]", "::1", ".", "-",
+        "=", "&", " ", "\t", "\x7f", "\"", "<", "lr", "transport=tcp", "x.com", "é",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn parse_matches_reference(
+            scheme in proptest::sample::select(vec!["sip:", "SIPS:", "sip:", "tel:", "x-y:"]),
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..12),
+        ) {
+            let text = format!("{scheme}{}", parts.concat());
+            let got = format!("{:?}", Uri::parse(text.as_bytes()));
+            let want = format!("{:?}", reference_parse(text.as_bytes()));
+            proptest::prop_assert_eq!(got, want, "{}", text);
+        }
+    }
+
 }
