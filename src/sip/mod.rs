@@ -324,9 +324,11 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
 const HOST: [bool; 256] =
     byte_table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
 
-/// Is every byte of `s` a hostname character? No early exit: hosts are short.
-pub(crate) fn all_host_chars(s: &[u8]) -> bool {
-    s.iter().fold(true, |ok, &b| ok & HOST[usize::from(b)])
+/// Length of the run of hostname characters `s` starts with.
+pub(crate) fn host_len(s: &[u8]) -> usize {
+    s.iter()
+        .position(|&b| !HOST[usize::from(b)])
+        .unwrap_or(s.len())
 }
 
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
@@ -429,9 +431,10 @@ mod tests {
 
     #[test]
     fn byte_class_checks() {
-        assert!(all_host_chars(b"pc33.atlanta-1_x.com"));
-        assert!(!all_host_chars(b"a b"));
-        assert!(!all_host_chars(b"a:b"));
+        assert_eq!(host_len(b"pc33.atlanta-1_x.com"), 20);
+        assert_eq!(host_len(b"a b"), 1);
+        assert_eq!(host_len(b"ab:5"), 2);
+        assert_eq!(host_len(b""), 0);
     }
 
     use super::*;
