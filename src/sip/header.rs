@@ -7,8 +7,8 @@ use memchr::{memchr2, memchr3};
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
-    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32,
-    trim_lws, Error, Method,
+    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws,
+    Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -1304,5 +1304,4 @@ mod tests {
             );
         }
     }
-
 }

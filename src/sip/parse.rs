@@ -423,12 +423,12 @@ pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>,
     if buf.is_empty() {
         return Err(Error::Empty);
     }
-    let mut headers = Index::new();
-    let Status::Complete(head) = scan_head(buf, limits, true, &mut headers)? else {
+    let mut msg = Message::empty(buf);
+    let Status::Complete(head) = scan_head(buf, limits, true, msg.index_mut())? else {
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
-    let (body_len, defect) = match content_length(&headers) {
+    let (body_len, defect) = match content_length(msg.index_mut()) {
         Ok(Some(n)) if n <= available => (n, None),
         Ok(Some(_)) => (available, Some(Error::Truncated)),
         Ok(None) => (available, None),
@@ -438,7 +438,8 @@ pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>,
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
     }
-    build(buf.get(..end).unwrap_or_default(), head, headers, defect)
+    msg.build(buf.get(..end).unwrap_or_default(), head, defect)?;
+    Ok(msg)
 }
 
 /// Parses the first message of a stream buffer (RFC 3261 §18.3: Content-Length frames stream
@@ -453,11 +454,11 @@ pub fn parse_stream<'b>(
     if msg.is_empty() {
         return Ok(Status::Partial);
     }
-    let mut headers = Index::new();
-    let Status::Complete(head) = scan_head(msg, limits, false, &mut headers)? else {
+    let mut parsed = Message::empty(msg);
+    let Status::Complete(head) = scan_head(msg, limits, false, parsed.index_mut())? else {
         return Ok(Status::Partial);
     };
-    let len = content_length(&headers)?.ok_or(Error::MissingContentLength)?;
+    let len = content_length(parsed.index_mut())?.ok_or(Error::MissingContentLength)?;
     let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
@@ -465,10 +466,8 @@ pub fn parse_stream<'b>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    Ok(Status::Complete((
-        build(raw, head, headers, None)?,
-        skip + end,
-    )))
+    parsed.build(raw, head, None)?;
+    Ok(Status::Complete((parsed, skip + end)))
 }
 
 /// Length (including leading CRLFs) of the first complete message in a stream buffer.
@@ -496,90 +495,120 @@ pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
     Status::Complete(None)
 }
 
-fn build<'b>(
-    raw: &'b [u8],
-    head: Head<'b>,
-    headers: Index<'b>,
-    defect: Option<Error>,
-) -> Result<Message<'b>, Error> {
-    let body = raw.get(head.body_at..).unwrap_or_default();
-    if let Some(rest) = head.start.strip_prefix(b"SIP/") {
-        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
-        let after = rest.get(sp + 1..).unwrap_or_default();
-        let (code, reason) = match find(b' ', after) {
-            Some(i) => (
-                after.get(..i).unwrap_or_default(),
-                after.get(i + 1..).unwrap_or_default(),
-            ),
-            None => (after, &b""[..]),
-        };
-        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
-            return Err(Error::BadStatusCode);
+impl<'b> Message<'b> {
+    /// A message with nothing parsed yet: its header index is filled in place, then `build`
+    /// completes it where it lies (moving a message costs a kilobyte copy).
+    fn empty(buf: &'b [u8]) -> Self {
+        let parsed = Parsed::default();
+        let first = First([First::NONE; HeaderName::COUNT]);
+        if buf.starts_with(b"SIP/") {
+            Message::Response(Response {
+                raw: buf,
+                status: StatusCode(0),
+                reason: b"",
+                headers: Index::new(),
+                first,
+                body: b"",
+                defect: None,
+                parsed,
+            })
+        } else {
+            Message::Request(Request {
+                raw: buf,
+                method: Method(b""),
+                uri: b"",
+                version: b"",
+                headers: Index::new(),
+                first,
+                body: b"",
+                defect: None,
+                parsed,
+            })
         }
-        let status = parse_u32(code)
-            .and_then(|c| u16::try_from(c).ok())
-            .ok_or(Error::BadStatusCode)?;
-        if !(100..=699).contains(&status) {
-            return Err(Error::BadStatusCode);
+    }
+
+    fn index_mut(&mut self) -> &mut Index<'b> {
+        match self {
+            Message::Request(r) => &mut r.headers,
+            Message::Response(r) => &mut r.headers,
         }
-        let mut resp = Response {
-            raw,
-            status: StatusCode(status),
-            reason,
-            first: First::of(&headers),
-            headers,
-            body,
-            defect,
-            parsed: Parsed::default(),
-        };
-        resp.defect = resp
-            .defect
-            .or_else(|| common_defect(&resp.headers))
-            .or_else(|| resp.cseq().err());
-        return Ok(Message::Response(resp));
     }
-    // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is a defect
-    // (RFC 4475 §3.1.2.10), not a reason to drop the request.
-    let start = trim_trailing_wsp(head.start);
-    let trailing_ws = start.len() != head.start.len();
-    let sp1 = find(b' ', start).ok_or(Error::BadStartLine)?;
-    let sp2 = start
-        .iter()
-        .rposition(|&b| b == b' ')
-        .ok_or(Error::BadStartLine)?;
-    let method = start.get(..sp1).unwrap_or_default();
-    let version = start.get(sp2 + 1..).unwrap_or_default();
-    if sp2 <= sp1 || method.is_empty() || !method.iter().all(|&b| is_token(b)) {
-        return Err(Error::BadStartLine);
+
+    /// Parses the start line and completes the message over `raw` (its header index is full).
+    fn build(&mut self, raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<(), Error> {
+        let body = raw.get(head.body_at..).unwrap_or_default();
+        match self {
+            Message::Response(resp) => {
+                let rest = head.start.get(4..).unwrap_or_default(); // after "SIP/"
+                                                                    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+                let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
+                let after = rest.get(sp + 1..).unwrap_or_default();
+                let (code, reason) = match find(b' ', after) {
+                    Some(i) => (
+                        after.get(..i).unwrap_or_default(),
+                        after.get(i + 1..).unwrap_or_default(),
+                    ),
+                    None => (after, &b""[..]),
+                };
+                if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+                    return Err(Error::BadStatusCode);
+                }
+                let status = parse_u32(code)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .ok_or(Error::BadStatusCode)?;
+                if !(100..=699).contains(&status) {
+                    return Err(Error::BadStatusCode);
+                }
+                resp.raw = raw;
+                resp.status = StatusCode(status);
+                resp.reason = reason;
+                resp.first = First::of(&resp.headers);
+                resp.body = body;
+                resp.defect = defect
+                    .or_else(|| common_defect(&resp.headers))
+                    .or_else(|| resp.cseq().err());
+            }
+            Message::Request(req) => {
+                // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is
+                // a defect (RFC 4475 §3.1.2.10), not a reason to drop the request.
+                let start = trim_trailing_wsp(head.start);
+                let trailing_ws = start.len() != head.start.len();
+                let sp1 = find(b' ', start).ok_or(Error::BadStartLine)?;
+                let sp2 = start
+                    .iter()
+                    .rposition(|&b| b == b' ')
+                    .ok_or(Error::BadStartLine)?;
+                let method = start.get(..sp1).unwrap_or_default();
+                let version = start.get(sp2 + 1..).unwrap_or_default();
+                if sp2 <= sp1 || method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+                    return Err(Error::BadStartLine);
+                }
+                if !version.starts_with(b"SIP/") || version.len() < 5 {
+                    return Err(Error::BadStartLine);
+                }
+                let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
+                let uri = trim_lws(middle);
+                // Extra SP between elements, or white space inside the URI (RFC 4475
+                // §3.1.2.8-3.1.2.10).
+                let mut defect = defect;
+                if trailing_ws
+                    || uri.len() != middle.len()
+                    || uri.is_empty()
+                    || uri.iter().any(|&b| b == b' ' || b == b'\t')
+                {
+                    defect = defect.or(Some(Error::BadStartLine));
+                }
+                req.raw = raw;
+                req.method = Method(method);
+                req.uri = uri;
+                req.version = version;
+                req.first = First::of(&req.headers);
+                req.body = body;
+                req.defect = defect.or_else(|| request_defect(req));
+            }
+        }
+        Ok(())
     }
-    if !version.starts_with(b"SIP/") || version.len() < 5 {
-        return Err(Error::BadStartLine);
-    }
-    let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
-    let uri = trim_lws(middle);
-    // Extra SP between elements, or white space inside the URI (RFC 4475 §3.1.2.8-3.1.2.10).
-    let mut defect = defect;
-    if trailing_ws
-        || uri.len() != middle.len()
-        || uri.is_empty()
-        || uri.iter().any(|&b| b == b' ' || b == b'\t')
-    {
-        defect = defect.or(Some(Error::BadStartLine));
-    }
-    let mut req = Request {
-        raw,
-        method: Method(method),
-        uri,
-        version,
-        first: First::of(&headers),
-        headers,
-        body,
-        defect,
-        parsed: Parsed::default(),
-    };
-    req.defect = req.defect.or_else(|| request_defect(&mut req));
-    Ok(Message::Request(req))
 }
 
 /// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID

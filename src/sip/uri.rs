@@ -587,7 +587,8 @@ mod tests {
         uri.headers = after_user.get(q + 1..).unwrap_or_default();
         let host_part = &after_user[..q];
         let semi = if host_part.first() == Some(&b'[') {
-            find(b']', host_part).and_then(|close| find(b';', &host_part[close..]).map(|s| s + close))
+            find(b']', host_part)
+                .and_then(|close| find(b';', &host_part[close..]).map(|s| s + close))
         } else {
             find(b';', host_part)
         }
@@ -603,8 +604,33 @@ mod tests {
     }
 
     const PIECES: &[&str] = &[
-        "a", "Bob", "1", "5060", "@", ":", ";", "?", "%", "%2", "%4A", "[", "]", "::1", ".", "-",
-        "=", "&", " ", "\t", "\x7f", "\"", "<", "lr", "transport=tcp", "x.com", "é",
+        "a",
+        "Bob",
+        "1",
+        "5060",
+        "@",
+        ":",
+        ";",
+        "?",
+        "%",
+        "%2",
+        "%4A",
+        "[",
+        "]",
+        "::1",
+        ".",
+        "-",
+        "=",
+        "&",
+        " ",
+        "\t",
+        "\x7f",
+        "\"",
+        "<",
+        "lr",
+        "transport=tcp",
+        "x.com",
+        "é",
     ];
 
     proptest::proptest! {
@@ -619,5 +645,4 @@ mod tests {
             proptest::prop_assert_eq!(got, want, "{}", text);
         }
     }
-
 }
