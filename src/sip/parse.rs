@@ -1,7 +1,6 @@
 //! Message framing and the header index (RFC 3261 §7, §18.3, §20.14).
 
 use memchr::memchr;
-use smallvec::SmallVec;
 
 use super::header::{CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
@@ -31,7 +30,10 @@ pub enum Message<'b> {
     Response(Response<'b>),
 }
 
-type Index<'b> = SmallVec<[Header<'b>; 24]>;
+/// The header lines of a message. A `Vec` rather than an inline `SmallVec`: with mimalloc one
+/// allocation per message costs less than SmallVec's per-push bookkeeping, and the message
+/// stays small to move (measured: no-auth REGISTER 17,433 -> 17,132 instructions).
+type Index<'b> = Vec<Header<'b>>;
 
 /// Position in the index of the first line of each header name (`NONE` when absent), so a
 /// lookup of a single-valued header does not walk the index.
@@ -497,7 +499,7 @@ pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
 
 impl<'b> Message<'b> {
     /// A message with nothing parsed yet: its header index is filled in place, then `build`
-    /// completes it where it lies (moving a message costs a kilobyte copy).
+    /// completes it where it lies (a message is several hundred bytes to move).
     fn empty(buf: &'b [u8]) -> Self {
         let parsed = Parsed::default();
         let first = First([First::NONE; HeaderName::COUNT]);
@@ -506,7 +508,7 @@ impl<'b> Message<'b> {
                 raw: buf,
                 status: StatusCode(0),
                 reason: b"",
-                headers: Index::new(),
+                headers: Vec::with_capacity(16),
                 first,
                 body: b"",
                 defect: None,
@@ -518,7 +520,7 @@ impl<'b> Message<'b> {
                 method: Method(b""),
                 uri: b"",
                 version: b"",
-                headers: Index::new(),
+                headers: Vec::with_capacity(16),
                 first,
                 body: b"",
                 defect: None,
