@@ -259,14 +259,15 @@ pub(crate) fn is_wsp(b: u8) -> bool {
 
 /// Trims linear white space (SP, HT, CR, LF — folding included) from both ends.
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-    let Some(start) = start else { return &[] };
-    let end = s
-        .iter()
-        .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .unwrap_or(start);
+    let lws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    // Most values (everything the header index holds) have nothing to trim.
+    if s.first().is_some_and(|b| !lws(b)) && s.last().is_some_and(|b| !lws(b)) {
+        return s;
+    }
+    let Some(start) = s.iter().position(|b| !lws(b)) else {
+        return &[];
+    };
+    let end = s.iter().rposition(|b| !lws(b)).unwrap_or(start);
     s.get(start..=end).unwrap_or_default()
 }
 
@@ -460,6 +461,10 @@ mod tests {
         assert_eq!(trim_lws(b" \r\n\tabc \r\n "), b"abc");
         assert_eq!(trim_lws(b"  "), b"");
         assert_eq!(trim_lws(b"a"), b"a");
+        assert_eq!(trim_lws(b"a b"), b"a b");
+        assert_eq!(trim_lws(b"a "), b"a");
+        assert_eq!(trim_lws(b"\ta"), b"a");
+        assert_eq!(trim_lws(b""), b"");
     }
 
     #[test]

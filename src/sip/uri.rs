@@ -236,7 +236,6 @@ impl<'b> Uri<'b> {
     }
 }
 
-/// `%HH` sequences are well formed.
 /// Byte classes `classify` reports for the text after a URI's scheme.
 const BAD: u8 = 1; // a control character, SP or DEL: never inside a URI
 const COLON: u8 = 2;
@@ -286,6 +285,7 @@ fn find_if(seen_bit: u8, needle: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
+/// `%HH` sequences are well formed.
 fn valid_escapes(s: &[u8]) -> bool {
     let mut i = 0;
     while let Some(off) = find(b'%', s.get(i..).unwrap_or_default()) {
