@@ -729,6 +729,14 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(r.call_id().unwrap(), b"c");
         assert_eq!(r.header(HeaderName::Expires), None);
         assert_eq!(r.headers_named(HeaderName::Via).count(), 1);
+        assert_eq!(r.defect(), None);
+        // A second From past the u16 positions is still a duplicate.
+        msg.truncate(msg.len() - 2);
+        msg.extend_from_slice(b"f: <sip:z@b>;tag=2\r\n\r\n");
+        let Ok(Message::Request(r)) = parse_datagram(&msg, &limits) else {
+            panic!("not a request");
+        };
+        assert_eq!(r.defect(), Some(Error::DuplicateHeader("From")));
     }
 
     #[test]
