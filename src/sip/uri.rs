@@ -69,7 +69,7 @@ impl<'b> Uri<'b> {
             }
         };
         let rest = rest.unwrap_or_default();
-        let (seen, last_at) = classify(rest);
+        let seen = classify(rest);
         if rest.is_empty() || seen & BAD != 0 {
             return Err(Error::BadUri);
         }
@@ -94,6 +94,11 @@ impl<'b> Uri<'b> {
                 // The user part may contain ';' and '?' (RFC 4475 §3.1.1.2, §3.1.1.9) but not an
                 // unescaped '@', and headers cannot contain '@': userinfo ends at the last '@'.
                 // Each search below runs only when `classify` saw its character.
+                let last_at = if seen & AT == 0 {
+                    None
+                } else {
+                    memchr::memrchr(b'@', rest)
+                };
                 let after_user = match last_at {
                     Some(at) => {
                         let userinfo = rest.get(..at).unwrap_or_default();
@@ -242,6 +247,7 @@ const COLON: u8 = 2;
 const SEMI: u8 = 4;
 const QUERY: u8 = 8;
 const PERCENT: u8 = 16;
+const AT: u8 = 32;
 
 const URI_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -253,6 +259,7 @@ const URI_CLASS: [u8; 256] = {
             b';' => SEMI,
             b'?' => QUERY,
             b'%' => PERCENT,
+            b'@' => AT,
             _ => 0,
         };
         i += 1;
@@ -260,20 +267,12 @@ const URI_CLASS: [u8; 256] = {
     t
 };
 
-/// One pass over a URI's text: the classes of the characters it contains and the position of
-/// its last `@`. Most URIs (`sip:alice@example.com`) have no `:`, `;`, `?` or `%`, so the
-/// searches for them are skipped; the pass has no early exit so it compiles to a short
-/// branch-free loop.
-fn classify(s: &[u8]) -> (u8, Option<usize>) {
-    let mut seen = 0u8;
-    let mut at = usize::MAX;
-    for (i, &b) in s.iter().enumerate() {
-        seen |= URI_CLASS[usize::from(b)];
-        if b == b'@' {
-            at = i;
-        }
-    }
-    (seen, (at != usize::MAX).then_some(at))
+/// One pass over a URI's text: the classes of the characters it contains. Most URIs
+/// (`sip:alice@example.com`) have no `:`, `;`, `?` or `%`, so the searches for them are
+/// skipped; the pass has no early exit so it compiles to a short branch-free loop.
+fn classify(s: &[u8]) -> u8 {
+    s.iter()
+        .fold(0, |seen, &b| seen | URI_CLASS[usize::from(b)])
 }
 
 /// [`find`], skipped when `classify` did not see the needle (`seen_bit` is 0).
