@@ -53,7 +53,9 @@ impl<'o> ResponseWriter<'o> {
             match req.top_via() {
                 // The usual one value per line: the parsed top Via is the whole value (a valid
                 // Via has no comma outside a quoted string), no need to split it again.
-                Some(Ok(via)) if via.raw == h.value => {
+                Some(Ok(via))
+                    if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() =>
+                {
                     write_top_via(out, h.value, Some(via), received);
                 }
                 parsed => {
