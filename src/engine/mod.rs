@@ -182,7 +182,9 @@ impl Policy {
             || self
                 .domains
                 .iter()
-                .any(|d| sip::eq_ignore_case(host, d.as_bytes()))
+                // Domains are kept in lower case and hosts are mostly written so: an exact
+                // comparison first.
+                .any(|d| host == d.as_bytes() || sip::eq_ignore_case(host, d.as_bytes()))
     }
 }
 

@@ -198,10 +198,9 @@ fn write_top_via(
     let text = via.raw;
     let params = via.params.raw();
     let params_at = text.len() - params.len();
-    let rport = if super::find(b'"', params).is_none() {
-        copy_without_received_rport(out, text, params_at)
-    } else {
-        copy_without_received_rport_quoted(out, text, &via.params, params_at)
+    let rport = match copy_without_received_rport(out, text, params_at) {
+        Some(rport) => rport,
+        None => copy_without_received_rport_quoted(out, text, &via.params, params_at),
     };
     match source.ip() {
         std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
@@ -221,11 +220,16 @@ fn write_top_via(
 #[inline]
 fn received_or_rport(seg: &[u8]) -> Option<bool> {
     let name = seg.get(1..).unwrap_or_default();
-    // The usual `;rport` as it is.
-    if name.eq_ignore_ascii_case(b"rport") {
+    // Both names start with `r` (after LWS, rarely): other parameters need no closer look.
+    match name.first() {
+        Some(b'r' | b'R' | b' ' | b'\t' | b'\r' | b'\n') => {}
+        _ => return None,
+    }
+    // The usual `;rport` as it is (an exact comparison first: the case-insensitive one costs a
+    // case conversion per byte).
+    if name == b"rport" || name.eq_ignore_ascii_case(b"rport") {
         return Some(true);
     }
-    // Both names start with `r`: other parameters need no closer look.
     let first = name
         .iter()
         .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
@@ -245,15 +249,24 @@ fn received_or_rport(seg: &[u8]) -> Option<bool> {
 
 /// Copies the Via `text` minus its `received` and `rport` parameters when the parameters (from
 /// `params_at`, starting with `;`) hold no quoted string: each parameter then runs up to the
-/// next `;`, as `Params::segments` splits them. Returns whether an `rport` was dropped.
-fn copy_without_received_rport(out: &mut Vec<u8>, text: &[u8], params_at: usize) -> bool {
+/// next `;`, as `Params::segments` splits them. Returns whether an `rport` was dropped, or
+/// `None` (having written nothing) at the first `"`.
+fn copy_without_received_rport(out: &mut Vec<u8>, text: &[u8], params_at: usize) -> Option<bool> {
+    let mark = out.len();
     let mut rport = false;
     // `text[run..at]` is copied but not written yet; `at` is where the current segment starts.
     let mut run = 0;
     let mut at = params_at;
     while at < text.len() {
         let rest = text.get(at + 1..).unwrap_or_default();
-        let end = super::find(b';', rest).map_or(text.len(), |e| at + 1 + e);
+        let end = match find_semi_or_quote(rest) {
+            None => text.len(),
+            Some(e) if rest.get(e) == Some(&b';') => at + 1 + e,
+            Some(_) => {
+                out.truncate(mark);
+                return None;
+            }
+        };
         if let Some(is_rport) = received_or_rport(text.get(at..end).unwrap_or_default()) {
             rport |= is_rport;
             out.extend_from_slice(text.get(run..at).unwrap_or_default());
@@ -262,7 +275,17 @@ fn copy_without_received_rport(out: &mut Vec<u8>, text: &[u8], params_at: usize)
         at = end;
     }
     out.extend_from_slice(text.get(run..).unwrap_or_default());
-    rport
+    Some(rport)
+}
+
+/// The first `;` or `"` (a byte loop for the usual short parameter, memchr2 beyond).
+#[inline]
+fn find_semi_or_quote(hay: &[u8]) -> Option<usize> {
+    if hay.len() < 16 {
+        hay.iter().position(|&b| b == b';' || b == b'"')
+    } else {
+        memchr::memchr2(b';', b'"', hay)
+    }
 }
 
 /// [`copy_without_received_rport`] for parameters with quoted strings (a `;` inside quotes does
