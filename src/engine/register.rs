@@ -261,21 +261,16 @@ fn register(
         w.expires = w.expires.min(cfg.max_expires);
     }
 
-    // Path, User-Agent and Supported in one pass over the headers.
+    // Path, User-Agent and Supported through the header index (each lookup starts at the
+    // name's first line; most requests carry neither Path nor Supported).
     let mut path = PathHeaders::default();
-    let mut user_agent = None;
-    let mut echo_path = false;
-    for h in req.headers() {
-        match h.name {
-            HeaderName::Path => path.push(h.value),
-            HeaderName::UserAgent if user_agent.is_none() => user_agent = Some(h.value),
-            HeaderName::Supported if !echo_path => {
-                echo_path = split_tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"path"));
-            }
-            _ => {}
-        }
+    for value in req.headers_named(HeaderName::Path) {
+        path.push(value);
     }
-    let user_agent = user_agent.unwrap_or_default();
+    let echo_path = req
+        .headers_named(HeaderName::Supported)
+        .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
+    let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
     let now_secs = secs(now);
     let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
     let node = eng.remote.as_ref().map(|r| r.settings.node);

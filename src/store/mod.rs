@@ -223,6 +223,7 @@ impl<'s> Bindings<'s> {
             .map(|(i, _)| i)
     }
 
+    #[inline]
     fn record(&mut self, kind: Kind, b: &Binding) {
         if let Some(events) = self.events.as_deref_mut() {
             events.push((kind, b.clone()));
@@ -397,12 +398,16 @@ impl Store {
             (None, Some(k)) => k.clone(),
             (None, None) => AorKey::new(aor),
         };
+        if events.is_empty() {
+            if let Some(at) = schedule {
+                self.wheels.schedule_hashed(key, stable, at);
+            }
+            return result;
+        }
         if let Some(at) = schedule {
-            self.wheels.schedule_hashed(&key, stable, at);
+            self.wheels.schedule_hashed(key.clone(), stable, at);
         }
-        if !events.is_empty() {
-            self.deliver(&key, &events);
-        }
+        self.deliver(&key, &events);
         result
     }
 
@@ -633,6 +638,7 @@ fn earliest(list: &List) -> Option<u32> {
 }
 
 /// [`purge`], and the earliest expiry of the bindings left, in one pass.
+#[inline]
 fn purge_and_earliest(
     list: &mut List,
     now_secs: u32,

@@ -39,11 +39,11 @@ impl Wheels {
     }
 
     pub(super) fn schedule(&self, aor: &AorKey, at: u32) {
-        self.schedule_hashed(aor, aor_hash(aor.as_str()), at);
+        self.schedule_hashed(aor.clone(), aor_hash(aor.as_str()), at);
     }
 
     /// [`Wheels::schedule`] with the AOR's [`aor_hash`] already at hand.
-    pub(super) fn schedule_hashed(&self, aor: &AorKey, hash: u64, at: u32) {
+    pub(super) fn schedule_hashed(&self, aor: AorKey, hash: u64, at: u32) {
         let Some(wheel) = self.wheels.get(wheel_index(hash, self.wheels.len())) else {
             return;
         };
@@ -53,7 +53,7 @@ impl Wheels {
         w.next = Some(w.next.map_or(at, |n| n.min(at)));
         let slot = usize::try_from(at % self.len).unwrap_or(0);
         if let Some(s) = w.slots.get_mut(slot) {
-            s.push((aor.clone(), at));
+            s.push((aor, at));
             w.entries += 1;
         }
     }
