@@ -576,6 +576,7 @@ impl Engine {
     }
 
     /// Picks up a reloaded policy (one relaxed load when nothing changed).
+    #[inline]
     fn refresh_policy(&mut self) {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
             self.generation = self.shared.generation.load(Ordering::Acquire);
