@@ -293,8 +293,9 @@ impl Store {
     }
 
     /// Atomic read-modify-write of one AOR: expired bindings are purged (reported as
-    /// `Expired`), then `f` runs under the map shard's write lock. The entry is created lazily
-    /// and deleted when `f` leaves it empty. Never touch another AOR inside `f`.
+    /// `Expired`), then `f` runs under the map shard's write lock. A new AOR's entry is stored
+    /// only when `f` leaves bindings, and an entry `f` empties is deleted under the same lock.
+    /// Never touch another AOR inside `f`.
     pub fn modify<R>(
         &self,
         aor: &AorKey,
