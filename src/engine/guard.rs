@@ -11,7 +11,10 @@
 
 use std::net::IpAddr;
 
-use dashmap::DashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::{DashMap, SharedValue};
 
 use crate::time::Instant;
 
@@ -277,6 +280,8 @@ pub struct Settings {
 #[derive(Default)]
 pub struct Guard {
     buckets: Table<IpAddr, Bucket>,
+    /// Entries in `buckets` (its `len()` would visit every lock shard on each new source).
+    sources: AtomicUsize,
     users: Table<Box<[u8]>, Failures>,
     ips: Table<IpAddr, Failures>,
 }
@@ -310,7 +315,16 @@ impl Guard {
         } else {
             Admit::Drop
         };
-        if let Some(mut b) = self.buckets.get_mut(&ip) {
+        // One hash and one probe under the lock shard's write lock, for a known source and a
+        // new one alike (`get_mut` then `insert` would hash, lock and probe twice).
+        let hasher = self.buckets.hasher();
+        let hash = hasher.hash_one(ip);
+        let shards = self.buckets.shards();
+        // `determine_shard` is always < the shard count (the top bits of the hash).
+        let shard = &shards[self.buckets.determine_shard(hash as usize) % shards.len()];
+        let mut table = shard.write();
+        if let Some((_, b)) = table.get_mut(hash, |(k, _)| *k == ip) {
+            let b = b.get_mut();
             if now_ms < b.banned_until_ms {
                 return banned;
             }
@@ -324,15 +338,16 @@ impl Guard {
             b.tokens -= 1.0;
             return Admit::Yes;
         }
-        if self.buckets.len() < MAX_ENTRIES {
-            self.buckets.insert(
-                ip,
-                Bucket {
-                    tokens: f64::from(r.burst) - 1.0,
-                    last_ms: now_ms,
-                    banned_until_ms: 0,
-                },
-            );
+        if self.sources.load(Ordering::Relaxed) < MAX_ENTRIES {
+            let bucket = Bucket {
+                tokens: f64::from(r.burst) - 1.0,
+                last_ms: now_ms,
+                banned_until_ms: 0,
+            };
+            table.insert(hash, (ip, SharedValue::new(bucket)), |(k, _)| {
+                hasher.hash_one(k)
+            });
+            self.sources.fetch_add(1, Ordering::Relaxed);
         }
         Admit::Yes
     }
@@ -404,8 +419,13 @@ impl Guard {
     pub fn handle_timeout(&self, now: Instant) {
         let now_ms = now.as_millis();
         let idle = |last: u64, until: u64| now_ms > until && now_ms.saturating_sub(last) > 120_000;
-        self.buckets
-            .retain(|_, b| !idle(b.last_ms, b.banned_until_ms));
+        let mut dropped = 0;
+        self.buckets.retain(|_, b| {
+            let keep = !idle(b.last_ms, b.banned_until_ms);
+            dropped += usize::from(!keep);
+            keep
+        });
+        self.sources.fetch_sub(dropped, Ordering::Relaxed);
         self.users
             .retain(|_, f| !idle(f.window_start_ms, f.locked_until_ms));
         self.ips
@@ -690,9 +710,17 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         g.admit(t(0), ip);
         g.record_failure(t(0), Some(b"x"), ip);
+        for i in 0..50u8 {
+            g.admit(t(100_000), IpAddr::from([198, 51, 100, i]));
+        }
         g.handle_timeout(t(60_000));
-        assert_eq!((g.0.buckets.len(), g.0.users.len()), (1, 1));
+        assert_eq!((g.0.buckets.len(), g.0.users.len()), (51, 1));
+        assert_eq!(g.0.sources.load(Ordering::Relaxed), 51);
+        g.handle_timeout(t(200_000));
+        assert_eq!(g.0.buckets.len(), 50);
+        assert_eq!(g.0.sources.load(Ordering::Relaxed), 50);
         g.handle_timeout(t(400_000));
+        assert_eq!(g.0.sources.load(Ordering::Relaxed), 0);
         assert_eq!(
             (g.0.buckets.len(), g.0.users.len(), g.0.ips.len()),
             (0, 0, 0)

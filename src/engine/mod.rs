@@ -182,7 +182,9 @@ impl Policy {
             || self
                 .domains
                 .iter()
-                .any(|d| sip::eq_ignore_case(host, d.as_bytes()))
+                // Domains are kept in lower case and hosts are mostly written so: an exact
+                // comparison first.
+                .any(|d| host == d.as_bytes() || sip::eq_ignore_case(host, d.as_bytes()))
     }
 }
 
@@ -574,6 +576,7 @@ impl Engine {
     }
 
     /// Picks up a reloaded policy (one relaxed load when nothing changed).
+    #[inline]
     fn refresh_policy(&mut self) {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
             self.generation = self.shared.generation.load(Ordering::Acquire);
@@ -978,10 +981,26 @@ fn to_tag(req: &Request<'_>) -> [u8; 16] {
     let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
     let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
     let h = crate::store::stable_hash(&[req.call_id().unwrap_or_default(), from_tag, &cseq]);
+    hex16(h)
+}
+
+/// `h` as 16 lower-case hex digits (`format!("{h:016x}")`).
+fn hex16(h: u64) -> [u8; 16] {
     let mut tag = [0u8; 16];
-    for (i, slot) in tag.iter_mut().enumerate() {
-        let nibble = ((h >> (60 - 4 * i)) & 0xf) as u8;
-        *slot = b"0123456789abcdef"[usize::from(nibble)];
+    for (pair, byte) in tag.chunks_exact_mut(2).zip(h.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     tag
 }
+
+/// Each byte in lower-case hex, high nibble first.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [HEX[b >> 4], HEX[b & 0xf]];
+        b += 1;
+    }
+    table
+};

@@ -261,21 +261,16 @@ fn register(
         w.expires = w.expires.min(cfg.max_expires);
     }
 
-    // Path, User-Agent and Supported in one pass over the headers.
+    // Path, User-Agent and Supported through the header index (each lookup starts at the
+    // name's first line; most requests carry neither Path nor Supported).
     let mut path = PathHeaders::default();
-    let mut user_agent = None;
-    let mut echo_path = false;
-    for h in req.headers() {
-        match h.name {
-            HeaderName::Path => path.push(h.value),
-            HeaderName::UserAgent if user_agent.is_none() => user_agent = Some(h.value),
-            HeaderName::Supported if !echo_path => {
-                echo_path = split_tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"path"));
-            }
-            _ => {}
-        }
+    for value in req.headers_named(HeaderName::Path) {
+        path.push(value);
     }
-    let user_agent = user_agent.unwrap_or_default();
+    let echo_path = req
+        .headers_named(HeaderName::Supported)
+        .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
+    let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
     let now_secs = secs(now);
     let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
     let node = eng.remote.as_ref().map(|r| r.settings.node);
@@ -528,13 +523,25 @@ fn check_wildcard(bindings: &Bindings<'_>, call_id: &[u8], cseq: u32) -> Result<
     Ok(())
 }
 
+/// What a request does with one of its contacts, decided before anything changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing: a retransmission of the request that stored it (same Call-ID and CSeq,
+    /// answered again without a second update), a contact repeated later in the request (the
+    /// last one wins), or the removal of a contact that is not bound.
+    Keep,
+    /// Refresh the existing binding at this index.
+    Refresh(usize),
+    /// Remove the existing binding at this index.
+    Remove(usize),
+    /// A new binding.
+    Insert,
+}
+
 /// What a request will do to an AOR's bindings, decided before anything changes.
 struct Plan {
-    /// For each wanted contact: the index of the existing binding it matches.
-    matches: SmallVec<[Option<usize>; 4]>,
-    /// For each wanted contact: a retransmission of the request that stored it (same Call-ID
-    /// and CSeq): answered again without a second update.
-    replay: SmallVec<[bool; 4]>,
+    /// One step per wanted contact.
+    steps: SmallVec<[Step; 4]>,
     inserts: usize,
     refreshes: usize,
     removals: usize,
@@ -554,8 +561,7 @@ fn plan_updates(
     cseq: u32,
 ) -> Result<Plan, Error> {
     let mut plan = Plan {
-        matches: SmallVec::new(),
-        replay: SmallVec::new(),
+        steps: SmallVec::new(),
         inserts: 0,
         refreshes: 0,
         removals: 0,
@@ -578,16 +584,26 @@ fn plan_updates(
                 replay = cseq == b.cseq();
             }
         }
-        if !repeated && !replay {
+        let step = if repeated || replay {
+            Step::Keep
+        } else {
             match (found, w.expires) {
-                (Some(_), 0) => plan.removals += 1,
-                (Some(_), _) => plan.refreshes += 1,
-                (None, 0) => {}
-                (None, _) => plan.inserts += 1,
+                (Some(idx), 0) => {
+                    plan.removals += 1;
+                    Step::Remove(idx)
+                }
+                (Some(idx), _) => {
+                    plan.refreshes += 1;
+                    Step::Refresh(idx)
+                }
+                (None, 0) => Step::Keep,
+                (None, _) => {
+                    plan.inserts += 1;
+                    Step::Insert
+                }
             }
-        }
-        plan.matches.push(if repeated { None } else { found });
-        plan.replay.push(repeated || replay);
+        };
+        plan.steps.push(step);
     }
     Ok(plan)
 }
@@ -635,18 +651,19 @@ fn apply(
     // Refreshes first (indices stay valid), then removals from the highest index down, then
     // evictions of the oldest untouched bindings, then inserts.
     let mut removals: SmallVec<[usize; 4]> = SmallVec::new();
-    for ((w, found), replay) in wanted.iter().zip(&plan.matches).zip(&plan.replay) {
-        match (found, replay, w.expires) {
-            (_, true, _) => {}
-            (Some(idx), false, 0) => removals.push(*idx),
-            (Some(idx), false, _) => bindings.replace(*idx, &common.binding(w)),
-            (None, false, _) => {}
+    for (w, step) in wanted.iter().zip(&plan.steps) {
+        match *step {
+            Step::Refresh(idx) => bindings.replace(idx, &common.binding(w)),
+            Step::Remove(idx) => removals.push(idx),
+            Step::Keep | Step::Insert => {}
         }
     }
-    removals.sort_unstable_by(|a, b| b.cmp(a));
-    removals.dedup();
-    for idx in removals {
-        bindings.remove(idx);
+    if !removals.is_empty() {
+        removals.sort_unstable_by(|a, b| b.cmp(a));
+        removals.dedup();
+        for idx in removals {
+            bindings.remove(idx);
+        }
     }
     while evictions > 0 {
         let Some(oldest) = bindings.oldest() else {
@@ -655,9 +672,11 @@ fn apply(
         bindings.remove(oldest);
         evictions -= 1;
     }
-    for ((w, found), replay) in wanted.iter().zip(&plan.matches).zip(&plan.replay) {
-        if found.is_none() && !replay && w.expires != 0 {
-            bindings.push(&common.binding(w));
+    if plan.inserts > 0 {
+        for (w, step) in wanted.iter().zip(&plan.steps) {
+            if *step == Step::Insert {
+                bindings.push(&common.binding(w));
+            }
         }
     }
 }
@@ -837,13 +856,20 @@ mod tests {
 
     fn stored(contact: &[u8], instance: Option<&[u8]>) -> Binding {
         Binding::pack(&NewBinding {
+            instance,
+            ..stored_nb(contact)
+        })
+    }
+
+    fn stored_nb(contact: &[u8]) -> NewBinding<'_> {
+        NewBinding {
             contact,
             params: b"",
             call_id: b"c",
             cseq: 1,
             expires_at: 100,
             q: None,
-            instance,
+            instance: None,
             reg_id: None,
             path: b"",
             source: "192.0.2.1:5060".parse().unwrap(),
@@ -851,7 +877,7 @@ mod tests {
             conn: None,
             user_agent: b"",
             registered_at: 0,
-        })
+        }
     }
 
     /// Matching a stored binding gives exactly the §19.1.4 comparison of the stored URI with
@@ -891,6 +917,102 @@ mod tests {
             &stored(u.raw, Some(b"<urn:a>")),
             &wanted(u, None)
         ));
+    }
+
+    /// The plan as it was before the steps: matches and replay flags side by side.
+    fn reference_plan(
+        bindings: &Bindings<'_>,
+        wanted: &[Wanted<'_>],
+        call_id: &[u8],
+        cseq: u32,
+    ) -> Result<(Vec<Step>, usize, usize, usize), Error> {
+        let (mut matches, mut replays) = (Vec::new(), Vec::new());
+        let (mut inserts, mut refreshes, mut removals) = (0, 0, 0);
+        for (i, w) in wanted.iter().enumerate() {
+            let repeated = wanted[i + 1..].iter().any(|o| same_contact(o, w));
+            let found = bindings.iter().position(|b| binding_matches(b, w));
+            let mut replay = false;
+            if let Some(idx) = found {
+                let b = bindings.get(idx).unwrap();
+                if b.call_id() == call_id {
+                    if cseq < b.cseq() {
+                        return Err(Error::OutOfOrder);
+                    }
+                    replay = cseq == b.cseq();
+                }
+            }
+            if !repeated && !replay {
+                match (found, w.expires) {
+                    (Some(_), 0) => removals += 1,
+                    (Some(_), _) => refreshes += 1,
+                    (None, 0) => {}
+                    (None, _) => inserts += 1,
+                }
+            }
+            matches.push(if repeated { None } else { found });
+            replays.push(repeated || replay);
+        }
+        // What the old `apply` did with each contact.
+        let steps = wanted
+            .iter()
+            .zip(matches.iter().zip(&replays))
+            .map(|(w, (found, replay))| match (found, replay, w.expires) {
+                (_, true, _) => Step::Keep,
+                (Some(idx), false, 0) => Step::Remove(*idx),
+                (Some(idx), false, _) => Step::Refresh(*idx),
+                (None, false, 0) => Step::Keep,
+                (None, false, _) => Step::Insert,
+            })
+            .collect();
+        Ok((steps, inserts, refreshes, removals))
+    }
+
+    /// The steps decide exactly what matches and replay flags decided.
+    #[test]
+    fn plan_steps_are_the_reference_plan() {
+        let contacts: [&[u8]; 3] = [b"sip:a@h", b"sip:b@h", b"sip:A@H;transport=udp"];
+        let stored = |contact: &[u8], call_id: &[u8], cseq: u32| {
+            Binding::pack(&NewBinding {
+                call_id,
+                cseq,
+                ..stored_nb(contact)
+            })
+        };
+        let lists: Vec<Vec<Binding>> = vec![
+            vec![],
+            vec![stored(b"sip:a@h", b"c1", 5)],
+            vec![stored(b"sip:a@h", b"c1", 5), stored(b"sip:b@h", b"c2", 3)],
+            vec![stored(b"sip:b@h", b"c1", 7), stored(b"sip:c@h", b"c1", 5)],
+        ];
+        let mut compared = 0;
+        for list in &lists {
+            let mut list: crate::store::BindingList = list.iter().cloned().collect();
+            let bindings = Bindings::detached(&mut list);
+            // Up to three contacts, each one of the URIs with expires 0 or 60.
+            for n in 0..=3u32 {
+                for pick in 0..6u32.pow(n) {
+                    let wanted: Vec<Wanted<'_>> = (0..n)
+                        .map(|k| {
+                            let choice = pick / 6u32.pow(k) % 6;
+                            let uri = Uri::parse(contacts[(choice / 2) as usize]).unwrap();
+                            let mut w = wanted(uri, None);
+                            w.expires = if choice % 2 == 0 { 0 } else { 60 };
+                            w
+                        })
+                        .collect();
+                    for call_id in [&b"c1"[..], b"c2", b"c9"] {
+                        for cseq in [3, 5, 6] {
+                            let want = reference_plan(&bindings, &wanted, call_id, cseq);
+                            let got = plan_updates(&bindings, &wanted, call_id, cseq)
+                                .map(|p| (p.steps.to_vec(), p.inserts, p.refreshes, p.removals));
+                            assert_eq!(got, want);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 2000, "{compared}");
     }
 
     #[test]

@@ -1748,3 +1748,15 @@ fn remote_backend_matches_memory_backend() {
     assert_eq!(remote.register_responses, local.register_responses);
     assert_eq!(remote.requests, local.requests);
 }
+
+/// The To tag's hex digits are `format!("{h:016x}")`.
+#[test]
+fn to_tag_hex_digits() {
+    let mut h = 0x0123_4567_89ab_cdefu64;
+    for i in 0..1000u64 {
+        for v in [h, i, u64::MAX - i, i << 60] {
+            assert_eq!(hex16(v).to_vec(), format!("{v:016x}").into_bytes());
+        }
+        h = h.rotate_left(7) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use super::header::{CommaSplit, HeaderName, Via};
+use super::header::{CommaSplit, HeaderName, Params, Via};
 use super::parse::{Header, Request};
 use super::StatusCode;
 
@@ -53,7 +53,9 @@ impl<'o> ResponseWriter<'o> {
             match req.top_via() {
                 // The usual one value per line: the parsed top Via is the whole value (a valid
                 // Via has no comma outside a quoted string), no need to split it again.
-                Some(Ok(via)) if via.raw == h.value => {
+                Some(Ok(via))
+                    if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() =>
+                {
                     write_top_via(out, h.value, Some(via), received);
                 }
                 parsed => {
@@ -196,55 +198,10 @@ fn write_top_via(
     let text = via.raw;
     let params = via.params.raw();
     let params_at = text.len() - params.len();
-    let mut rport = false;
-    let mut run = 0;
-    let mut at = params_at;
-    let mut each = |seg_at: usize, seg: &[u8]| {
-        let seg_at = params_at + seg_at;
-        if seg_at != at {
-            out.extend_from_slice(text.get(run..at).unwrap_or_default());
-            run = seg_at;
-        }
-        at = seg_at + seg.len();
-        let name = seg.get(1..).unwrap_or_default();
-        // The usual `;rport` as it is.
-        if name.eq_ignore_ascii_case(b"rport") {
-            rport = true;
-            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
-            run = at;
-            return;
-        }
-        // Both names start with `r`: other parameters need no closer look.
-        let first = name
-            .iter()
-            .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-        if !matches!(first, Some(b'r' | b'R')) {
-            return;
-        }
-        let name = name.split(|&b| b == b'=').next().unwrap_or_default();
-        let name = crate::sip::trim_lws(name);
-        let drop = if name.eq_ignore_ascii_case(b"received") {
-            true
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            rport = true;
-            true
-        } else {
-            false
-        };
-        if drop {
-            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
-            run = at;
-        }
+    let rport = match copy_without_received_rport(out, text, params_at) {
+        Some(rport) => rport,
+        None => copy_without_received_rport_quoted(out, text, &via.params, params_at),
     };
-    // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are left
-    // out, as when copying segment by segment.
-    for seg in via.params.segments() {
-        each(
-            (seg.as_ptr() as usize).wrapping_sub(params.as_ptr() as usize),
-            seg,
-        );
-    }
-    out.extend_from_slice(text.get(run..at).unwrap_or_default());
     match source.ip() {
         std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
         ip @ std::net::IpAddr::V6(_) => {
@@ -258,32 +215,154 @@ fn write_top_via(
     }
 }
 
+/// Is this Via parameter segment (`;name[=value]`) a `received` or an `rport` (the second
+/// answer: which one)? `None` for any other parameter.
+#[inline]
+fn received_or_rport(seg: &[u8]) -> Option<bool> {
+    let name = seg.get(1..).unwrap_or_default();
+    // Both names start with `r` (after LWS, rarely): other parameters need no closer look.
+    match name.first() {
+        Some(b'r' | b'R' | b' ' | b'\t' | b'\r' | b'\n') => {}
+        _ => return None,
+    }
+    // The usual `;rport` as it is (an exact comparison first: the case-insensitive one costs a
+    // case conversion per byte).
+    if name == b"rport" || name.eq_ignore_ascii_case(b"rport") {
+        return Some(true);
+    }
+    let first = name
+        .iter()
+        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    if !matches!(first, Some(b'r' | b'R')) {
+        return None;
+    }
+    let name = name.split(|&b| b == b'=').next().unwrap_or_default();
+    let name = crate::sip::trim_lws(name);
+    if name.eq_ignore_ascii_case(b"received") {
+        Some(false)
+    } else if name.eq_ignore_ascii_case(b"rport") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Copies the Via `text` minus its `received` and `rport` parameters when the parameters (from
+/// `params_at`, starting with `;`) hold no quoted string: each parameter then runs up to the
+/// next `;`, as `Params::segments` splits them. Returns whether an `rport` was dropped, or
+/// `None` (having written nothing) at the first `"`.
+fn copy_without_received_rport(out: &mut Vec<u8>, text: &[u8], params_at: usize) -> Option<bool> {
+    let mark = out.len();
+    let mut rport = false;
+    // `text[run..at]` is copied but not written yet; `at` is where the current segment starts.
+    let mut run = 0;
+    let mut at = params_at;
+    while at < text.len() {
+        let rest = text.get(at + 1..).unwrap_or_default();
+        let end = match find_semi_or_quote(rest) {
+            None => text.len(),
+            Some(e) if rest.get(e) == Some(&b';') => at + 1 + e,
+            Some(_) => {
+                out.truncate(mark);
+                return None;
+            }
+        };
+        if let Some(is_rport) = received_or_rport(text.get(at..end).unwrap_or_default()) {
+            rport |= is_rport;
+            out.extend_from_slice(text.get(run..at).unwrap_or_default());
+            run = end;
+        }
+        at = end;
+    }
+    out.extend_from_slice(text.get(run..).unwrap_or_default());
+    Some(rport)
+}
+
+/// The first `;` or `"` (a byte loop for the usual short parameter, memchr2 beyond).
+#[inline]
+fn find_semi_or_quote(hay: &[u8]) -> Option<usize> {
+    if hay.len() < 16 {
+        hay.iter().position(|&b| b == b';' || b == b'"')
+    } else {
+        memchr::memchr2(b';', b'"', hay)
+    }
+}
+
+/// [`copy_without_received_rport`] for parameters with quoted strings (a `;` inside quotes does
+/// not end a parameter): the segments as `Params::segments` yields them.
+fn copy_without_received_rport_quoted(
+    out: &mut Vec<u8>,
+    text: &[u8],
+    params: &Params<'_>,
+    params_at: usize,
+) -> bool {
+    let raw = params.raw();
+    let mut rport = false;
+    let mut run = 0;
+    let mut at = params_at;
+    // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are left
+    // out, as when copying segment by segment.
+    for seg in params.segments() {
+        let seg_at = params_at + (seg.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+        if seg_at != at {
+            out.extend_from_slice(text.get(run..at).unwrap_or_default());
+            run = seg_at;
+        }
+        at = seg_at + seg.len();
+        if let Some(is_rport) = received_or_rport(seg) {
+            rport |= is_rport;
+            out.extend_from_slice(text.get(run..seg_at).unwrap_or_default());
+            run = at;
+        }
+    }
+    out.extend_from_slice(text.get(run..at).unwrap_or_default());
+    rport
+}
+
+/// The decimal digits of 0..=99, two bytes each.
+const DIGITS2: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Each octet value in decimal, padded: the digits then their count in the last byte.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut table = [[0u8; 4]; 256];
+    let mut v = 0;
+    while v < 256 {
+        let o = v as u8;
+        table[v] = if o >= 100 {
+            [b'0' + o / 100, b'0' + (o / 10) % 10, b'0' + o % 10, 3]
+        } else if o >= 10 {
+            [b'0' + o / 10, b'0' + o % 10, 0, 2]
+        } else {
+            [b'0' + o, 0, 0, 1]
+        };
+        v += 1;
+    }
+    table
+};
+
 /// Appends `;received=` and an IPv4 address in dotted decimal (one copy from a stack buffer).
 fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
     const PREFIX: &[u8] = b";received=";
-    let mut buf = [0u8; PREFIX.len() + 15];
+    // Room for the prefix, four octets of up to three digits and three dots, and the spare
+    // bytes each 4-byte octet copy writes past its digits.
+    let mut buf = [0u8; PREFIX.len() + 16];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     let mut len = PREFIX.len();
     for (i, o) in octets.into_iter().enumerate() {
-        if i > 0 {
-            if let Some(d) = buf.get_mut(len) {
-                *d = b'.';
+        let [d0, d1, d2, n] = OCTETS[usize::from(o)];
+        if let Some(dst) = buf.get_mut(len..len + 4) {
+            if i == 0 {
+                dst.copy_from_slice(&[d0, d1, d2, 0]);
+                len += usize::from(n);
+            } else {
+                dst.copy_from_slice(&[b'.', d0, d1, d2]);
+                len += 1 + usize::from(n);
             }
-            len += 1;
-        }
-        let digits = [o / 100, (o / 10) % 10, o % 10];
-        let skip = if o >= 100 {
-            0
-        } else if o >= 10 {
-            1
-        } else {
-            2
-        };
-        for &d in digits.iter().skip(skip) {
-            if let Some(slot) = buf.get_mut(len) {
-                *slot = b'0' + d;
-            }
-            len += 1;
         }
     }
     out.extend_from_slice(buf.get(..len).unwrap_or_default());
@@ -291,18 +370,29 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
 
 /// Appends `n` in decimal. Every response carries several numbers, and `write!` through
 /// `core::fmt` cost ~2,000 instructions per response in callgrind; a dozen lines here avoid both
-/// that and a dependency (itoa).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+/// that and a dependency (itoa). Two digits per division.
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut buf = [0u8; 20];
     let mut at = buf.len();
-    loop {
+    let mut n = n;
+    while n >= 100 {
+        let pair = usize::try_from(n % 100).unwrap_or(0) * 2;
+        n /= 100;
+        at -= 2;
+        if let (Some(dst), Some(src)) = (buf.get_mut(at..at + 2), DIGITS2.get(pair..pair + 2)) {
+            dst.copy_from_slice(src);
+        }
+    }
+    if n >= 10 {
+        let pair = usize::try_from(n).unwrap_or(0) * 2;
+        at -= 2;
+        if let (Some(dst), Some(src)) = (buf.get_mut(at..at + 2), DIGITS2.get(pair..pair + 2)) {
+            dst.copy_from_slice(src);
+        }
+    } else {
         at -= 1;
         if let Some(d) = buf.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
+            *d = b'0' + n as u8;
         }
     }
     out.extend_from_slice(buf.get(at..).unwrap_or_default());
@@ -343,10 +433,34 @@ pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
 mod tests {
     #[test]
     fn decimals() {
-        for n in [0u64, 7, 10, 99, 100, 65_535, 4_294_967_295, u64::MAX] {
+        let powers = (0..20).flat_map(|e| {
+            let p = 10u64.pow(e);
+            [p - 1, p, p + 1]
+        });
+        for n in (0..100_000)
+            .chain(powers)
+            .chain([65_535, 4_294_967_295, u64::MAX])
+        {
             let mut out = Vec::new();
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
+        }
+        for ip in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [1, 22, 133, 9],
+            [10, 0, 100, 99],
+        ] {
+            let mut out = Vec::new();
+            push_received_v4(&mut out, ip);
+            let want = format!(";received={}", std::net::Ipv4Addr::from(ip));
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+        for o in 0..=255u8 {
+            let mut out = Vec::new();
+            push_received_v4(&mut out, [o, o, 7, o]);
+            let want = format!(";received={o}.{o}.7.{o}");
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 
@@ -530,7 +644,14 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn fast_paths_write_what_the_reference_writes() {
-        let crafted: [&[u8]; 9] = [
+        let crafted: [&[u8]; 16] = [
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h ;branch=z9hG4bK-1 ; rport ;x\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;RPORT;branch=z9hG4bK-1;received=1.2.3.4;rport=1\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;rportx=1;receivedx;r;rp;branch=z9hG4bK-1;ttl=3\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h:5070\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;received=\"a;rport\";branch=z9hG4bK-1;rport\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;Received = 9.9.9.9 ;x=\"q\"\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TLS [2001:db8::2];rport;branch=z9hG4bK-1;maddr=[2001:db8::3]\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1;rport\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP h;RPort;Received=1.1.1.1;branch=z9hG4bK-1 ; rport = 7;x\r\nf: <sip:u@example.com>;tag=a\r\nt: <sip:u@example.com>;tag=b\r\ni: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nVia:  SIP/2.0/UDP h;branch=z9hG4bK-1 , SIP/2.0/TCP p;branch=z9hG4bK-0,,\r\nVia: SIP/2.0/UDP q\r\nFrom:<sip:u@example.com>;tag=a\r\nTo : <sip:u@example.com>\r\nCall-ID: c@h \r\nCSeq:\t1 REGISTER\r\n\r\n",

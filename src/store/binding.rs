@@ -96,7 +96,6 @@ fn u32_at(d: &[u8], at: usize) -> u32 {
 /// What a [`NewBinding`] packs into: its variable parts and the packed size.
 struct Fields<'a> {
     strings: [&'a [u8]; 5],
-    ip: ([u8; 16], usize),
     flags: u8,
     len: usize,
 }
@@ -110,19 +109,7 @@ impl<'a> Fields<'a> {
             cap(b.instance.unwrap_or_default()),
             cap(b.path),
         ];
-        let mut ip = [0u8; 16];
-        let ip_len = match b.source.ip() {
-            IpAddr::V4(v4) => {
-                if let Some(d) = ip.get_mut(..4) {
-                    d.copy_from_slice(&v4.octets());
-                }
-                4
-            }
-            IpAddr::V6(v6) => {
-                ip = v6.octets();
-                16
-            }
-        };
+        let ip_len = if b.source.is_ipv4() { 4 } else { 16 };
         let mut flags = match b.transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
@@ -147,13 +134,13 @@ impl<'a> Fields<'a> {
             + strings.iter().map(|s| s.len()).sum::<usize>();
         Self {
             strings,
-            ip: (ip, ip_len),
             flags,
             len,
         }
     }
 
-    /// Hands the packed bytes, in order, to `put` (`self.len` of them in all).
+    /// Hands the packed bytes, in order, to `put` (`self.len` of them in all). The fixed-size
+    /// parts go as arrays (their copies need no `memcpy` call), empty strings not at all.
     fn emit(&self, b: &NewBinding<'_>, ua: u32, mut put: impl FnMut(&[u8])) {
         let mut head = [0u8; HEADER];
         head[0] = self.flags;
@@ -168,7 +155,10 @@ impl<'a> Fields<'a> {
             head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
         }
         put(&head);
-        put(self.ip.0.get(..self.ip.1).unwrap_or_default());
+        match b.source.ip() {
+            IpAddr::V4(v4) => put(&v4.octets()),
+            IpAddr::V6(v6) => put(&v6.octets()),
+        }
         if let Some(r) = b.reg_id {
             put(&r.to_le_bytes());
         }
@@ -176,7 +166,9 @@ impl<'a> Fields<'a> {
             put(&c.to_le_bytes());
         }
         for s in &self.strings {
-            put(s);
+            if !s.is_empty() {
+                put(s);
+            }
         }
     }
 }
@@ -357,7 +349,11 @@ impl Binding {
 /// and further new values map to id 0 (empty).
 mod intern {
     use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{OnceLock, RwLock};
+
+    /// The id `id` returned last (a hint: checked against the table before use).
+    static LAST: AtomicU32 = AtomicU32::new(0);
 
     const MAX: usize = 16_384;
     const MAX_LEN: usize = 96;
@@ -388,13 +384,20 @@ mod intern {
         if ua.is_empty() {
             return 0;
         }
-        if let Some(&id) = table()
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .ids
-            .get(ua)
         {
-            return id;
+            let t = table()
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Phones of one model register one after another: the value looked up last is
+            // compared before hashing.
+            let last = LAST.load(Ordering::Relaxed);
+            if usize::try_from(last).ok().and_then(|i| t.values.get(i)) == Some(&ua) {
+                return last;
+            }
+            if let Some(&id) = t.ids.get(ua) {
+                LAST.store(id, Ordering::Relaxed);
+                return id;
+            }
         }
         let mut t = table()
             .write()
@@ -546,6 +549,75 @@ mod tests {
                 b.repack(v);
                 assert_eq!(b, Binding::pack(v), "{v:?}");
                 assert_eq!(b.user_agent(), intern::cut(v.user_agent));
+            }
+        }
+    }
+
+    /// The packing as it was before the fixed part was written in one piece: header, address,
+    /// reg-id, flow, then every string (empty ones included).
+    fn reference_pack(b: &NewBinding<'_>) -> Vec<u8> {
+        let f = Fields::of(b);
+        let mut head = [0u8; HEADER];
+        head[0] = f.flags;
+        head[1..5].copy_from_slice(&b.cseq.to_le_bytes());
+        head[5..9].copy_from_slice(&b.expires_at.to_le_bytes());
+        head[9..13].copy_from_slice(&b.registered_at.to_le_bytes());
+        head[13..15].copy_from_slice(&b.source.port().to_le_bytes());
+        head[15..17].copy_from_slice(&b.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
+        head[17..21].copy_from_slice(&intern::id(b.user_agent).to_le_bytes());
+        for (i, s) in f.strings.iter().enumerate() {
+            let len = u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes();
+            head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
+        }
+        let mut d = head.to_vec();
+        match b.source.ip() {
+            IpAddr::V4(v4) => d.extend_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => d.extend_from_slice(&v6.octets()),
+        }
+        if let Some(r) = b.reg_id {
+            d.extend_from_slice(&r.to_le_bytes());
+        }
+        if let Some(c) = b.conn {
+            d.extend_from_slice(&c.to_le_bytes());
+        }
+        for s in &f.strings {
+            d.extend_from_slice(s);
+        }
+        d
+    }
+
+    #[test]
+    fn packing_writes_the_reference_layout() {
+        let long = [b'p'; 70_000];
+        for source in ["192.0.2.44:5060", "[2001:db8::1]:5061", "0.0.0.0:0"] {
+            for instance in [None, Some(&b"<urn:x>"[..]), Some(&b""[..])] {
+                for (reg_id, conn) in [
+                    (None, None),
+                    (Some(7), None),
+                    (None, Some(9)),
+                    (Some(1), Some(u64::MAX)),
+                ] {
+                    for (params, path, q) in [
+                        (&b""[..], &b""[..], None),
+                        (&b";video"[..], &b"<sip:p;lr>"[..], Some(1000)),
+                        (&long[..], &long[..5], Some(2000)),
+                    ] {
+                        let n = NewBinding {
+                            params,
+                            path,
+                            q,
+                            instance,
+                            reg_id,
+                            conn,
+                            ..sample(source, None)
+                        };
+                        let b = Binding::pack(&n);
+                        assert_eq!(&b.data[..], &reference_pack(&n)[..], "{n:?}");
+                        let mut r = Binding::pack(&sample("192.0.2.9:1", None));
+                        r.repack(&n);
+                        assert_eq!(r, b);
+                    }
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ mod wheel;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use dashmap::{DashMap, SharedValue};
 use smallvec::SmallVec;
 
 pub use binding::{Binding, NewBinding, Transport};
@@ -223,6 +223,7 @@ impl<'s> Bindings<'s> {
             .map(|(i, _)| i)
     }
 
+    #[inline]
     fn record(&mut self, kind: Kind, b: &Binding) {
         if let Some(events) = self.events.as_deref_mut() {
             events.push((kind, b.clone()));
@@ -292,8 +293,9 @@ impl Store {
     }
 
     /// Atomic read-modify-write of one AOR: expired bindings are purged (reported as
-    /// `Expired`), then `f` runs under the map shard's write lock. The entry is created lazily
-    /// and deleted when `f` leaves it empty. Never touch another AOR inside `f`.
+    /// `Expired`), then `f` runs under the map shard's write lock. A new AOR's entry is stored
+    /// only when `f` leaves bindings, and an entry `f` empties is deleted under the same lock.
+    /// Never touch another AOR inside `f`.
     pub fn modify<R>(
         &self,
         aor: &AorKey,
@@ -321,21 +323,18 @@ impl Store {
         now: Instant,
         f: impl FnOnce(&mut Bindings<'_>) -> R,
     ) -> R {
-        let mut made: Option<AorKey> = None;
-        let mut key_of = || match key {
-            Some(k) => k.clone(),
-            None => made.get_or_insert_with(|| AorKey::new(aor)).clone(),
-        };
+        use std::hash::BuildHasher;
         let now_secs = secs(now);
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
-        let run = |list: &mut List| {
+        let run = |list: &mut List, events: &mut Events| {
             let before = list.len();
-            self.count_expired(purge(list, now_secs, record.then_some(&mut events)));
-            let old_min = earliest(list);
+            let (expired, old_min) =
+                purge_and_earliest(list, now_secs, record.then_some(&mut *events));
+            self.count_expired(expired);
             let mut view = Bindings {
                 list,
-                events: record.then_some(&mut events),
+                events: record.then_some(events),
             };
             let result = f(&mut view);
             let after = view.list.len();
@@ -351,23 +350,65 @@ impl Store {
             };
             (result, schedule, before, after)
         };
-        let map = self.part_of(aor);
-        // An existing AOR (the common refresh) is found without cloning or making the key.
-        let (result, schedule, before, after) = match map.get_mut(aor) {
-            Some(mut entry) => run(entry.value_mut()),
-            None => run(map.entry(key_of()).or_default().value_mut()),
+        // The AOR is hashed twice, once with the stable hash (partition, wheel) and once with
+        // the partition's seeded hasher (lock shard and table slot), and the table is probed
+        // under the lock shard's write lock, held across the closure: `get_mut`, `entry` and
+        // `remove_if` would each hash, lock and probe again.
+        let stable = aor_hash(aor);
+        let map = self.part_at(stable);
+        let hasher = map.hasher();
+        let hash = hasher.hash_one(aor);
+        let shards = map.shards();
+        // `determine_shard` is always < the shard count (the top bits of the hash).
+        let shard = &shards[map.determine_shard(hash as usize) % shards.len()];
+        let mut made: Option<AorKey> = None;
+        let (result, schedule, before, after) = {
+            let mut table = shard.write();
+            let eq = |(k, _): &(AorKey, SharedValue<List>)| k.as_str() == aor;
+            match table.get_mut(hash, eq) {
+                // An existing AOR (the common refresh): found without making the key.
+                Some((_, list)) => {
+                    let done = run(list.get_mut(), &mut events);
+                    if done.3 == 0 {
+                        table.remove_entry(hash, eq);
+                    }
+                    done
+                }
+                // A new AOR: its bindings are built outside the table and stored only when
+                // there are any (a query or a failed request of an unknown AOR leaves no trace).
+                None => {
+                    let mut list = List::new();
+                    let done = run(&mut list, &mut events);
+                    if !list.is_empty() {
+                        let k = key.cloned().unwrap_or_else(|| AorKey::new(aor));
+                        made = Some(k.clone());
+                        table.insert(hash, (k, SharedValue::new(list)), |(k, _)| {
+                            hasher.hash_one(k)
+                        });
+                    }
+                    done
+                }
+            }
         };
-        if after == 0 {
-            // Delete only if still empty (another thread may have filled it meanwhile).
-            map.remove_if(aor, |_, list| list.is_empty());
-        }
         self.account(before, after);
+        if schedule.is_none() && events.is_empty() {
+            return result;
+        }
+        let key = match (made, key) {
+            (Some(k), _) => k,
+            (None, Some(k)) => k.clone(),
+            (None, None) => AorKey::new(aor),
+        };
+        if events.is_empty() {
+            if let Some(at) = schedule {
+                self.wheels.schedule_hashed(key, stable, at);
+            }
+            return result;
+        }
         if let Some(at) = schedule {
-            self.wheels.schedule(&key_of(), at);
+            self.wheels.schedule_hashed(key.clone(), stable, at);
         }
-        if !events.is_empty() {
-            self.deliver(&key_of(), &events);
-        }
+        self.deliver(&key, &events);
         result
     }
 
@@ -528,7 +569,12 @@ impl Store {
     }
 
     fn part_of(&self, aor: &str) -> &Map {
-        let p = self.part_index(aor_hash(aor));
+        self.part_at(aor_hash(aor))
+    }
+
+    /// The partition of an AOR by its [`aor_hash`].
+    fn part_at(&self, hash: u64) -> &Map {
+        let p = self.part_index(hash);
         // `part_index` is always < parts.len(): the top log2(len) bits of a u64.
         &self.parts[p]
     }
@@ -592,6 +638,31 @@ fn earliest(list: &List) -> Option<u32> {
     list.iter().map(Binding::expires_at).min()
 }
 
+/// [`purge`], and the earliest expiry of the bindings left, in one pass.
+#[inline]
+fn purge_and_earliest(
+    list: &mut List,
+    now_secs: u32,
+    mut events: Option<&mut Events>,
+) -> (usize, Option<u32>) {
+    let before = list.len();
+    let mut min: Option<u32> = None;
+    let mut i = 0;
+    while let Some(b) = list.get(i) {
+        let at = b.expires_at();
+        if at <= now_secs {
+            let b = list.remove(i);
+            if let Some(ev) = events.as_deref_mut() {
+                ev.push((Kind::Expired, b));
+            }
+        } else {
+            min = Some(min.map_or(at, |m| m.min(at)));
+            i += 1;
+        }
+    }
+    (before - list.len(), min)
+}
+
 /// Removes bindings whose expiry is at or before `now_secs`; returns how many.
 fn purge(list: &mut List, now_secs: u32, mut events: Option<&mut Events>) -> usize {
     let before = list.len();
@@ -651,8 +722,8 @@ fn aor_hash(aor: &str) -> u64 {
 }
 
 /// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).
-fn wheel_index(aor: &AorKey, wheels: usize) -> usize {
-    usize::try_from(aor_hash(aor.as_str())).unwrap_or(0) % wheels
+fn wheel_index(aor_hash: u64, wheels: usize) -> usize {
+    usize::try_from(aor_hash).unwrap_or(0) % wheels
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel

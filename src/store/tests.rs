@@ -263,6 +263,8 @@ fn concurrent_modifications_keep_counts_consistent() {
 enum Op {
     Push(u8, u8, u16),
     Remove(u8, u8),
+    /// A closure that changes nothing (a query), by text.
+    Query(u8),
     Advance(u16),
     Sweep,
 }
@@ -271,6 +273,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0u8..4, 0u8..3, 1u16..200).prop_map(|(a, c, e)| Op::Push(a, c, e)),
         (0u8..4, 0u8..3).prop_map(|(a, c)| Op::Remove(a, c)),
+        (0u8..4).prop_map(Op::Query),
         (1u16..120).prop_map(Op::Advance),
         Just(Op::Sweep),
     ]
@@ -288,13 +291,19 @@ proptest! {
                 Op::Push(a, c, e) => {
                     let aor = AorKey::new(&format!("sip:{a}@x"));
                     let contact = format!("sip:{c}");
-                    store.modify(&aor, at(now), |l| {
+                    let push = |l: &mut Bindings<'_>| {
                         let pos = l.iter().position(|b| b.contact() == contact.as_bytes());
-                            match pos {
+                        match pos {
                             Some(i) => l.replace(i, &nb(&contact, now + u32::from(e))),
                             None => l.push(&nb(&contact, now + u32::from(e))),
                         }
-                    });
+                    };
+                    // By key and by text (the engine's way) alike.
+                    if c % 2 == 0 {
+                        store.modify(&aor, at(now), push);
+                    } else {
+                        store.modify_text(aor.as_str(), at(now), push);
+                    }
                     let list = model.entry(a).or_default();
                     list.retain(|(_, exp)| *exp > now);
                     match list.iter_mut().find(|(mc, _)| *mc == c) {
@@ -314,6 +323,14 @@ proptest! {
                     if let Some(list) = model.get_mut(&a) {
                         list.retain(|(mc, exp)| *mc != c && *exp > now);
                     }
+                }
+                Op::Query(a) => {
+                    let n = store.modify_text(&format!("sip:{a}@x"), at(now), |l| l.len());
+                    if let Some(list) = model.get_mut(&a) {
+                        list.retain(|(_, exp)| *exp > now);
+                    }
+                    let want = model.get(&a).map_or(0, Vec::len);
+                    prop_assert_eq!(n, want);
                 }
                 Op::Advance(s) => now += u32::from(s),
                 Op::Sweep => {
@@ -338,6 +355,18 @@ proptest! {
                 want.sort_unstable();
                 prop_assert_eq!(got, want);
             }
+            // The map holds exactly the AORs with bindings (expired-but-unswept ones
+            // included), none empty, and the counters agree with it.
+            let (mut aors, mut bindings) = (0, 0);
+            for part in store.parts.iter() {
+                for entry in part.iter() {
+                    prop_assert!(!entry.value().is_empty());
+                    prop_assert!(store.part(entry.key()).get(entry.key()).is_some());
+                    aors += 1;
+                    bindings += entry.value().len();
+                }
+            }
+            prop_assert_eq!((store.aor_count(), store.binding_count()), (aors, bindings));
         }
         store.handle_timeout(at(now + 1000));
         prop_assert_eq!((store.aor_count(), store.binding_count()), (0, 0));

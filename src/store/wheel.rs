@@ -9,7 +9,7 @@
 
 use std::sync::Mutex;
 
-use super::{wheel_index, AorKey};
+use super::{aor_hash, wheel_index, AorKey};
 
 struct Wheel {
     slots: Vec<Vec<(AorKey, u32)>>,
@@ -38,19 +38,22 @@ impl Wheels {
         Self { wheels, len }
     }
 
-    fn wheel(&self, aor: &AorKey) -> Option<&Mutex<Wheel>> {
-        self.wheels.get(wheel_index(aor, self.wheels.len()))
+    pub(super) fn schedule(&self, aor: &AorKey, at: u32) {
+        self.schedule_hashed(aor.clone(), aor_hash(aor.as_str()), at);
     }
 
-    pub(super) fn schedule(&self, aor: &AorKey, at: u32) {
-        let Some(wheel) = self.wheel(aor) else { return };
+    /// [`Wheels::schedule`] with the AOR's [`aor_hash`] already at hand.
+    pub(super) fn schedule_hashed(&self, aor: AorKey, hash: u64, at: u32) {
+        let Some(wheel) = self.wheels.get(wheel_index(hash, self.wheels.len())) else {
+            return;
+        };
         let mut w = wheel
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         w.next = Some(w.next.map_or(at, |n| n.min(at)));
         let slot = usize::try_from(at % self.len).unwrap_or(0);
         if let Some(s) = w.slots.get_mut(slot) {
-            s.push((aor.clone(), at));
+            s.push((aor, at));
             w.entries += 1;
         }
     }
