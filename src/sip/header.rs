@@ -461,6 +461,11 @@ impl<'b> CSeq<'b> {
     }
 }
 
+/// Offset of `part` (a subslice) within `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
 /// `name-addr` or `addr-spec` with header parameters (From, To, Contact; §20.10, §20.20).
 #[derive(Clone, Copy, Debug)]
 pub struct NameAddr<'b> {
@@ -789,6 +794,10 @@ pub struct Via<'b> {
     pub raw: &'b [u8],
     /// The first `rport` parameter, picked out while the parameters are validated.
     rport: Option<Option<&'b [u8]>>,
+    /// Where the value ends once a trailing bare `;rport` is cut off (its whole length when
+    /// there is none), when it has no `received` and no other `rport`: the common shape, whose
+    /// top Via a response writes without walking its parameters again. `None` otherwise.
+    plain_end: Option<usize>,
 }
 
 impl<'b> Via<'b> {
@@ -801,14 +810,34 @@ impl<'b> Via<'b> {
         let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
         let params = Params::new(rest.get(semi..).unwrap_or_default());
         let mut rport = None;
+        let (mut rports, mut received) = (0u32, false);
+        // Where the last parameter seen starts when it is a bare `rport`.
+        let mut bare_rport_last = None;
         let valid = params.scan(|name, value| {
-            if rport.is_none() && eq_ignore_case(name, b"rport") {
-                rport = Some(value);
+            bare_rport_last = None;
+            if name.first().is_some_and(|b| b | 0x20 == b'r') {
+                if eq_ignore_case(name, b"rport") {
+                    rports += 1;
+                    rport = rport.or(Some(value));
+                    if value.is_none() {
+                        bare_rport_last = Some(offset_in(raw, name));
+                    }
+                } else if eq_ignore_case(name, b"received") {
+                    received = true;
+                }
             }
         });
         if !valid {
             return Err(Error::BadVia);
         }
+        let plain_end = match (received, rports, bare_rport_last) {
+            (false, 0, _) => Some(raw.len()),
+            // One bare `;rport`, written exactly so, that ends the value.
+            (false, 1, Some(at)) if at + 5 == raw.len() && at > 0 => {
+                raw.get(at - 1).filter(|&&b| b == b';').map(|_| at - 1)
+            }
+            _ => None,
+        };
         Ok(Self {
             transport,
             host,
@@ -816,7 +845,15 @@ impl<'b> Via<'b> {
             params,
             raw,
             rport,
+            plain_end,
         })
+    }
+
+    /// The value without a trailing bare `;rport`, when it has no `received` and no other
+    /// `rport` (see `plain_end`).
+    pub(crate) fn without_rport(&self) -> Option<(&'b [u8], bool)> {
+        let end = self.plain_end?;
+        Some((self.raw.get(..end)?, end < self.raw.len()))
     }
 
     /// `SIP / version / transport` at the start of a Via value: the transport and the rest

@@ -193,14 +193,13 @@ fn write_top_via(
         out.extend_from_slice(value);
         return;
     };
-    // Everything before the parameters, then the parameters minus received/rport, copied in
-    // runs of `text`, the whole value: usually one run, up to an `rport` at its end.
-    let text = via.raw;
-    let params = via.params.raw();
-    let params_at = text.len() - params.len();
-    let rport = match copy_without_received_rport(out, text, params_at) {
-        Some(rport) => rport,
-        None => copy_without_received_rport_quoted(out, text, &via.params, params_at),
+    let rport = match via.without_rport() {
+        // The usual shape (no received, at most a bare `;rport` at the end), known from parsing.
+        Some((head, rport)) => {
+            out.extend_from_slice(head);
+            rport
+        }
+        None => copy_without_received_rport_any(out, &via),
     };
     match source.ip() {
         std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
@@ -212,6 +211,17 @@ fn write_top_via(
     if rport {
         out.extend_from_slice(b";rport=");
         push_decimal(out, u64::from(source.port()));
+    }
+}
+
+/// Copies the whole Via value minus its `received` and `rport` parameters, in runs of the
+/// value (usually one, up to an `rport` at its end). Returns whether an `rport` was dropped.
+fn copy_without_received_rport_any(out: &mut Vec<u8>, via: &Via<'_>) -> bool {
+    let text = via.raw;
+    let params_at = text.len() - via.params.raw().len();
+    match copy_without_received_rport(out, text, params_at) {
+        Some(rport) => rport,
+        None => copy_without_received_rport_quoted(out, text, &via.params, params_at),
     }
 }
 
@@ -700,5 +710,53 @@ Content-Length: 0\r\n\r\n";
             }
         }
         assert!(compared > 1000, "{compared}");
+    }
+
+    #[test]
+    fn via_shapes_known_from_parsing() {
+        let cut = |v: &'static str| Via::parse(v.as_bytes()).unwrap().without_rport();
+        let h = b"SIP/2.0/UDP h;branch=z9hG4bK1";
+        assert_eq!(
+            cut("SIP/2.0/UDP h;branch=z9hG4bK1;rport"),
+            Some((&h[..], true))
+        );
+        assert_eq!(cut("SIP/2.0/UDP h;branch=z9hG4bK1"), Some((&h[..], false)));
+        assert_eq!(
+            cut("SIP/2.0/UDP h;branch=z9hG4bK1;RPort"),
+            Some((&h[..], true))
+        );
+        let other = b"SIP/2.0/UDP h;branch=z9hG4bK1;xrport";
+        assert_eq!(
+            cut("SIP/2.0/UDP h;branch=z9hG4bK1;xrport"),
+            Some((&other[..], false))
+        );
+        for general in [
+            "SIP/2.0/UDP h;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP h;branch=z9hG4bK1;rport=5060",
+            "SIP/2.0/UDP h;branch=z9hG4bK1; rport",
+            "SIP/2.0/UDP h;branch=z9hG4bK1;received=192.0.2.1",
+            "SIP/2.0/UDP h;rport;branch=z9hG4bK1;rport",
+        ] {
+            assert_eq!(cut(general), None, "{general}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn via_fast_path_matches_the_general_copy(
+            params in proptest::collection::vec(proptest::sample::select(&[
+                ";rport", ";RPORT", "; rport", ";rport=5", ";received=192.0.2.1", ";Received",
+                ";branch=z9hG4bK1", ";x=\"a;rport\"", ";lr", ";rportx", ";xrport", " ", ";",
+            ][..]), 0..5),
+        ) {
+            let value = format!("SIP/2.0/UDP h:5060{}", params.concat());
+            if let Ok(via) = Via::parse(value.as_bytes()) {
+                if let Some((head, rport)) = via.without_rport() {
+                    let mut general = Vec::new();
+                    let general_rport = copy_without_received_rport_any(&mut general, &via);
+                    proptest::prop_assert_eq!((head, rport), (&general[..], general_rport), "{}", value);
+                }
+            }
+        }
     }
 }
