@@ -219,21 +219,13 @@ impl<'b> Uri<'b> {
             canonical_user(user, out);
             out.push('@');
         }
-        match std::str::from_utf8(self.host) {
-            // Always the case for a parsed URI: hosts are ASCII.
-            Ok(host) => {
-                let start = out.len();
-                out.push_str(host);
-                if let Some(pushed) = out.get_mut(start..) {
-                    pushed.make_ascii_lowercase();
-                }
-            }
-            Err(_) => out.extend(
-                self.host
-                    .iter()
-                    .map(|&b| char::from(b.to_ascii_lowercase())),
-            ),
-        }
+        // A parsed host is ASCII: pushed byte by byte, lowercased, without a UTF-8 check.
+        out.reserve(self.host.len());
+        out.extend(
+            self.host
+                .iter()
+                .map(|&b| char::from(b.to_ascii_lowercase())),
+        );
         if let Some(port) = self.port {
             let _ = write!(out, ":{port}");
         }
