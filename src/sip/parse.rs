@@ -614,39 +614,34 @@ impl<'b> Message<'b> {
 }
 
 /// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID
-/// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards. One pass.
+/// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards. One branch-free pass
+/// that keeps a bit per name for "seen" and one for "seen again".
 fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
-    // Counts of Via, From, To, Call-ID, CSeq, Max-Forwards.
-    let mut n = [0u32; 6];
+    const _: () = assert!(HeaderName::COUNT <= 64, "one bit per header name");
+    let (mut once, mut twice) = (0u64, 0u64);
     for h in headers {
-        let slot = match h.name {
-            HeaderName::Via => 0,
-            HeaderName::From => 1,
-            HeaderName::To => 2,
-            HeaderName::CallId => 3,
-            HeaderName::CSeq => 4,
-            HeaderName::MaxForwards => 5,
-            _ => continue,
-        };
-        n[slot] += 1;
+        let bit = 1u64 << (h.name as u64);
+        twice |= once & bit;
+        once |= bit;
     }
-    let [via, from, to, call_id, cseq, max_forwards] = n;
-    if via == 0 {
+    let bit = |name: HeaderName| 1u64 << (name as u64);
+    if once & bit(HeaderName::Via) == 0 {
         return Some(Error::MissingHeader("Via"));
     }
-    for (count, text) in [
-        (from, "From"),
-        (to, "To"),
-        (call_id, "Call-ID"),
-        (cseq, "CSeq"),
+    for (name, text) in [
+        (HeaderName::From, "From"),
+        (HeaderName::To, "To"),
+        (HeaderName::CallId, "Call-ID"),
+        (HeaderName::CSeq, "CSeq"),
     ] {
-        match count {
-            0 => return Some(Error::MissingHeader(text)),
-            1 => {}
-            _ => return Some(Error::DuplicateHeader(text)),
+        if once & bit(name) == 0 {
+            return Some(Error::MissingHeader(text));
+        }
+        if twice & bit(name) != 0 {
+            return Some(Error::DuplicateHeader(text));
         }
     }
-    if max_forwards > 1 {
+    if twice & bit(HeaderName::MaxForwards) != 0 {
         return Some(Error::DuplicateHeader("Max-Forwards"));
     }
     None
@@ -707,6 +702,42 @@ Content-Length: 0\r\n\r\n";
         match parse_datagram(buf, &Limits::default()) {
             Ok(Message::Request(r)) => r,
             other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mandatory_headers_counted() {
+        let lines = [
+            "Via: SIP/2.0/UDP h",
+            "From: <sip:a@b>;tag=1",
+            "To: <sip:a@b>",
+            "Call-ID: c",
+            "CSeq: 1 OPTIONS",
+            "Max-Forwards: 70",
+        ];
+        let defect = |skip: Option<usize>, twice: Option<usize>| {
+            let mut msg = String::from("OPTIONS sip:x SIP/2.0\r\n");
+            for (i, line) in lines.iter().enumerate() {
+                if skip != Some(i) {
+                    msg.push_str(line);
+                    msg.push_str("\r\n");
+                }
+                if twice == Some(i) {
+                    msg.push_str(&line.replace("tag=1", "tag=2").replace(": c", ": d"));
+                    msg.push_str("\r\n");
+                }
+            }
+            msg.push_str("Content-Length: 0\r\n\r\n");
+            req(msg.as_bytes()).defect()
+        };
+        assert_eq!(defect(None, None), None);
+        let names = ["Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards"];
+        for (i, name) in names.into_iter().enumerate() {
+            let missing = (i < 5).then_some(Error::MissingHeader(name));
+            assert_eq!(defect(Some(i), None), missing, "{name} missing");
+            // Two Vias are fine; every other one of these at most once.
+            let duplicate = (i > 0).then_some(Error::DuplicateHeader(name));
+            assert_eq!(defect(None, Some(i)), duplicate, "{name} twice");
         }
     }
 
