@@ -295,8 +295,8 @@ fn scan_head<'b>(
         };
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
-    // The value of the header being built, as (start, end) offsets, to extend over folding.
-    let mut open: Option<(HeaderName, &'b [u8], usize, usize)> = None;
+    // Where the value of the last header line starts, to extend it over folded lines.
+    let mut value_at: Option<usize> = None;
     let mut pos = nl + 1;
     let body_at = loop {
         if pos > limits.max_message_size {
@@ -314,15 +314,12 @@ fn scan_head<'b>(
             break next;
         }
         if matches!(line.first(), Some(b' ' | b'\t')) {
-            // Folding: the continuation belongs to the open header's value (§7.3.1).
-            let Some(h) = open.as_mut() else {
+            // Folding: the continuation belongs to the last header's value (§7.3.1).
+            let (Some(s), Some(h)) = (value_at, headers.last_mut()) else {
                 return Err(Error::BadHeader);
             };
-            h.3 = pos + line.len();
+            h.value = trim_lws(buf.get(s..pos + line.len()).unwrap_or_default());
         } else {
-            if let Some((name, raw_name, s, e)) = open.take() {
-                push_header(headers, limits, name, raw_name, buf, s, e)?;
-            }
             // The name is a token, then optional white space and the colon: one pass finds
             // the colon and checks the name.
             let name_len = line
@@ -339,13 +336,16 @@ fn scan_head<'b>(
             if name_len == 0 || line.get(colon) != Some(&b':') {
                 return Err(Error::BadHeader);
             }
+            if headers.len() >= limits.max_headers {
+                return Err(Error::TooManyHeaders);
+            }
             let raw_name = line.get(..name_len).unwrap_or_default();
-            open = Some((
-                HeaderName::from_token(raw_name),
+            headers.push(Header {
+                name: HeaderName::from_token(raw_name),
                 raw_name,
-                pos + colon + 1,
-                pos + line.len(),
-            ));
+                value: trim_lws(line.get(colon + 1..).unwrap_or_default()),
+            });
+            value_at = Some(pos + colon + 1);
         }
         pos = next;
         if eof && pos >= buf.len() {
@@ -353,31 +353,7 @@ fn scan_head<'b>(
             break buf.len();
         }
     };
-    if let Some((name, raw_name, s, e)) = open.take() {
-        push_header(headers, limits, name, raw_name, buf, s, e)?;
-    }
     Ok(Status::Complete(Head { start, body_at }))
-}
-
-fn push_header<'b>(
-    headers: &mut Index<'b>,
-    limits: &Limits,
-    name: HeaderName,
-    raw_name: &'b [u8],
-    buf: &'b [u8],
-    s: usize,
-    e: usize,
-) -> Result<(), Error> {
-    if headers.len() >= limits.max_headers {
-        return Err(Error::TooManyHeaders);
-    }
-    let value = trim_lws(buf.get(s..e).unwrap_or_default());
-    headers.push(Header {
-        name,
-        raw_name,
-        value,
-    });
-    Ok(())
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -869,6 +845,11 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
             parse_datagram(REG, &few).unwrap_err(),
             Error::TooManyHeaders
         );
+        // A stream fails as soon as one line too many arrives, before its header section is
+        // complete (a flood of header lines is not buffered up to max_message_size).
+        let head = &REG[..REG.len() - 40];
+        assert!(matches!(parse_stream(head, &limits), Ok(Status::Partial)));
+        assert_eq!(parse_stream(head, &few).unwrap_err(), Error::TooManyHeaders);
     }
 
     #[test]
