@@ -2,6 +2,8 @@
 //!
 //! Views borrow the header value; they parse on demand and never allocate.
 
+use std::sync::LazyLock;
+
 use memchr::{memchr2, memchr3};
 
 use super::parse::Header;
@@ -74,7 +76,42 @@ pub enum HeaderName {
 impl HeaderName {
     /// Number of variants (`Other` included), for tables indexed by name.
     pub(crate) const COUNT: usize = Self::Other as usize + 1;
+
+    /// Every variant, in declaration order (`ALL[n as usize] == n`).
+    const ALL: [Self; Self::COUNT] = [
+        Self::Via,
+        Self::From,
+        Self::To,
+        Self::CallId,
+        Self::CSeq,
+        Self::Contact,
+        Self::Expires,
+        Self::MinExpires,
+        Self::ContentLength,
+        Self::ContentType,
+        Self::MaxForwards,
+        Self::Require,
+        Self::ProxyRequire,
+        Self::Supported,
+        Self::Unsupported,
+        Self::Authorization,
+        Self::ProxyAuthorization,
+        Self::WwwAuthenticate,
+        Self::UserAgent,
+        Self::Server,
+        Self::Path,
+        Self::Allow,
+        Self::Date,
+        Self::Route,
+        Self::RecordRoute,
+        Self::RetryAfter,
+        Self::Other,
+    ];
 }
+
+/// Each name's long form as `folded_words`, computed once instead of per header line.
+static FOLDED_NAMES: LazyLock<[[u64; 3]; HeaderName::COUNT]> =
+    LazyLock::new(|| HeaderName::ALL.map(|n| folded_words(n.as_str().as_bytes())));
 
 impl HeaderName {
     /// Classifies a header name: case-insensitive, compact forms included (RFC 3261 §7.3.3).
@@ -138,7 +175,7 @@ impl HeaderName {
             (19, b'p') => Self::ProxyAuthorization,
             _ => return Self::Other,
         };
-        if folded_words(name) == folded_words(candidate.as_str().as_bytes()) {
+        if FOLDED_NAMES.get(candidate as usize) == Some(&folded_words(name)) {
             candidate
         } else {
             Self::Other
@@ -1013,6 +1050,13 @@ mod tests {
     use super::*;
 
     /// Every classified name: (long form, compact form, name).
+    #[test]
+    fn all_names_in_order() {
+        for (i, name) in HeaderName::ALL.into_iter().enumerate() {
+            assert_eq!(name as usize, i);
+        }
+    }
+
     const NAMES: &[(&str, Option<u8>, HeaderName)] = &[
         ("Via", Some(b'v'), HeaderName::Via),
         ("From", Some(b'f'), HeaderName::From),
