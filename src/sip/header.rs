@@ -521,14 +521,26 @@ pub struct NameAddr<'b> {
 impl<'b> NameAddr<'b> {
     /// Parses one value.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
-        Self::parse_visiting(value, |_, _| {})
+        Self::parse_visiting(value, None, |_, _| {})
+    }
+
+    /// [`NameAddr::parse`] where the URI may be the very text of `known` (a REGISTER's To
+    /// usually repeats its From): then `known` is taken as the parse of it — the same bytes
+    /// give the same view — instead of parsing it again.
+    pub(crate) fn parse_like(value: &'b [u8], known: &Uri<'b>) -> Result<Self, Error> {
+        Self::parse_visiting(value, Some(known), |_, _| {})
     }
 
     /// [`NameAddr::parse`], handing each header parameter to `visit` while they are validated.
     fn parse_visiting(
         value: &'b [u8],
+        known: Option<&Uri<'b>>,
         mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
+        let parse_uri = |text: &'b [u8]| match known {
+            Some(uri) if uri.raw == text => Ok(*uri),
+            _ => Uri::parse(text).map_err(|_| Error::BadNameAddr),
+        };
         let v = trim_lws(value);
         let (display, rest) = if v.first() == Some(&b'"') {
             let end = closing_quote(v).ok_or(Error::BadNameAddr)?;
@@ -558,7 +570,7 @@ impl<'b> NameAddr<'b> {
             let gt = find(b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
             // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
-            let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
+            let uri = parse_uri(uri_text)?;
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             let tag = first_tag(params, &mut visit)?;
             return Ok(Self {
@@ -577,7 +589,7 @@ impl<'b> NameAddr<'b> {
         if uri_text.is_empty() || memchr3(b'?', b'<', b'>', uri_text).is_some() {
             return Err(Error::BadNameAddr);
         }
-        let uri = Uri::parse(uri_text).map_err(|_| Error::BadNameAddr)?;
+        let uri = parse_uri(uri_text)?;
         let params = Params::new(rest.get(semi..).unwrap_or_default());
         let tag = first_tag(params, &mut visit)?;
         Ok(Self {
@@ -1020,7 +1032,7 @@ fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
     }
     // The contact parameters are read in the pass that validates them.
     let mut reader = FieldsReader::default();
-    let name_addr = NameAddr::parse_visiting(item, |name, value| reader.take(name, value))
+    let name_addr = NameAddr::parse_visiting(item, None, |name, value| reader.take(name, value))
         .map_err(|_| Error::BadContact)?;
     Ok(Contact::Addr(reader.finish(name_addr)))
 }
@@ -1422,6 +1434,27 @@ mod tests {
         ) {
             let text = parts.concat();
             proptest::prop_assert_eq!(comma_at(text.as_bytes()), reference_comma_at(text.as_bytes()), "{}", text);
+        }
+    }
+
+    #[test]
+    fn parse_like_reuses_only_the_same_text() {
+        let from = NameAddr::parse(b"<sip:Bob@Example.com;transport=tcp>;tag=1").unwrap();
+        for to in [
+            &b"<sip:Bob@Example.com;transport=tcp>"[..],
+            b"\"Bob\" <sip:Bob@Example.com;transport=tcp>;x=1",
+            b"sip:Bob@Example.com;tag=2",
+            b"<sip:bob@example.com;transport=tcp>",
+            b"<sip:Bob@Example.com;transport=tcp;lr>",
+            b"<sip:Bob@Example.com;transport=tcp",
+            b"<sip:Bob@Example.com:5060>",
+        ] {
+            assert_eq!(
+                format!("{:?}", NameAddr::parse_like(to, &from.uri)),
+                format!("{:?}", NameAddr::parse(to)),
+                "{}",
+                String::from_utf8_lossy(to)
+            );
         }
     }
 }

@@ -648,11 +648,15 @@ fn request_defect(req: &mut Request<'_>) -> Option<Error> {
     if cseq.method != req.method {
         return Some(Error::CSeqMethodMismatch);
     }
-    match req.from() {
-        Ok(f) => req.parsed.from = Some(f),
+    let from = match req.from() {
+        Ok(f) => f,
         Err(e) => return Some(e),
-    }
-    match req.to() {
+    };
+    req.parsed.from = Some(from);
+    let Some(to) = req.header(HeaderName::To) else {
+        return Some(Error::MissingHeader("To"));
+    };
+    match NameAddr::parse_like(to, &from.uri) {
         Ok(t) => req.parsed.to = Some(t),
         Err(e) => return Some(e),
     }
