@@ -859,13 +859,16 @@ impl Engine {
         self.stats.requests += 1;
         // Without a Via there is no response (§18.2.1); with a malformed one, the 400 goes
         // back to the packet's source.
-        let dest = match req.top_via() {
-            None => {
-                self.stats.dropped += 1;
-                return None;
-            }
-            Some(Ok(top_via)) => response_destination(meta, &top_via),
-            Some(Err(_)) => meta.source,
+        let dest = match req.parsed_top_via() {
+            Some(top_via) => response_destination(meta, top_via),
+            None => match req.top_via() {
+                None => {
+                    self.stats.dropped += 1;
+                    return None;
+                }
+                Some(Ok(top_via)) => response_destination(meta, &top_via),
+                Some(Err(_)) => meta.source,
+            },
         };
         match self
             .shared
@@ -978,7 +981,11 @@ fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
 /// (Call-ID, From tag, CSeq) so a retransmitted request is answered with the same tag without
 /// keeping state.
 fn to_tag(req: &Request<'_>) -> [u8; 16] {
-    let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
+    let from_tag = match req.parsed_from() {
+        Some(f) => f.tag(),
+        None => req.from().ok().and_then(|f| f.tag()),
+    };
+    let from_tag = from_tag.unwrap_or_default();
     let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
     let h = crate::store::stable_hash(&[req.call_id().unwrap_or_default(), from_tag, &cseq]);
     hex16(h)

@@ -72,7 +72,15 @@ pub(super) fn dispatch(
         return Ok(Done::Drop);
     }
     // RFC 4475 §3.3.2/§3.3.3: a Request-URI scheme we never accept is 416, whatever the method.
-    let ruri = req.request_uri().map_err(|e| fail(e.into()))?;
+    // The view validation kept is borrowed, not copied.
+    let reparsed;
+    let ruri = match req.parsed_request_uri() {
+        Some(u) => u,
+        None => {
+            reparsed = req.request_uri().map_err(|e| fail(e.into()))?;
+            &reparsed
+        }
+    };
     if !matches!(ruri.scheme, Scheme::Sip | Scheme::Sips) {
         return Err(fail(Error::UnsupportedUriScheme));
     }
@@ -107,7 +115,7 @@ pub(super) fn dispatch(
             Error::NotImplemented
         }));
     }
-    register(eng, now, meta, req, &ruri, start, None)
+    register(eng, now, meta, req, ruri, start, None)
 }
 
 /// Runs a REGISTER again once the shared location service answered (see `remote.rs`):
@@ -161,7 +169,14 @@ fn register(
         return Err(fail(Error::Parse(sip::Error::CSeqMethodMismatch)));
     }
     let call_id = req.call_id().map_err(|e| fail(e.into()))?;
-    let to = req.to().map_err(|e| fail(e.into()))?;
+    let reparsed;
+    let to = match req.parsed_to() {
+        Some(t) => t,
+        None => {
+            reparsed = req.to().map_err(|e| fail(e.into()))?;
+            &reparsed
+        }
+    };
 
     let resumed_user = resume.as_ref().map(|r| r.user.clone());
     let user = match (&resumed_user, shared.auth.as_ref()) {

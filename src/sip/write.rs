@@ -50,18 +50,19 @@ impl<'o> ResponseWriter<'o> {
             }
             top = false;
             out.extend_from_slice(b"Via: ");
-            match req.top_via() {
+            match req.parsed_top_via() {
                 // The usual one value per line: the parsed top Via is the whole value (a valid
                 // Via has no comma outside a quoted string), no need to split it again.
-                Some(Ok(via))
+                Some(via)
                     if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() =>
                 {
                     write_top_via(out, h.value, Some(via), received);
                 }
-                parsed => {
+                _ => {
                     let mut values = CommaSplit::new(h.value);
                     let first = values.next().unwrap_or_default();
-                    write_top_via(out, first, parsed.and_then(Result::ok), received);
+                    let parsed = req.top_via().and_then(Result::ok);
+                    write_top_via(out, first, parsed.as_ref(), received);
                     for v in values {
                         out.extend_from_slice(b", ");
                         out.extend_from_slice(v);
@@ -76,7 +77,10 @@ impl<'o> ResponseWriter<'o> {
                 HeaderName::CallId => push_line(out, raw, h, b"Call-ID"),
                 HeaderName::CSeq => push_line(out, raw, h, b"CSeq"),
                 HeaderName::To => {
-                    let has_tag = req.to().is_ok_and(|t| t.tag().is_some());
+                    let has_tag = match req.parsed_to() {
+                        Some(t) => t.tag().is_some(),
+                        None => req.to().is_ok_and(|t| t.tag().is_some()),
+                    };
                     if has_tag || to_tag.is_empty() {
                         push_line(out, raw, h, b"To");
                         continue;
@@ -186,10 +190,18 @@ fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option
 fn write_top_via(
     out: &mut Vec<u8>,
     value: &[u8],
-    parsed: Option<Via<'_>>,
+    parsed: Option<&Via<'_>>,
     received: Option<SocketAddr>,
 ) {
-    let (Some(source), Some(via)) = (received, parsed.or_else(|| Via::parse(value).ok())) else {
+    let reparsed;
+    let via = match parsed {
+        Some(via) => Some(via),
+        None => {
+            reparsed = Via::parse(value).ok();
+            reparsed.as_ref()
+        }
+    };
+    let (Some(source), Some(via)) = (received, via) else {
         out.extend_from_slice(value);
         return;
     };
@@ -199,7 +211,7 @@ fn write_top_via(
             out.extend_from_slice(head);
             rport
         }
-        None => copy_without_received_rport_any(out, &via),
+        None => copy_without_received_rport_any(out, via),
     };
     match source.ip() {
         std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
