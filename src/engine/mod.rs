@@ -575,14 +575,21 @@ impl Engine {
         &self.stats
     }
 
-    /// Picks up a reloaded policy (one relaxed load when nothing changed).
-    #[inline]
+    /// Picks up a reloaded policy (one relaxed load when nothing changed; the reload itself
+    /// is out of line).
+    #[inline(always)]
     fn refresh_policy(&mut self) {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
-            self.generation = self.shared.generation.load(Ordering::Acquire);
-            self.policy = self.shared.policy();
-            self.server_date.1.clear();
+            self.reload_policy();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reload_policy(&mut self) {
+        self.generation = self.shared.generation.load(Ordering::Acquire);
+        self.policy = self.shared.policy();
+        self.server_date.1.clear();
     }
 
     /// Handles one UDP datagram. Trailing octets after the message are ignored (RFC 4475
@@ -907,8 +914,25 @@ impl Engine {
     }
 
     /// Writes the error response of a failed request (its response starts at `start`); returns
-    /// whether a response is due.
+    /// whether a response is due. The usual outcome (a response was written) is decided
+    /// inline.
+    #[inline(always)]
     fn finish(
+        &mut self,
+        now: Instant,
+        meta: &Meta,
+        req: &Request<'_>,
+        start: usize,
+        outcome: Result<register::Done, register::Failed>,
+    ) -> bool {
+        match outcome {
+            Ok(register::Done::Sent) => true,
+            other => self.finish_other(now, meta, req, start, other),
+        }
+    }
+
+    #[inline(never)]
+    fn finish_other(
         &mut self,
         now: Instant,
         meta: &Meta,
