@@ -575,14 +575,21 @@ impl Engine {
         &self.stats
     }
 
-    /// Picks up a reloaded policy (one relaxed load when nothing changed).
-    #[inline]
+    /// Picks up a reloaded policy (one relaxed load when nothing changed; the reload itself
+    /// is out of line).
+    #[inline(always)]
     fn refresh_policy(&mut self) {
         if self.shared.generation.load(Ordering::Relaxed) != self.generation {
-            self.generation = self.shared.generation.load(Ordering::Acquire);
-            self.policy = self.shared.policy();
-            self.server_date.1.clear();
+            self.reload_policy();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reload_policy(&mut self) {
+        self.generation = self.shared.generation.load(Ordering::Acquire);
+        self.policy = self.shared.policy();
+        self.server_date.1.clear();
     }
 
     /// Handles one UDP datagram. Trailing octets after the message are ignored (RFC 4475
@@ -859,13 +866,16 @@ impl Engine {
         self.stats.requests += 1;
         // Without a Via there is no response (§18.2.1); with a malformed one, the 400 goes
         // back to the packet's source.
-        let dest = match req.top_via() {
-            None => {
-                self.stats.dropped += 1;
-                return None;
-            }
-            Some(Ok(top_via)) => response_destination(meta, &top_via),
-            Some(Err(_)) => meta.source,
+        let dest = match req.parsed_top_via() {
+            Some(top_via) => response_destination(meta, top_via),
+            None => match req.top_via() {
+                None => {
+                    self.stats.dropped += 1;
+                    return None;
+                }
+                Some(Ok(top_via)) => response_destination(meta, &top_via),
+                Some(Err(_)) => meta.source,
+            },
         };
         match self
             .shared
@@ -904,8 +914,25 @@ impl Engine {
     }
 
     /// Writes the error response of a failed request (its response starts at `start`); returns
-    /// whether a response is due.
+    /// whether a response is due. The usual outcome (a response was written) is decided
+    /// inline.
+    #[inline(always)]
     fn finish(
+        &mut self,
+        now: Instant,
+        meta: &Meta,
+        req: &Request<'_>,
+        start: usize,
+        outcome: Result<register::Done, register::Failed>,
+    ) -> bool {
+        match outcome {
+            Ok(register::Done::Sent) => true,
+            other => self.finish_other(now, meta, req, start, other),
+        }
+    }
+
+    #[inline(never)]
+    fn finish_other(
         &mut self,
         now: Instant,
         meta: &Meta,
@@ -978,7 +1005,11 @@ fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
 /// (Call-ID, From tag, CSeq) so a retransmitted request is answered with the same tag without
 /// keeping state.
 fn to_tag(req: &Request<'_>) -> [u8; 16] {
-    let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or_default();
+    let from_tag = match req.parsed_from() {
+        Some(f) => f.tag(),
+        None => req.from().ok().and_then(|f| f.tag()),
+    };
+    let from_tag = from_tag.unwrap_or_default();
     let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
     let h = crate::store::stable_hash(&[req.call_id().unwrap_or_default(), from_tag, &cseq]);
     hex16(h)

@@ -72,7 +72,15 @@ pub(super) fn dispatch(
         return Ok(Done::Drop);
     }
     // RFC 4475 §3.3.2/§3.3.3: a Request-URI scheme we never accept is 416, whatever the method.
-    let ruri = req.request_uri().map_err(|e| fail(e.into()))?;
+    // The view validation kept is borrowed, not copied.
+    let reparsed;
+    let ruri = match req.parsed_request_uri() {
+        Some(u) => u,
+        None => {
+            reparsed = req.request_uri().map_err(|e| fail(e.into()))?;
+            &reparsed
+        }
+    };
     if !matches!(ruri.scheme, Scheme::Sip | Scheme::Sips) {
         return Err(fail(Error::UnsupportedUriScheme));
     }
@@ -107,7 +115,7 @@ pub(super) fn dispatch(
             Error::NotImplemented
         }));
     }
-    register(eng, now, meta, req, &ruri, start, None)
+    register(eng, now, meta, req, ruri, start, None)
 }
 
 /// Runs a REGISTER again once the shared location service answered (see `remote.rs`):
@@ -126,7 +134,7 @@ pub(super) fn resume(
 /// One checked contact of the request.
 struct Wanted<'b> {
     uri: Uri<'b>,
-    params: SmallVec<[u8; 64]>,
+    params: Echo<'b>,
     expires: u32,
     q: Option<u16>,
     instance: Option<&'b [u8]>,
@@ -161,7 +169,14 @@ fn register(
         return Err(fail(Error::Parse(sip::Error::CSeqMethodMismatch)));
     }
     let call_id = req.call_id().map_err(|e| fail(e.into()))?;
-    let to = req.to().map_err(|e| fail(e.into()))?;
+    let reparsed;
+    let to = match req.parsed_to() {
+        Some(t) => t,
+        None => {
+            reparsed = req.to().map_err(|e| fail(e.into()))?;
+            &reparsed
+        }
+    };
 
     let resumed_user = resume.as_ref().map(|r| r.user.clone());
     let user = match (&resumed_user, shared.auth.as_ref()) {
@@ -234,9 +249,9 @@ fn register(
         match contact.map_err(|e| fail(e.into()))? {
             Contact::Star => wildcard = true,
             Contact::Addr(c) => {
-                let mut params = SmallVec::new();
+                let mut params = Echo::One(b"");
                 let f = c
-                    .fields_and_params(|p| params.extend_from_slice(p))
+                    .fields_and_params(|p| params.push(p))
                     .map_err(|e| fail(e.into()))?;
                 wanted.push(Wanted {
                     uri: c.name_addr.uri,
@@ -608,6 +623,37 @@ fn plan_updates(
     Ok(plan)
 }
 
+/// A contact's parameters to echo, in the order they are handed over: the request's own bytes
+/// while they come in one piece (the usual contact, without `expires` or `q`, hands them over
+/// whole), joined into a buffer otherwise.
+enum Echo<'b> {
+    One(&'b [u8]),
+    Joined(SmallVec<[u8; 64]>),
+}
+
+impl<'b> Echo<'b> {
+    /// Appends the next parameters.
+    fn push(&mut self, p: &'b [u8]) {
+        match self {
+            Self::One([]) => *self = Self::One(p),
+            Self::One(s) => {
+                let mut joined = SmallVec::from_slice(s);
+                joined.extend_from_slice(p);
+                *self = Self::Joined(joined);
+            }
+            Self::Joined(joined) => joined.extend_from_slice(p),
+        }
+    }
+
+    /// Everything pushed, in order.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::One(s) => s,
+            Self::Joined(joined) => joined,
+        }
+    }
+}
+
 /// What every binding stored by one request shares.
 struct Common<'r> {
     call_id: &'r [u8],
@@ -624,7 +670,7 @@ impl Common<'_> {
     fn binding<'a>(&'a self, w: &'a Wanted<'a>) -> NewBinding<'a> {
         NewBinding {
             contact: w.uri.raw,
-            params: &w.params,
+            params: w.params.bytes(),
             call_id: self.call_id,
             cseq: self.cseq,
             expires_at: self.now_secs.saturating_add(w.expires),
@@ -846,7 +892,7 @@ mod tests {
     fn wanted<'b>(uri: Uri<'b>, instance: Option<&'b [u8]>) -> Wanted<'b> {
         Wanted {
             uri,
-            params: SmallVec::new(),
+            params: Echo::One(b""),
             expires: 3600,
             q: None,
             instance,
@@ -1013,6 +1059,30 @@ mod tests {
             }
         }
         assert!(compared > 2000, "{compared}");
+    }
+
+    /// Echoed parameters come out as the pieces joined one after another, whatever the pieces.
+    #[test]
+    fn echo_is_concatenation() {
+        let pieces: [&[u8]; 5] = [
+            b"",
+            b";a",
+            b";b=\"x;y\"",
+            b"",
+            b";+sip.instance=\"<urn:x>\"",
+        ];
+        for n in 0..=4usize {
+            for pick in 0..5usize.pow(n as u32) {
+                let mut echo = Echo::One(b"");
+                let mut want: Vec<u8> = Vec::new();
+                for k in 0..n {
+                    let p = pieces[pick / 5usize.pow(k as u32) % 5];
+                    echo.push(p);
+                    want.extend_from_slice(p);
+                }
+                assert_eq!(echo.bytes(), &want[..]);
+            }
+        }
     }
 
     #[test]

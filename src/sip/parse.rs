@@ -197,6 +197,24 @@ macro_rules! header_accessors {
             self.vias().next()
         }
 
+        /// The From header as validation parsed it, borrowed (no copy of the view); `None`
+        /// when validation stopped before it ([`Self::from`] then parses it again).
+        pub fn parsed_from(&self) -> Option<&NameAddr<'b>> {
+            self.parsed.from.as_ref()
+        }
+
+        /// The To header as validation parsed it, borrowed; `None` when validation stopped
+        /// before it ([`Self::to`] then parses it again).
+        pub fn parsed_to(&self) -> Option<&NameAddr<'b>> {
+            self.parsed.to.as_ref()
+        }
+
+        /// The top Via as validation parsed it, borrowed; `None` when validation stopped
+        /// before it or there is none ([`Self::top_via`] tells which).
+        pub fn parsed_top_via(&self) -> Option<&Via<'b>> {
+            self.parsed.top_via.as_ref()
+        }
+
         /// Every Via value (across header lines and commas), top first.
         pub fn vias(&self) -> Vias<'b, '_> {
             super::header::vias(&self.headers)
@@ -228,6 +246,12 @@ impl<'b> Request<'b> {
             Some(u) => Ok(u),
             None => Uri::parse(self.uri),
         }
+    }
+
+    /// The Request-URI as validation parsed it, borrowed; `None` when it did not parse
+    /// ([`Self::request_uri`] then says why).
+    pub fn parsed_request_uri(&self) -> Option<&Uri<'b>> {
+        self.parsed.request_uri.as_ref()
     }
 
     /// The SIP-Version token (not checked by the parser: the engine answers 505).

@@ -42,57 +42,35 @@ impl<'o> ResponseWriter<'o> {
             }
         }
         let raw = req.as_bytes();
+        // The usual order — every Via before From, To, Call-ID and CSeq — is written in one
+        // pass over the headers. A Via after one of those (rare) undoes it: then all Vias are
+        // written first, the others after them, in a pass each.
+        let mark = out.len();
         let mut top = true;
-        for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-            if !top {
-                push_line(out, raw, h, b"Via");
-                continue;
-            }
-            top = false;
-            out.extend_from_slice(b"Via: ");
-            match req.top_via() {
-                // The usual one value per line: the parsed top Via is the whole value (a valid
-                // Via has no comma outside a quoted string), no need to split it again.
-                Some(Ok(via))
-                    if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() =>
-                {
-                    write_top_via(out, h.value, Some(via), received);
-                }
-                parsed => {
-                    let mut values = CommaSplit::new(h.value);
-                    let first = values.next().unwrap_or_default();
-                    write_top_via(out, first, parsed.and_then(Result::ok), received);
-                    for v in values {
-                        out.extend_from_slice(b", ");
-                        out.extend_from_slice(v);
-                    }
-                }
-            }
-            out.extend_from_slice(b"\r\n");
-        }
+        let mut dialog = false;
+        let mut one_pass = true;
         for h in req.headers() {
             match h.name {
-                HeaderName::From => push_line(out, raw, h, b"From"),
-                HeaderName::CallId => push_line(out, raw, h, b"Call-ID"),
-                HeaderName::CSeq => push_line(out, raw, h, b"CSeq"),
-                HeaderName::To => {
-                    let has_tag = req.to().is_ok_and(|t| t.tag().is_some());
-                    if has_tag || to_tag.is_empty() {
-                        push_line(out, raw, h, b"To");
-                        continue;
-                    }
-                    match line_in(raw, h, b"To", false) {
-                        Some(line) => out.extend_from_slice(line),
-                        None => {
-                            out.extend_from_slice(b"To: ");
-                            out.extend_from_slice(h.value);
-                        }
-                    }
-                    out.extend_from_slice(b";tag=");
-                    out.extend_from_slice(to_tag);
-                    out.extend_from_slice(b"\r\n");
+                HeaderName::Via if dialog => {
+                    one_pass = false;
+                    break;
+                }
+                HeaderName::Via => push_via(out, req, raw, h, &mut top, received),
+                HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq => {
+                    dialog = true;
+                    push_dialog_line(out, req, raw, h, to_tag);
                 }
                 _ => {}
+            }
+        }
+        if !one_pass {
+            out.truncate(mark);
+            let mut top = true;
+            for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+                push_via(out, req, raw, h, &mut top, received);
+            }
+            for h in req.headers() {
+                push_dialog_line(out, req, raw, h, to_tag);
             }
         }
         Self { out, start }
@@ -148,6 +126,81 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
+/// Appends a Via line of the request: the top one (the first, `top` is then cleared) with
+/// `received`/`rport` set, any other as it is.
+#[inline(always)]
+fn push_via(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    raw: &[u8],
+    h: &Header<'_>,
+    top: &mut bool,
+    received: Option<SocketAddr>,
+) {
+    if !*top {
+        push_line(out, raw, h, b"Via");
+        return;
+    }
+    *top = false;
+    out.extend_from_slice(b"Via: ");
+    match req.parsed_top_via() {
+        // The usual one value per line: the parsed top Via is the whole value (a valid Via has
+        // no comma outside a quoted string), no need to split it again.
+        Some(via) if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() => {
+            write_top_via(out, h.value, Some(via), received);
+        }
+        _ => {
+            let mut values = CommaSplit::new(h.value);
+            let first = values.next().unwrap_or_default();
+            let parsed = req.top_via().and_then(Result::ok);
+            write_top_via(out, first, parsed.as_ref(), received);
+            for v in values {
+                out.extend_from_slice(b", ");
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a From, To (with `;tag=<to_tag>` when the request's To has none), Call-ID or CSeq
+/// line of the request; other headers are skipped.
+#[inline(always)]
+fn push_dialog_line(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    raw: &[u8],
+    h: &Header<'_>,
+    to_tag: &[u8],
+) {
+    match h.name {
+        HeaderName::From => push_line(out, raw, h, b"From"),
+        HeaderName::CallId => push_line(out, raw, h, b"Call-ID"),
+        HeaderName::CSeq => push_line(out, raw, h, b"CSeq"),
+        HeaderName::To => {
+            let has_tag = match req.parsed_to() {
+                Some(t) => t.tag().is_some(),
+                None => req.to().is_ok_and(|t| t.tag().is_some()),
+            };
+            if has_tag || to_tag.is_empty() {
+                push_line(out, raw, h, b"To");
+                return;
+            }
+            match line_in(raw, h, b"To", false) {
+                Some(line) => out.extend_from_slice(line),
+                None => {
+                    out.extend_from_slice(b"To: ");
+                    out.extend_from_slice(h.value);
+                }
+            }
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(to_tag);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => {}
+    }
+}
+
 /// Appends `name: value` CRLF for a request header: the request's own line in one copy when
 /// it already reads exactly so (the usual case), otherwise piece by piece. Inlined: the name's
 /// length is then known where it is compared (no `memcmp` call).
@@ -186,10 +239,18 @@ fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option
 fn write_top_via(
     out: &mut Vec<u8>,
     value: &[u8],
-    parsed: Option<Via<'_>>,
+    parsed: Option<&Via<'_>>,
     received: Option<SocketAddr>,
 ) {
-    let (Some(source), Some(via)) = (received, parsed.or_else(|| Via::parse(value).ok())) else {
+    let reparsed;
+    let via = match parsed {
+        Some(via) => Some(via),
+        None => {
+            reparsed = Via::parse(value).ok();
+            reparsed.as_ref()
+        }
+    };
+    let (Some(source), Some(via)) = (received, via) else {
         out.extend_from_slice(value);
         return;
     };
@@ -199,7 +260,7 @@ fn write_top_via(
             out.extend_from_slice(head);
             rport
         }
-        None => copy_without_received_rport_any(out, &via),
+        None => copy_without_received_rport_any(out, via),
     };
     match source.ip() {
         std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
@@ -654,7 +715,10 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn fast_paths_write_what_the_reference_writes() {
-        let crafted: [&[u8]; 16] = [
+        let crafted: [&[u8]; 19] = [
+            b"REGISTER sip:example.com SIP/2.0\r\nFrom: <sip:u@example.com>;tag=a\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nVia: SIP/2.0/UDP g;branch=z9hG4bK-0\r\nCSeq: 1 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nFrom: <sip:u@example.com>;tag=a\r\nFrom: <sip:v@example.com>;tag=b\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\nv: SIP/2.0/TCP late;rport\r\nCSeq: 2 REGISTER\r\n\r\n",
+            b"REGISTER sip:example.com SIP/2.0\r\nCSeq: 1 REGISTER\r\nt: <sip:u@example.com>\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nf: <sip:u@example.com>;tag=a\r\ni: c@h\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h ;branch=z9hG4bK-1 ; rport ;x\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;RPORT;branch=z9hG4bK-1;received=1.2.3.4;rport=1\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;rportx=1;receivedx;r;rp;branch=z9hG4bK-1;ttl=3\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n",

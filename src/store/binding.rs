@@ -348,12 +348,17 @@ impl Binding {
 /// values, or for values longer than `MAX_LEN`, the stored User-Agent is cut to `MAX_LEN` bytes
 /// and further new values map to id 0 (empty).
 mod intern {
+    use std::cell::Cell;
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{OnceLock, RwLock};
 
-    /// The id `id` returned last (a hint: checked against the table before use).
-    static LAST: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        /// The id this thread looked up last, with its stored value. Ids are never reassigned
+        /// and values never change, so the pair stays true: phones of one model register one
+        /// after another, and their User-Agent is then found (and read back) without the
+        /// table's lock.
+        static LAST: Cell<(u32, &'static [u8])> = const { Cell::new((0, b"")) };
+    }
 
     const MAX: usize = 16_384;
     const MAX_LEN: usize = 96;
@@ -384,39 +389,46 @@ mod intern {
         if ua.is_empty() {
             return 0;
         }
-        {
+        let (last, value) = LAST.get();
+        if value == ua {
+            return last;
+        }
+        let found = {
             let t = table()
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Phones of one model register one after another: the value looked up last is
-            // compared before hashing.
-            let last = LAST.load(Ordering::Relaxed);
-            if usize::try_from(last).ok().and_then(|i| t.values.get(i)) == Some(&ua) {
-                return last;
-            }
-            if let Some(&id) = t.ids.get(ua) {
-                LAST.store(id, Ordering::Relaxed);
-                return id;
-            }
-        }
+            t.ids.get_key_value(ua).map(|(&v, &id)| (id, v))
+        };
+        let (id, stored) = found.unwrap_or_else(|| insert(ua));
+        LAST.set((id, stored));
+        id
+    }
+
+    /// Adds a value (or finds it, when another thread just added it); `(0, b"")` when the
+    /// table is full.
+    fn insert(ua: &[u8]) -> (u32, &'static [u8]) {
         let mut t = table()
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&id) = t.ids.get(ua) {
-            return id;
+        if let Some((&v, &id)) = t.ids.get_key_value(ua) {
+            return (id, v);
         }
         if t.values.len() >= MAX {
-            return 0;
+            return (0, b"");
         }
         // Leaked on purpose: at most MAX x MAX_LEN bytes (1.5 MiB) for the process lifetime.
         let stored: &'static [u8] = Box::leak(ua.to_vec().into_boxed_slice());
         let id = u32::try_from(t.values.len()).unwrap_or(0);
         t.values.push(stored);
         t.ids.insert(stored, id);
-        id
+        (id, stored)
     }
 
     pub(super) fn get(id: u32) -> &'static [u8] {
+        let (last, value) = LAST.get();
+        if id == last {
+            return value;
+        }
         let t = table()
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -620,6 +632,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The per-thread last-value cache gives the ids and values the shared table gives, on
+    /// every thread, whichever value each thread saw last.
+    #[test]
+    fn interning_agrees_across_threads() {
+        let (a, b) = (
+            intern::id(b"intern test UA one"),
+            intern::id(b"intern test UA two"),
+        );
+        assert_ne!(a, b);
+        assert_ne!(a, 0);
+        assert_eq!(intern::id(b"intern test UA one"), a);
+        assert_eq!(intern::get(b), b"intern test UA two");
+        assert_eq!(intern::get(a), b"intern test UA one");
+        assert_eq!(intern::id(b""), 0);
+        assert_eq!(intern::get(0), b"");
+        let long = [b'u'; 200];
+        let cut = intern::id(&long);
+        assert_eq!(intern::get(cut), intern::cut(&long));
+        assert_eq!(intern::id(intern::cut(&long)), cut);
+        std::thread::scope(|scope| {
+            for order in [[a, b], [b, a]] {
+                scope.spawn(move || {
+                    for id in order {
+                        let value = intern::get(id);
+                        assert_eq!(intern::id(value), id);
+                        assert_eq!(intern::get(id), value);
+                    }
+                    assert_eq!(
+                        intern::id(b"intern test UA three"),
+                        intern::id(b"intern test UA three")
+                    );
+                });
+            }
+        });
+        assert_eq!(intern::get(a), b"intern test UA one");
+        assert_eq!(intern::id(b"intern test UA two"), b);
     }
 
     #[test]

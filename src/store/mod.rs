@@ -727,7 +727,10 @@ fn wheel_index(aor_hash: u64, wheels: usize) -> usize {
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel
-/// placement, binding ids, and To tags that a retransmission must get again.
+/// placement, binding ids, and To tags that a retransmission must get again. Inlined: with the
+/// number of parts known where it is called, the loop unrolls and the hasher's buffer
+/// bookkeeping folds away.
+#[inline]
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = foldhash::fast::FixedState::with_seed(0x5157_5245_4721_0001).build_hasher();

@@ -550,3 +550,32 @@ fn refreshes_do_not_grow_the_wheel_and_expiry_follows_the_last_refresh() {
     assert_eq!(store.handle_timeout(at(T0 + 600)), 1);
     assert_eq!(store.binding_count(), 0);
 }
+
+/// The stable hash is part of the wire (To tags) and of stored ids: pinned values, whatever the
+/// code around it (inlining, unrolling) becomes.
+#[test]
+fn stable_hash_known_answers() {
+    let cases: [(&[&[u8]], u64); 5] = [
+        (&[], 0x5979_a8dd_ab6f_6c88),
+        (&[b""], 0x7bac_5360_e616_af03),
+        (&[b"sip:u1@example.com"], 0xa237_1c08_edeb_51a6),
+        (
+            &[
+                b"sip:u7@192.0.2.10:5060;transport=udp",
+                b"<urn:uuid:3f2504e0>",
+            ],
+            0x9e5f_483e_17e2_6057,
+        ),
+        (
+            &[
+                b"0000000000000007-9f2c4e1b7a@192.0.2.10",
+                b"a73kszlfl",
+                &7u32.to_le_bytes(),
+            ],
+            0xf1fa_780f_0d5c_4a61,
+        ),
+    ];
+    for (parts, want) in cases {
+        assert_eq!(stable_hash(parts), want, "{parts:?}");
+    }
+}
