@@ -350,19 +350,17 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
 /// Parses delta-seconds: all digits; values above u32::MAX saturate (RFC 4475 §3.1.2.4 lets a
 /// registrar treat overlarge expiry values as out of range rather than malformed).
 pub(crate) fn parse_delta_saturating(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() {
         return None;
     }
-    let digits = s.iter().skip_while(|&&d| d == b'0').count();
-    if digits > 10 {
-        return Some(u32::MAX);
-    }
+    // One pass: the digits are checked as they are summed; past u32 range the sum only grows
+    // (saturating), so it ends above u32::MAX and reads as u32::MAX.
     let mut v: u64 = 0;
     for &d in s {
-        v = v * 10 + u64::from(d - b'0');
-        if v > u64::from(u32::MAX) {
-            return Some(u32::MAX);
+        if !d.is_ascii_digit() {
+            return None;
         }
+        v = v.saturating_mul(10).saturating_add(u64::from(d - b'0'));
     }
     Some(u32::try_from(v).unwrap_or(u32::MAX))
 }
@@ -478,6 +476,21 @@ mod tests {
             Error::MissingHeader("Call-ID").to_string(),
             "Missing Call-ID"
         );
+    }
+
+    #[test]
+    fn delta_seconds_saturate() {
+        use super::parse_delta_saturating as delta;
+        assert_eq!(delta(b"3600"), Some(3600));
+        assert_eq!(delta(b"0"), Some(0));
+        assert_eq!(delta(b"0000000000000000000000007"), Some(7));
+        assert_eq!(delta(b"4294967295"), Some(u32::MAX));
+        assert_eq!(delta(b"4294967296"), Some(u32::MAX));
+        assert_eq!(delta(b"99999999999999999999999999999999"), Some(u32::MAX));
+        assert_eq!(delta(b""), None);
+        assert_eq!(delta(b"12a"), None);
+        assert_eq!(delta(b"99999999999999999999999999x"), None);
+        assert_eq!(delta(b" 1"), None);
     }
 }
 #[cfg(test)]
