@@ -334,15 +334,16 @@ pub(crate) fn host_len(s: &[u8]) -> usize {
 
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 20 {
         return None;
     }
+    // One pass: digits checked while summed (saturating: anything past u32 range is None).
     let mut v: u64 = 0;
     for &d in s {
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        if v > u64::from(u32::MAX) {
+        if !d.is_ascii_digit() {
             return None;
         }
+        v = v.saturating_mul(10).saturating_add(u64::from(d - b'0'));
     }
     u32::try_from(v).ok()
 }
@@ -445,6 +446,10 @@ mod tests {
         assert_eq!(parse_u32(b"007"), Some(7));
         assert_eq!(parse_u32(b""), None);
         assert_eq!(parse_u32(b"1a"), None);
+        assert_eq!(parse_u32(b"99999999999999999999"), None);
+        assert_eq!(parse_u32(b"00000000000000000042"), Some(42));
+        assert_eq!(parse_u32(b"000000000000000000042"), None); // over 20 characters
+        assert_eq!(parse_u32(b"4294967296x"), None);
         assert_eq!(parse_u32(b"36893488147419103232"), None);
         assert_eq!(
             parse_delta_saturating(b"10000000000000000000000"),
