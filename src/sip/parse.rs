@@ -430,7 +430,7 @@ pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>,
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
-    let (body_len, defect) = match content_length(msg.index_mut()) {
+    let (body_len, defect) = match content_length(msg.index()) {
         Ok(Some(n)) if n <= available => (n, None),
         Ok(Some(_)) => (available, Some(Error::Truncated)),
         Ok(None) => (available, None),
@@ -460,7 +460,7 @@ pub fn parse_stream<'b>(
     let Status::Complete(head) = scan_head(msg, limits, false, parsed.index_mut())? else {
         return Ok(Status::Partial);
     };
-    let len = content_length(parsed.index_mut())?.ok_or(Error::MissingContentLength)?;
+    let len = content_length(parsed.index())?.ok_or(Error::MissingContentLength)?;
     let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
@@ -526,6 +526,13 @@ impl<'b> Message<'b> {
                 defect: None,
                 parsed,
             })
+        }
+    }
+
+    fn index(&self) -> &Index<'b> {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
         }
     }
 
