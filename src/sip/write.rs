@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use super::header::{CommaSplit, HeaderName, Params, Via};
+use super::header::{CommaSplit, HeaderName, Via};
 use super::parse::{Header, Request};
 use super::StatusCode;
 
@@ -260,7 +260,7 @@ fn write_top_via(
             out.extend_from_slice(head);
             rport
         }
-        None => copy_without_received_rport_any(out, via),
+        None => copy_without_received_rport(out, via),
     };
     match source.ip() {
         std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
@@ -275,105 +275,20 @@ fn write_top_via(
     }
 }
 
-/// Copies the whole Via value minus its `received` and `rport` parameters, in runs of the
-/// value (usually one, up to an `rport` at its end). Returns whether an `rport` was dropped.
-fn copy_without_received_rport_any(out: &mut Vec<u8>, via: &Via<'_>) -> bool {
+/// Copies the whole Via value minus its `received` and `rport` parameters (split as
+/// `Params::segments` splits them: a `;` inside quotes does not end a parameter), in runs of
+/// the value. Returns whether an `rport` was dropped. The usual Via never comes here: parsing
+/// already found its shape (`Via::without_rport`).
+fn copy_without_received_rport(out: &mut Vec<u8>, via: &Via<'_>) -> bool {
     let text = via.raw;
-    let params_at = text.len() - via.params.raw().len();
-    match copy_without_received_rport(out, text, params_at) {
-        Some(rport) => rport,
-        None => copy_without_received_rport_quoted(out, text, &via.params, params_at),
-    }
-}
-
-/// Is this Via parameter segment (`;name[=value]`) a `received` or an `rport` (the second
-/// answer: which one)? `None` for any other parameter.
-#[inline]
-fn received_or_rport(seg: &[u8]) -> Option<bool> {
-    let name = seg.get(1..).unwrap_or_default();
-    // Both names start with `r` (after LWS, rarely): other parameters need no closer look.
-    match name.first() {
-        Some(b'r' | b'R' | b' ' | b'\t' | b'\r' | b'\n') => {}
-        _ => return None,
-    }
-    // The usual `;rport` as it is (an exact comparison first: the case-insensitive one costs a
-    // case conversion per byte).
-    if name == b"rport" || name.eq_ignore_ascii_case(b"rport") {
-        return Some(true);
-    }
-    let first = name
-        .iter()
-        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-    if !matches!(first, Some(b'r' | b'R')) {
-        return None;
-    }
-    let name = name.split(|&b| b == b'=').next().unwrap_or_default();
-    let name = crate::sip::trim_lws(name);
-    if name.eq_ignore_ascii_case(b"received") {
-        Some(false)
-    } else if name.eq_ignore_ascii_case(b"rport") {
-        Some(true)
-    } else {
-        None
-    }
-}
-
-/// Copies the Via `text` minus its `received` and `rport` parameters when the parameters (from
-/// `params_at`, starting with `;`) hold no quoted string: each parameter then runs up to the
-/// next `;`, as `Params::segments` splits them. Returns whether an `rport` was dropped, or
-/// `None` (having written nothing) at the first `"`.
-fn copy_without_received_rport(out: &mut Vec<u8>, text: &[u8], params_at: usize) -> Option<bool> {
-    let mark = out.len();
-    let mut rport = false;
-    // `text[run..at]` is copied but not written yet; `at` is where the current segment starts.
-    let mut run = 0;
-    let mut at = params_at;
-    while at < text.len() {
-        let rest = text.get(at + 1..).unwrap_or_default();
-        let end = match find_semi_or_quote(rest) {
-            None => text.len(),
-            Some(e) if rest.get(e) == Some(&b';') => at + 1 + e,
-            Some(_) => {
-                out.truncate(mark);
-                return None;
-            }
-        };
-        if let Some(is_rport) = received_or_rport(text.get(at..end).unwrap_or_default()) {
-            rport |= is_rport;
-            out.extend_from_slice(text.get(run..at).unwrap_or_default());
-            run = end;
-        }
-        at = end;
-    }
-    out.extend_from_slice(text.get(run..).unwrap_or_default());
-    Some(rport)
-}
-
-/// The first `;` or `"` (a byte loop for the usual short parameter, memchr2 beyond).
-#[inline]
-fn find_semi_or_quote(hay: &[u8]) -> Option<usize> {
-    if hay.len() < 16 {
-        hay.iter().position(|&b| b == b';' || b == b'"')
-    } else {
-        memchr::memchr2(b';', b'"', hay)
-    }
-}
-
-/// [`copy_without_received_rport`] for parameters with quoted strings (a `;` inside quotes does
-/// not end a parameter): the segments as `Params::segments` yields them.
-fn copy_without_received_rport_quoted(
-    out: &mut Vec<u8>,
-    text: &[u8],
-    params: &Params<'_>,
-    params_at: usize,
-) -> bool {
-    let raw = params.raw();
+    let raw = via.params.raw();
+    let params_at = text.len() - raw.len();
     let mut rport = false;
     let mut run = 0;
     let mut at = params_at;
     // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are left
     // out, as when copying segment by segment.
-    for seg in params.segments() {
+    for seg in via.params.segments() {
         let seg_at = params_at + (seg.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
         if seg_at != at {
             out.extend_from_slice(text.get(run..at).unwrap_or_default());
@@ -388,6 +303,20 @@ fn copy_without_received_rport_quoted(
     }
     out.extend_from_slice(text.get(run..at).unwrap_or_default());
     rport
+}
+
+/// Is this Via parameter segment (`;name[=value]`) a `received` or an `rport` (the second
+/// answer: which one)? `None` for any other parameter.
+fn received_or_rport(seg: &[u8]) -> Option<bool> {
+    let name = seg.get(1..).unwrap_or_default();
+    let name = crate::sip::trim_lws(name.split(|&b| b == b'=').next().unwrap_or_default());
+    if name.eq_ignore_ascii_case(b"received") {
+        Some(false)
+    } else if name.eq_ignore_ascii_case(b"rport") {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// The decimal digits of 0..=99, two bytes each.
@@ -817,7 +746,7 @@ Content-Length: 0\r\n\r\n";
             if let Ok(via) = Via::parse(value.as_bytes()) {
                 if let Some((head, rport)) = via.without_rport() {
                     let mut general = Vec::new();
-                    let general_rport = copy_without_received_rport_any(&mut general, &via);
+                    let general_rport = copy_without_received_rport(&mut general, &via);
                     proptest::prop_assert_eq!((head, rport), (&general[..], general_rport), "{}", value);
                 }
             }
