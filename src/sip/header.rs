@@ -499,7 +499,7 @@ impl<'b> CSeq<'b> {
 }
 
 /// Offset of `part` (a subslice) within `whole`.
-fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+pub(crate) fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
 }
 

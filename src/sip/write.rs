@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use super::header::{CommaSplit, HeaderName, Via};
+use super::header::{offset_in, CommaSplit, HeaderName, Via};
 use super::parse::{Header, Request};
 use super::StatusCode;
 
@@ -289,7 +289,7 @@ fn copy_without_received_rport(out: &mut Vec<u8>, via: &Via<'_>) -> bool {
     // Segments are sub-slices of `params`; bytes between them (none in a valid Via) are left
     // out, as when copying segment by segment.
     for seg in via.params.segments() {
-        let seg_at = params_at + (seg.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+        let seg_at = params_at + offset_in(raw, seg);
         if seg_at != at {
             out.extend_from_slice(text.get(run..at).unwrap_or_default());
             run = seg_at;
