@@ -78,7 +78,7 @@ impl HeaderName {
     pub(crate) const COUNT: usize = Self::Other as usize + 1;
 
     /// Every variant, in declaration order (`ALL[n as usize] == n`).
-    const ALL: [Self; Self::COUNT] = [
+    pub(crate) const ALL: [Self; Self::COUNT] = [
         Self::Via,
         Self::From,
         Self::To,

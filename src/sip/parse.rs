@@ -344,29 +344,16 @@ fn scan_head<'b>(
             };
             h.value = trim_lws(buf.get(s..pos + line.len()).unwrap_or_default());
         } else {
-            // The name is a token, then optional white space and the colon: one pass finds
-            // the colon and checks the name.
-            let name_len = line
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(line.len());
-            let colon = name_len
-                + line
-                    .get(name_len..)
-                    .unwrap_or_default()
-                    .iter()
-                    .position(|&b| !is_wsp(b))
-                    .unwrap_or(line.len());
-            if name_len == 0 || line.get(colon) != Some(&b':') {
-                return Err(Error::BadHeader);
-            }
+            let (name, name_len, colon) = match canonical_name(line) {
+                Some((name, len)) => (name, len, len),
+                None => scan_name(line)?,
+            };
             if headers.len() >= limits.max_headers {
                 return Err(Error::TooManyHeaders);
             }
-            let raw_name = line.get(..name_len).unwrap_or_default();
             headers.push(Header {
-                name: HeaderName::from_token(raw_name),
-                raw_name,
+                name,
+                raw_name: line.get(..name_len).unwrap_or_default(),
                 value: trim_lws(line.get(colon + 1..).unwrap_or_default()),
             });
             value_at = Some(pos + colon + 1);
@@ -378,6 +365,77 @@ fn scan_head<'b>(
         }
     };
     Ok(Status::Complete(Head { start, body_at }))
+}
+
+/// A header line that starts with a name as RFC 3261 spells it, directly followed by the
+/// colon (how phones write them): the name and its length, with no byte-by-byte token scan
+/// and no case-folding classification. Anything else (compact or differently cased names,
+/// white space before the colon, unknown names) is `None` and takes the general path.
+fn canonical_name(line: &[u8]) -> Option<(HeaderName, usize)> {
+    // Each comparison has a constant length, so it compiles to a few word compares.
+    macro_rules! first_of {
+        ($($text:literal => $name:ident),+ $(,)?) => {{
+            $(
+                if line.starts_with($text) {
+                    return Some((HeaderName::$name, $text.len() - 1));
+                }
+            )+
+            None
+        }};
+    }
+    match line.first()? {
+        b'V' => first_of!(b"Via:" => Via),
+        b'F' => first_of!(b"From:" => From),
+        b'T' => first_of!(b"To:" => To),
+        b'C' => first_of!(
+            b"Call-ID:" => CallId,
+            b"CSeq:" => CSeq,
+            b"Contact:" => Contact,
+            b"Content-Length:" => ContentLength,
+            b"Content-Type:" => ContentType,
+        ),
+        b'E' => first_of!(b"Expires:" => Expires),
+        b'M' => first_of!(b"Max-Forwards:" => MaxForwards, b"Min-Expires:" => MinExpires),
+        b'U' => first_of!(b"User-Agent:" => UserAgent, b"Unsupported:" => Unsupported),
+        b'A' => first_of!(b"Allow:" => Allow, b"Authorization:" => Authorization),
+        b'S' => first_of!(b"Supported:" => Supported, b"Server:" => Server),
+        b'R' => first_of!(
+            b"Route:" => Route,
+            b"Record-Route:" => RecordRoute,
+            b"Require:" => Require,
+            b"Retry-After:" => RetryAfter,
+        ),
+        b'P' => first_of!(
+            b"Path:" => Path,
+            b"Proxy-Require:" => ProxyRequire,
+            b"Proxy-Authorization:" => ProxyAuthorization,
+        ),
+        b'W' => first_of!(b"WWW-Authenticate:" => WwwAuthenticate),
+        b'D' => first_of!(b"Date:" => Date),
+        _ => None,
+    }
+}
+
+/// The general form of a header line's start: a token, optional white space, the colon.
+/// Returns the classified name, the name's length and the colon's position.
+fn scan_name(line: &[u8]) -> Result<(HeaderName, usize, usize), Error> {
+    // One pass finds the end of the name and checks it is a token.
+    let name_len = line
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(line.len());
+    let colon = name_len
+        + line
+            .get(name_len..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&b| !is_wsp(b))
+            .unwrap_or(line.len());
+    if name_len == 0 || line.get(colon) != Some(&b':') {
+        return Err(Error::BadHeader);
+    }
+    let name = HeaderName::from_token(line.get(..name_len).unwrap_or_default());
+    Ok((name, name_len, colon))
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -1030,6 +1088,38 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
         let _ = parse_stream(buf, &limits);
         let _ = frame_stream(buf, &limits);
         let _ = keepalive_len(buf);
+    }
+
+    #[test]
+    fn canonical_names_cover_every_known_name() {
+        for name in HeaderName::ALL {
+            let text = name.as_str();
+            let line = format!("{text}: v");
+            let expected = (name != HeaderName::Other).then_some((name, text.len()));
+            assert_eq!(canonical_name(line.as_bytes()), expected, "{line}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the canonical fast path answers, it answers what the general scan does.
+        #[test]
+        fn canonical_names_agree_with_the_general_scan(
+            pick in 0..HeaderName::COUNT,
+            lower in proptest::bool::ANY,
+            cut in 0usize..24,
+            junk in "[ \t:a-zA-Z;-]{0,4}",
+        ) {
+            let mut line = HeaderName::ALL[pick].as_str().to_owned();
+            if lower {
+                line.make_ascii_lowercase();
+            }
+            line.truncate(cut);
+            line.push_str(&junk);
+            line.push_str(": value");
+            if let Some((name, len)) = canonical_name(line.as_bytes()) {
+                proptest::prop_assert_eq!(scan_name(line.as_bytes()), Ok((name, len, len)), "{}", line);
+            }
+        }
     }
 
     proptest::proptest! {
