@@ -257,9 +257,14 @@ pub(crate) fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// SP, HT, CR or LF: linear white space, folding included.
+pub(crate) fn is_lws(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 /// Trims linear white space (SP, HT, CR, LF — folding included) from both ends.
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
-    let lws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let lws = is_lws;
     // Most values (everything the header index holds) have nothing to trim.
     if s.first().is_some_and(|b| !lws(b)) && s.last().is_some_and(|b| !lws(b)) {
         return s;

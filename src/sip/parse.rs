@@ -5,8 +5,8 @@ use memchr::memchr;
 use super::header::{CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
 use super::{
-    find, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method,
-    Status, StatusCode,
+    find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits,
+    Method, Status, StatusCode,
 };
 
 /// One header line: its name (classified and raw) and its value, trimmed of surrounding LWS
@@ -354,7 +354,7 @@ fn scan_head<'b>(
             headers.push(Header {
                 name,
                 raw_name: line.get(..name_len).unwrap_or_default(),
-                value: trim_lws(line.get(colon + 1..).unwrap_or_default()),
+                value: header_value(line.get(colon + 1..).unwrap_or_default()),
             });
             value_at = Some(pos + colon + 1);
         }
@@ -436,6 +436,20 @@ fn scan_name(line: &[u8]) -> Result<(HeaderName, usize, usize), Error> {
     }
     let name = HeaderName::from_token(line.get(..name_len).unwrap_or_default());
     Ok((name, name_len, colon))
+}
+
+/// A header line's value after the colon, trimmed of LWS: the usual single space after the
+/// colon is stepped over without the general trim.
+fn header_value(after_colon: &[u8]) -> &[u8] {
+    match after_colon {
+        [b' ', value @ ..]
+            if value.first().is_some_and(|b| !is_lws(b))
+                && value.last().is_some_and(|b| !is_lws(b)) =>
+        {
+            value
+        }
+        _ => trim_lws(after_colon),
+    }
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -1119,6 +1133,14 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
             if let Some((name, len)) = canonical_name(line.as_bytes()) {
                 proptest::prop_assert_eq!(scan_name(line.as_bytes()), Ok((name, len, len)), "{}", line);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn header_value_is_the_trimmed_value(after_colon in "[ \t\r\na]{0,5}") {
+            let s = after_colon.as_bytes();
+            proptest::prop_assert_eq!(header_value(s), trim_lws(s));
         }
     }
 
