@@ -654,14 +654,23 @@ impl<'b> Message<'b> {
                 // a defect (RFC 4475 §3.1.2.10), not a reason to drop the request.
                 let start = trim_trailing_wsp(head.start);
                 let trailing_ws = start.len() != head.start.len();
-                let sp1 = find(b' ', start).ok_or(Error::BadStartLine)?;
-                let sp2 = start
+                // The method is a token ended by SP: one pass finds and checks it.
+                let sp1 = start
                     .iter()
-                    .rposition(|&b| b == b' ')
+                    .position(|&b| !is_token(b))
+                    .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
                     .ok_or(Error::BadStartLine)?;
+                let sp2 = if start.ends_with(b" SIP/2.0") {
+                    start.len() - 8
+                } else {
+                    start
+                        .iter()
+                        .rposition(|&b| b == b' ')
+                        .ok_or(Error::BadStartLine)?
+                };
                 let method = start.get(..sp1).unwrap_or_default();
                 let version = start.get(sp2 + 1..).unwrap_or_default();
-                if sp2 <= sp1 || method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+                if sp2 <= sp1 {
                     return Err(Error::BadStartLine);
                 }
                 if !version.starts_with(b"SIP/") || version.len() < 5 {
@@ -912,6 +921,67 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
             req(m.as_bytes()).defect(),
             Some(Error::ConflictingContentLength)
         );
+    }
+
+    #[test]
+    fn request_lines() {
+        // (request line, Err(parse error) or Ok((method, uri, version, defect)))
+        type Parts = (&'static str, &'static str, &'static str, Option<Error>);
+        let bad = Some(Error::BadStartLine);
+        let cases: &[(&str, Result<Parts, Error>)] = &[
+            (
+                "REGISTER sip:x SIP/2.0",
+                Ok(("REGISTER", "sip:x", "SIP/2.0", None)),
+            ),
+            ("FOO sip:x SIP/3.0", Ok(("FOO", "sip:x", "SIP/3.0", None))),
+            (
+                "REGISTER  sip:x SIP/2.0",
+                Ok(("REGISTER", "sip:x", "SIP/2.0", bad)),
+            ),
+            (
+                "REGISTER sip:x  SIP/2.0",
+                Ok(("REGISTER", "sip:x", "SIP/2.0", bad)),
+            ),
+            (
+                "REGISTER sip:x SIP/2.0 ",
+                Ok(("REGISTER", "sip:x", "SIP/2.0", bad)),
+            ),
+            (
+                "REGISTER sip:a b SIP/2.0",
+                Ok(("REGISTER", "sip:a b", "SIP/2.0", bad)),
+            ),
+            (
+                "REGISTER sip:a\tb SIP/2.0",
+                Ok(("REGISTER", "sip:a\tb", "SIP/2.0", bad)),
+            ),
+            (" REGISTER sip:x SIP/2.0", Err(Error::BadStartLine)),
+            ("REG\tISTER sip:x SIP/2.0", Err(Error::BadStartLine)),
+            ("RE@GISTER sip:x SIP/2.0", Err(Error::BadStartLine)),
+            ("REGISTER\tsip:x SIP/2.0", Err(Error::BadStartLine)),
+            ("REGISTER sip:x", Err(Error::BadStartLine)),
+            ("REGISTER sip:x HTTP/1.1", Err(Error::BadStartLine)),
+            ("REGISTER sip:x SIP/", Err(Error::BadStartLine)),
+            ("REGISTER", Err(Error::BadStartLine)),
+        ];
+        for (line, want) in cases {
+            let msg = format!(
+                "{line}\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n\
+                 Call-ID: c\r\nCSeq: 1 {}\r\nContent-Length: 0\r\n\r\n",
+                line.split(' ').next().unwrap_or_default()
+            );
+            let got = match parse_datagram(msg.as_bytes(), &Limits::default()) {
+                Ok(Message::Request(r)) => Ok((
+                    String::from_utf8_lossy(r.method().0).into_owned(),
+                    String::from_utf8_lossy(r.uri()).into_owned(),
+                    String::from_utf8_lossy(r.version()).into_owned(),
+                    r.defect(),
+                )),
+                Ok(Message::Response(_)) => panic!("{line}: a response"),
+                Err(e) => Err(e),
+            };
+            let want = want.map(|(m, u, v, d)| (m.to_owned(), u.to_owned(), v.to_owned(), d));
+            assert_eq!(got, want, "{line}");
+        }
     }
 
     #[test]
