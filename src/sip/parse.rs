@@ -43,20 +43,6 @@ struct First([u16; HeaderName::COUNT]);
 impl First {
     const NONE: u16 = u16::MAX;
 
-    fn of(headers: &[Header<'_>]) -> Self {
-        if headers.len() >= usize::from(Self::NONE) {
-            // Positions would not fit (only with a raised `max_headers`): search from the start.
-            return Self([0; HeaderName::COUNT]);
-        }
-        let mut first = [Self::NONE; HeaderName::COUNT];
-        for (i, h) in headers.iter().enumerate().rev() {
-            if let (Some(slot), Ok(i)) = (first.get_mut(h.name as usize), u16::try_from(i)) {
-                *slot = i;
-            }
-        }
-        Self(first)
-    }
-
     /// Where to start looking for `name` (past the end of the index when it is absent).
     fn get(&self, name: HeaderName) -> usize {
         match self.0.get(name as usize) {
@@ -64,6 +50,53 @@ impl First {
             Some(&i) => usize::from(i),
             None => 0,
         }
+    }
+}
+
+/// One pass over the header lines: where each name first appears, and which names appear at
+/// all and more than once (a bit per name), for the mandatory-header checks and
+/// Content-Length.
+#[derive(Clone, Copy, Debug)]
+struct Census {
+    first: First,
+    once: u64,
+    twice: u64,
+}
+
+impl Census {
+    fn of(headers: &[Header<'_>]) -> Self {
+        const _: () = assert!(HeaderName::COUNT <= 64, "one bit per header name");
+        let mut first = [First::NONE; HeaderName::COUNT];
+        let (mut once, mut twice) = (0u64, 0u64);
+        for (i, h) in headers.iter().enumerate() {
+            let bit = Self::bit(h.name);
+            if once & bit == 0 {
+                if let (Some(slot), Ok(i)) = (first.get_mut(h.name as usize), u16::try_from(i)) {
+                    *slot = i;
+                }
+            }
+            twice |= once & bit;
+            once |= bit;
+        }
+        let first = if headers.len() < usize::from(First::NONE) {
+            First(first)
+        } else {
+            // Positions would not fit (only with a raised `max_headers`): search from the start.
+            First([0; HeaderName::COUNT])
+        };
+        Self { first, once, twice }
+    }
+
+    fn bit(name: HeaderName) -> u64 {
+        1u64 << (name as u64)
+    }
+
+    fn has(&self, name: HeaderName) -> bool {
+        self.once & Self::bit(name) != 0
+    }
+
+    fn repeats(&self, name: HeaderName) -> bool {
+        self.twice & Self::bit(name) != 0
     }
 }
 
@@ -296,6 +329,7 @@ struct Head<'b> {
     start: &'b [u8],
     /// Offset of the first body byte.
     body_at: usize,
+    census: Census,
 }
 
 /// Scans the start line and headers. `Partial` when the header section is not complete yet.
@@ -364,7 +398,11 @@ fn scan_head<'b>(
             break buf.len();
         }
     };
-    Ok(Status::Complete(Head { start, body_at }))
+    Ok(Status::Complete(Head {
+        start,
+        body_at,
+        census: Census::of(headers),
+    }))
 }
 
 /// A header line that starts with a name as RFC 3261 spells it, directly followed by the
@@ -465,9 +503,15 @@ fn trim_trailing_wsp(s: &[u8]) -> &[u8] {
 }
 
 /// Content-Length: `Ok(None)` when absent, an error when malformed or conflicting.
-fn content_length(headers: &[Header<'_>]) -> Result<Option<usize>, Error> {
+fn content_length(headers: &[Header<'_>], census: &Census) -> Result<Option<usize>, Error> {
+    if !census.has(HeaderName::ContentLength) {
+        return Ok(None);
+    }
+    let from_first = headers
+        .get(census.first.get(HeaderName::ContentLength)..)
+        .unwrap_or_default();
     let mut found: Option<usize> = None;
-    for h in headers
+    for h in from_first
         .iter()
         .filter(|h| h.name == HeaderName::ContentLength)
     {
@@ -502,7 +546,7 @@ pub fn parse_datagram<'b>(buf: &'b [u8], limits: &Limits) -> Result<Message<'b>,
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
-    let (body_len, defect) = match content_length(msg.index()) {
+    let (body_len, defect) = match content_length(msg.index(), &head.census) {
         Ok(Some(n)) if n <= available => (n, None),
         Ok(Some(_)) => (available, Some(Error::Truncated)),
         Ok(None) => (available, None),
@@ -532,7 +576,7 @@ pub fn parse_stream<'b>(
     let Status::Complete(head) = scan_head(msg, limits, false, parsed.index_mut())? else {
         return Ok(Status::Partial);
     };
-    let len = content_length(parsed.index())?.ok_or(Error::MissingContentLength)?;
+    let len = content_length(parsed.index(), &head.census)?.ok_or(Error::MissingContentLength)?;
     let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
@@ -643,10 +687,10 @@ impl<'b> Message<'b> {
                 resp.raw = raw;
                 resp.status = StatusCode(status);
                 resp.reason = reason;
-                resp.first = First::of(&resp.headers);
+                resp.first = head.census.first;
                 resp.body = body;
                 resp.defect = defect
-                    .or_else(|| common_defect(&resp.headers))
+                    .or_else(|| common_defect(&head.census))
                     .or_else(|| resp.cseq().err());
             }
             Message::Request(req) => {
@@ -692,9 +736,11 @@ impl<'b> Message<'b> {
                 req.method = Method(method);
                 req.uri = uri;
                 req.version = version;
-                req.first = First::of(&req.headers);
+                req.first = head.census.first;
                 req.body = body;
-                req.defect = defect.or_else(|| request_defect(req));
+                req.defect = defect
+                    .or_else(|| common_defect(&head.census))
+                    .or_else(|| request_defect(req));
             }
         }
         Ok(())
@@ -702,18 +748,10 @@ impl<'b> Message<'b> {
 }
 
 /// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID
-/// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards. One branch-free pass
-/// that keeps a bit per name for "seen" and one for "seen again".
-fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
-    const _: () = assert!(HeaderName::COUNT <= 64, "one bit per header name");
-    let (mut once, mut twice) = (0u64, 0u64);
-    for h in headers {
-        let bit = 1u64 << (h.name as u64);
-        twice |= once & bit;
-        once |= bit;
-    }
-    let bit = |name: HeaderName| 1u64 << (name as u64);
-    if once & bit(HeaderName::Via) == 0 {
+/// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards, from the census's
+/// bits.
+fn common_defect(census: &Census) -> Option<Error> {
+    if !census.has(HeaderName::Via) {
         return Some(Error::MissingHeader("Via"));
     }
     for (name, text) in [
@@ -722,14 +760,14 @@ fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
         (HeaderName::CallId, "Call-ID"),
         (HeaderName::CSeq, "CSeq"),
     ] {
-        if once & bit(name) == 0 {
+        if !census.has(name) {
             return Some(Error::MissingHeader(text));
         }
-        if twice & bit(name) != 0 {
+        if census.repeats(name) {
             return Some(Error::DuplicateHeader(text));
         }
     }
-    if twice & bit(HeaderName::MaxForwards) != 0 {
+    if census.repeats(HeaderName::MaxForwards) {
         return Some(Error::DuplicateHeader("Max-Forwards"));
     }
     None
@@ -737,9 +775,6 @@ fn common_defect(headers: &[Header<'_>]) -> Option<Error> {
 
 /// Validates a request's mandatory parts, keeping the views it parsed for the accessors.
 fn request_defect(req: &mut Request<'_>) -> Option<Error> {
-    if let Some(e) = common_defect(&req.headers) {
-        return Some(e);
-    }
     // Every Via value must parse; the top one is kept. Views are parsed into their slots
     // (each is 100-200 bytes: a copy per view shows in the instruction count).
     for via in super::header::vias(&req.headers) {
