@@ -61,6 +61,8 @@ struct Census {
     first: First,
     once: u64,
     twice: u64,
+    /// The positions in `first` are exact (they fit in u16).
+    exact: bool,
 }
 
 impl Census {
@@ -78,13 +80,34 @@ impl Census {
             twice |= once & bit;
             once |= bit;
         }
-        let first = if headers.len() < usize::from(First::NONE) {
-            First(first)
+        let exact = headers.len() < usize::from(First::NONE);
+        // When positions would not fit (only with a raised `max_headers`) search from the start.
+        let first = First(if exact { first } else { [0; HeaderName::COUNT] });
+        Self {
+            first,
+            once,
+            twice,
+            exact,
+        }
+    }
+
+    /// Nothing is known yet (a message being built).
+    const EMPTY: Self = Self {
+        first: First([First::NONE; HeaderName::COUNT]),
+        once: 0,
+        twice: 0,
+        exact: true,
+    };
+
+    /// The lines of `headers` that can hold `name`: its one line when it appears once, from
+    /// its first line on when it repeats, none when it is absent.
+    fn lines<'h, 'b>(&self, headers: &'h [Header<'b>], name: HeaderName) -> &'h [Header<'b>] {
+        let from = headers.get(self.first.get(name)..).unwrap_or_default();
+        if self.exact && !self.repeats(name) {
+            from.get(..1).unwrap_or_default()
         } else {
-            // Positions would not fit (only with a raised `max_headers`): search from the start.
-            First([0; HeaderName::COUNT])
-        };
-        Self { first, once, twice }
+            from
+        }
     }
 
     fn bit(name: HeaderName) -> u64 {
@@ -108,7 +131,7 @@ pub struct Request<'b> {
     uri: &'b [u8],
     version: &'b [u8],
     headers: Index<'b>,
-    first: First,
+    census: Census,
     body: &'b [u8],
     defect: Option<Error>,
     parsed: Parsed<'b>,
@@ -131,7 +154,7 @@ pub struct Response<'b> {
     status: StatusCode,
     reason: &'b [u8],
     headers: Index<'b>,
-    first: First,
+    census: Census,
     body: &'b [u8],
     defect: Option<Error>,
     parsed: Parsed<'b>,
@@ -157,7 +180,8 @@ macro_rules! header_accessors {
 
         /// Every value of `name`, in order (one per header line).
         pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'b [u8]> + '_ {
-            self.lines_from_first(name)
+            self.census
+                .lines(&self.headers, name)
                 .iter()
                 .filter(move |h| h.name == name)
                 .map(|h| h.value)
@@ -165,7 +189,9 @@ macro_rules! header_accessors {
 
         /// The index from the first line of `name` on (empty when there is none).
         fn lines_from_first(&self, name: HeaderName) -> &[Header<'b>] {
-            self.headers.get(self.first.get(name)..).unwrap_or_default()
+            self.headers
+                .get(self.census.first.get(name)..)
+                .unwrap_or_default()
         }
 
         /// The body (for datagrams without Content-Length: the rest of the datagram).
@@ -250,12 +276,12 @@ macro_rules! header_accessors {
 
         /// Every Via value (across header lines and commas), top first.
         pub fn vias(&self) -> Vias<'b, '_> {
-            super::header::vias(&self.headers)
+            super::header::vias(self.census.lines(&self.headers, HeaderName::Via))
         }
 
         /// Every Contact value (across header lines and commas).
         pub fn contacts(&self) -> Contacts<'b, '_> {
-            super::header::contacts(&self.headers)
+            super::header::contacts(self.census.lines(&self.headers, HeaderName::Contact))
         }
     };
 }
@@ -618,14 +644,13 @@ impl<'b> Message<'b> {
     /// completes it where it lies (a message is several hundred bytes to move).
     fn empty(buf: &'b [u8]) -> Self {
         let parsed = Parsed::default();
-        let first = First([First::NONE; HeaderName::COUNT]);
         if buf.starts_with(b"SIP/") {
             Message::Response(Response {
                 raw: buf,
                 status: StatusCode(0),
                 reason: b"",
                 headers: Vec::with_capacity(16),
-                first,
+                census: Census::EMPTY,
                 body: b"",
                 defect: None,
                 parsed,
@@ -637,7 +662,7 @@ impl<'b> Message<'b> {
                 uri: b"",
                 version: b"",
                 headers: Vec::with_capacity(16),
-                first,
+                census: Census::EMPTY,
                 body: b"",
                 defect: None,
                 parsed,
@@ -687,7 +712,7 @@ impl<'b> Message<'b> {
                 resp.raw = raw;
                 resp.status = StatusCode(status);
                 resp.reason = reason;
-                resp.first = head.census.first;
+                resp.census = head.census;
                 resp.body = body;
                 resp.defect = defect
                     .or_else(|| common_defect(&head.census))
@@ -736,7 +761,7 @@ impl<'b> Message<'b> {
                 req.method = Method(method);
                 req.uri = uri;
                 req.version = version;
-                req.first = head.census.first;
+                req.census = head.census;
                 req.body = body;
                 req.defect = defect
                     .or_else(|| common_defect(&head.census))
@@ -777,7 +802,7 @@ fn common_defect(census: &Census) -> Option<Error> {
 fn request_defect(req: &mut Request<'_>) -> Option<Error> {
     // Every Via value must parse; the top one is kept. Views are parsed into their slots
     // (each is 100-200 bytes: a copy per view shows in the instruction count).
-    for via in super::header::vias(&req.headers) {
+    for via in super::header::vias(req.census.lines(&req.headers, HeaderName::Via)) {
         match via {
             Ok(v) if req.parsed.top_via.is_none() => req.parsed.top_via = Some(v),
             Ok(_) => {}
@@ -956,6 +981,24 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
             req(m.as_bytes()).defect(),
             Some(Error::ConflictingContentLength)
         );
+    }
+
+    #[test]
+    fn values_across_lines_in_order() {
+        let msg = b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a\r\n\
+Contact: <sip:1@x>, <sip:2@x>\r\nFrom: <sip:a@b>;tag=1\r\nVia: SIP/2.0/UDP b, SIP/2.0/UDP c\r\n\
+To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r\n\r\n";
+        let r = req(msg);
+        let hosts: Vec<_> = r.vias().map(|v| v.unwrap().host).collect();
+        assert_eq!(hosts, [&b"a"[..], b"b", b"c"]);
+        assert_eq!(r.contacts().count(), 3);
+        assert_eq!(r.headers_named(HeaderName::Via).count(), 2);
+        assert_eq!(
+            r.headers_named(HeaderName::Expires).collect::<Vec<_>>(),
+            [b"60"]
+        );
+        assert_eq!(r.headers_named(HeaderName::Route).count(), 0);
+        assert_eq!(r.defect(), None);
     }
 
     #[test]
