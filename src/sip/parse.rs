@@ -381,21 +381,27 @@ fn scan_head<'b>(
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
     // Where the value of the last header line starts, to extend it over folded lines.
     let mut value_at: Option<usize> = None;
-    let mut pos = nl + 1;
+    // The bytes after the current line's start; a line is cut off its front each round.
+    let mut rest = buf.get(nl + 1..).unwrap_or_default();
     let body_at = loop {
+        let pos = buf.len() - rest.len();
         if pos > limits.max_message_size {
             return Err(Error::TooLarge);
         }
-        let rest = buf.get(pos..).unwrap_or_default();
-        let (line_end, next) = match memchr(b'\n', rest) {
-            Some(i) => (pos + i, pos + i + 1),
-            None if eof && rest.iter().all(|&b| b == b'\r') => break buf.len(),
-            None if eof => return Err(Error::NoHeaderEnd),
-            None => return Ok(Status::Partial),
+        let Some((line, after)) = memchr(b'\n', rest).and_then(|i| rest.split_at_checked(i)) else {
+            if eof && rest.iter().all(|&b| b == b'\r') {
+                break buf.len();
+            }
+            return if eof {
+                Err(Error::NoHeaderEnd)
+            } else {
+                Ok(Status::Partial)
+            };
         };
-        let line = strip_cr(buf.get(pos..line_end).unwrap_or_default());
+        rest = after.get(1..).unwrap_or_default(); // past the LF
+        let line = strip_cr(line);
         if line.is_empty() {
-            break next;
+            break buf.len() - rest.len();
         }
         if matches!(line.first(), Some(b' ' | b'\t')) {
             // Folding: the continuation belongs to the last header's value (§7.3.1).
@@ -411,15 +417,15 @@ fn scan_head<'b>(
             if headers.len() >= limits.max_headers {
                 return Err(Error::TooManyHeaders);
             }
+            let (raw_name, after_name) = line.split_at_checked(name_len).unwrap_or_default();
             headers.push(Header {
                 name,
-                raw_name: line.get(..name_len).unwrap_or_default(),
-                value: header_value(line.get(colon + 1..).unwrap_or_default()),
+                raw_name,
+                value: header_value(after_name.get(colon - name_len + 1..).unwrap_or_default()),
             });
             value_at = Some(pos + colon + 1);
         }
-        pos = next;
-        if eof && pos >= buf.len() {
+        if eof && rest.is_empty() {
             // The datagram ends after a complete header line with no empty line.
             break buf.len();
         }
