@@ -753,13 +753,22 @@ impl<'b> Message<'b> {
                 }
                 let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
                 let uri = trim_lws(middle);
+                // Parsed here, reported in validation's order. A URI with white space inside
+                // never parses, so only a failed one is searched for it.
+                let uri_error = match Uri::parse(uri) {
+                    Ok(u) => {
+                        req.parsed.request_uri = Some(u);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
                 // Extra SP between elements, or white space inside the URI (RFC 4475
                 // §3.1.2.8-3.1.2.10).
                 let mut defect = defect;
                 if trailing_ws
                     || uri.len() != middle.len()
                     || uri.is_empty()
-                    || uri.iter().any(|&b| b == b' ' || b == b'\t')
+                    || (uri_error.is_some() && uri.iter().any(|&b| b == b' ' || b == b'\t'))
                 {
                     defect = defect.or(Some(Error::BadStartLine));
                 }
@@ -771,7 +780,7 @@ impl<'b> Message<'b> {
                 req.body = body;
                 req.defect = defect
                     .or_else(|| common_defect(&head.census))
-                    .or_else(|| request_defect(req));
+                    .or_else(|| request_defect(req, uri_error));
             }
         }
         Ok(())
@@ -805,7 +814,8 @@ fn common_defect(census: &Census) -> Option<Error> {
 }
 
 /// Validates a request's mandatory parts, keeping the views it parsed for the accessors.
-fn request_defect(req: &mut Request<'_>) -> Option<Error> {
+/// `uri_error` is why the Request-URI (parsed with the request line) did not parse.
+fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Error> {
     // Every Via value must parse; the top one is kept. Views are parsed into their slots
     // (each is 100-200 bytes: a copy per view shows in the instruction count).
     for via in super::header::vias(req.census.lines(&req.headers, HeaderName::Via)) {
@@ -815,9 +825,8 @@ fn request_defect(req: &mut Request<'_>) -> Option<Error> {
             Err(e) => return Some(e),
         }
     }
-    match Uri::parse(req.uri) {
-        Ok(u) => req.parsed.request_uri = Some(u),
-        Err(e) => return Some(e),
+    if uri_error.is_some() {
+        return uri_error;
     }
     let cseq = match req.cseq() {
         Ok(c) => c,
