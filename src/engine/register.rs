@@ -418,7 +418,9 @@ impl Update<'_, '_> {
         if self.wanted.is_empty() {
             return Ok(Changed::default());
         }
-        let plan = plan_updates(bindings, self.wanted, self.call_id, self.cseq)?;
+        // Filled in place: a `Plan` returned through `Result` is moved twice.
+        let mut plan = Plan::default();
+        plan_updates(&mut plan, bindings, self.wanted, self.call_id, self.cseq)?;
         let mut count = bindings.len() + plan.inserts - plan.removals;
         let mut evictions = 0;
         while count > cfg.max_contacts {
@@ -554,6 +556,7 @@ enum Step {
 }
 
 /// What a request will do to an AOR's bindings, decided before anything changes.
+#[derive(Default)]
 struct Plan {
     /// One step per wanted contact.
     steps: SmallVec<[Step; 4]>,
@@ -569,18 +572,14 @@ impl Plan {
     }
 }
 
+/// Fills `plan` (empty when called) with one step per wanted contact.
 fn plan_updates(
+    plan: &mut Plan,
     bindings: &Bindings<'_>,
     wanted: &[Wanted<'_>],
     call_id: &[u8],
     cseq: u32,
-) -> Result<Plan, Error> {
-    let mut plan = Plan {
-        steps: SmallVec::new(),
-        inserts: 0,
-        refreshes: 0,
-        removals: 0,
-    };
+) -> Result<(), Error> {
     for (i, w) in wanted.iter().enumerate() {
         // The same contact twice in one request: the last one wins, the earlier is ignored.
         let repeated = wanted
@@ -620,7 +619,7 @@ fn plan_updates(
         };
         plan.steps.push(step);
     }
-    Ok(plan)
+    Ok(())
 }
 
 /// A contact's parameters to echo, in the order they are handed over: the request's own bytes
@@ -695,16 +694,24 @@ fn apply(
     common: &Common<'_>,
 ) {
     // Refreshes first (indices stay valid), then removals from the highest index down, then
-    // evictions of the oldest untouched bindings, then inserts.
-    let mut removals: SmallVec<[usize; 4]> = SmallVec::new();
-    for (w, step) in wanted.iter().zip(&plan.steps) {
-        match *step {
-            Step::Refresh(idx) => bindings.replace(idx, &common.binding(w)),
-            Step::Remove(idx) => removals.push(idx),
-            Step::Keep | Step::Insert => {}
+    // evictions of the oldest untouched bindings, then inserts. Each pass only when the plan
+    // has such steps.
+    if plan.refreshes > 0 {
+        for (w, step) in wanted.iter().zip(&plan.steps) {
+            if let Step::Refresh(idx) = *step {
+                bindings.replace(idx, &common.binding(w));
+            }
         }
     }
-    if !removals.is_empty() {
+    if plan.removals > 0 {
+        let mut removals: SmallVec<[usize; 4]> = plan
+            .steps
+            .iter()
+            .filter_map(|step| match *step {
+                Step::Remove(idx) => Some(idx),
+                _ => None,
+            })
+            .collect();
         removals.sort_unstable_by(|a, b| b.cmp(a));
         removals.dedup();
         for idx in removals {
@@ -1049,8 +1056,9 @@ mod tests {
                     for call_id in [&b"c1"[..], b"c2", b"c9"] {
                         for cseq in [3, 5, 6] {
                             let want = reference_plan(&bindings, &wanted, call_id, cseq);
-                            let got = plan_updates(&bindings, &wanted, call_id, cseq)
-                                .map(|p| (p.steps.to_vec(), p.inserts, p.refreshes, p.removals));
+                            let mut p = Plan::default();
+                            let got = plan_updates(&mut p, &bindings, &wanted, call_id, cseq)
+                                .map(|()| (p.steps.to_vec(), p.inserts, p.refreshes, p.removals));
                             assert_eq!(got, want);
                             compared += 1;
                         }
