@@ -246,9 +246,11 @@ fn register(
     let mut wanted: SmallVec<[Wanted<'_>; 4]> = SmallVec::new();
     let mut wildcard = false;
     for contact in req.contacts() {
-        match contact.map_err(|e| fail(e.into()))? {
-            Contact::Star => wildcard = true,
-            Contact::Addr(c) => {
+        // Matched by reference: `?` on the result would move the whole contact view.
+        match &contact {
+            Err(e) => return Err(fail((*e).into())),
+            Ok(Contact::Star) => wildcard = true,
+            Ok(Contact::Addr(c)) => {
                 let mut params = Echo::One(b"");
                 let f = c
                     .fields_and_params(|p| params.push(p))
