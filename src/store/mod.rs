@@ -641,29 +641,21 @@ fn earliest(list: &List) -> Option<u32> {
     list.iter().map(Binding::expires_at).min()
 }
 
-/// [`purge`], and the earliest expiry of the bindings left, in one pass.
+/// [`purge`], and the earliest expiry of the bindings left. Usually nothing has expired: then
+/// this is one pass over the list's slice that only reads the expiries.
 #[inline]
 fn purge_and_earliest(
     list: &mut List,
     now_secs: u32,
-    mut events: Option<&mut Events>,
+    events: Option<&mut Events>,
 ) -> (usize, Option<u32>) {
-    let before = list.len();
-    let mut min: Option<u32> = None;
-    let mut i = 0;
-    while let Some(b) = list.get(i) {
-        let at = b.expires_at();
-        if at <= now_secs {
-            let b = list.remove(i);
-            if let Some(ev) = events.as_deref_mut() {
-                ev.push((Kind::Expired, b));
-            }
-        } else {
-            min = Some(min.map_or(at, |m| m.min(at)));
-            i += 1;
+    match earliest(list) {
+        Some(min) if min <= now_secs => {
+            let expired = purge(list, now_secs, events);
+            (expired, earliest(list))
         }
+        min => (0, min),
     }
-    (before - list.len(), min)
 }
 
 /// Removes bindings whose expiry is at or before `now_secs`; returns how many.
