@@ -228,7 +228,8 @@ fn register(
     if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
         return Err(fail(Error::ToNotSipUri));
     }
-    if !policy.serves(to.uri.host) {
+    // The usual REGISTER names the domain in both: the Request-URI's host passed step 1.
+    if to.uri.host != ruri.host && !policy.serves(to.uri.host) {
         return Err(fail(Error::AorNotFound));
     }
     eng.aor.clear();
