@@ -194,7 +194,11 @@ fn push_dialog_line(
                 }
             }
             out.extend_from_slice(b";tag=");
-            out.extend_from_slice(to_tag);
+            // The engine's tags are 16 hex digits: a copy of known size (no `memcpy` call).
+            match <&[u8; 16]>::try_from(to_tag) {
+                Ok(tag) => out.extend_from_slice(tag),
+                Err(_) => out.extend_from_slice(to_tag),
+            }
             out.extend_from_slice(b"\r\n");
         }
         _ => {}
@@ -345,6 +349,15 @@ const OCTETS: [[u8; 4]; 256] = {
     table
 };
 
+/// Appends `buf[..len]`. The whole array is copied — a copy of known size, inlined, where a
+/// copy of `len` bytes calls `memcpy` — and the bytes past `len` are cut off again.
+#[inline(always)]
+fn push_prefix<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+    let end = out.len() + len.min(N);
+    out.extend_from_slice(buf);
+    out.truncate(end);
+}
+
 /// Appends `;received=` and an IPv4 address in dotted decimal (one copy from a stack buffer).
 fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
     const PREFIX: &[u8] = b";received=";
@@ -365,7 +378,7 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
             }
         }
     }
-    out.extend_from_slice(buf.get(..len).unwrap_or_default());
+    push_prefix(out, &buf, len);
 }
 
 /// Appends `n` in decimal. Every response carries several numbers, and `write!` through

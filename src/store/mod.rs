@@ -327,11 +327,9 @@ impl Store {
         let now_secs = secs(now);
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
-        let run = |list: &mut List, events: &mut Events| {
-            let before = list.len();
-            let (expired, old_min) =
-                purge_and_earliest(list, now_secs, record.then_some(&mut *events));
-            self.count_expired(expired);
+        // `old_min`: the earliest expiry left after the purge (a new AOR's list is empty: no
+        // purge to run).
+        let run = |list: &mut List, before: usize, old_min: Option<u32>, events: &mut Events| {
             let mut view = Bindings {
                 list,
                 events: record.then_some(events),
@@ -368,7 +366,12 @@ impl Store {
             match table.get_mut(hash, eq) {
                 // An existing AOR (the common refresh): found without making the key.
                 Some((_, list)) => {
-                    let done = run(list.get_mut(), &mut events);
+                    let list = list.get_mut();
+                    let before = list.len();
+                    let (expired, old_min) =
+                        purge_and_earliest(list, now_secs, record.then_some(&mut events));
+                    self.count_expired(expired);
+                    let done = run(list, before, old_min, &mut events);
                     if done.3 == 0 {
                         table.remove_entry(hash, eq);
                     }
@@ -378,7 +381,7 @@ impl Store {
                 // there are any (a query or a failed request of an unknown AOR leaves no trace).
                 None => {
                     let mut list = List::new();
-                    let done = run(&mut list, &mut events);
+                    let done = run(&mut list, 0, None, &mut events);
                     if !list.is_empty() {
                         let k = key.cloned().unwrap_or_else(|| AorKey::new(aor));
                         made = Some(k.clone());
@@ -638,29 +641,21 @@ fn earliest(list: &List) -> Option<u32> {
     list.iter().map(Binding::expires_at).min()
 }
 
-/// [`purge`], and the earliest expiry of the bindings left, in one pass.
+/// [`purge`], and the earliest expiry of the bindings left. Usually nothing has expired: then
+/// this is one pass over the list's slice that only reads the expiries.
 #[inline]
 fn purge_and_earliest(
     list: &mut List,
     now_secs: u32,
-    mut events: Option<&mut Events>,
+    events: Option<&mut Events>,
 ) -> (usize, Option<u32>) {
-    let before = list.len();
-    let mut min: Option<u32> = None;
-    let mut i = 0;
-    while let Some(b) = list.get(i) {
-        let at = b.expires_at();
-        if at <= now_secs {
-            let b = list.remove(i);
-            if let Some(ev) = events.as_deref_mut() {
-                ev.push((Kind::Expired, b));
-            }
-        } else {
-            min = Some(min.map_or(at, |m| m.min(at)));
-            i += 1;
+    match earliest(list) {
+        Some(min) if min <= now_secs => {
+            let expired = purge(list, now_secs, events);
+            (expired, earliest(list))
         }
+        min => (0, min),
     }
-    (before - list.len(), min)
 }
 
 /// Removes bindings whose expiry is at or before `now_secs`; returns how many.

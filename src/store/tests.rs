@@ -579,3 +579,42 @@ fn stable_hash_known_answers() {
         assert_eq!(stable_hash(parts), want, "{parts:?}");
     }
 }
+
+/// `purge_and_earliest` against the obvious two passes: the same bindings left (in order), the
+/// same `Expired` events (in order), the same count and earliest expiry, for every list of up
+/// to four bindings with expiries before, at and after `now`.
+#[test]
+fn purge_and_earliest_is_purge_then_earliest() {
+    let now = T0 + 10;
+    let expiries = [T0 + 5, now, now + 1, now + 30];
+    let contacts = ["sip:a@h", "sip:b@h", "sip:c@h", "sip:d@h"];
+    let mut compared = 0;
+    for n in 0..=4u32 {
+        for pick in 0..4u32.pow(n) {
+            let list: List = (0..n)
+                .map(|k| {
+                    let e = expiries[(pick / 4u32.pow(k) % 4) as usize];
+                    Binding::pack(&nb(contacts[k as usize], e))
+                })
+                .collect();
+            let (mut got, mut want) = (list.clone(), list);
+            let (mut got_ev, mut want_ev) = (Events::new(), Events::new());
+            let got_out = purge_and_earliest(&mut got, now, Some(&mut got_ev));
+            let mut oracle: List = SmallVec::new();
+            for b in want.drain(..) {
+                if b.expires_at() <= now {
+                    want_ev.push((Kind::Expired, b));
+                } else {
+                    oracle.push(b);
+                }
+            }
+            let want_out = (n as usize - oracle.len(), earliest(&oracle));
+            assert_eq!(
+                (got_out, &got[..], &got_ev[..]),
+                (want_out, &oracle[..], &want_ev[..])
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 1 + 4 + 16 + 64 + 256);
+}
