@@ -2,7 +2,7 @@
 
 use memchr::memchr;
 
-use super::header::{CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
+use super::header::{offset_in, CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
 use super::{
     find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits,
@@ -379,8 +379,6 @@ fn scan_head<'b>(
         };
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
-    // Where the value of the last header line starts, to extend it over folded lines.
-    let mut value_at: Option<usize> = None;
     // The bytes after the current line's start; a line is cut off its front each round.
     let mut rest = buf.get(nl + 1..).unwrap_or_default();
     let body_at = loop {
@@ -405,10 +403,10 @@ fn scan_head<'b>(
         }
         if matches!(line.first(), Some(b' ' | b'\t')) {
             // Folding: the continuation belongs to the last header's value (§7.3.1).
-            let (Some(s), Some(h)) = (value_at, headers.last_mut()) else {
+            let Some(h) = headers.last_mut() else {
                 return Err(Error::BadHeader);
             };
-            h.value = trim_lws(buf.get(s..pos + line.len()).unwrap_or_default());
+            unfold(buf, h, pos + line.len());
         } else {
             let (name, name_len, colon) = match canonical_name(line) {
                 Some((name, len)) => (name, len, len),
@@ -423,7 +421,6 @@ fn scan_head<'b>(
                 raw_name,
                 value: header_value(after_name.get(colon - name_len + 1..).unwrap_or_default()),
             });
-            value_at = Some(pos + colon + 1);
         }
         if eof && rest.is_empty() {
             // The datagram ends after a complete header line with no empty line.
@@ -487,7 +484,10 @@ fn canonical_name(line: &[u8]) -> Option<(HeaderName, usize)> {
 }
 
 /// The general form of a header line's start: a token, optional white space, the colon.
-/// Returns the classified name, the name's length and the colon's position.
+/// Returns the classified name, the name's length and the colon's position. Out of line: the
+/// header loop keeps its registers for the canonical names.
+#[cold]
+#[inline(never)]
 fn scan_name(line: &[u8]) -> Result<(HeaderName, usize, usize), Error> {
     // One pass finds the end of the name and checks it is a token.
     let name_len = line
@@ -520,6 +520,19 @@ fn header_value(after_colon: &[u8]) -> &[u8] {
         }
         _ => trim_lws(after_colon),
     }
+}
+
+/// Extends the value of header `h` over a continuation line ending at `to`: from after the
+/// colon of its first line (the first colon after its name). Out of line: folding is rare.
+#[cold]
+#[inline(never)]
+fn unfold<'b>(buf: &'b [u8], h: &mut Header<'b>, to: usize) {
+    let name_end = offset_in(buf, h.raw_name) + h.raw_name.len();
+    let after_name = buf.get(name_end..to).unwrap_or_default();
+    let value = after_name
+        .get(find(b':', after_name).map_or(after_name.len(), |c| c + 1)..)
+        .unwrap_or_default();
+    h.value = trim_lws(value);
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -968,6 +981,19 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
         assert_eq!((cseq.seq, cseq.method), (1, Method::REGISTER));
         assert_eq!(r.contacts().count(), 1);
         assert_eq!(r.header(HeaderName::CSeq).unwrap(), b"1\r\n  REGISTER");
+    }
+
+    #[test]
+    fn folded_values() {
+        let msg = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nSubject \t: one\r\n two\r\n\tthree \r\n\
+Organization:\r\n  acme:corp\r\nX-Empty:   \r\nContent-Length: 0\r\n\r\n";
+        let r = req(msg);
+        let values: Vec<_> = r.headers().iter().skip(5).map(|h| h.value).collect();
+        assert_eq!(
+            values,
+            [&b"one\r\n two\r\n\tthree"[..], b"acme:corp", b"", b"0"]
+        );
     }
 
     #[test]
