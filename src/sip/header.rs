@@ -854,10 +854,13 @@ impl<'b> Via<'b> {
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
         let raw = trim_lws(value);
         let (transport, rest) = Self::sent_protocol(raw)?;
-        let semi = find(b';', rest).unwrap_or(rest.len());
-        let sent_by = trim_lws(rest.get(..semi).unwrap_or_default());
-        let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
-        let params = Params::new(rest.get(semi..).unwrap_or_default());
+        // sent-by is read where it starts; LWS may follow it, then only parameters.
+        let (host, port, after) = host_port_prefix(rest).ok_or(Error::BadVia)?;
+        let after = skip_lws(after);
+        if !after.is_empty() && after.first() != Some(&b';') {
+            return Err(Error::BadVia);
+        }
+        let params = Params::new(after);
         let mut rport = None;
         let (mut rports, mut received) = (0u32, false);
         // Where the last parameter seen starts when it is a bare `rport`.
@@ -961,8 +964,20 @@ impl<'b> Via<'b> {
 }
 
 /// `host [ ":" port ]` with IPv6 references; host must be non-empty and hostname-ish.
+#[cfg(test)]
 pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
-    let (host, port) = if s.first() == Some(&b'[') {
+    match host_port_prefix(s)? {
+        (host, port, b"") => Some((host, port)),
+        _ => None,
+    }
+}
+
+/// The `host [ ":" port ]` (IPv6 references kept bracketed; the host non-empty and
+/// hostname-ish) that `s` starts with, and the text after it (not checked): one
+/// pass, where a search for the end of the host-port (`;` in a Via or URI) would look at
+/// the same bytes again.
+pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
+    let (host, after) = if s.first() == Some(&b'[') {
         let close = find(b']', s)?;
         let host = s.get(..=close)?;
         let inner = host.get(1..host.len() - 1)?;
@@ -975,21 +990,23 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
         }
         (host, s.get(close + 1..)?)
     } else {
-        // One pass: the host runs to its first non-hostname character, which must be the
-        // colon before the port (or the end).
+        // The host runs to its first non-hostname character.
         s.split_at(host_len(s))
     };
     if host.is_empty() {
         return None;
     }
-    let port = match port {
-        b"" => None,
-        p => {
-            let digits = p.strip_prefix(b":")?;
-            Some(u16::try_from(parse_u32(digits)?).ok()?)
-        }
+    let Some(digits) = after.strip_prefix(b":") else {
+        return Some((host, None, after));
     };
-    Some((host, port))
+    let (digits, rest) = digits.split_at(
+        digits
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(digits.len()),
+    );
+    let port = u16::try_from(parse_u32(digits)?).ok()?;
+    Some((host, Some(port), rest))
 }
 
 /// Iterator over every value of one header name, across header lines and comma-separated
@@ -1402,6 +1419,31 @@ mod tests {
                 reference_split_host_port(text.as_bytes()),
                 "{}", text
             );
+        }
+    }
+
+    /// The previous Via sent-by split (search the first `;`, trim, then `split_host_port`):
+    /// the oracle for reading the host-port where it starts.
+    fn reference_via_sent_by(rest: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
+        let semi = find(b';', rest).unwrap_or(rest.len());
+        let (host, port) = split_host_port(trim_lws(&rest[..semi]))?;
+        Some((host, port, &rest[semi..]))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn via_sent_by_matches_reference(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &["a", "B9", ".", "-", ":", "5060", "65536", "", " ", "\r\n ", ";", "rport",
+                  "=", "[", "]", "::1", "é", "\t"][..]
+            ), 0..10),
+        ) {
+            let rest = parts.concat();
+            let value = format!("SIP/2.0/UDP {rest}");
+            let got = Via::parse(value.as_bytes()).ok().map(|v| (v.host, v.port, v.params.raw()));
+            let want = reference_via_sent_by(trim_lws(&value.as_bytes()[12..]))
+                .filter(|(_, _, params)| Params::new(params).validate());
+            proptest::prop_assert_eq!(got, want, "{:?}", value);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::header::{split_host_port, Params};
+use super::header::{host_port_prefix, Params};
 use super::{byte_table, eq_ignore_case, find, Error};
 
 /// URI scheme.
@@ -120,22 +120,15 @@ impl<'b> Uri<'b> {
                 let q = find_if(seen & QUERY, b'?', after_user).unwrap_or(after_user.len());
                 uri.headers = after_user.get(q + 1..).unwrap_or_default();
                 let host_part = after_user.get(..q).unwrap_or_default();
-                let semi = if seen & SEMI == 0 {
-                    None
-                } else if host_part.first() == Some(&b'[') {
-                    find(b']', host_part).and_then(|close| {
-                        find(b';', host_part.get(close..).unwrap_or_default()).map(|s| s + close)
-                    })
-                } else {
-                    find(b';', host_part)
+                // Only parameters may follow the host and port.
+                let (host, port, params) = host_port_prefix(host_part).ok_or(Error::BadUri)?;
+                if !params.is_empty() && params.first() != Some(&b';') {
+                    return Err(Error::BadUri);
                 }
-                .unwrap_or(host_part.len());
-                let (host, port) = split_host_port(host_part.get(..semi).unwrap_or_default())
-                    .ok_or(Error::BadUri)?;
                 uri.host = host;
                 uri.port = port;
-                uri.params = Params::new(host_part.get(semi..).unwrap_or_default());
-                if (seen & SEMI != 0 && !uri.params.validate())
+                uri.params = Params::new(params);
+                if (!params.is_empty() && !uri.params.validate())
                     || (seen & PERCENT != 0 && !valid_escapes(uri.headers))
                 {
                     return Err(Error::BadUri);
@@ -236,10 +229,9 @@ impl<'b> Uri<'b> {
 /// Byte classes `classify` reports for the text after a URI's scheme.
 const BAD: u8 = 1; // a control character, SP or DEL: never inside a URI
 const COLON: u8 = 2;
-const SEMI: u8 = 4;
-const QUERY: u8 = 8;
-const PERCENT: u8 = 16;
-const AT: u8 = 32;
+const QUERY: u8 = 4;
+const PERCENT: u8 = 8;
+const AT: u8 = 16;
 
 const URI_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -248,7 +240,6 @@ const URI_CLASS: [u8; 256] = {
         t[i] = match i as u8 {
             0..=b' ' | 0x7f => BAD,
             b':' => COLON,
-            b';' => SEMI,
             b'?' => QUERY,
             b'%' => PERCENT,
             b'@' => AT,
@@ -260,7 +251,7 @@ const URI_CLASS: [u8; 256] = {
 };
 
 /// One pass over a URI's text: the classes of the characters it contains. Most URIs
-/// (`sip:alice@example.com`) have no `:`, `;`, `?` or `%`, so the searches for them are
+/// (`sip:alice@example.com`) have no `:`, `?` or `%`, so the searches for them are
 /// skipped; the pass has no early exit so it compiles to a short branch-free loop.
 fn classify(s: &[u8]) -> u8 {
     s.iter()
@@ -396,6 +387,7 @@ fn canonical_user(user: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::header::split_host_port;
 
     #[test]
     fn parses_sip_uris() {
