@@ -365,15 +365,15 @@ const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
 
 /// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
 fn canonical_user(user: &[u8], out: &mut String) {
-    // The common case: nothing escaped and nothing to escape, the user part is copied as is.
+    // The common case: nothing escaped and nothing to escape, the user part is copied as is
+    // (byte by byte: literal characters are ASCII, a UTF-8 check would cost more).
     if user
         .iter()
         .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
     {
-        if let Ok(user) = std::str::from_utf8(user) {
-            out.push_str(user);
-            return;
-        }
+        out.reserve(user.len());
+        out.extend(user.iter().map(|&b| char::from(b)));
+        return;
     }
     for b in unescaped(user) {
         if USER_LITERAL[usize::from(b)] {
