@@ -515,8 +515,8 @@ pub struct NameAddr<'b> {
     pub params: Params<'b>,
     /// Whether the URI was enclosed in `<>`.
     pub bracketed: bool,
-    /// The first `tag` parameter, picked out while the parameters are validated.
-    tag: Option<Option<&'b [u8]>>,
+    /// The first `tag` parameter's value, picked out while the parameters are validated.
+    tag: Option<&'b [u8]>,
 }
 
 impl<'b> NameAddr<'b> {
@@ -604,16 +604,16 @@ impl<'b> NameAddr<'b> {
 
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&'b [u8]> {
-        self.tag.flatten()
+        self.tag
     }
 }
 
-/// Validates header parameters and returns the first `tag` (as `Params::get` would), handing
-/// every parameter to `visit` on the way.
+/// Validates header parameters and returns the first `tag`'s value (as `Params::get` would),
+/// handing every parameter to `visit` on the way.
 fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
-) -> Result<Option<Option<&'b [u8]>>, Error> {
+) -> Result<Option<&'b [u8]>, Error> {
     let mut tag = None;
     let valid = params.scan(|name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
@@ -622,7 +622,7 @@ fn first_tag<'b>(
         visit(name, value);
     });
     if valid {
-        Ok(tag)
+        Ok(tag.flatten())
     } else {
         Err(Error::BadNameAddr)
     }
