@@ -198,6 +198,53 @@ impl<'b> Uri<'b> {
     /// upper-case hex), parameters and headers dropped; `tel:number` for tel URIs. Err for
     /// other schemes.
     pub fn write_aor(&self, out: &mut String) -> Result<(), Error> {
+        // Usually the URI's own text up to the end of its host is already canonical.
+        if let Some(text) = self
+            .aor_as_written()
+            .and_then(|t| std::str::from_utf8(t).ok())
+        {
+            out.push_str(text);
+            return Ok(());
+        }
+        self.write_aor_general(out)
+    }
+
+    /// The start of `raw` when it is the canonical address-of-record: scheme and host already
+    /// lower-case, a user part that needs no re-escaping, no password, no port. Fields are
+    /// checked to be the very subslices of `raw` that parsing produces.
+    fn aor_as_written(&self) -> Option<&'b [u8]> {
+        let scheme: &[u8] = match self.scheme {
+            Scheme::Sip => b"sip:",
+            Scheme::Sips => b"sips:",
+            Scheme::Tel | Scheme::Other => return None,
+        };
+        if self.password.is_some() || self.port.is_some() || !self.raw.starts_with(scheme) {
+            return None;
+        }
+        let at_slice = |at: usize, part: &[u8]| {
+            self.raw
+                .get(at..at + part.len())
+                .is_some_and(|s| std::ptr::eq(s, part))
+        };
+        let mut at = scheme.len();
+        if let Some(user) = self.user {
+            if !literal_user(user)
+                || !at_slice(at, user)
+                || self.raw.get(at + user.len()) != Some(&b'@')
+            {
+                return None;
+            }
+            at += user.len() + 1;
+        }
+        let host = self.host;
+        if !at_slice(at, host) || host.iter().any(u8::is_ascii_uppercase) {
+            return None;
+        }
+        self.raw.get(..at + host.len())
+    }
+
+    /// [`Uri::write_aor`] built piece by piece.
+    fn write_aor_general(&self, out: &mut String) -> Result<(), Error> {
         match self.scheme {
             Scheme::Sip => out.push_str("sip:"),
             Scheme::Sips => out.push_str("sips:"),
@@ -363,14 +410,17 @@ const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
             | b'/'
     ));
 
+/// A user part that is already canonical: nothing escaped and nothing to escape.
+fn literal_user(user: &[u8]) -> bool {
+    user.iter()
+        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
+}
+
 /// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
 fn canonical_user(user: &[u8], out: &mut String) {
     // The common case: nothing escaped and nothing to escape, the user part is copied as is
     // (byte by byte: literal characters are ASCII, a UTF-8 check would cost more).
-    if user
-        .iter()
-        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
-    {
+    if literal_user(user) {
         out.reserve(user.len());
         out.extend(user.iter().map(|&b| char::from(b)));
         return;
@@ -520,6 +570,58 @@ mod tests {
             .unwrap()
             .write_aor(&mut s)
             .is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn aor_as_written_matches_general(
+            scheme in proptest::sample::select(vec!["sip:", "SIPS:", "sips:", "Sip:", "tel:"]),
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..12),
+        ) {
+            let text = format!("{scheme}{}", parts.concat());
+            if let Ok(uri) = Uri::parse(text.as_bytes()) {
+                let (mut got, mut want) = (String::new(), String::new());
+                let got_r = uri.write_aor(&mut got);
+                let want_r = uri.write_aor_general(&mut want);
+                proptest::prop_assert_eq!((got_r, got), (want_r, want), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn aor_as_written_only_for_parsed_fields() {
+        let uri = Uri::parse(b"sip:bob@example.com;lr").unwrap();
+        assert_eq!(uri.aor_as_written(), Some(&b"sip:bob@example.com"[..]));
+        // Fields that are not the URI's own text are written from the fields.
+        let moved = Uri {
+            host: b"example.com",
+            ..uri
+        };
+        assert_eq!(moved.aor_as_written(), None);
+        let other_host = Uri {
+            host: b"example.org",
+            ..uri
+        };
+        let mut s = String::new();
+        other_host.write_aor(&mut s).unwrap();
+        assert_eq!(s, "sip:bob@example.org");
+        for (raw, fast) in [
+            (&b"sip:Bob@EXAMPLE.com"[..], false),
+            (b"sip:b%6fb@example.com", false),
+            (b"sip:bob:pw@example.com", false),
+            (b"sip:bob@example.com:5060", false),
+            (b"SIP:bob@example.com", false),
+            (b"sips:bob@example.com?x=y", true),
+            (b"sip:example.com", true),
+        ] {
+            let uri = Uri::parse(raw).unwrap();
+            assert_eq!(
+                uri.aor_as_written().is_some(),
+                fast,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     /// The sip/sips parse before `classify` (every search run unconditionally): the oracle for
