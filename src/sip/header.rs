@@ -1000,14 +1000,22 @@ pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> 
     let Some(digits) = after.strip_prefix(b":") else {
         return Some((host, None, after));
     };
-    let (digits, rest) = digits.split_at(
-        digits
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(digits.len()),
-    );
-    let port = u16::try_from(parse_u32(digits)?).ok()?;
-    Some((host, Some(port), rest))
+    // The digits are summed while they are found; a port has at most five of them (more only
+    // with leading zeros, left to `parse_u32`).
+    let (mut n, mut sum) = (0, 0u32);
+    while let Some(&d) = digits.get(n).filter(|d| d.is_ascii_digit()) {
+        if n < 5 {
+            sum = sum * 10 + u32::from(d - b'0');
+        }
+        n += 1;
+    }
+    let (digits, rest) = digits.split_at(n);
+    let port = if (1..=5).contains(&n) {
+        sum
+    } else {
+        parse_u32(digits)?
+    };
+    Some((host, Some(u16::try_from(port).ok()?), rest))
 }
 
 /// Iterator over every value of one header name, across header lines and comma-separated
@@ -1417,7 +1425,7 @@ mod tests {
         #[test]
         fn split_host_port_matches_reference(
             parts in proptest::collection::vec(proptest::sample::select(
-                &["a", "B9", ".", "-", "_", ":", "5060", "65536", "", " ", "@", "[", "]", "é", "::1"][..]
+                &["a", "B9", ".", "-", "_", ":", "5060", "65536", "0", "007", "", " ", "@", "[", "]", "é", "::1"][..]
             ), 0..8),
         ) {
             let text = parts.concat();
