@@ -481,7 +481,8 @@ impl<'b> CSeq<'b> {
         } else {
             parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?
         };
-        let method = trim_lws(value.get(split..).unwrap_or_default());
+        // (`value` is trimmed: only LWS before the method can remain.)
+        let method = skip_lws(value.get(split..).unwrap_or_default());
         // A registrar's usual method is known to be a token without looking at each byte.
         if method.is_empty() || (method != b"REGISTER" && !method.iter().all(|&b| is_token(b))) {
             return Err(Error::BadCSeq);
@@ -923,7 +924,8 @@ impl<'b> Via<'b> {
                 .unwrap_or(after.len());
             if end > 0 {
                 let transport = after.get(..end).unwrap_or_default();
-                return Ok((transport, trim_lws(after.get(end..).unwrap_or_default())));
+                // (`raw` is trimmed: only LWS before sent-by can remain.)
+                return Ok((transport, skip_lws(after.get(end..).unwrap_or_default())));
             }
         }
         let mut rest = raw;
