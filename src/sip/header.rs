@@ -615,6 +615,22 @@ fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
 ) -> Result<Option<&'b [u8]>, Error> {
+    // The usual From's parameters: `;tag=` and a token, nothing else.
+    let raw = params.raw();
+    if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
+        if !value.is_empty() && value.iter().all(|&b| is_token(b)) {
+            visit(name, Some(value));
+            return Ok(Some(value));
+        }
+    }
+    first_tag_general(params, visit)
+}
+
+/// [`first_tag`] for any parameters.
+fn first_tag_general<'b>(
+    params: Params<'b>,
+    mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+) -> Result<Option<&'b [u8]>, Error> {
     let mut tag = None;
     let valid = params.scan(|name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
@@ -1181,6 +1197,50 @@ mod tests {
                 .get(b"rport")
                 .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()));
             assert_eq!(via.rport(), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn plain_tag_agrees_with_general_scan() {
+        for raw in [
+            &b";tag=a73kszlfl"[..],
+            b";tag=1",
+            b";tag=",
+            b";tag",
+            b";TAG=x",
+            b";tag=x;tag=y",
+            b";tag=a:b",
+            b";tag=a b",
+            b";tag=\"q\"",
+            b";tag=x ",
+            b";tag=x;",
+            b";tag=x\xe9",
+            b";tagx=1",
+            b"",
+        ] {
+            let params = Params::new(raw);
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let got = first_tag(params, |n, v| fast.push((n, v)));
+            let want = first_tag_general(params, |n, v| general.push((n, v)));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(fast, general, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_tag_matches_general_scan(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &[";", "tag", "TAG", "=", "x", "a73", " ", "\"", ":", "é", "[", ","][..]
+            ), 0..8),
+        ) {
+            let raw = parts.concat();
+            let params = Params::new(raw.as_bytes());
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let got = first_tag(params, |n, v| fast.push((n, v)));
+            let want = first_tag_general(params, |n, v| general.push((n, v)));
+            proptest::prop_assert_eq!(got, want, "{:?}", raw);
+            proptest::prop_assert_eq!(fast, general, "{:?}", raw);
         }
     }
 
