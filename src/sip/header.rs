@@ -879,6 +879,45 @@ impl<'b> Via<'b> {
             return Err(Error::BadVia);
         }
         let params = Params::new(after);
+        let (rport, plain_end) = match Self::usual_params(raw, after) {
+            Some(read) => read,
+            None => Self::scan_params(raw, params)?,
+        };
+        Ok(Self {
+            transport,
+            host,
+            port,
+            params,
+            raw,
+            rport,
+            plain_end,
+        })
+    }
+
+    /// The parameters most Vias carry, `;branch=` and a token, maybe followed by a bare
+    /// `;rport` that ends them, read without the general walk: the first `rport` and
+    /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
+    fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
+        let value = params.strip_prefix(b";branch=")?;
+        let len = value
+            .iter()
+            .position(|&b| !is_token(b))
+            .unwrap_or(value.len());
+        if len == 0 {
+            return None;
+        }
+        match value.get(len..)? {
+            b"" => Some((None, plain_end(raw, false, 0, None))),
+            [b';', name @ ..] if name == b"rport" => Some((
+                Some(None),
+                plain_end(raw, false, 1, Some(offset_in(raw, name))),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Validates the parameters, picking out the first `rport` and `plain_end`.
+    fn scan_params(raw: &'b [u8], params: Params<'b>) -> Result<ViaParams<'b>, Error> {
         let mut rport = None;
         let (mut rports, mut received) = (0u32, false);
         // Where the last parameter seen starts when it is a bare `rport`.
@@ -900,23 +939,7 @@ impl<'b> Via<'b> {
         if !valid {
             return Err(Error::BadVia);
         }
-        let plain_end = match (received, rports, bare_rport_last) {
-            (false, 0, _) => Some(raw.len()),
-            // One bare `;rport`, written exactly so, that ends the value.
-            (false, 1, Some(at)) if at + 5 == raw.len() && at > 0 => {
-                raw.get(at - 1).filter(|&&b| b == b';').map(|_| at - 1)
-            }
-            _ => None,
-        };
-        Ok(Self {
-            transport,
-            host,
-            port,
-            params,
-            raw,
-            rport,
-            plain_end,
-        })
+        Ok((rport, plain_end(raw, received, rports, bare_rport_last)))
     }
 
     /// The value without a trailing bare `;rport`, when it has no `received` and no other
@@ -979,6 +1002,27 @@ impl<'b> Via<'b> {
     pub fn rport(&self) -> Option<Option<u16>> {
         self.rport
             .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()))
+    }
+}
+
+/// A Via's first `rport` parameter and its `plain_end`.
+type ViaParams<'b> = (Option<Option<&'b [u8]>>, Option<usize>);
+
+/// `Via::plain_end` from what the parameters held: whether `received` appeared, how many
+/// `rport`s, and where the last parameter starts when it is a bare `rport`.
+fn plain_end(
+    raw: &[u8],
+    received: bool,
+    rports: u32,
+    bare_rport_last: Option<usize>,
+) -> Option<usize> {
+    match (received, rports, bare_rport_last) {
+        (false, 0, _) => Some(raw.len()),
+        // One bare `;rport`, written exactly so, that ends the value.
+        (false, 1, Some(at)) if at + 5 == raw.len() && at > 0 => {
+            raw.get(at - 1).filter(|&&b| b == b';').map(|_| at - 1)
+        }
+        _ => None,
     }
 }
 
@@ -1241,6 +1285,48 @@ mod tests {
             let want = first_tag_general(params, |n, v| general.push((n, v)));
             proptest::prop_assert_eq!(got, want, "{:?}", raw);
             proptest::prop_assert_eq!(fast, general, "{:?}", raw);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn usual_via_params_match_scan(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &[";", "branch", "=", "z9hG4bK-1", "rport", "RPORT", "received", "5060", " ",
+                  "\"", ":", "[", "é"][..]
+            ), 0..8),
+        ) {
+            let value = format!("SIP/2.0/UDP h:5060{}", parts.concat());
+            let raw = value.as_bytes();
+            let params = &raw[18..];
+            if let Some(usual) = Via::usual_params(raw, params) {
+                let scanned = Via::scan_params(raw, Params::new(params));
+                proptest::prop_assert_eq!(Ok(usual), scanned, "{:?}", value);
+            }
+        }
+    }
+
+    #[test]
+    fn usual_via_params() {
+        for (value, usual) in [
+            (&b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport"[..], true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1", true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport=5", false),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport;x", false),
+            (b"SIP/2.0/UDP h;branch;rport", false),
+            (b"SIP/2.0/UDP h;branch=a:b", false),
+            (b"SIP/2.0/UDP h;received=1.2.3.4;branch=a", false),
+        ] {
+            let via = Via::parse(value).unwrap();
+            let params = via.params.raw();
+            assert_eq!(
+                Via::usual_params(via.raw, params).is_some(),
+                usual,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+            let scanned = Via::scan_params(via.raw, via.params).unwrap();
+            assert_eq!((via.rport, via.plain_end), scanned);
         }
     }
 
