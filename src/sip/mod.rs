@@ -327,9 +327,19 @@ const HOST: [bool; 256] =
 
 /// Length of the run of hostname characters `s` starts with.
 pub(crate) fn host_len(s: &[u8]) -> usize {
-    s.iter()
-        .position(|&b| !HOST[usize::from(b)])
-        .unwrap_or(s.len())
+    let host = |b: u8| HOST[usize::from(b)];
+    let mut n = 0;
+    // Four bytes per step with one branch, then byte by byte (hosts are 10-30 bytes).
+    while let Some(&[a, b, c, d]) = s.get(n..n + 4) {
+        if !(host(a) & host(b) & host(c) & host(d)) {
+            break;
+        }
+        n += 4;
+    }
+    while s.get(n).is_some_and(|&b| host(b)) {
+        n += 1;
+    }
+    n
 }
 
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
@@ -435,6 +445,16 @@ mod tests {
         assert_eq!(host_len(b"a b"), 1);
         assert_eq!(host_len(b"ab:5"), 2);
         assert_eq!(host_len(b""), 0);
+        // Every length around the four-byte steps, the run broken anywhere.
+        for len in 0..20 {
+            for cut in 0..=len {
+                let mut s = vec![b'a'; len];
+                if let Some(b) = s.get_mut(cut) {
+                    *b = b':';
+                }
+                assert_eq!(host_len(&s), cut.min(len), "{len} {cut}");
+            }
+        }
     }
 
     use super::*;
