@@ -9,8 +9,8 @@ use memchr::{memchr2, memchr3};
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
-    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws,
-    Error, Method,
+    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32, token_len,
+    trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -369,10 +369,7 @@ impl<'b> Params<'b> {
     fn is_plain(&self) -> bool {
         let mut rest = self.raw;
         while let Some(after) = rest.strip_prefix(b";") {
-            let name = after
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(after.len());
+            let name = token_len(after);
             if name == 0 {
                 return false;
             }
@@ -398,10 +395,7 @@ impl<'b> Params<'b> {
         let mut rest = trim_lws(self.raw);
         while let Some(after) = rest.strip_prefix(b";") {
             let after = skip_lws(after);
-            let name_len = after
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(after.len());
+            let name_len = token_len(after);
             if name_len == 0 {
                 return false;
             }
@@ -646,7 +640,7 @@ fn first_tag<'b>(
     // The usual From's parameters: `;tag=` and a token, nothing else.
     let raw = params.raw();
     if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
-        if !value.is_empty() && value.iter().all(|&b| is_token(b)) {
+        if !value.is_empty() && token_len(value) == value.len() {
             visit(name, Some(value));
             return Ok(Some(value));
         }
@@ -927,10 +921,7 @@ impl<'b> Via<'b> {
     /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
     fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
         let value = params.strip_prefix(b";branch=")?;
-        let len = value
-            .iter()
-            .position(|&b| !is_token(b))
-            .unwrap_or(value.len());
+        let len = token_len(value);
         if len == 0 {
             return None;
         }
@@ -985,10 +976,7 @@ impl<'b> Via<'b> {
             .filter(|p| eq_ignore_case(p, b"SIP/2.0/"))
             .and(raw.get(8..))
         {
-            let end = after
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(after.len());
+            let end = token_len(after);
             if end > 0 {
                 let transport = after.get(..end).unwrap_or_default();
                 // (`raw` is trimmed: only LWS before sent-by can remain.)

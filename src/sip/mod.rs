@@ -327,16 +327,27 @@ const HOST: [bool; 256] =
 
 /// Length of the run of hostname characters `s` starts with.
 pub(crate) fn host_len(s: &[u8]) -> usize {
-    let host = |b: u8| HOST[usize::from(b)];
+    run_len(s, &HOST)
+}
+
+/// Length of the run of token characters `s` starts with.
+pub(crate) fn token_len(s: &[u8]) -> usize {
+    run_len(s, &TOKEN)
+}
+
+/// Length of the run of bytes of `class` that `s` starts with: four bytes per step with one
+/// branch, then byte by byte (hosts, tokens and parameter values are mostly 3-30 bytes).
+#[inline]
+pub(crate) fn run_len(s: &[u8], class: &[bool; 256]) -> usize {
+    let is = |b: u8| class[usize::from(b)];
     let mut n = 0;
-    // Four bytes per step with one branch, then byte by byte (hosts are 10-30 bytes).
     while let Some(&[a, b, c, d]) = s.get(n..n + 4) {
-        if !(host(a) & host(b) & host(c) & host(d)) {
+        if !(is(a) & is(b) & is(c) & is(d)) {
             break;
         }
         n += 4;
     }
-    while s.get(n).is_some_and(|&b| host(b)) {
+    while s.get(n).is_some_and(|&b| is(b)) {
         n += 1;
     }
     n
