@@ -591,7 +591,7 @@ impl<'b> NameAddr<'b> {
             (None, v)
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            let gt = find(b'>', inner).ok_or(Error::BadNameAddr)?;
+            let gt = find_near(b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
             // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
             let uri = parse_uri(uri_text)?;
@@ -665,6 +665,29 @@ fn first_tag_general<'b>(
     } else {
         Err(Error::BadNameAddr)
     }
+}
+
+/// Index of the first `needle` in `hay`, looked for eight bytes at a time: cheaper than
+/// memchr's dispatch when the needle is a few words in (the `>` after a bracketed URI).
+fn find_near(needle: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let splat = ONES * u64::from(needle);
+    let mut at = 0;
+    while let Some(word) = hay
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let x = u64::from_le_bytes(word) ^ splat;
+        // The lowest set bit marks the first zero byte of `x` exactly (a borrow can only
+        // mark bytes above a zero one).
+        let zero = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = hay.get(at..).unwrap_or_default();
+    tail.iter().position(|&b| b == needle).map(|i| at + i)
 }
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
@@ -1375,6 +1398,41 @@ mod tests {
             if params.is_plain() {
                 proptest::prop_assert!(params.scan(|_, _| {}), "{:?}", raw);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_near_matches_position(
+            hay in proptest::collection::vec(proptest::sample::select(
+                vec![b'>', b'=', b'?', 0x00, 0x7f, 0x80, 0xbe, 0xff, b'a']
+            ), 0..40),
+        ) {
+            proptest::prop_assert_eq!(
+                find_near(b'>', &hay),
+                hay.iter().position(|&b| b == b'>')
+            );
+        }
+    }
+
+    #[test]
+    fn find_near_finds_the_first() {
+        for len in 0..40 {
+            for at in 0..len {
+                for later in [None, Some(at + 1), Some(len - 1)] {
+                    let mut hay = vec![b'a'; len];
+                    hay[at] = b'>';
+                    if let Some(l) = later.filter(|&l| l < len) {
+                        hay[l] = b'>';
+                    }
+                    // A byte one below the needle borrows in the word arithmetic.
+                    if at > 0 {
+                        hay[at - 1] = b'>' - 1;
+                    }
+                    assert_eq!(find_near(b'>', &hay), Some(at), "{len} {at}");
+                }
+            }
+            assert_eq!(find_near(b'>', &vec![b'='; len]), None);
         }
     }
 
