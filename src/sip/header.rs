@@ -9,8 +9,8 @@ use memchr::{memchr2, memchr3};
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
-    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws,
-    Error, Method,
+    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32, token_len,
+    trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -360,7 +360,32 @@ impl<'b> Params<'b> {
     /// LWS allowed around `;` and `=`. One pass over the bytes (this runs for every From, To,
     /// Contact, Via and URI).
     pub(crate) fn validate(&self) -> bool {
-        self.scan(|_, _| {})
+        self.is_plain() || self.scan(|_, _| {})
+    }
+
+    /// Parameters written without LWS and quoted strings (`;transport=udp`), each `;` token
+    /// [ `=` token or IPv6 reference characters ]: valid, checked with fewer steps than
+    /// [`Params::scan`]. False does not mean invalid.
+    fn is_plain(&self) -> bool {
+        let mut rest = self.raw;
+        while let Some(after) = rest.strip_prefix(b";") {
+            let name = token_len(after);
+            if name == 0 {
+                return false;
+            }
+            rest = after.get(name..).unwrap_or_default();
+            if let Some(value) = rest.strip_prefix(b"=") {
+                let len = value
+                    .iter()
+                    .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
+                    .unwrap_or(value.len());
+                if len == 0 {
+                    return false;
+                }
+                rest = value.get(len..).unwrap_or_default();
+            }
+        }
+        rest.is_empty()
     }
 
     /// [`Params::validate`], handing each `(name, value)` to `visit` on the way (as
@@ -370,10 +395,7 @@ impl<'b> Params<'b> {
         let mut rest = trim_lws(self.raw);
         while let Some(after) = rest.strip_prefix(b";") {
             let after = skip_lws(after);
-            let name_len = after
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(after.len());
+            let name_len = token_len(after);
             if name_len == 0 {
                 return false;
             }
@@ -481,8 +503,10 @@ impl<'b> CSeq<'b> {
         } else {
             parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?
         };
-        let method = trim_lws(value.get(split..).unwrap_or_default());
-        if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+        // (`value` is trimmed: only LWS before the method can remain.)
+        let method = skip_lws(value.get(split..).unwrap_or_default());
+        // A registrar's usual method is known to be a token without looking at each byte.
+        if method.is_empty() || (method != b"REGISTER" && !method.iter().all(|&b| is_token(b))) {
             return Err(Error::BadCSeq);
         }
         if !value
@@ -514,8 +538,8 @@ pub struct NameAddr<'b> {
     pub params: Params<'b>,
     /// Whether the URI was enclosed in `<>`.
     pub bracketed: bool,
-    /// The first `tag` parameter, picked out while the parameters are validated.
-    tag: Option<Option<&'b [u8]>>,
+    /// The first `tag` parameter's value, picked out while the parameters are validated.
+    tag: Option<&'b [u8]>,
 }
 
 impl<'b> NameAddr<'b> {
@@ -567,7 +591,7 @@ impl<'b> NameAddr<'b> {
             (None, v)
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            let gt = find(b'>', inner).ok_or(Error::BadNameAddr)?;
+            let gt = find_near(b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
             // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
             let uri = parse_uri(uri_text)?;
@@ -603,16 +627,32 @@ impl<'b> NameAddr<'b> {
 
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&'b [u8]> {
-        self.tag.flatten()
+        self.tag
     }
 }
 
-/// Validates header parameters and returns the first `tag` (as `Params::get` would), handing
-/// every parameter to `visit` on the way.
+/// Validates header parameters and returns the first `tag`'s value (as `Params::get` would),
+/// handing every parameter to `visit` on the way.
 fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
-) -> Result<Option<Option<&'b [u8]>>, Error> {
+) -> Result<Option<&'b [u8]>, Error> {
+    // The usual From's parameters: `;tag=` and a token, nothing else.
+    let raw = params.raw();
+    if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
+        if !value.is_empty() && token_len(value) == value.len() {
+            visit(name, Some(value));
+            return Ok(Some(value));
+        }
+    }
+    first_tag_general(params, visit)
+}
+
+/// [`first_tag`] for any parameters.
+fn first_tag_general<'b>(
+    params: Params<'b>,
+    mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+) -> Result<Option<&'b [u8]>, Error> {
     let mut tag = None;
     let valid = params.scan(|name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
@@ -621,10 +661,33 @@ fn first_tag<'b>(
         visit(name, value);
     });
     if valid {
-        Ok(tag)
+        Ok(tag.flatten())
     } else {
         Err(Error::BadNameAddr)
     }
+}
+
+/// Index of the first `needle` in `hay`, looked for eight bytes at a time: cheaper than
+/// memchr's dispatch when the needle is a few words in (the `>` after a bracketed URI).
+fn find_near(needle: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let splat = ONES * u64::from(needle);
+    let mut at = 0;
+    while let Some(word) = hay
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let x = u64::from_le_bytes(word) ^ splat;
+        // The lowest set bit marks the first zero byte of `x` exactly (a borrow can only
+        // mark bytes above a zero one).
+        let zero = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = hay.get(at..).unwrap_or_default();
+    tail.iter().position(|&b| b == needle).map(|i| at + i)
 }
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
@@ -854,10 +917,49 @@ impl<'b> Via<'b> {
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
         let raw = trim_lws(value);
         let (transport, rest) = Self::sent_protocol(raw)?;
-        let semi = find(b';', rest).unwrap_or(rest.len());
-        let sent_by = trim_lws(rest.get(..semi).unwrap_or_default());
-        let (host, port) = split_host_port(sent_by).ok_or(Error::BadVia)?;
-        let params = Params::new(rest.get(semi..).unwrap_or_default());
+        // sent-by is read where it starts; LWS may follow it, then only parameters.
+        let (host, port, after) = host_port_prefix(rest).ok_or(Error::BadVia)?;
+        let after = skip_lws(after);
+        if !after.is_empty() && after.first() != Some(&b';') {
+            return Err(Error::BadVia);
+        }
+        let params = Params::new(after);
+        let (rport, plain_end) = match Self::usual_params(raw, after) {
+            Some(read) => read,
+            None => Self::scan_params(raw, params)?,
+        };
+        Ok(Self {
+            transport,
+            host,
+            port,
+            params,
+            raw,
+            rport,
+            plain_end,
+        })
+    }
+
+    /// The parameters most Vias carry, `;branch=` and a token, maybe followed by a bare
+    /// `;rport` that ends them, read without the general walk: the first `rport` and
+    /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
+    fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
+        let value = params.strip_prefix(b";branch=")?;
+        let len = token_len(value);
+        if len == 0 {
+            return None;
+        }
+        match value.get(len..)? {
+            b"" => Some((None, plain_end(raw, false, 0, None))),
+            [b';', name @ ..] if name == b"rport" => Some((
+                Some(None),
+                plain_end(raw, false, 1, Some(offset_in(raw, name))),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Validates the parameters, picking out the first `rport` and `plain_end`.
+    fn scan_params(raw: &'b [u8], params: Params<'b>) -> Result<ViaParams<'b>, Error> {
         let mut rport = None;
         let (mut rports, mut received) = (0u32, false);
         // Where the last parameter seen starts when it is a bare `rport`.
@@ -879,23 +981,7 @@ impl<'b> Via<'b> {
         if !valid {
             return Err(Error::BadVia);
         }
-        let plain_end = match (received, rports, bare_rport_last) {
-            (false, 0, _) => Some(raw.len()),
-            // One bare `;rport`, written exactly so, that ends the value.
-            (false, 1, Some(at)) if at + 5 == raw.len() && at > 0 => {
-                raw.get(at - 1).filter(|&&b| b == b';').map(|_| at - 1)
-            }
-            _ => None,
-        };
-        Ok(Self {
-            transport,
-            host,
-            port,
-            params,
-            raw,
-            rport,
-            plain_end,
-        })
+        Ok((rport, plain_end(raw, received, rports, bare_rport_last)))
     }
 
     /// The value without a trailing bare `;rport`, when it has no `received` and no other
@@ -913,13 +999,11 @@ impl<'b> Via<'b> {
             .filter(|p| eq_ignore_case(p, b"SIP/2.0/"))
             .and(raw.get(8..))
         {
-            let end = after
-                .iter()
-                .position(|&b| !is_token(b))
-                .unwrap_or(after.len());
+            let end = token_len(after);
             if end > 0 {
                 let transport = after.get(..end).unwrap_or_default();
-                return Ok((transport, trim_lws(after.get(end..).unwrap_or_default())));
+                // (`raw` is trimmed: only LWS before sent-by can remain.)
+                return Ok((transport, skip_lws(after.get(end..).unwrap_or_default())));
             }
         }
         let mut rest = raw;
@@ -960,9 +1044,42 @@ impl<'b> Via<'b> {
     }
 }
 
+/// A Via's first `rport` parameter and its `plain_end`.
+type ViaParams<'b> = (Option<Option<&'b [u8]>>, Option<usize>);
+
+/// `Via::plain_end` from what the parameters held: whether `received` appeared, how many
+/// `rport`s, and where the last parameter starts when it is a bare `rport`.
+fn plain_end(
+    raw: &[u8],
+    received: bool,
+    rports: u32,
+    bare_rport_last: Option<usize>,
+) -> Option<usize> {
+    match (received, rports, bare_rport_last) {
+        (false, 0, _) => Some(raw.len()),
+        // One bare `;rport`, written exactly so, that ends the value.
+        (false, 1, Some(at)) if at + 5 == raw.len() && at > 0 => {
+            raw.get(at - 1).filter(|&&b| b == b';').map(|_| at - 1)
+        }
+        _ => None,
+    }
+}
+
 /// `host [ ":" port ]` with IPv6 references; host must be non-empty and hostname-ish.
+#[cfg(test)]
 pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
-    let (host, port) = if s.first() == Some(&b'[') {
+    match host_port_prefix(s)? {
+        (host, port, b"") => Some((host, port)),
+        _ => None,
+    }
+}
+
+/// The `host [ ":" port ]` (IPv6 references kept bracketed; the host non-empty and
+/// hostname-ish) that `s` starts with, and the text after it (not checked): one
+/// pass, where a search for the end of the host-port (`;` in a Via or URI) would look at
+/// the same bytes again.
+pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
+    let (host, after) = if s.first() == Some(&b'[') {
         let close = find(b']', s)?;
         let host = s.get(..=close)?;
         let inner = host.get(1..host.len() - 1)?;
@@ -975,21 +1092,31 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
         }
         (host, s.get(close + 1..)?)
     } else {
-        // One pass: the host runs to its first non-hostname character, which must be the
-        // colon before the port (or the end).
+        // The host runs to its first non-hostname character.
         s.split_at(host_len(s))
     };
     if host.is_empty() {
         return None;
     }
-    let port = match port {
-        b"" => None,
-        p => {
-            let digits = p.strip_prefix(b":")?;
-            Some(u16::try_from(parse_u32(digits)?).ok()?)
-        }
+    let Some(digits) = after.strip_prefix(b":") else {
+        return Some((host, None, after));
     };
-    Some((host, port))
+    // The digits are summed while they are found; a port has at most five of them (more only
+    // with leading zeros, left to `parse_u32`).
+    let (mut n, mut sum) = (0, 0u32);
+    while let Some(&d) = digits.get(n).filter(|d| d.is_ascii_digit()) {
+        if n < 5 {
+            sum = sum * 10 + u32::from(d - b'0');
+        }
+        n += 1;
+    }
+    let (digits, rest) = digits.split_at(n);
+    let port = if (1..=5).contains(&n) {
+        sum
+    } else {
+        parse_u32(digits)?
+    };
+    Some((host, Some(u16::try_from(port).ok()?), rest))
 }
 
 /// Iterator over every value of one header name, across header lines and comma-separated
@@ -1153,6 +1280,159 @@ mod tests {
                 .get(b"rport")
                 .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()));
             assert_eq!(via.rport(), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn plain_tag_agrees_with_general_scan() {
+        for raw in [
+            &b";tag=a73kszlfl"[..],
+            b";tag=1",
+            b";tag=",
+            b";tag",
+            b";TAG=x",
+            b";tag=x;tag=y",
+            b";tag=a:b",
+            b";tag=a b",
+            b";tag=\"q\"",
+            b";tag=x ",
+            b";tag=x;",
+            b";tag=x\xe9",
+            b";tagx=1",
+            b"",
+        ] {
+            let params = Params::new(raw);
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let got = first_tag(params, |n, v| fast.push((n, v)));
+            let want = first_tag_general(params, |n, v| general.push((n, v)));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(fast, general, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_tag_matches_general_scan(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &[";", "tag", "TAG", "=", "x", "a73", " ", "\"", ":", "é", "[", ","][..]
+            ), 0..8),
+        ) {
+            let raw = parts.concat();
+            let params = Params::new(raw.as_bytes());
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let got = first_tag(params, |n, v| fast.push((n, v)));
+            let want = first_tag_general(params, |n, v| general.push((n, v)));
+            proptest::prop_assert_eq!(got, want, "{:?}", raw);
+            proptest::prop_assert_eq!(fast, general, "{:?}", raw);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn usual_via_params_match_scan(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &[";", "branch", "=", "z9hG4bK-1", "rport", "RPORT", "received", "5060", " ",
+                  "\"", ":", "[", "é"][..]
+            ), 0..8),
+        ) {
+            let value = format!("SIP/2.0/UDP h:5060{}", parts.concat());
+            let raw = value.as_bytes();
+            let params = &raw[18..];
+            if let Some(usual) = Via::usual_params(raw, params) {
+                let scanned = Via::scan_params(raw, Params::new(params));
+                proptest::prop_assert_eq!(Ok(usual), scanned, "{:?}", value);
+            }
+        }
+    }
+
+    #[test]
+    fn usual_via_params() {
+        for (value, usual) in [
+            (&b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport"[..], true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1", true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport=5", false),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport;x", false),
+            (b"SIP/2.0/UDP h;branch;rport", false),
+            (b"SIP/2.0/UDP h;branch=a:b", false),
+            (b"SIP/2.0/UDP h;received=1.2.3.4;branch=a", false),
+        ] {
+            let via = Via::parse(value).unwrap();
+            let params = via.params.raw();
+            assert_eq!(
+                Via::usual_params(via.raw, params).is_some(),
+                usual,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+            let scanned = Via::scan_params(via.raw, via.params).unwrap();
+            assert_eq!((via.rport, via.plain_end), scanned);
+        }
+    }
+
+    #[test]
+    fn plain_params() {
+        for (raw, plain, valid) in [
+            (&b";transport=udp;lr"[..], true, true),
+            (b";maddr=[::1]", true, true),
+            (b"", true, true),
+            (b"; lr", false, true),
+            (b";x=\"a b\"", false, true),
+            (b";x=", false, false),
+            (b";;", false, false),
+        ] {
+            let params = Params::new(raw);
+            assert_eq!(params.is_plain(), plain, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(params.validate(), valid, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_params_are_valid(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &[";", "transport", "=", "udp", "lr", " ", "\"", ":", "[", "]", "é", ","][..]
+            ), 0..10),
+        ) {
+            let raw = parts.concat();
+            let params = Params::new(raw.as_bytes());
+            if params.is_plain() {
+                proptest::prop_assert!(params.scan(|_, _| {}), "{:?}", raw);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_near_matches_position(
+            hay in proptest::collection::vec(proptest::sample::select(
+                vec![b'>', b'=', b'?', 0x00, 0x7f, 0x80, 0xbe, 0xff, b'a']
+            ), 0..40),
+        ) {
+            proptest::prop_assert_eq!(
+                find_near(b'>', &hay),
+                hay.iter().position(|&b| b == b'>')
+            );
+        }
+    }
+
+    #[test]
+    fn find_near_finds_the_first() {
+        for len in 0..40 {
+            for at in 0..len {
+                for later in [None, Some(at + 1), Some(len - 1)] {
+                    let mut hay = vec![b'a'; len];
+                    hay[at] = b'>';
+                    if let Some(l) = later.filter(|&l| l < len) {
+                        hay[l] = b'>';
+                    }
+                    // A byte one below the needle borrows in the word arithmetic.
+                    if at > 0 {
+                        hay[at - 1] = b'>' - 1;
+                    }
+                    assert_eq!(find_near(b'>', &hay), Some(at), "{len} {at}");
+                }
+            }
+            assert_eq!(find_near(b'>', &vec![b'='; len]), None);
         }
     }
 
@@ -1354,12 +1634,18 @@ mod tests {
                 method: Method::REGISTER
             }
         );
+        assert_eq!(
+            CSeq::parse(b"7 register").unwrap().method,
+            Method(b"register")
+        );
         for bad in [
             &b"REGISTER"[..],
             b"1",
             b"1REGISTER",
             b"36893488147419103232 REGISTER",
             b"-1 REGISTER",
+            b"1 REGISTER\0",
+            b"1 REG ISTER",
         ] {
             assert_eq!(
                 CSeq::parse(bad),
@@ -1393,7 +1679,7 @@ mod tests {
         #[test]
         fn split_host_port_matches_reference(
             parts in proptest::collection::vec(proptest::sample::select(
-                &["a", "B9", ".", "-", "_", ":", "5060", "65536", "", " ", "@", "[", "]", "é", "::1"][..]
+                &["a", "B9", ".", "-", "_", ":", "5060", "65536", "0", "007", "", " ", "@", "[", "]", "é", "::1"][..]
             ), 0..8),
         ) {
             let text = parts.concat();
@@ -1402,6 +1688,31 @@ mod tests {
                 reference_split_host_port(text.as_bytes()),
                 "{}", text
             );
+        }
+    }
+
+    /// The previous Via sent-by split (search the first `;`, trim, then `split_host_port`):
+    /// the oracle for reading the host-port where it starts.
+    fn reference_via_sent_by(rest: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
+        let semi = find(b';', rest).unwrap_or(rest.len());
+        let (host, port) = split_host_port(trim_lws(&rest[..semi]))?;
+        Some((host, port, &rest[semi..]))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn via_sent_by_matches_reference(
+            parts in proptest::collection::vec(proptest::sample::select(
+                &["a", "B9", ".", "-", ":", "5060", "65536", "", " ", "\r\n ", ";", "rport",
+                  "=", "[", "]", "::1", "é", "\t"][..]
+            ), 0..10),
+        ) {
+            let rest = parts.concat();
+            let value = format!("SIP/2.0/UDP {rest}");
+            let got = Via::parse(value.as_bytes()).ok().map(|v| (v.host, v.port, v.params.raw()));
+            let want = reference_via_sent_by(trim_lws(&value.as_bytes()[12..]))
+                .filter(|(_, _, params)| Params::new(params).validate());
+            proptest::prop_assert_eq!(got, want, "{:?}", value);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::header::{split_host_port, Params};
+use super::header::{host_port_prefix, Params};
 use super::{byte_table, eq_ignore_case, find, Error};
 
 /// URI scheme.
@@ -120,22 +120,15 @@ impl<'b> Uri<'b> {
                 let q = find_if(seen & QUERY, b'?', after_user).unwrap_or(after_user.len());
                 uri.headers = after_user.get(q + 1..).unwrap_or_default();
                 let host_part = after_user.get(..q).unwrap_or_default();
-                let semi = if seen & SEMI == 0 {
-                    None
-                } else if host_part.first() == Some(&b'[') {
-                    find(b']', host_part).and_then(|close| {
-                        find(b';', host_part.get(close..).unwrap_or_default()).map(|s| s + close)
-                    })
-                } else {
-                    find(b';', host_part)
+                // Only parameters may follow the host and port.
+                let (host, port, params) = host_port_prefix(host_part).ok_or(Error::BadUri)?;
+                if !params.is_empty() && params.first() != Some(&b';') {
+                    return Err(Error::BadUri);
                 }
-                .unwrap_or(host_part.len());
-                let (host, port) = split_host_port(host_part.get(..semi).unwrap_or_default())
-                    .ok_or(Error::BadUri)?;
                 uri.host = host;
                 uri.port = port;
-                uri.params = Params::new(host_part.get(semi..).unwrap_or_default());
-                if (seen & SEMI != 0 && !uri.params.validate())
+                uri.params = Params::new(params);
+                if (!params.is_empty() && !uri.params.validate())
                     || (seen & PERCENT != 0 && !valid_escapes(uri.headers))
                 {
                     return Err(Error::BadUri);
@@ -205,6 +198,53 @@ impl<'b> Uri<'b> {
     /// upper-case hex), parameters and headers dropped; `tel:number` for tel URIs. Err for
     /// other schemes.
     pub fn write_aor(&self, out: &mut String) -> Result<(), Error> {
+        // Usually the URI's own text up to the end of its host is already canonical.
+        if let Some(text) = self
+            .aor_as_written()
+            .and_then(|t| std::str::from_utf8(t).ok())
+        {
+            out.push_str(text);
+            return Ok(());
+        }
+        self.write_aor_general(out)
+    }
+
+    /// The start of `raw` when it is the canonical address-of-record: scheme and host already
+    /// lower-case, a user part that needs no re-escaping, no password, no port. Fields are
+    /// checked to be the very subslices of `raw` that parsing produces.
+    fn aor_as_written(&self) -> Option<&'b [u8]> {
+        let scheme: &[u8] = match self.scheme {
+            Scheme::Sip => b"sip:",
+            Scheme::Sips => b"sips:",
+            Scheme::Tel | Scheme::Other => return None,
+        };
+        if self.password.is_some() || self.port.is_some() || !self.raw.starts_with(scheme) {
+            return None;
+        }
+        let at_slice = |at: usize, part: &[u8]| {
+            self.raw
+                .get(at..at + part.len())
+                .is_some_and(|s| std::ptr::eq(s, part))
+        };
+        let mut at = scheme.len();
+        if let Some(user) = self.user {
+            if !literal_user(user)
+                || !at_slice(at, user)
+                || self.raw.get(at + user.len()) != Some(&b'@')
+            {
+                return None;
+            }
+            at += user.len() + 1;
+        }
+        let host = self.host;
+        if !at_slice(at, host) || host.iter().any(u8::is_ascii_uppercase) {
+            return None;
+        }
+        self.raw.get(..at + host.len())
+    }
+
+    /// [`Uri::write_aor`] built piece by piece.
+    fn write_aor_general(&self, out: &mut String) -> Result<(), Error> {
         match self.scheme {
             Scheme::Sip => out.push_str("sip:"),
             Scheme::Sips => out.push_str("sips:"),
@@ -236,10 +276,9 @@ impl<'b> Uri<'b> {
 /// Byte classes `classify` reports for the text after a URI's scheme.
 const BAD: u8 = 1; // a control character, SP or DEL: never inside a URI
 const COLON: u8 = 2;
-const SEMI: u8 = 4;
-const QUERY: u8 = 8;
-const PERCENT: u8 = 16;
-const AT: u8 = 32;
+const QUERY: u8 = 4;
+const PERCENT: u8 = 8;
+const AT: u8 = 16;
 
 const URI_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -248,7 +287,6 @@ const URI_CLASS: [u8; 256] = {
         t[i] = match i as u8 {
             0..=b' ' | 0x7f => BAD,
             b':' => COLON,
-            b';' => SEMI,
             b'?' => QUERY,
             b'%' => PERCENT,
             b'@' => AT,
@@ -260,7 +298,7 @@ const URI_CLASS: [u8; 256] = {
 };
 
 /// One pass over a URI's text: the classes of the characters it contains. Most URIs
-/// (`sip:alice@example.com`) have no `:`, `;`, `?` or `%`, so the searches for them are
+/// (`sip:alice@example.com`) have no `:`, `?` or `%`, so the searches for them are
 /// skipped; the pass has no early exit so it compiles to a short branch-free loop.
 fn classify(s: &[u8]) -> u8 {
     s.iter()
@@ -372,17 +410,20 @@ const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
             | b'/'
     ));
 
+/// A user part that is already canonical: nothing escaped and nothing to escape.
+fn literal_user(user: &[u8]) -> bool {
+    user.iter()
+        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
+}
+
 /// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
 fn canonical_user(user: &[u8], out: &mut String) {
-    // The common case: nothing escaped and nothing to escape, the user part is copied as is.
-    if user
-        .iter()
-        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
-    {
-        if let Ok(user) = std::str::from_utf8(user) {
-            out.push_str(user);
-            return;
-        }
+    // The common case: nothing escaped and nothing to escape, the user part is copied as is
+    // (byte by byte: literal characters are ASCII, a UTF-8 check would cost more).
+    if literal_user(user) {
+        out.reserve(user.len());
+        out.extend(user.iter().map(|&b| char::from(b)));
+        return;
     }
     for b in unescaped(user) {
         if USER_LITERAL[usize::from(b)] {
@@ -396,6 +437,7 @@ fn canonical_user(user: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::header::split_host_port;
 
     #[test]
     fn parses_sip_uris() {
@@ -528,6 +570,58 @@ mod tests {
             .unwrap()
             .write_aor(&mut s)
             .is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn aor_as_written_matches_general(
+            scheme in proptest::sample::select(vec!["sip:", "SIPS:", "sips:", "Sip:", "tel:"]),
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..12),
+        ) {
+            let text = format!("{scheme}{}", parts.concat());
+            if let Ok(uri) = Uri::parse(text.as_bytes()) {
+                let (mut got, mut want) = (String::new(), String::new());
+                let got_r = uri.write_aor(&mut got);
+                let want_r = uri.write_aor_general(&mut want);
+                proptest::prop_assert_eq!((got_r, got), (want_r, want), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn aor_as_written_only_for_parsed_fields() {
+        let uri = Uri::parse(b"sip:bob@example.com;lr").unwrap();
+        assert_eq!(uri.aor_as_written(), Some(&b"sip:bob@example.com"[..]));
+        // Fields that are not the URI's own text are written from the fields.
+        let moved = Uri {
+            host: b"example.com",
+            ..uri
+        };
+        assert_eq!(moved.aor_as_written(), None);
+        let other_host = Uri {
+            host: b"example.org",
+            ..uri
+        };
+        let mut s = String::new();
+        other_host.write_aor(&mut s).unwrap();
+        assert_eq!(s, "sip:bob@example.org");
+        for (raw, fast) in [
+            (&b"sip:Bob@EXAMPLE.com"[..], false),
+            (b"sip:b%6fb@example.com", false),
+            (b"sip:bob:pw@example.com", false),
+            (b"sip:bob@example.com:5060", false),
+            (b"SIP:bob@example.com", false),
+            (b"sips:bob@example.com?x=y", true),
+            (b"sip:example.com", true),
+        ] {
+            let uri = Uri::parse(raw).unwrap();
+            assert_eq!(
+                uri.aor_as_written().is_some(),
+                fast,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     /// The sip/sips parse before `classify` (every search run unconditionally): the oracle for
