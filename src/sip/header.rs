@@ -596,10 +596,12 @@ impl<'b> NameAddr<'b> {
         if let Some(inner) = rest.strip_prefix(b"<") {
             let gt = find_near(b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
-            // No LWS inside the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
-            let uri = parse_uri(uri_text)?;
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             let tag = first_tag(params, &mut visit)?;
+            // The URI after the parameters: then no copy of it is kept across their walk (either
+            // failing is the same error). No LWS inside the brackets (RFC 4475 §3.1.2.14):
+            // `Uri::parse` rejects it.
+            let uri = parse_uri(uri_text)?;
             return Ok(Self {
                 display,
                 uri,
