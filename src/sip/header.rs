@@ -359,6 +359,7 @@ impl<'b> Params<'b> {
     /// Checks the parameter syntax: `;` token [ `=` (token | quoted-string | [IPv6]) ], with
     /// LWS allowed around `;` and `=`. One pass over the bytes (this runs for every From, To,
     /// Contact, Via and URI).
+    #[inline]
     pub(crate) fn validate(&self) -> bool {
         self.is_plain() || self.scan(|_, _| {})
     }
