@@ -367,7 +367,7 @@ impl<'b> Params<'b> {
     /// Parameters written without LWS and quoted strings (`;transport=udp`), each `;` token
     /// [ `=` token or IPv6 reference characters ]: valid, checked with fewer steps than
     /// [`Params::scan`]. False does not mean invalid.
-    fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         let mut rest = self.raw;
         while let Some(after) = rest.strip_prefix(b";") {
             let name = token_len(after);
