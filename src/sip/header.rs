@@ -599,11 +599,10 @@ impl<'b> NameAddr<'b> {
             let uri_text = inner.get(..gt).unwrap_or_default();
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             let tag = first_tag(params, &mut visit)?;
-            // The URI after the parameters: then no copy of it is kept across their walk (either
-            // failing is the same error). No LWS inside the brackets (RFC 4475 §3.1.2.14):
-            // `Uri::parse` rejects it.
-            let uri = parse_uri(uri_text)?;
-            return Ok(Self {
+            // The URI after the parameters, mapped into the result: then no copy of it is kept
+            // across their walk or made by `?` (either failing is the same error). No LWS inside
+            // the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
+            return parse_uri(uri_text).map(|uri| Self {
                 display,
                 uri,
                 params,
