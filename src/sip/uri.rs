@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::header::{host_port_prefix, Params};
-use super::{byte_table, eq_ignore_case, find, Error};
+use super::{byte_table, eq_ignore_case, find, run_len, Error};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,49 +93,80 @@ impl<'b> Uri<'b> {
             Scheme::Sip | Scheme::Sips => {
                 // The user part may contain ';' and '?' (RFC 4475 §3.1.1.2, §3.1.1.9) but not an
                 // unescaped '@', and headers cannot contain '@': userinfo ends at the last '@'.
-                // Each search below runs only when `classify` saw its character.
-                let last_at = if seen & AT == 0 {
-                    None
+                // The usual user part (`alice@`) is literal characters up to the first '@', the
+                // last one when a host, port and plain parameters follow (none can hold a '@'):
+                // tried first, it spares the search for the last '@' and for a password's ':'.
+                let run = if seen & (AT | QUERY) == AT {
+                    run_len(rest, &USER_LITERAL)
                 } else {
-                    memchr::memrchr(b'@', rest)
+                    0
                 };
-                let after_user = match last_at {
-                    Some(at) => {
-                        let userinfo = rest.get(..at).unwrap_or_default();
-                        let (user, password) = match find_if(seen & COLON, b':', userinfo) {
-                            Some(c) => {
-                                (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..))
-                            }
-                            None => (userinfo, None),
-                        };
-                        if user.is_empty() || (seen & PERCENT != 0 && !valid_escapes(user)) {
-                            return Err(Error::BadUri);
-                        }
-                        uri.user = Some(user);
-                        uri.password = password;
-                        rest.get(at + 1..).unwrap_or_default()
+                let plain = run > 0
+                    && rest.get(run) == Some(&b'@')
+                    && uri.sip_after_scheme(rest, Some(run), seen & !(COLON | PERCENT), true);
+                if !plain {
+                    // Each search below runs only when `classify` saw its character.
+                    let last_at = if seen & AT == 0 {
+                        None
+                    } else {
+                        memchr::memrchr(b'@', rest)
+                    };
+                    if !uri.sip_after_scheme(rest, last_at, seen, false) {
+                        return Err(Error::BadUri);
                     }
-                    None => rest,
-                };
-                let q = find_if(seen & QUERY, b'?', after_user).unwrap_or(after_user.len());
-                uri.headers = after_user.get(q + 1..).unwrap_or_default();
-                let host_part = after_user.get(..q).unwrap_or_default();
-                // Only parameters may follow the host and port.
-                let (host, port, params) = host_port_prefix(host_part).ok_or(Error::BadUri)?;
-                if !params.is_empty() && params.first() != Some(&b';') {
-                    return Err(Error::BadUri);
-                }
-                uri.host = host;
-                uri.port = port;
-                uri.params = Params::new(params);
-                if (!params.is_empty() && !uri.params.validate())
-                    || (seen & PERCENT != 0 && !valid_escapes(uri.headers))
-                {
-                    return Err(Error::BadUri);
                 }
             }
         }
         Ok(uri)
+    }
+
+    /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
+    /// userinfo ends at `at` and `seen` is `classify(rest)`; with `plain`, only plain
+    /// parameters are accepted ([`Params::is_plain`]). False when the text is not such a URI.
+    #[inline(always)]
+    fn sip_after_scheme(
+        &mut self,
+        rest: &'b [u8],
+        at: Option<usize>,
+        seen: u8,
+        plain: bool,
+    ) -> bool {
+        let after_user = match at {
+            Some(at) => {
+                let userinfo = rest.get(..at).unwrap_or_default();
+                let (user, password) = match find_if(seen & COLON, b':', userinfo) {
+                    Some(c) => (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..)),
+                    None => (userinfo, None),
+                };
+                if user.is_empty() || (seen & PERCENT != 0 && !valid_escapes(user)) {
+                    return false;
+                }
+                self.user = Some(user);
+                self.password = password;
+                rest.get(at + 1..).unwrap_or_default()
+            }
+            None => rest,
+        };
+        let q = find_if(seen & QUERY, b'?', after_user).unwrap_or(after_user.len());
+        self.headers = after_user.get(q + 1..).unwrap_or_default();
+        let host_part = after_user.get(..q).unwrap_or_default();
+        // Only parameters may follow the host and port.
+        let Some((host, port, params)) = host_port_prefix(host_part) else {
+            return false;
+        };
+        if !params.is_empty() && params.first() != Some(&b';') {
+            return false;
+        }
+        self.host = host;
+        self.port = port;
+        self.params = Params::new(params);
+        let valid_params = params.is_empty()
+            || if plain {
+                self.params.is_plain()
+            } else {
+                self.params.validate()
+            };
+        valid_params && (seen & PERCENT == 0 || valid_escapes(self.headers))
     }
 
     /// RFC 3261 §19.1.4 equality for sip/sips (and exact comparison of tel numbers): scheme,
@@ -716,7 +747,36 @@ mod tests {
         "transport=tcp",
         "x.com",
         "é",
+        "!",
+        "u1@",
+        "a@b",
+        "udp",
     ];
+
+    #[test]
+    fn plain_user_part_agrees_with_reference() {
+        for text in [
+            &b"sip:u1@192.0.2.10:5060;transport=udp"[..],
+            b"sip:alice@example.com",
+            b"sip:u@h!x@y",
+            b"sip:u@h;p=\"a@b\"",
+            b"sip:u@h;p=a@b",
+            b"sip:u;x=1@h;lr",
+            b"sip:u@[::1]:5060;lr",
+            b"sip:u@[::1@]",
+            b"sip:u@h:5060@x",
+            b"sip:u@h?x=a@b",
+            b"sip:u%41@h",
+            b"sip:u:pw@h",
+            b"sip:@h",
+            b"sip:u@",
+            b"sip:u@@h",
+        ] {
+            let got = format!("{:?}", Uri::parse(text));
+            let want = format!("{:?}", reference_parse(text));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(text));
+        }
+    }
 
     proptest::proptest! {
         #[test]
