@@ -376,7 +376,10 @@ impl<'b> Params<'b> {
             }
             rest = after.get(name..).unwrap_or_default();
             if let Some(value) = rest.strip_prefix(b"=") {
-                let len = value_len(value);
+                let len = value
+                    .iter()
+                    .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
+                    .unwrap_or(value.len());
                 if len == 0 {
                     return false;
                 }
@@ -410,7 +413,10 @@ impl<'b> Params<'b> {
                     None => return false,
                 }
             } else {
-                value_len(value)
+                value
+                    .iter()
+                    .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
+                    .unwrap_or(value.len())
             };
             if len == 0 {
                 return false;
@@ -420,15 +426,6 @@ impl<'b> Params<'b> {
         }
         rest.is_empty()
     }
-}
-
-/// Length of the unquoted parameter value `s` starts with: token characters, or those of an
-/// IPv6 reference.
-#[inline]
-fn value_len(s: &[u8]) -> usize {
-    s.iter()
-        .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
-        .unwrap_or(s.len())
 }
 
 /// `s` without leading LWS.
@@ -650,61 +647,15 @@ fn first_tag<'b>(
             return Ok(Some(value));
         }
     }
-    // The usual Contact's parameters: `;name`, `;name=token` or `;name="quoted"` written
-    // without LWS, walked as [`Params::scan`] does without its LWS checks. At the first
-    // parameter that does not fit, the general walk goes on from that parameter's `;`.
-    let mut rest = raw;
-    let mut tag = None;
-    while let Some(after) = rest.strip_prefix(b";") {
-        let name_len = token_len(after);
-        let (Some(name), Some(tail)) = (after.get(..name_len), after.get(name_len..)) else {
-            break;
-        };
-        let (value, next) = match tail.split_first() {
-            None | Some((b';', _)) if name_len > 0 => (None, tail),
-            Some((b'=', v)) if name_len > 0 => {
-                let len = match v.first() {
-                    Some(b'"') => closing_quote(v).map_or(0, |close| close + 1),
-                    _ => value_len(v),
-                };
-                let (Some(value), Some(next)) = (v.get(..len), v.get(len..)) else {
-                    break;
-                };
-                if len == 0 || !matches!(next.first(), None | Some(b';')) {
-                    break;
-                }
-                (Some(value), next)
-            }
-            _ => break,
-        };
-        if tag.is_none() && eq_ignore_case(name, b"tag") {
-            tag = Some(value);
-        }
-        visit(name, value);
-        rest = next;
-    }
-    if rest.is_empty() {
-        return Ok(tag.flatten());
-    }
-    first_tag_from(Params::new(rest), tag, visit)
+    first_tag_general(params, visit)
 }
 
-/// [`first_tag`] without its fast paths (the oracle of its tests).
-#[cfg(test)]
+/// [`first_tag`] for any parameters.
 fn first_tag_general<'b>(
     params: Params<'b>,
-    visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
-) -> Result<Option<&'b [u8]>, Error> {
-    first_tag_from(params, None, visit)
-}
-
-/// The general walk of [`first_tag`] over `params`, where `tag` is what earlier parameters
-/// gave.
-fn first_tag_from<'b>(
-    params: Params<'b>,
-    mut tag: Option<Option<&'b [u8]>>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
 ) -> Result<Option<&'b [u8]>, Error> {
+    let mut tag = None;
     let valid = params.scan(|name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
             tag = Some(value);
@@ -1351,20 +1302,6 @@ mod tests {
             b";tag=x\xe9",
             b";tagx=1",
             b"",
-            b";+sip.instance=\"<urn:uuid:3f2504e0>\"",
-            b";+sip.instance=\"<urn:uuid:3f2504e0>\";reg-id=1;expires=60;tag=t",
-            b";reg-id=1;+sip.instance=\"a\\\"b\"",
-            b";+sip.instance=\"open",
-            b";expires=60 ;q=0.5",
-            b";expires=60; q=0.5",
-            b";expires = 60",
-            b";lr;tag=x;tag=y",
-            b";x=\"a\"b",
-            b";x=\"a\";",
-            b";x=",
-            b";;",
-            b" ;x",
-            b";x ",
         ] {
             let params = Params::new(raw);
             let (mut fast, mut general) = (Vec::new(), Vec::new());
@@ -1379,9 +1316,8 @@ mod tests {
         #[test]
         fn plain_tag_matches_general_scan(
             parts in proptest::collection::vec(proptest::sample::select(
-                &[";", "tag", "TAG", "=", "x", "a73", " ", "\"", ":", "é", "[", ",", "\\",
-                  "+sip.instance", "\"<urn:uuid:1>\"", "\r\n", "\t"][..]
-            ), 0..10),
+                &[";", "tag", "TAG", "=", "x", "a73", " ", "\"", ":", "é", "[", ","][..]
+            ), 0..8),
         ) {
             let raw = parts.concat();
             let params = Params::new(raw.as_bytes());
