@@ -695,6 +695,20 @@ fn spawn_binary_with(config: &std::path::Path, extra: &[&str]) -> Binary {
     }
 }
 
+/// Stops the binary with SIGTERM and checks it exits cleanly; otherwise fails with its exit
+/// status and the log lines the test had not read.
+fn stop(mut child: std::process::Child, logs: &std::sync::mpsc::Receiver<String>) {
+    signal(&child, libc::SIGTERM);
+    let status = child.wait().unwrap();
+    if !status.success() {
+        let unread: Vec<String> = logs.try_iter().collect();
+        panic!(
+            "sipreg exited with {status}; unread log lines:\n{}",
+            unread.join("\n")
+        );
+    }
+}
+
 fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: signalling our own child process.
     #[allow(unsafe_code)]
@@ -794,9 +808,7 @@ fn sighup_reloads_credentials_and_keeps_bindings() {
             .len(),
         1
     );
-    signal(&child, libc::SIGTERM);
-    let mut child = child;
-    assert!(child.wait().unwrap().success());
+    stop(child, &logs);
 }
 
 #[test]

@@ -334,10 +334,10 @@ fn ctl_and_reload_against_the_binary() {
     };
     write_config(60, "");
     let Binary {
-        mut child,
+        child,
         udp,
         mgmt,
-        ..
+        logs,
     } = spawn_binary(&config);
     let mut alice = Ua::udp("alice", udp);
     assert_eq!(
@@ -405,8 +405,7 @@ fn ctl_and_reload_against_the_binary() {
     let (code, _, _) = ctl("127.0.0.1:1".parse().unwrap(), &["stats"]);
     assert_eq!(code, 2);
 
-    super::signal(&child, libc::SIGTERM);
-    assert!(child.wait().unwrap().success());
+    super::stop(child, &logs);
 }
 
 /// Dumps 1M bindings (or `SIPREG_STRESS_BINDINGS`) while UDP REGISTERs run, and reports the
