@@ -360,28 +360,26 @@ pub(crate) fn run_len(s: &[u8], class: &[bool; 256]) -> usize {
 
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 20 {
+    if s.len() > 20 {
         return None;
     }
-    // One pass: digits checked while summed (saturating: anything past u32 range is None).
-    let mut v: u64 = 0;
-    for &d in s {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.saturating_mul(10).saturating_add(u64::from(d - b'0'));
-    }
-    u32::try_from(v).ok()
+    u32::try_from(sum_digits(s)?).ok()
 }
 
 /// Parses delta-seconds: all digits; values above u32::MAX saturate (RFC 4475 §3.1.2.4 lets a
 /// registrar treat overlarge expiry values as out of range rather than malformed).
 pub(crate) fn parse_delta_saturating(s: &[u8]) -> Option<u32> {
+    Some(u32::try_from(sum_digits(s)?).unwrap_or(u32::MAX))
+}
+
+/// The value of a non-empty run of decimal digits, in one pass (digits checked while summed);
+/// past u64 range the sum saturates, so anything past u32 range stays past it. `None` when
+/// `s` is empty or holds anything else.
+#[inline]
+fn sum_digits(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
-    // One pass: the digits are checked as they are summed; past u32 range the sum only grows
-    // (saturating), so it ends above u32::MAX and reads as u32::MAX.
     let mut v: u64 = 0;
     for &d in s {
         if !d.is_ascii_digit() {
@@ -389,7 +387,7 @@ pub(crate) fn parse_delta_saturating(s: &[u8]) -> Option<u32> {
         }
         v = v.saturating_mul(10).saturating_add(u64::from(d - b'0'));
     }
-    Some(u32::try_from(v).unwrap_or(u32::MAX))
+    Some(v)
 }
 
 #[cfg(test)]

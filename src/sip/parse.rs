@@ -5,8 +5,8 @@ use memchr::memchr;
 use super::header::{offset_in, CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::uri::Uri;
 use super::{
-    find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits,
-    Method, Status, StatusCode,
+    find, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method,
+    Status, StatusCode,
 };
 
 /// One header line: its name (classified and raw) and its value, trimmed of surrounding LWS
@@ -170,7 +170,10 @@ macro_rules! header_accessors {
 
         /// The first value of `name`.
         pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
-            let lines = self.lines_from_first(name);
+            let lines = self
+                .headers
+                .get(self.census.first.get(name)..)
+                .unwrap_or_default();
             match lines.first() {
                 Some(h) if h.name == name => Some(h.value),
                 // Only when positions did not fit in the table: search.
@@ -185,13 +188,6 @@ macro_rules! header_accessors {
                 .iter()
                 .filter(move |h| h.name == name)
                 .map(|h| h.value)
-        }
-
-        /// The index from the first line of `name` on (empty when there is none).
-        fn lines_from_first(&self, name: HeaderName) -> &[Header<'b>] {
-            self.headers
-                .get(self.census.first.get(name)..)
-                .unwrap_or_default()
         }
 
         /// The body (for datagrams without Content-Length: the rest of the datagram).
@@ -508,17 +504,9 @@ fn scan_name(line: &[u8]) -> Result<(HeaderName, usize, usize), Error> {
 }
 
 /// A header line's value after the colon, trimmed of LWS: the usual single space after the
-/// colon is stepped over without the general trim.
+/// colon is stepped over first, so `trim_lws` usually finds nothing to trim.
 fn header_value(after_colon: &[u8]) -> &[u8] {
-    match after_colon {
-        [b' ', value @ ..]
-            if value.first().is_some_and(|b| !is_lws(b))
-                && value.last().is_some_and(|b| !is_lws(b)) =>
-        {
-            value
-        }
-        _ => trim_lws(after_colon),
-    }
+    trim_lws(after_colon.strip_prefix(b" ").unwrap_or(after_colon))
 }
 
 /// Extends the value of header `h` over a continuation line ending at `to`: from after the
@@ -548,14 +536,9 @@ fn trim_trailing_wsp(s: &[u8]) -> &[u8] {
 
 /// Content-Length: `Ok(None)` when absent, an error when malformed or conflicting.
 fn content_length(headers: &[Header<'_>], census: &Census) -> Result<Option<usize>, Error> {
-    if !census.has(HeaderName::ContentLength) {
-        return Ok(None);
-    }
-    let from_first = headers
-        .get(census.first.get(HeaderName::ContentLength)..)
-        .unwrap_or_default();
     let mut found: Option<usize> = None;
-    for h in from_first
+    for h in census
+        .lines(headers, HeaderName::ContentLength)
         .iter()
         .filter(|h| h.name == HeaderName::ContentLength)
     {
