@@ -9,8 +9,8 @@ use memchr::{memchr2, memchr3};
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
-    eq_ignore_case, find, host_len, is_token, is_wsp, parse_delta_saturating, parse_u32, token_len,
-    trim_lws, Error, Method,
+    eq_ignore_case, find, host_len, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32,
+    token_len, trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -376,10 +376,7 @@ impl<'b> Params<'b> {
             }
             rest = after.get(name..).unwrap_or_default();
             if let Some(value) = rest.strip_prefix(b"=") {
-                let len = value
-                    .iter()
-                    .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
-                    .unwrap_or(value.len());
+                let len = unquoted_value_len(value);
                 if len == 0 {
                     return false;
                 }
@@ -413,10 +410,7 @@ impl<'b> Params<'b> {
                     None => return false,
                 }
             } else {
-                value
-                    .iter()
-                    .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
-                    .unwrap_or(value.len())
+                unquoted_value_len(value)
             };
             if len == 0 {
                 return false;
@@ -428,14 +422,19 @@ impl<'b> Params<'b> {
     }
 }
 
+/// Length of the unquoted parameter value `s` starts with: token characters, or those of an
+/// IPv6 reference (`maddr=[::1]`).
+fn unquoted_value_len(s: &[u8]) -> usize {
+    s.iter()
+        .position(|&b| !is_token(b) && !matches!(b, b':' | b'[' | b']'))
+        .unwrap_or(s.len())
+}
+
 /// `s` without leading LWS.
 fn skip_lws(s: &[u8]) -> &[u8] {
     match s.first() {
-        Some(b' ' | b'\t' | b'\r' | b'\n') => {
-            let n = s
-                .iter()
-                .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-                .unwrap_or(s.len());
+        Some(b) if is_lws(b) => {
+            let n = s.iter().position(|b| !is_lws(b)).unwrap_or(s.len());
             s.get(n..).unwrap_or_default()
         }
         _ => s,
