@@ -1302,13 +1302,24 @@ mod tests {
             b";tagx=1",
             b"",
         ] {
-            let params = Params::new(raw);
-            let (mut fast, mut general) = (Vec::new(), Vec::new());
-            let got = first_tag(params, |n, v| fast.push((n, v)));
-            let want = first_tag_general(params, |n, v| general.push((n, v)));
-            assert_eq!(got, want, "{}", String::from_utf8_lossy(raw));
+            let [fast, general] = tag_scans(raw);
             assert_eq!(fast, general, "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    /// A parameter walk's answer and the parameters it visited.
+    type TagScan<'b> = (
+        Result<Option<&'b [u8]>, Error>,
+        Vec<(&'b [u8], Option<&'b [u8]>)>,
+    );
+
+    /// `first_tag` (with its fast path) and `first_tag_general` over the same parameters.
+    fn tag_scans(raw: &[u8]) -> [TagScan<'_>; 2] {
+        let params = Params::new(raw);
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        let got = first_tag(params, |n, v| fast.push((n, v)));
+        let want = first_tag_general(params, |n, v| general.push((n, v)));
+        [(got, fast), (want, general)]
     }
 
     proptest::proptest! {
@@ -1319,11 +1330,7 @@ mod tests {
             ), 0..8),
         ) {
             let raw = parts.concat();
-            let params = Params::new(raw.as_bytes());
-            let (mut fast, mut general) = (Vec::new(), Vec::new());
-            let got = first_tag(params, |n, v| fast.push((n, v)));
-            let want = first_tag_general(params, |n, v| general.push((n, v)));
-            proptest::prop_assert_eq!(got, want, "{:?}", raw);
+            let [fast, general] = tag_scans(raw.as_bytes());
             proptest::prop_assert_eq!(fast, general, "{:?}", raw);
         }
     }
