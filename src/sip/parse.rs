@@ -102,6 +102,9 @@ impl Census {
     /// The lines of `headers` that can hold `name`: its one line when it appears once, from
     /// its first line on when it repeats, none when it is absent.
     fn lines<'h, 'b>(&self, headers: &'h [Header<'b>], name: HeaderName) -> &'h [Header<'b>] {
+        if !self.has(name) {
+            return &[];
+        }
         let from = headers.get(self.first.get(name)..).unwrap_or_default();
         if self.exact && !self.repeats(name) {
             from.get(..1).unwrap_or_default()
