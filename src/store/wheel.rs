@@ -39,7 +39,7 @@ impl Wheels {
     }
 
     pub(super) fn schedule(&self, aor: &AorKey, at: u32) {
-        self.schedule_hashed(aor.clone(), aor_hash(aor.as_str()), at);
+        self.schedule_hashed(aor.clone(), aor_hash(aor.as_bytes()), at);
     }
 
     /// [`Wheels::schedule`] with the AOR's [`aor_hash`] already at hand.
