@@ -275,7 +275,7 @@ impl<'b> Uri<'b> {
             at += user.len() + 1;
         }
         let host = self.host;
-        if !at_slice(at, host) || host.iter().any(u8::is_ascii_uppercase) {
+        if !at_slice(at, host) || run_len(host, &NOT_UPPER) != host.len() {
             return None;
         }
         self.raw.get(..at + host.len())
@@ -448,10 +448,12 @@ const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
             | b'/'
     ));
 
+/// Bytes a lower-case host may hold (a parsed host is ASCII).
+const NOT_UPPER: [bool; 256] = byte_table!(|b| !b.is_ascii_uppercase());
+
 /// A user part that is already canonical: nothing escaped and nothing to escape.
 fn literal_user(user: &[u8]) -> bool {
-    user.iter()
-        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
+    run_len(user, &USER_LITERAL) == user.len()
 }
 
 /// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.

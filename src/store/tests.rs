@@ -630,7 +630,10 @@ fn key_from_text_is_key_from_str() {
         assert_eq!(by_str, by_bytes);
         assert_eq!(by_bytes.as_str(), text);
         assert_eq!(hasher.hash_one(&by_str), hasher.hash_one(text.as_bytes()));
-        assert_eq!(aor_hash(by_bytes.as_bytes()), stable_hash(&[text.as_bytes()]));
+        assert_eq!(
+            aor_hash(by_bytes.as_bytes()),
+            stable_hash(&[text.as_bytes()])
+        );
     }
     assert!(AorKey::new("sip:a@x") < AorKey::from_text(b"sip:b@x"));
     assert_eq!(AorKey::from_text(b"sip:\xff@x").as_str(), "sip:\u{fffd}@x");
