@@ -232,9 +232,11 @@ fn register(
     if to.uri.host != ruri.host && !policy.serves(to.uri.host) {
         return Err(fail(Error::AorNotFound));
     }
+    // The AOR: usually the To URI's own text, otherwise written into the engine's scratch.
     eng.aor.clear();
-    to.uri
-        .write_aor(&mut eng.aor)
+    let aor_as_written = to
+        .uri
+        .aor_or_write(&mut eng.aor)
         .map_err(|_| fail(Error::AorNotFound))?;
     if let Some(user) = user {
         if !cfg.allow_third_party && !user_matches(to.uri.user.unwrap_or_default(), user) {
@@ -319,28 +321,29 @@ fn register(
         echo_path,
     };
     if eng.remote.is_some() {
-        let aor = AorKey::new(&eng.aor);
+        let aor = AorKey::from_text(aor_as_written.unwrap_or(eng.aor.as_bytes()));
         return remote_register(eng, &reply, aor, &update, flow.is_some(), resume, user);
     }
 
     // Steps 7-8 under the AOR's lock: check everything, apply everything, list the result.
     // The AOR by its text (no key allocation for an existing one); the scratch string is
     // borrowed out of the engine meanwhile.
-    let aor = std::mem::take(&mut eng.aor);
+    let scratch = std::mem::take(&mut eng.aor);
+    let aor = aor_as_written.unwrap_or(scratch.as_bytes());
     let mut stored_over_flow = false;
     let result = shared
         .store
-        .modify_text(&aor, now, |bindings| -> Result<(), Error> {
+        .modify_text(aor, now, |bindings| -> Result<(), Error> {
             let total = shared.store.binding_count();
             stored_over_flow = update.apply(bindings, cfg, Some(total))?.stored && flow.is_some();
             reply.write_ok(eng, bindings.iter());
             Ok(())
         });
     let track = match (stored_over_flow, flow) {
-        (true, Some(conn)) => Some((conn, AorKey::new(&aor))),
+        (true, Some(conn)) => Some((conn, AorKey::from_text(aor))),
         _ => None,
     };
-    eng.aor = aor;
+    eng.aor = scratch;
     if let Err(e) = result {
         eng.out.truncate(start);
         return Err(fail(e));

@@ -229,20 +229,27 @@ impl<'b> Uri<'b> {
     /// upper-case hex), parameters and headers dropped; `tel:number` for tel URIs. Err for
     /// other schemes.
     pub fn write_aor(&self, out: &mut String) -> Result<(), Error> {
-        // Usually the URI's own text up to the end of its host is already canonical.
-        if let Some(text) = self
-            .aor_as_written()
-            .and_then(|t| std::str::from_utf8(t).ok())
-        {
-            out.push_str(text);
-            return Ok(());
+        if let Some(text) = self.aor_or_write(out)? {
+            // ASCII: each byte is its own char.
+            out.extend(text.iter().map(|&b| char::from(b)));
         }
-        self.write_aor_general(out)
+        Ok(())
+    }
+
+    /// [`Uri::write_aor`] without the copy where it can be avoided: usually the URI's own text
+    /// up to the end of its host is already the canonical AOR, and that text (ASCII) is
+    /// returned; otherwise the AOR is appended to `out` and the answer is `None`.
+    pub fn aor_or_write(&self, out: &mut String) -> Result<Option<&'b [u8]>, Error> {
+        match self.aor_as_written() {
+            Some(text) => Ok(Some(text)),
+            None => self.write_aor_general(out).map(|()| None),
+        }
     }
 
     /// The start of `raw` when it is the canonical address-of-record: scheme and host already
     /// lower-case, a user part that needs no re-escaping, no password, no port. Fields are
-    /// checked to be the very subslices of `raw` that parsing produces.
+    /// checked to be the very subslices of `raw` that parsing produces; all of it is ASCII
+    /// (literal user characters, a parsed host).
     fn aor_as_written(&self) -> Option<&'b [u8]> {
         let scheme: &[u8] = match self.scheme {
             Scheme::Sip => b"sip:",
@@ -268,7 +275,7 @@ impl<'b> Uri<'b> {
             at += user.len() + 1;
         }
         let host = self.host;
-        if !at_slice(at, host) || host.iter().any(u8::is_ascii_uppercase) {
+        if !at_slice(at, host) || run_len(host, &NOT_UPPER) != host.len() {
             return None;
         }
         self.raw.get(..at + host.len())
@@ -441,10 +448,12 @@ const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
             | b'/'
     ));
 
+/// Bytes a lower-case host may hold (a parsed host is ASCII).
+const NOT_UPPER: [bool; 256] = byte_table!(|b| !b.is_ascii_uppercase());
+
 /// A user part that is already canonical: nothing escaped and nothing to escape.
 fn literal_user(user: &[u8]) -> bool {
-    user.iter()
-        .fold(true, |ok, &b| ok & USER_LITERAL[usize::from(b)])
+    run_len(user, &USER_LITERAL) == user.len()
 }
 
 /// user-unreserved and unreserved characters (§25.1) stay literal; everything else is escaped.
@@ -614,7 +623,13 @@ mod tests {
                 let (mut got, mut want) = (String::new(), String::new());
                 let got_r = uri.write_aor(&mut got);
                 let want_r = uri.write_aor_general(&mut want);
-                proptest::prop_assert_eq!((got_r, got), (want_r, want), "{}", text);
+                proptest::prop_assert_eq!((got_r, &got), (want_r, &want), "{}", text);
+                // The text handed over without a copy is that AOR, in ASCII.
+                let mut out = String::new();
+                if let Ok(Some(text)) = uri.aor_or_write(&mut out) {
+                    proptest::prop_assert!(text.is_ascii() && out.is_empty());
+                    proptest::prop_assert_eq!(text, want.as_bytes());
+                }
             }
         }
     }

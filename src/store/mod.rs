@@ -50,26 +50,43 @@ impl Default for StoreConfig {
 }
 
 /// A canonical address-of-record (see `sip::Uri::write_aor`). Cheap to clone: the expiry wheel
-/// shares the map's key allocation.
+/// shares the map's key allocation. Held as bytes, always UTF-8 (every constructor sees to it):
+/// a key made from the ASCII text the engine has at hand needs no UTF-8 validation.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-pub struct AorKey(Arc<str>);
+pub struct AorKey(Arc<[u8]>);
 
 impl AorKey {
     /// Wraps canonical AOR text.
     pub fn new(canonical: &str) -> Self {
-        Self(Arc::from(canonical))
+        Self(Arc::from(canonical.as_bytes()))
+    }
+
+    /// Wraps canonical AOR text given as bytes: ASCII (every AOR `sip::Uri` writes) as is,
+    /// anything else through a lossy UTF-8 conversion.
+    pub fn from_text(canonical: &[u8]) -> Self {
+        if canonical.is_ascii() {
+            Self(Arc::from(canonical))
+        } else {
+            Self::new(&String::from_utf8_lossy(canonical))
+        }
     }
 
     /// The AOR text.
     pub fn as_str(&self) -> &str {
+        // Always UTF-8 (see the constructors): the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The AOR text's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }
 
-/// Looks an AOR up by its text (the derived `Hash`/`Eq` are those of the text), so that a
+/// Looks an AOR up by its text (the derived `Hash`/`Eq` are those of the bytes), so that a
 /// request for an existing AOR needs no key allocation.
-impl std::borrow::Borrow<str> for AorKey {
-    fn borrow(&self) -> &str {
+impl std::borrow::Borrow<[u8]> for AorKey {
+    fn borrow(&self) -> &[u8] {
         &self.0
     }
 }
@@ -274,7 +291,7 @@ impl Store {
                 })
                 .collect(),
             part_shift: 64 - parts.trailing_zeros(),
-            // A few wheels keep their mutexes uncontended; more would only add per-slot Vec
+            // A few wheels keep their locks uncontended; more would only add per-slot Vec
             // headers and slack (measured at 1M bindings: 64 wheels cost 13 bytes per binding more than 8).
             wheels: Wheels::new(config.max_expires, 8),
             feed: None,
@@ -302,14 +319,14 @@ impl Store {
         now: Instant,
         f: impl FnOnce(&mut Bindings<'_>) -> R,
     ) -> R {
-        self.modify_aor(aor.as_str(), Some(aor), now, f)
+        self.modify_aor(aor.as_bytes(), Some(aor), now, f)
     }
 
-    /// [`Store::modify`] by the AOR's canonical text: the key is allocated only when the AOR
-    /// is new (or its timer or change events need it).
+    /// [`Store::modify`] by the AOR's canonical text (as for [`AorKey::from_text`]): the key is
+    /// allocated only when the AOR is new (or its timer or change events need it).
     pub fn modify_text<R>(
         &self,
-        aor: &str,
+        aor: &[u8],
         now: Instant,
         f: impl FnOnce(&mut Bindings<'_>) -> R,
     ) -> R {
@@ -318,7 +335,7 @@ impl Store {
 
     fn modify_aor<R>(
         &self,
-        aor: &str,
+        aor: &[u8],
         key: Option<&AorKey>,
         now: Instant,
         f: impl FnOnce(&mut Bindings<'_>) -> R,
@@ -362,7 +379,7 @@ impl Store {
         let mut made: Option<AorKey> = None;
         let (result, schedule, before, after) = {
             let mut table = shard.write();
-            let eq = |(k, _): &(AorKey, SharedValue<List>)| k.as_str() == aor;
+            let eq = |(k, _): &(AorKey, SharedValue<List>)| k.as_bytes() == aor;
             match table.get_mut(hash, eq) {
                 // An existing AOR (the common refresh): found without making the key.
                 Some((_, list)) => {
@@ -383,7 +400,7 @@ impl Store {
                     let mut list = List::new();
                     let done = run(&mut list, 0, None, &mut events);
                     if !list.is_empty() {
-                        let k = key.cloned().unwrap_or_else(|| AorKey::new(aor));
+                        let k = key.cloned().unwrap_or_else(|| AorKey::from_text(aor));
                         made = Some(k.clone());
                         table.insert(hash, (k, SharedValue::new(list)), |(k, _)| {
                             hasher.hash_one(k)
@@ -400,7 +417,7 @@ impl Store {
         let key = match (made, key) {
             (Some(k), _) => k,
             (None, Some(k)) => k.clone(),
-            (None, None) => AorKey::new(aor),
+            (None, None) => AorKey::from_text(aor),
         };
         if events.is_empty() {
             if let Some(at) = schedule {
@@ -534,8 +551,9 @@ impl Store {
                 if !filter(aor.as_str()) {
                     return None;
                 }
-                let hash = aor_hash(aor.as_str());
-                let later = after.is_none_or(|c| (hash, aor.as_str()) > (c.hash, c.aor.as_str()));
+                let hash = aor_hash(aor.as_bytes());
+                let later =
+                    after.is_none_or(|c| (hash, aor.as_bytes()) > (c.hash, c.aor.as_bytes()));
                 later.then(|| (hash, aor.clone()))
             }));
             let more = keys.len() > budget;
@@ -568,10 +586,10 @@ impl Store {
     }
 
     fn part(&self, aor: &AorKey) -> &Map {
-        self.part_of(aor.as_str())
+        self.part_of(aor.as_bytes())
     }
 
-    fn part_of(&self, aor: &str) -> &Map {
+    fn part_of(&self, aor: &[u8]) -> &Map {
         self.part_at(aor_hash(aor))
     }
 
@@ -712,8 +730,8 @@ impl ScanCursor {
     }
 }
 
-fn aor_hash(aor: &str) -> u64 {
-    stable_hash(&[aor.as_bytes()])
+fn aor_hash(aor: &[u8]) -> u64 {
+    stable_hash(&[aor])
 }
 
 /// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).

@@ -29,8 +29,8 @@ pub enum DecodeError {
 
 /// The key of one binding.
 pub(crate) fn key(aor: &AorKey, id: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(aor.as_str().len() + 9);
-    k.extend_from_slice(aor.as_str().as_bytes());
+    let mut k = Vec::with_capacity(aor.as_bytes().len() + 9);
+    k.extend_from_slice(aor.as_bytes());
     k.push(0);
     k.extend_from_slice(&id.to_be_bytes());
     k

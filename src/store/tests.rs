@@ -109,9 +109,9 @@ fn modify_by_text_reaches_the_same_aor() {
         };
         let a = AorKey::new("sip:a@example.com");
         // A new AOR by text: stored, counted, its expiry scheduled, its events keyed.
-        store.modify_text(a.as_str(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
+        store.modify_text(a.as_bytes(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
         store.modify(&a, at(T0), |b| b.push(&nb("sip:a@2", T0 + 120)));
-        store.modify_text("sip:a@example.com", at(T0), |b| {
+        store.modify_text(b"sip:a@example.com", at(T0), |b| {
             assert_eq!(b.len(), 2);
             b.replace(0, &nb("sip:a@1", T0 + 90));
         });
@@ -130,8 +130,8 @@ fn modify_by_text_reaches_the_same_aor() {
         assert_eq!(store.handle_timeout(at(T0 + 120)), 1);
         assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
         // Emptied by text: the entry goes.
-        store.modify_text(a.as_str(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
-        store.modify_text(a.as_str(), at(T0), |b| b.clear());
+        store.modify_text(a.as_bytes(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
+        store.modify_text(a.as_bytes(), at(T0), |b| b.clear());
         assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
         assert!(store.part(&a).get(&a).is_none(), "empty entry deleted");
     }
@@ -302,7 +302,7 @@ proptest! {
                     if c % 2 == 0 {
                         store.modify(&aor, at(now), push);
                     } else {
-                        store.modify_text(aor.as_str(), at(now), push);
+                        store.modify_text(aor.as_bytes(), at(now), push);
                     }
                     let list = model.entry(a).or_default();
                     list.retain(|(_, exp)| *exp > now);
@@ -325,7 +325,7 @@ proptest! {
                     }
                 }
                 Op::Query(a) => {
-                    let n = store.modify_text(&format!("sip:{a}@x"), at(now), |l| l.len());
+                    let n = store.modify_text(format!("sip:{a}@x").as_bytes(), at(now), |l| l.len());
                     if let Some(list) = model.get_mut(&a) {
                         list.retain(|(_, exp)| *exp > now);
                     }
@@ -617,4 +617,24 @@ fn purge_and_earliest_is_purge_then_earliest() {
         }
     }
     assert_eq!(compared, 1 + 4 + 16 + 64 + 256);
+}
+
+/// A key made from bytes is the key made from the same text (hash, equality, order and the
+/// stable hash alike); bytes that are not ASCII keep the UTF-8 invariant of `as_str`.
+#[test]
+fn key_from_text_is_key_from_str() {
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::RandomState::default();
+    for text in ["sip:a@example.com", "tel:+15551234", "", "sip:é@x"] {
+        let (by_str, by_bytes) = (AorKey::new(text), AorKey::from_text(text.as_bytes()));
+        assert_eq!(by_str, by_bytes);
+        assert_eq!(by_bytes.as_str(), text);
+        assert_eq!(hasher.hash_one(&by_str), hasher.hash_one(text.as_bytes()));
+        assert_eq!(
+            aor_hash(by_bytes.as_bytes()),
+            stable_hash(&[text.as_bytes()])
+        );
+    }
+    assert!(AorKey::new("sip:a@x") < AorKey::from_text(b"sip:b@x"));
+    assert_eq!(AorKey::from_text(b"sip:\xff@x").as_str(), "sip:\u{fffd}@x");
 }

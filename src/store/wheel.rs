@@ -4,10 +4,11 @@
 //! per AOR, at or before its earliest expiry: a refresh pushes nothing (the old entry fires
 //! first, finds nothing expired and reschedules at the AOR's new earliest expiry), so the
 //! wheel's size follows the number of AORs, not the refresh rate. Several wheels (picked by AOR
-//! hash) keep the mutexes uncontended. Sweeping never holds a wheel lock while it touches the
-//! map.
+//! hash) keep the locks uncontended. Sweeping never holds a wheel lock while it touches the
+//! map. The locks are the map's own kind (`dashmap::RwLock`, parking): no poisoning to
+//! check on each lock and unlock.
 
-use std::sync::Mutex;
+use dashmap::RwLock;
 
 use super::{aor_hash, wheel_index, AorKey};
 
@@ -19,7 +20,7 @@ struct Wheel {
 }
 
 pub(super) struct Wheels {
-    wheels: Vec<Mutex<Wheel>>,
+    wheels: Vec<RwLock<Wheel>>,
     len: u32,
 }
 
@@ -28,7 +29,7 @@ impl Wheels {
         let len = max_expires.saturating_add(2).max(2);
         let wheels = (0..count.max(1))
             .map(|_| {
-                Mutex::new(Wheel {
+                RwLock::new(Wheel {
                     slots: (0..len).map(|_| Vec::new()).collect(),
                     next: None,
                     entries: 0,
@@ -39,7 +40,7 @@ impl Wheels {
     }
 
     pub(super) fn schedule(&self, aor: &AorKey, at: u32) {
-        self.schedule_hashed(aor.clone(), aor_hash(aor.as_str()), at);
+        self.schedule_hashed(aor.clone(), aor_hash(aor.as_bytes()), at);
     }
 
     /// [`Wheels::schedule`] with the AOR's [`aor_hash`] already at hand.
@@ -47,9 +48,7 @@ impl Wheels {
         let Some(wheel) = self.wheels.get(wheel_index(hash, self.wheels.len())) else {
             return;
         };
-        let mut w = wheel
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = wheel.write();
         w.next = Some(w.next.map_or(at, |n| n.min(at)));
         let slot = usize::try_from(at % self.len).unwrap_or(0);
         if let Some(s) = w.slots.get_mut(slot) {
@@ -63,9 +62,7 @@ impl Wheels {
         let mut due: Vec<AorKey> = Vec::new();
         for wheel in &self.wheels {
             {
-                let mut w = wheel
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut w = wheel.write();
                 let Some(next) = w.next else { continue };
                 if next > now {
                     continue;
@@ -100,21 +97,11 @@ impl Wheels {
     /// Pending entries in all wheels.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.wheels
-            .iter()
-            .map(|w| w.lock().map_or(0, |w| w.entries))
-            .sum()
+        self.wheels.iter().map(|w| w.read().entries).sum()
     }
 
     /// The first second not swept yet, when anything is scheduled.
     pub(super) fn next_due(&self) -> Option<u32> {
-        self.wheels
-            .iter()
-            .filter_map(|w| {
-                w.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .next
-            })
-            .min()
+        self.wheels.iter().filter_map(|w| w.read().next).min()
     }
 }
