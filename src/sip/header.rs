@@ -1142,7 +1142,8 @@ impl<'b, T> Iterator for Values<'b, '_, T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(split) = self.current.as_mut() {
+            // (A line read to its end is passed over without calls.)
+            if let Some(split) = self.current.as_mut().filter(|split| !split.rest.is_empty()) {
                 if let Some(first) = self.first {
                     let value = first(&mut split.rest);
                     if value.is_some() {
