@@ -1664,18 +1664,70 @@ mod tests {
         }
     }
 
+    #[test]
+    fn usual_contacts_take_the_one_pass() {
+        for (value, rest) in [
+            (
+                &br#"<sip:u1@192.0.2.10:5060;transport=udp>;+sip.instance="<urn:uuid:1>""#[..],
+                &b""[..],
+            ),
+            (b"<sip:a@b>;expires=0, <sip:c@d>", b" <sip:c@d>"),
+            (b" <sip:c@d>;q=0.5;x=\"a,b\",", b""),
+        ] {
+            let mut left = value;
+            assert!(parse_usual_contact(&mut left).is_some(), "{value:?}");
+            assert_eq!(left, rest);
+        }
+        for value in [
+            &b"\"A\" <sip:a@b>"[..],
+            b"<sip:a@b> ;x",
+            b"<sip:a\"b>",
+            b"sip:a@b",
+            b"<sip:a@b>;x=\"open",
+        ] {
+            assert!(parse_usual_contact(&mut &*value).is_none(), "{value:?}");
+        }
+    }
+
+    /// Up to `n` pieces of `from`, joined.
+    fn pieces(
+        from: &[&'static str],
+        n: usize,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(from.to_vec()), 0..n)
+            .prop_map(|p| p.concat())
+    }
+
+    use proptest::strategy::Strategy as _;
+
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1024))]
         #[test]
         fn usual_contacts_match_general_path(
-            parts in proptest::collection::vec(proptest::sample::select(vec![
+            free in pieces(&[
                 "<", ">", "\"", "\\", ",", ";", "=", " ", "\r\n ", "*", "sip:", "a@b",
                 "u1@192.0.2.10:5060", "mailto:x", "x", "tag", "q", "0.5", "expires", "60",
                 "+sip.instance", "reg-id", "1", "[::1]", "<sip:a@b>", "<sip:c@d;lr>",
-            ]), 0..14),
+            ], 14),
+            // Values shaped like contacts: `<`, URI-ish text, `>`, parameter-ish text.
+            items in proptest::collection::vec((
+                proptest::sample::select(vec!["", " ", "\"A\" ", ","]),
+                pieces(&["sip:", "a@b", "mailto:", "\"", ",", ";", "=", ">", "x", "1"], 5),
+                pieces(&[
+                    ";", "x", "=", "\"", ",", "<", ">", " ", "1", "tag", "q", "0.5", "expires",
+                    "+sip.instance", "reg-id", "\\",
+                ], 8),
+            ), 1..4),
         ) {
-            let value = parts.concat();
-            let [usual, general] = contact_walks(&[value.as_bytes(), b"<sip:x@y>;q=1"]);
-            proptest::prop_assert_eq!(usual, general, "{:?}", value);
+            let shaped: String = items
+                .iter()
+                .map(|(lead, uri, params)| format!("{lead}<{uri}>{params}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            for value in [&free, &shaped] {
+                let [usual, general] = contact_walks(&[value.as_bytes(), b"<sip:x@y>;q=1"]);
+                proptest::prop_assert_eq!(usual, general, "{:?}", value);
+            }
         }
     }
 
