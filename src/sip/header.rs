@@ -1127,16 +1127,32 @@ pub struct Values<'b, 'h, T> {
     name: HeaderName,
     current: Option<CommaSplit<'b>>,
     parse: fn(&'b [u8]) -> Result<T, Error>,
+    /// Parses the usual first value of the text left, without the comma search first, and moves
+    /// the text past its comma; `None` leaves the value to the general path. (It returns the
+    /// iterator's item so that it is written where `next` returns it.)
+    first: Option<FirstValue<'b, T>>,
     empty: Error,
 }
+
+/// See [`Values`]'s `first`.
+type FirstValue<'b, T> = fn(&mut &'b [u8]) -> Option<Result<T, Error>>;
 
 impl<'b, T> Iterator for Values<'b, '_, T> {
     type Item = Result<T, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
-                return Some((self.parse)(item));
+            // (A line read to its end is passed over without calls.)
+            if let Some(split) = self.current.as_mut().filter(|split| !split.rest.is_empty()) {
+                if let Some(first) = self.first {
+                    let value = first(&mut split.rest);
+                    if value.is_some() {
+                        return value;
+                    }
+                }
+                if let Some(item) = split.next() {
+                    return Some((self.parse)(item));
+                }
             }
             let name = self.name;
             let h = self.headers.find(|h| h.name == name)?;
@@ -1153,6 +1169,84 @@ pub type Contacts<'b, 'h> = Values<'b, 'h, Contact<'b>>;
 
 /// Every Via value of a message, top first.
 pub type Vias<'b, 'h> = Values<'b, 'h, Via<'b>>;
+
+/// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
+/// the one pass that also finds its end: then the text after it is empty or starts with the
+/// comma [`CommaSplit`] would cut at, and the contact is what [`parse_contact`] makes of the
+/// item before it; `rest` moves past that comma. `None` (any other shape, or an error) leaves
+/// `rest` to the general path.
+fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
+    let inner = skip_lws(rest).strip_prefix(b"<")?;
+    // A quote inside the brackets would hide the `>` from the comma split.
+    let gt = find_near2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?;
+    let params = inner.get(gt + 1..).unwrap_or_default();
+    let mut reader = FieldsReader::default();
+    let mut tag = None;
+    let mut at = params;
+    while let Some(after) = at.strip_prefix(b";") {
+        let name_len = token_len(after);
+        if name_len == 0 {
+            return None;
+        }
+        let name = after.get(..name_len).unwrap_or_default();
+        at = after.get(name_len..).unwrap_or_default();
+        let value = match at.strip_prefix(b"=") {
+            Some(value) => {
+                let len = if value.first() == Some(&b'"') {
+                    closing_quote(value)? + 1
+                } else {
+                    unquoted_value_len(value)
+                };
+                if len == 0 {
+                    return None;
+                }
+                at = value.get(len..).unwrap_or_default();
+                Some(value.get(..len).unwrap_or_default())
+            }
+            None => None,
+        };
+        if tag.is_none() && eq_ignore_case(name, b"tag") {
+            tag = Some(value);
+        }
+        reader.take(name, value);
+    }
+    let after = match at {
+        [] => at,
+        [b',', after @ ..] => after,
+        _ => return None,
+    };
+    let uri = Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?;
+    let name_addr = NameAddr {
+        display: None,
+        uri,
+        params: Params::new(params.get(..params.len() - at.len()).unwrap_or_default()),
+        bracketed: true,
+        tag: tag.flatten(),
+    };
+    *rest = after;
+    Some(Ok(Contact::Addr(reader.finish(name_addr))))
+}
+
+/// Index of the first `a` or `b` in `hay`, eight bytes at a time (see [`find_near`]).
+fn find_near2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7);
+    let mut at = 0;
+    while let Some(word) = hay
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let w = u64::from_le_bytes(word);
+        // Each mask's lowest set bit is exact, so is the lower of the two.
+        let found = zeros(w ^ (ONES * u64::from(a))) | zeros(w ^ (ONES * u64::from(b)));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = hay.get(at..).unwrap_or_default();
+    tail.iter().position(|&c| c == a || c == b).map(|i| at + i)
+}
 
 fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
     if item == b"*" {
@@ -1171,6 +1265,7 @@ pub(crate) fn contacts<'b, 'h>(headers: &'h [Header<'b>]) -> Contacts<'b, 'h> {
         name: HeaderName::Contact,
         current: None,
         parse: parse_contact,
+        first: Some(parse_usual_contact),
         empty: Error::BadContact,
     }
 }
@@ -1181,6 +1276,7 @@ pub(crate) fn vias<'b, 'h>(headers: &'h [Header<'b>]) -> Vias<'b, 'h> {
         name: HeaderName::Via,
         current: None,
         parse: Via::parse,
+        first: None,
         empty: Error::BadVia,
     }
 }
@@ -1511,6 +1607,141 @@ mod tests {
                 "{}",
                 c as char
             );
+        }
+    }
+
+    /// The Contact values of header lines with these values, as the usual-contact path and the
+    /// general path alone read them (each item's `Debug` text, after an error as well).
+    fn contact_walks(values: &[&[u8]]) -> [Vec<String>; 2] {
+        let headers: Vec<Header<'_>> = values
+            .iter()
+            .map(|&value| Header {
+                name: HeaderName::Contact,
+                raw_name: b"Contact",
+                value,
+            })
+            .collect();
+        let general = Values {
+            first: None,
+            ..contacts(&headers)
+        };
+        [contacts(&headers), general].map(|walk| walk.take(8).map(|c| format!("{c:?}")).collect())
+    }
+
+    #[test]
+    fn usual_contacts_read_as_the_general_path_reads_them() {
+        for v in [
+            &br#"<sip:u1@192.0.2.10:5060;transport=udp>;+sip.instance="<urn:uuid:1>""#[..],
+            b"<sip:a@b>",
+            b"<sip:a@b>,<sip:c@d>;expires=0, <sip:e@f>;q=0.5",
+            b"<sip:a@b>;tag=1;TAG=2;x",
+            b"<sip:a@b>;tag;tag=2",
+            b"<sip:a@b>;expires=soon,<sip:c@d>",
+            b"<sip:a@b>;q=2;reg-id=x",
+            br#"<sip:a@b>;x="a,b\"c";y,<sip:c@d>"#,
+            br#"<sip:a@b>;x="open,<sip:c@d>"#,
+            b"<sip:a\"x>,y\"@b>",
+            b"<mailto:a\"b>;x,<sip:c@d>",
+            b"<sip:a@b;x=1,2>;y=3,<sip:c@d>",
+            b"<sip:a@b> ;x,<sip:c@d>",
+            b"<sip:a@b>;x ,<sip:c@d>",
+            b"<sip:a@b>,,<sip:c@d>,",
+            b"<sip:a@b>, ,",
+            b"<sip:a@b>;=1",
+            b"<sip:a@b>;x=",
+            b"<sip:a@b>junk,<sip:c@d>",
+            b"<sip:a@b>;x<y>,<sip:c@d>",
+            b"<sip:a@b",
+            b"<bad>;x,<sip:c@d>",
+            b"<sip:a@b>;maddr=[::1];lr",
+            b"\"A\" <sip:a@b>,<sip:c@d>",
+            b"sip:a@b;x,<sip:c@d>",
+            b"*",
+            b",",
+        ] {
+            let [usual, general] = contact_walks(&[v, b"<sip:x@y>"]);
+            assert_eq!(usual, general, "{}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn usual_contacts_take_the_one_pass() {
+        for (value, rest) in [
+            (
+                &br#"<sip:u1@192.0.2.10:5060;transport=udp>;+sip.instance="<urn:uuid:1>""#[..],
+                &b""[..],
+            ),
+            (b"<sip:a@b>;expires=0, <sip:c@d>", b" <sip:c@d>"),
+            (b" <sip:c@d>;q=0.5;x=\"a,b\",", b""),
+        ] {
+            let mut left = value;
+            assert!(parse_usual_contact(&mut left).is_some(), "{value:?}");
+            assert_eq!(left, rest);
+        }
+        for value in [
+            &b"\"A\" <sip:a@b>"[..],
+            b"<sip:a@b> ;x",
+            b"<sip:a\"b>",
+            b"sip:a@b",
+            b"<sip:a@b>;x=\"open",
+        ] {
+            assert!(parse_usual_contact(&mut &*value).is_none(), "{value:?}");
+        }
+    }
+
+    /// Up to `n` pieces of `from`, joined.
+    fn pieces(
+        from: &[&'static str],
+        n: usize,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(from.to_vec()), 0..n)
+            .prop_map(|p| p.concat())
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1024))]
+        #[test]
+        fn usual_contacts_match_general_path(
+            free in pieces(&[
+                "<", ">", "\"", "\\", ",", ";", "=", " ", "\r\n ", "*", "sip:", "a@b",
+                "u1@192.0.2.10:5060", "mailto:x", "x", "tag", "q", "0.5", "expires", "60",
+                "+sip.instance", "reg-id", "1", "[::1]", "<sip:a@b>", "<sip:c@d;lr>",
+            ], 14),
+            // Values shaped like contacts: `<`, URI-ish text, `>`, parameter-ish text.
+            items in proptest::collection::vec((
+                proptest::sample::select(vec!["", " ", "\"A\" ", ","]),
+                pieces(&["sip:", "a@b", "mailto:", "\"", ",", ";", "=", ">", "x", "1"], 5),
+                pieces(&[
+                    ";", "x", "=", "\"", ",", "<", ">", " ", "1", "tag", "q", "0.5", "expires",
+                    "+sip.instance", "reg-id", "\\",
+                ], 8),
+            ), 1..4),
+        ) {
+            let shaped: String = items
+                .iter()
+                .map(|(lead, uri, params)| format!("{lead}<{uri}>{params}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            for value in [&free, &shaped] {
+                let [usual, general] = contact_walks(&[value.as_bytes(), b"<sip:x@y>;q=1"]);
+                proptest::prop_assert_eq!(usual, general, "{:?}", value);
+            }
+        }
+    }
+
+    #[test]
+    fn find_near2_finds_the_first_of_either() {
+        for (hay, want) in [
+            (&b"sip:u1@192.0.2.10:5060;transport=udp>"[..], Some(36)),
+            (b"sip:a\"b>", Some(5)),
+            (b"0123456789abcdef>", Some(16)),
+            (b"01234567\"", Some(8)),
+            (b"", None),
+            (b"no needles here at all", None),
+        ] {
+            assert_eq!(find_near2(b'>', b'"', hay), want, "{hay:?}");
         }
     }
 
