@@ -662,10 +662,10 @@ fn redis_glob_escape(s: &str) -> String {
 
 /// `<prefix>{<AOR>}`: the braces are the Redis Cluster hash tag.
 fn key_of(prefix: &str, aor: &crate::store::AorKey) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + aor.as_str().len() + 2);
+    let mut key = Vec::with_capacity(prefix.len() + aor.as_bytes().len() + 2);
     key.extend_from_slice(prefix.as_bytes());
     key.push(b'{');
-    key.extend_from_slice(aor.as_str().as_bytes());
+    key.extend_from_slice(aor.as_bytes());
     key.push(b'}');
     key
 }
