@@ -65,13 +65,7 @@ impl<'o> ResponseWriter<'o> {
         }
         if !one_pass {
             out.truncate(mark);
-            let mut top = true;
-            for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-                push_via(out, req, raw, h, &mut top, received);
-            }
-            for h in req.headers() {
-                push_dialog_line(out, req, raw, h, to_tag);
-            }
+            copy_in_two_passes(out, req, to_tag, received);
         }
         Self { out, start }
     }
@@ -126,6 +120,26 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
+/// All Vias first, then From, To, Call-ID and CSeq: for a request with a Via after one of
+/// those (rare, out of line).
+#[cold]
+#[inline(never)]
+fn copy_in_two_passes(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    to_tag: &[u8],
+    received: Option<SocketAddr>,
+) {
+    let raw = req.as_bytes();
+    let mut top = true;
+    for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+        push_via(out, req, raw, h, &mut top, received);
+    }
+    for h in req.headers() {
+        push_dialog_line(out, req, raw, h, to_tag);
+    }
+}
+
 /// Appends a Via line of the request: the top one (the first, `top` is then cleared) with
 /// `received`/`rport` set, any other as it is.
 #[inline(always)]
@@ -149,18 +163,30 @@ fn push_via(
         Some(via) if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() => {
             write_top_via(out, h.value, Some(via), received);
         }
-        _ => {
-            let mut values = CommaSplit::new(h.value);
-            let first = values.next().unwrap_or_default();
-            let parsed = req.top_via().and_then(Result::ok);
-            write_top_via(out, first, parsed.as_ref(), received);
-            for v in values {
-                out.extend_from_slice(b", ");
-                out.extend_from_slice(v);
-            }
-        }
+        _ => write_top_via_line(out, req, h.value, received),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The top Via line's values when the parsed top Via is not its whole value (several values
+/// on the line, or validation stopped before it). Out of line: rare, and its lookups would
+/// otherwise be set up on every response.
+#[cold]
+#[inline(never)]
+fn write_top_via_line(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    value: &[u8],
+    received: Option<SocketAddr>,
+) {
+    let mut values = CommaSplit::new(value);
+    let first = values.next().unwrap_or_default();
+    let parsed = req.top_via().and_then(Result::ok);
+    write_top_via(out, first, parsed.as_ref(), received);
+    for v in values {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(v);
+    }
 }
 
 /// Appends a From, To (with `;tag=<to_tag>` when the request's To has none), Call-ID or CSeq
@@ -180,7 +206,7 @@ fn push_dialog_line(
         HeaderName::To => {
             let has_tag = match req.parsed_to() {
                 Some(t) => t.tag().is_some(),
-                None => req.to().is_ok_and(|t| t.tag().is_some()),
+                None => to_has_tag(req),
             };
             if has_tag || to_tag.is_empty() {
                 push_line(out, raw, h, b"To");
@@ -203,6 +229,13 @@ fn push_dialog_line(
         }
         _ => {}
     }
+}
+
+/// Whether the request's To has a tag, when validation did not parse it (out of line: rare).
+#[cold]
+#[inline(never)]
+fn to_has_tag(req: &Request<'_>) -> bool {
+    req.to().is_ok_and(|t| t.tag().is_some())
 }
 
 /// Appends `name: value` CRLF for a request header: the request's own line in one copy when
