@@ -299,16 +299,22 @@ fn write_top_via(
         }
         None => copy_without_received_rport(out, via),
     };
+    let port = rport.then_some(source.port());
     match source.ip() {
-        std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
-        ip @ std::net::IpAddr::V6(_) => {
-            out.extend_from_slice(b";received=");
-            let _ = write!(out, "{ip}");
-        }
+        std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets(), port),
+        std::net::IpAddr::V6(ip) => push_received_v6(out, ip, port),
     }
-    if rport {
+}
+
+/// [`push_received_v4`] for an IPv6 source, through `core::fmt` (out of line: its frame is
+/// large).
+#[inline(never)]
+fn push_received_v6(out: &mut Vec<u8>, ip: std::net::Ipv6Addr, rport: Option<u16>) {
+    out.extend_from_slice(b";received=");
+    let _ = write!(out, "{ip}");
+    if let Some(port) = rport {
         out.extend_from_slice(b";rport=");
-        push_decimal(out, u64::from(source.port()));
+        push_decimal(out, u64::from(port));
     }
 }
 
@@ -316,6 +322,7 @@ fn write_top_via(
 /// `Params::segments` splits them: a `;` inside quotes does not end a parameter), in runs of
 /// the value. Returns whether an `rport` was dropped. The usual Via never comes here: parsing
 /// already found its shape (`Via::without_rport`).
+#[inline(never)]
 fn copy_without_received_rport(out: &mut Vec<u8>, via: &Via<'_>) -> bool {
     let text = via.raw;
     let raw = via.params.raw();
@@ -391,12 +398,43 @@ fn push_prefix<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
     out.truncate(end);
 }
 
-/// Appends `;received=` and an IPv4 address in dotted decimal (one copy from a stack buffer).
-fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
+/// The decimal digits of 0..=99 in pairs.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut table = [[0u8; 2]; 100];
+    let mut v = 0;
+    while v < 100 {
+        table[v] = [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+        v += 1;
+    }
+    table
+};
+
+/// `n` in decimal: its digits in the low bytes of the little-endian word (the first digit
+/// lowest), and their count. Three divisions by constants, no loop.
+fn decimal_u16(n: u16) -> (u64, usize) {
+    let n = usize::from(n);
+    let [m0, m1] = PAIRS[n / 100 % 100];
+    let [l0, l1] = PAIRS[n % 100];
+    // Five digits, leading zeros included, then the leading zeros shifted out.
+    let word = u64::from_le_bytes([b'0' + (n / 10_000) as u8, m0, m1, l0, l1, 0, 0, 0]);
+    let len = match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    (word >> (8 * (5 - len)), len)
+}
+
+/// Appends `;received=` and an IPv4 address in dotted decimal, then `;rport=` and the port
+/// when one is given: one copy from a stack buffer.
+fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
     const PREFIX: &[u8] = b";received=";
-    // Room for the prefix, four octets of up to three digits and three dots, and the spare
-    // bytes each 4-byte octet copy writes past its digits.
-    let mut buf = [0u8; PREFIX.len() + 16];
+    const RPORT: &[u8; 8] = b";rport=\0";
+    // Room for the prefix, four octets of up to three digits and three dots, `;rport=`, five
+    // digits and the spare bytes the last 8-byte copy writes past its digits.
+    let mut buf = [0u8; PREFIX.len() + 15 + 7 + 8];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     let mut len = PREFIX.len();
     for (i, o) in octets.into_iter().enumerate() {
@@ -409,6 +447,16 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
                 dst.copy_from_slice(&[b'.', d0, d1, d2]);
                 len += 1 + usize::from(n);
             }
+        }
+    }
+    if let Some(port) = rport {
+        let (digits, n) = decimal_u16(port);
+        if let Some(dst) = buf.get_mut(len..len + 8) {
+            dst.copy_from_slice(RPORT);
+        }
+        if let Some(dst) = buf.get_mut(len + 7..len + 15) {
+            dst.copy_from_slice(&digits.to_le_bytes());
+            len += 7 + n;
         }
     }
     push_prefix(out, &buf, len);
@@ -498,13 +546,19 @@ mod tests {
             [10, 0, 100, 99],
         ] {
             let mut out = Vec::new();
-            push_received_v4(&mut out, ip);
+            push_received_v4(&mut out, ip, None);
             let want = format!(";received={}", std::net::Ipv4Addr::from(ip));
-            assert_eq!(String::from_utf8(out).unwrap(), want);
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+            for port in 0..=u16::MAX {
+                out.clear();
+                push_received_v4(&mut out, ip, Some(port));
+                let want = format!(";received={};rport={port}", std::net::Ipv4Addr::from(ip));
+                assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+            }
         }
         for o in 0..=255u8 {
             let mut out = Vec::new();
-            push_received_v4(&mut out, [o, o, 7, o]);
+            push_received_v4(&mut out, [o, o, 7, o], None);
             let want = format!(";received={o}.{o}.7.{o}");
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
