@@ -91,10 +91,22 @@ impl<'o> ResponseWriter<'o> {
     /// Appends `Contact: <uri>;expires=N` followed by `params` (raw, each starting with `;`).
     #[inline]
     pub fn contact(&mut self, uri: &[u8], expires: u32, params: &[u8]) -> &mut Self {
+        const EXPIRES: &[u8; 10] = b">;expires=";
         self.out.extend_from_slice(b"Contact: <");
         self.out.extend_from_slice(uri);
-        self.out.extend_from_slice(b">;expires=");
-        push_decimal(self.out, u64::from(expires));
+        match decimal8(expires) {
+            // The usual delta, in one copy with the text before it.
+            Some((digits, len)) => {
+                let mut buf = [0u8; EXPIRES.len() + 8];
+                buf[..EXPIRES.len()].copy_from_slice(EXPIRES);
+                buf[EXPIRES.len()..].copy_from_slice(&digits.to_le_bytes());
+                push_prefix(self.out, &buf, EXPIRES.len() + len);
+            }
+            None => {
+                self.out.extend_from_slice(EXPIRES);
+                push_decimal(self.out, u64::from(expires));
+            }
+        }
         self.out.extend_from_slice(params);
         self.out.extend_from_slice(b"\r\n");
         self
@@ -409,22 +421,19 @@ const PAIRS: [[u8; 2]; 100] = {
     table
 };
 
-/// `n` in decimal: its digits in the low bytes of the little-endian word (the first digit
-/// lowest), and their count. Three divisions by constants, no loop.
-fn decimal_u16(n: u16) -> (u64, usize) {
-    let n = usize::from(n);
-    let [m0, m1] = PAIRS[n / 100 % 100];
-    let [l0, l1] = PAIRS[n % 100];
-    // Five digits, leading zeros included, then the leading zeros shifted out.
-    let word = u64::from_le_bytes([b'0' + (n / 10_000) as u8, m0, m1, l0, l1, 0, 0, 0]);
-    let len = match n {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    };
-    (word >> (8 * (5 - len)), len)
+/// `n` below 10^8 in decimal: its digits in the low bytes of the little-endian word (the
+/// first digit lowest), and their count; `None` from 10^8 on. Divisions by constants, no loop.
+fn decimal8(n: u32) -> Option<(u64, usize)> {
+    let n = usize::try_from(n).ok().filter(|&n| n < 100_000_000)?;
+    let [a0, a1] = PAIRS[n / 1_000_000 % 100];
+    let [b0, b1] = PAIRS[n / 10_000 % 100];
+    let [c0, c1] = PAIRS[n / 100 % 100];
+    let [d0, d1] = PAIRS[n % 100];
+    // Eight digits, leading zeros included, then the leading zeros shifted out.
+    let word = u64::from_le_bytes([a0, a1, b0, b1, c0, c1, d0, d1]);
+    // The leading zeros are the low bytes that read '0' (all but the last one for zero).
+    let zeros = ((word ^ u64::from_le_bytes([b'0'; 8])).trailing_zeros() / 8).min(7);
+    Some((word >> (8 * zeros), 8 - zeros as usize))
 }
 
 /// Appends `;received=` and an IPv4 address in dotted decimal, then `;rport=` and the port
@@ -449,8 +458,7 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
             }
         }
     }
-    if let Some(port) = rport {
-        let (digits, n) = decimal_u16(port);
+    if let Some((digits, n)) = rport.and_then(|port| decimal8(u32::from(port))) {
         if let Some(dst) = buf.get_mut(len..len + 8) {
             dst.copy_from_slice(RPORT);
         }
@@ -539,6 +547,17 @@ mod tests {
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
+        for n in (0..100_000u32)
+            .chain((0..10).flat_map(|e| {
+                let p = 10u32.pow(e);
+                [p - 1, p, p + 1]
+            }))
+            .chain([99_999_999, 4_294_967_295])
+        {
+            let got = decimal8(n).map(|(digits, len)| digits.to_le_bytes()[..len].to_vec());
+            let want = (n < 100_000_000).then(|| n.to_string().into_bytes());
+            assert_eq!(got, want, "{n}");
+        }
         for ip in [
             [0, 0, 0, 0],
             [255, 255, 255, 255],
@@ -602,12 +621,18 @@ Content-Length: 0\r\n\r\n";
             Some("203.0.113.9:4444".parse().unwrap()),
         );
         w.contact(b"sip:a@10.0.0.1", 60, b";q=0.5");
+        w.contact(b"sip:b@10.0.0.1", 0, b"");
+        w.contact(b"sip:c@10.0.0.1", u32::MAX, b";x");
         let len = w.finish(b"");
         assert_eq!(len, out.len());
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;received=203.0.113.9;rport=4444, SIP/2.0/UDP proxy;branch=z9hG4bK0\r\nVia: SIP/2.0/UDP third;branch=z9hG4bKx\r\n"), "{text}");
         assert!(text.contains("To: <sip:a@example.com>;tag=t0\r\n"));
-        assert!(text.contains("Contact: <sip:a@10.0.0.1>;expires=60;q=0.5\r\n"));
+        assert!(text.contains(
+            "Contact: <sip:a@10.0.0.1>;expires=60;q=0.5\r\n\
+             Contact: <sip:b@10.0.0.1>;expires=0\r\n\
+             Contact: <sip:c@10.0.0.1>;expires=4294967295;x\r\n"
+        ));
         // The response parses and keeps the dialog identifiers.
         let Ok(Message::Response(resp)) = parse_datagram(&out, &Limits::default()) else {
             panic!("{text}")
