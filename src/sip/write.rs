@@ -21,6 +21,7 @@ impl<'o> ResponseWriter<'o> {
     /// order — the top one with `received=<source ip>` and, when the request asked with a
     /// valueless `rport`, `rport=<source port>` (§18.2.1, RFC 3581 §4) — From, To (with
     /// `;tag=<to_tag>` added when the request's To has none), Call-ID and CSeq.
+    #[inline]
     pub fn new(
         out: &'o mut Vec<u8>,
         status: StatusCode,
