@@ -21,6 +21,7 @@ impl<'o> ResponseWriter<'o> {
     /// order — the top one with `received=<source ip>` and, when the request asked with a
     /// valueless `rport`, `rport=<source port>` (§18.2.1, RFC 3581 §4) — From, To (with
     /// `;tag=<to_tag>` added when the request's To has none), Call-ID and CSeq.
+    #[inline]
     pub fn new(
         out: &'o mut Vec<u8>,
         status: StatusCode,
@@ -65,13 +66,7 @@ impl<'o> ResponseWriter<'o> {
         }
         if !one_pass {
             out.truncate(mark);
-            let mut top = true;
-            for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-                push_via(out, req, raw, h, &mut top, received);
-            }
-            for h in req.headers() {
-                push_dialog_line(out, req, raw, h, to_tag);
-            }
+            copy_in_two_passes(out, req, to_tag, received);
         }
         Self { out, start }
     }
@@ -97,10 +92,22 @@ impl<'o> ResponseWriter<'o> {
     /// Appends `Contact: <uri>;expires=N` followed by `params` (raw, each starting with `;`).
     #[inline]
     pub fn contact(&mut self, uri: &[u8], expires: u32, params: &[u8]) -> &mut Self {
+        const EXPIRES: &[u8; 10] = b">;expires=";
         self.out.extend_from_slice(b"Contact: <");
         self.out.extend_from_slice(uri);
-        self.out.extend_from_slice(b">;expires=");
-        push_decimal(self.out, u64::from(expires));
+        match decimal8(expires) {
+            // The usual delta, in one copy with the text before it.
+            Some((digits, len)) => {
+                let mut buf = [0u8; EXPIRES.len() + 8];
+                buf[..EXPIRES.len()].copy_from_slice(EXPIRES);
+                buf[EXPIRES.len()..].copy_from_slice(&digits.to_le_bytes());
+                push_prefix(self.out, &buf, EXPIRES.len() + len);
+            }
+            None => {
+                self.out.extend_from_slice(EXPIRES);
+                push_decimal(self.out, u64::from(expires));
+            }
+        }
         self.out.extend_from_slice(params);
         self.out.extend_from_slice(b"\r\n");
         self
@@ -123,6 +130,26 @@ impl<'o> ResponseWriter<'o> {
             self.out.extend_from_slice(body);
         }
         self.out.len() - self.start
+    }
+}
+
+/// All Vias first, then From, To, Call-ID and CSeq: for a request with a Via after one of
+/// those (rare, out of line).
+#[cold]
+#[inline(never)]
+fn copy_in_two_passes(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    to_tag: &[u8],
+    received: Option<SocketAddr>,
+) {
+    let raw = req.as_bytes();
+    let mut top = true;
+    for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+        push_via(out, req, raw, h, &mut top, received);
+    }
+    for h in req.headers() {
+        push_dialog_line(out, req, raw, h, to_tag);
     }
 }
 
@@ -149,18 +176,30 @@ fn push_via(
         Some(via) if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() => {
             write_top_via(out, h.value, Some(via), received);
         }
-        _ => {
-            let mut values = CommaSplit::new(h.value);
-            let first = values.next().unwrap_or_default();
-            let parsed = req.top_via().and_then(Result::ok);
-            write_top_via(out, first, parsed.as_ref(), received);
-            for v in values {
-                out.extend_from_slice(b", ");
-                out.extend_from_slice(v);
-            }
-        }
+        _ => write_top_via_line(out, req, h.value, received),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The top Via line's values when the parsed top Via is not its whole value (several values
+/// on the line, or validation stopped before it). Out of line: rare, and its lookups would
+/// otherwise be set up on every response.
+#[cold]
+#[inline(never)]
+fn write_top_via_line(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    value: &[u8],
+    received: Option<SocketAddr>,
+) {
+    let mut values = CommaSplit::new(value);
+    let first = values.next().unwrap_or_default();
+    let parsed = req.top_via().and_then(Result::ok);
+    write_top_via(out, first, parsed.as_ref(), received);
+    for v in values {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(v);
+    }
 }
 
 /// Appends a From, To (with `;tag=<to_tag>` when the request's To has none), Call-ID or CSeq
@@ -180,7 +219,7 @@ fn push_dialog_line(
         HeaderName::To => {
             let has_tag = match req.parsed_to() {
                 Some(t) => t.tag().is_some(),
-                None => req.to().is_ok_and(|t| t.tag().is_some()),
+                None => to_has_tag(req),
             };
             if has_tag || to_tag.is_empty() {
                 push_line(out, raw, h, b"To");
@@ -205,6 +244,13 @@ fn push_dialog_line(
     }
 }
 
+/// Whether the request's To has a tag, when validation did not parse it (out of line: rare).
+#[cold]
+#[inline(never)]
+fn to_has_tag(req: &Request<'_>) -> bool {
+    req.to().is_ok_and(|t| t.tag().is_some())
+}
+
 /// Appends `name: value` CRLF for a request header: the request's own line in one copy when
 /// it already reads exactly so (the usual case), otherwise piece by piece. Inlined: the name's
 /// length is then known where it is compared (no `memcmp` call).
@@ -224,17 +270,18 @@ fn push_line(out: &mut Vec<u8>, raw: &[u8], h: &Header<'_>, name: &[u8]) {
 /// `h`, when its line is written exactly so: `name` as given, one SP after the colon, the
 /// value in place (its address is checked, so these are the very bytes of `h.value`).
 fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option<&'r [u8]> {
+    // The name and the value's address first: no offsets needed to rule a line out.
+    if h.raw_name != name || h.value.as_ptr() != h.raw_name.as_ptr().wrapping_add(name.len() + 2) {
+        return None;
+    }
     let at = (h.raw_name.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
     if at >= raw.len() {
         return None;
     }
-    let value_at = at + name.len() + 2;
-    let end = value_at + h.value.len();
+    let end = at + name.len() + 2 + h.value.len();
     let line = raw.get(at..if crlf { end + 2 } else { end })?;
-    let placed = line.get(..name.len()) == Some(name)
-        && line.get(name.len()..name.len() + 2) == Some(b": ")
-        && raw.get(value_at..)?.as_ptr() == h.value.as_ptr()
-        && (!crlf || raw.get(end..end + 2) == Some(b"\r\n"));
+    let placed =
+        line.get(name.len()..name.len() + 2) == Some(b": ") && (!crlf || line.ends_with(b"\r\n"));
     placed.then_some(line)
 }
 
@@ -266,16 +313,22 @@ fn write_top_via(
         }
         None => copy_without_received_rport(out, via),
     };
+    let port = rport.then_some(source.port());
     match source.ip() {
-        std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets()),
-        ip @ std::net::IpAddr::V6(_) => {
-            out.extend_from_slice(b";received=");
-            let _ = write!(out, "{ip}");
-        }
+        std::net::IpAddr::V4(ip) => push_received_v4(out, ip.octets(), port),
+        std::net::IpAddr::V6(ip) => push_received_v6(out, ip, port),
     }
-    if rport {
+}
+
+/// [`push_received_v4`] for an IPv6 source, through `core::fmt` (out of line: its frame is
+/// large).
+#[inline(never)]
+fn push_received_v6(out: &mut Vec<u8>, ip: std::net::Ipv6Addr, rport: Option<u16>) {
+    out.extend_from_slice(b";received=");
+    let _ = write!(out, "{ip}");
+    if let Some(port) = rport {
         out.extend_from_slice(b";rport=");
-        push_decimal(out, u64::from(source.port()));
+        push_decimal(out, u64::from(port));
     }
 }
 
@@ -283,6 +336,7 @@ fn write_top_via(
 /// `Params::segments` splits them: a `;` inside quotes does not end a parameter), in runs of
 /// the value. Returns whether an `rport` was dropped. The usual Via never comes here: parsing
 /// already found its shape (`Via::without_rport`).
+#[inline(never)]
 fn copy_without_received_rport(out: &mut Vec<u8>, via: &Via<'_>) -> bool {
     let text = via.raw;
     let raw = via.params.raw();
@@ -358,12 +412,40 @@ fn push_prefix<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
     out.truncate(end);
 }
 
-/// Appends `;received=` and an IPv4 address in dotted decimal (one copy from a stack buffer).
-fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
+/// The decimal digits of 0..=99 in pairs.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut table = [[0u8; 2]; 100];
+    let mut v = 0;
+    while v < 100 {
+        table[v] = [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+        v += 1;
+    }
+    table
+};
+
+/// `n` below 10^8 in decimal: its digits in the low bytes of the little-endian word (the
+/// first digit lowest), and their count; `None` from 10^8 on. Divisions by constants, no loop.
+fn decimal8(n: u32) -> Option<(u64, usize)> {
+    let n = usize::try_from(n).ok().filter(|&n| n < 100_000_000)?;
+    let [a0, a1] = PAIRS[n / 1_000_000 % 100];
+    let [b0, b1] = PAIRS[n / 10_000 % 100];
+    let [c0, c1] = PAIRS[n / 100 % 100];
+    let [d0, d1] = PAIRS[n % 100];
+    // Eight digits, leading zeros included, then the leading zeros shifted out.
+    let word = u64::from_le_bytes([a0, a1, b0, b1, c0, c1, d0, d1]);
+    // The leading zeros are the low bytes that read '0' (all but the last one for zero).
+    let zeros = ((word ^ u64::from_le_bytes([b'0'; 8])).trailing_zeros() / 8).min(7);
+    Some((word >> (8 * zeros), 8 - zeros as usize))
+}
+
+/// Appends `;received=` and an IPv4 address in dotted decimal, then `;rport=` and the port
+/// when one is given: one copy from a stack buffer.
+fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
     const PREFIX: &[u8] = b";received=";
-    // Room for the prefix, four octets of up to three digits and three dots, and the spare
-    // bytes each 4-byte octet copy writes past its digits.
-    let mut buf = [0u8; PREFIX.len() + 16];
+    const RPORT: &[u8; 8] = b";rport=\0";
+    // Room for the prefix, four octets of up to three digits and three dots, `;rport=`, five
+    // digits and the spare bytes the last 8-byte copy writes past its digits.
+    let mut buf = [0u8; PREFIX.len() + 15 + 7 + 8];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     let mut len = PREFIX.len();
     for (i, o) in octets.into_iter().enumerate() {
@@ -376,6 +458,15 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
                 dst.copy_from_slice(&[b'.', d0, d1, d2]);
                 len += 1 + usize::from(n);
             }
+        }
+    }
+    if let Some((digits, n)) = rport.and_then(|port| decimal8(u32::from(port))) {
+        if let Some(dst) = buf.get_mut(len..len + 8) {
+            dst.copy_from_slice(RPORT);
+        }
+        if let Some(dst) = buf.get_mut(len + 7..len + 15) {
+            dst.copy_from_slice(&digits.to_le_bytes());
+            len += 7 + n;
         }
     }
     push_prefix(out, &buf, len);
@@ -458,6 +549,17 @@ mod tests {
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
+        for n in (0..100_000u32)
+            .chain((0..10).flat_map(|e| {
+                let p = 10u32.pow(e);
+                [p - 1, p, p + 1]
+            }))
+            .chain([99_999_999, 4_294_967_295])
+        {
+            let got = decimal8(n).map(|(digits, len)| digits.to_le_bytes()[..len].to_vec());
+            let want = (n < 100_000_000).then(|| n.to_string().into_bytes());
+            assert_eq!(got, want, "{n}");
+        }
         for ip in [
             [0, 0, 0, 0],
             [255, 255, 255, 255],
@@ -465,13 +567,19 @@ mod tests {
             [10, 0, 100, 99],
         ] {
             let mut out = Vec::new();
-            push_received_v4(&mut out, ip);
+            push_received_v4(&mut out, ip, None);
             let want = format!(";received={}", std::net::Ipv4Addr::from(ip));
-            assert_eq!(String::from_utf8(out).unwrap(), want);
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+            for port in 0..=u16::MAX {
+                out.clear();
+                push_received_v4(&mut out, ip, Some(port));
+                let want = format!(";received={};rport={port}", std::net::Ipv4Addr::from(ip));
+                assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+            }
         }
         for o in 0..=255u8 {
             let mut out = Vec::new();
-            push_received_v4(&mut out, [o, o, 7, o]);
+            push_received_v4(&mut out, [o, o, 7, o], None);
             let want = format!(";received={o}.{o}.7.{o}");
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
@@ -515,12 +623,18 @@ Content-Length: 0\r\n\r\n";
             Some("203.0.113.9:4444".parse().unwrap()),
         );
         w.contact(b"sip:a@10.0.0.1", 60, b";q=0.5");
+        w.contact(b"sip:b@10.0.0.1", 0, b"");
+        w.contact(b"sip:c@10.0.0.1", u32::MAX, b";x");
         let len = w.finish(b"");
         assert_eq!(len, out.len());
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;received=203.0.113.9;rport=4444, SIP/2.0/UDP proxy;branch=z9hG4bK0\r\nVia: SIP/2.0/UDP third;branch=z9hG4bKx\r\n"), "{text}");
         assert!(text.contains("To: <sip:a@example.com>;tag=t0\r\n"));
-        assert!(text.contains("Contact: <sip:a@10.0.0.1>;expires=60;q=0.5\r\n"));
+        assert!(text.contains(
+            "Contact: <sip:a@10.0.0.1>;expires=60;q=0.5\r\n\
+             Contact: <sip:b@10.0.0.1>;expires=0\r\n\
+             Contact: <sip:c@10.0.0.1>;expires=4294967295;x\r\n"
+        ));
         // The response parses and keeps the dialog identifiers.
         let Ok(Message::Response(resp)) = parse_datagram(&out, &Limits::default()) else {
             panic!("{text}")
