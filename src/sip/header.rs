@@ -1152,7 +1152,30 @@ impl<'b, T> Iterator for Values<'b, '_, T> {
 pub type Contacts<'b, 'h> = Values<'b, 'h, Contact<'b>>;
 
 /// Every Via value of a message, top first.
-pub type Vias<'b, 'h> = Values<'b, 'h, Via<'b>>;
+pub struct Vias<'b, 'h> {
+    values: Values<'b, 'h, Via<'b>>,
+}
+
+impl<'b> Iterator for Vias<'b, '_> {
+    type Item = Result<Via<'b>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // A line that parses whole as one Via is that line's only value: such a value has no
+        // comma outside a quoted string (where `comma_at` skips it too), so the comma split
+        // is not needed. Any other line takes the split.
+        let values = &mut self.values;
+        if values.current.as_ref().is_none_or(|c| c.rest.is_empty()) {
+            let lines = values.headers.as_slice();
+            let at = lines.iter().position(|h| h.name == HeaderName::Via)?;
+            if let Some(Ok(via)) = lines.get(at).map(|h| Via::parse(h.value)) {
+                values.headers = lines.get(at + 1..).unwrap_or_default().iter();
+                values.current = None;
+                return Some(Ok(via));
+            }
+        }
+        values.next()
+    }
+}
 
 fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
     if item == b"*" {
@@ -1176,12 +1199,14 @@ pub(crate) fn contacts<'b, 'h>(headers: &'h [Header<'b>]) -> Contacts<'b, 'h> {
 }
 
 pub(crate) fn vias<'b, 'h>(headers: &'h [Header<'b>]) -> Vias<'b, 'h> {
-    Values {
-        headers: headers.iter(),
-        name: HeaderName::Via,
-        current: None,
-        parse: Via::parse,
-        empty: Error::BadVia,
+    Vias {
+        values: Values {
+            headers: headers.iter(),
+            name: HeaderName::Via,
+            current: None,
+            parse: Via::parse,
+            empty: Error::BadVia,
+        },
     }
 }
 
@@ -1754,6 +1779,80 @@ mod tests {
             let text = parts.concat();
             proptest::prop_assert_eq!(comma_at(text.as_bytes()), reference_comma_at(text.as_bytes()), "{}", text);
         }
+    }
+
+    /// Every Via value through the comma split (the walk before a line that parses whole was
+    /// taken as one value): the oracle for `vias`.
+    fn reference_vias<'b>(headers: &[Header<'b>]) -> Vec<Result<Via<'b>, Error>> {
+        Values {
+            headers: headers.iter(),
+            name: HeaderName::Via,
+            current: None,
+            parse: Via::parse,
+            empty: Error::BadVia,
+        }
+        .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn vias_match_the_comma_split(
+            lines in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec(proptest::sample::select(
+                    &["SIP/2.0/UDP h", "SIP / 2.0 / TCP [::1]:5", ";branch=z9hG4bK1", ";rport",
+                      ";x=\"a,b\"", ";x=\"<\"", ",", ", ", " ", "\"", "\\", "<", ">", ":5060",
+                      ";received=1.2.3.4", ""][..]
+                ), 0..6)),
+                0..4,
+            ),
+        ) {
+            let texts: Vec<(bool, String)> =
+                lines.into_iter().map(|(via, parts)| (via, parts.concat())).collect();
+            let headers: Vec<Header<'_>> = texts
+                .iter()
+                .map(|(via, text)| Header {
+                    name: if *via { HeaderName::Via } else { HeaderName::Other },
+                    raw_name: b"Via",
+                    value: text.as_bytes(),
+                })
+                .collect();
+            let got = format!("{:?}", super::vias(&headers).collect::<Vec<_>>());
+            let want = format!("{:?}", reference_vias(&headers));
+            proptest::prop_assert_eq!(got, want, "{:?}", texts);
+        }
+    }
+
+    #[test]
+    fn vias_across_lines_and_commas() {
+        let lines: [&[u8]; 4] = [
+            b"SIP/2.0/UDP a;branch=z9hG4bK1;rport",
+            b"SIP/2.0/UDP b;x=\"1,2\", SIP/2.0/TCP c",
+            b" , ",
+            b"SIP/2.0/UDP d",
+        ];
+        let headers: Vec<Header<'_>> = lines
+            .iter()
+            .map(|value| Header {
+                name: HeaderName::Via,
+                raw_name: b"Via",
+                value,
+            })
+            .collect();
+        let hosts: Vec<_> = super::vias(&headers).map(|v| v.map(|v| v.host)).collect();
+        assert_eq!(
+            hosts,
+            [
+                Ok(&b"a"[..]),
+                Ok(b"b"),
+                Ok(b"c"),
+                Err(Error::BadVia),
+                Ok(b"d")
+            ]
+        );
+        assert_eq!(
+            format!("{:?}", super::vias(&headers).collect::<Vec<_>>()),
+            format!("{:?}", reference_vias(&headers))
+        );
     }
 
     #[test]
