@@ -1096,6 +1096,16 @@ pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> 
         // The host runs to its first non-hostname character.
         s.split_at(host_len(s))
     };
+    port_after(host, after)
+}
+
+/// [`host_port_prefix`] once the host is known to end where `after` starts: the host checked
+/// to be non-empty, the port read.
+#[inline]
+pub(crate) fn port_after<'s>(
+    host: &'s [u8],
+    after: &'s [u8],
+) -> Option<(&'s [u8], Option<u16>, &'s [u8])> {
     if host.is_empty() {
         return None;
     }
