@@ -638,8 +638,11 @@ fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
 ) -> Result<Option<&'b [u8]>, Error> {
-    // The usual From's parameters: `;tag=` and a token, nothing else.
+    // The usual From's parameters: `;tag=` and a token, nothing else; the usual To's: none.
     let raw = params.raw();
+    if raw.is_empty() {
+        return Ok(None);
+    }
     if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
         if !value.is_empty() && token_len(value) == value.len() {
             visit(name, Some(value));
