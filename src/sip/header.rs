@@ -489,17 +489,20 @@ impl<'b> CSeq<'b> {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
         let value = trim_lws(value);
-        let split = value
-            .iter()
-            .position(|&b| !b.is_ascii_digit())
-            .ok_or(Error::BadCSeq)?;
-        // At most 10 digits fit (parse_u32 rejects larger values).
+        // The digits are summed while they are found; nine always fit in u32 (more are left to
+        // `parse_u32`, which rejects values past its range).
+        let (mut split, mut sum) = (0, 0u32);
+        while let Some(&d) = value.get(split).filter(|d| d.is_ascii_digit()) {
+            if split < 9 {
+                sum = sum * 10 + u32::from(d - b'0');
+            }
+            split += 1;
+        }
+        if split == value.len() {
+            return Err(Error::BadCSeq);
+        }
         let seq = if (1..10).contains(&split) {
-            value
-                .get(..split)
-                .unwrap_or_default()
-                .iter()
-                .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+            sum
         } else {
             parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?
         };
@@ -1698,6 +1701,48 @@ mod tests {
                 Err(Error::BadCSeq),
                 "{}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// The previous CSeq parse (the digits found first, then summed): the oracle for summing
+    /// them while they are found.
+    fn reference_cseq(value: &[u8]) -> Result<CSeq<'_>, Error> {
+        let value = trim_lws(value);
+        let split = value
+            .iter()
+            .position(|&b| !b.is_ascii_digit())
+            .ok_or(Error::BadCSeq)?;
+        let seq = parse_u32(&value[..split]).ok_or(Error::BadCSeq)?;
+        let method = skip_lws(&value[split..]);
+        if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+            return Err(Error::BadCSeq);
+        }
+        if !value
+            .get(split)
+            .is_some_and(|&b| is_wsp(b) || b == b'\r' || b == b'\n')
+        {
+            return Err(Error::BadCSeq);
+        }
+        Ok(CSeq {
+            seq,
+            method: Method(method),
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cseq_matches_reference(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "0", "1", "9", "12345", "4294967295", "4294967296", "000000000007", " ", "\t",
+                "\r\n ", "REGISTER", "register", "INVITE", "-", "é", "@", ""
+            ][..]), 0..6),
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(
+                CSeq::parse(text.as_bytes()),
+                reference_cseq(text.as_bytes()),
+                "{:?}", text
             );
         }
     }
