@@ -145,7 +145,7 @@ impl<'b> Uri<'b> {
         self.host = host;
         self.port = port;
         self.params = Params::new(params);
-        self.params.is_plain()
+        params.is_empty() || self.params.is_plain()
     }
 
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
