@@ -1106,8 +1106,9 @@ pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> 
 }
 
 /// [`host_port_prefix`] once the host is known to end where `after` starts: the host checked
-/// to be non-empty, the port read.
-#[inline]
+/// to be non-empty, the port read. Always inlined: called, it hands its result back through
+/// memory.
+#[inline(always)]
 pub(crate) fn port_after<'s>(
     host: &'s [u8],
     after: &'s [u8],
