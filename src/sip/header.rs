@@ -1085,6 +1085,7 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
 /// hostname-ish) that `s` starts with, and the text after it (not checked): one
 /// pass, where a search for the end of the host-port (`;` in a Via or URI) would look at
 /// the same bytes again.
+#[inline]
 pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
     let (host, after) = if s.first() == Some(&b'[') {
         let close = find(b']', s)?;
