@@ -489,17 +489,20 @@ impl<'b> CSeq<'b> {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
         let value = trim_lws(value);
-        let split = value
-            .iter()
-            .position(|&b| !b.is_ascii_digit())
-            .ok_or(Error::BadCSeq)?;
-        // At most 10 digits fit (parse_u32 rejects larger values).
+        // The digits are summed while they are found; nine always fit in u32 (more are left to
+        // `parse_u32`, which rejects values past its range).
+        let (mut split, mut sum) = (0, 0u32);
+        while let Some(&d) = value.get(split).filter(|d| d.is_ascii_digit()) {
+            if split < 9 {
+                sum = sum * 10 + u32::from(d - b'0');
+            }
+            split += 1;
+        }
+        if split == value.len() {
+            return Err(Error::BadCSeq);
+        }
         let seq = if (1..10).contains(&split) {
-            value
-                .get(..split)
-                .unwrap_or_default()
-                .iter()
-                .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+            sum
         } else {
             parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?
         };
@@ -638,8 +641,11 @@ fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
 ) -> Result<Option<&'b [u8]>, Error> {
-    // The usual From's parameters: `;tag=` and a token, nothing else.
+    // The usual From's parameters: `;tag=` and a token, nothing else; the usual To's: none.
     let raw = params.raw();
+    if raw.is_empty() {
+        return Ok(None);
+    }
     if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
         if !value.is_empty() && token_len(value) == value.len() {
             visit(name, Some(value));
@@ -1079,6 +1085,7 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
 /// hostname-ish) that `s` starts with, and the text after it (not checked): one
 /// pass, where a search for the end of the host-port (`;` in a Via or URI) would look at
 /// the same bytes again.
+#[inline]
 pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
     let (host, after) = if s.first() == Some(&b'[') {
         let close = find(b']', s)?;
@@ -1096,6 +1103,17 @@ pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> 
         // The host runs to its first non-hostname character.
         s.split_at(host_len(s))
     };
+    port_after(host, after)
+}
+
+/// [`host_port_prefix`] once the host is known to end where `after` starts: the host checked
+/// to be non-empty, the port read. Always inlined: called, it hands its result back through
+/// memory.
+#[inline(always)]
+pub(crate) fn port_after<'s>(
+    host: &'s [u8],
+    after: &'s [u8],
+) -> Option<(&'s [u8], Option<u16>, &'s [u8])> {
     if host.is_empty() {
         return None;
     }
@@ -1169,6 +1187,15 @@ pub type Contacts<'b, 'h> = Values<'b, 'h, Contact<'b>>;
 
 /// Every Via value of a message, top first.
 pub type Vias<'b, 'h> = Values<'b, 'h, Via<'b>>;
+
+/// The usual Via line holds one value: when the text left parses whole as one Via it is that
+/// value (such text has no comma outside a quoted string, where `comma_at` skips it too), with
+/// no comma search; anything else takes the split.
+fn whole_via<'b>(rest: &mut &'b [u8]) -> Option<Result<Via<'b>, Error>> {
+    let via = Via::parse(rest).ok()?;
+    *rest = &[];
+    Some(Ok(via))
+}
 
 /// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
 /// the one pass that also finds its end: then the text after it is empty or starts with the
@@ -1276,7 +1303,7 @@ pub(crate) fn vias<'b, 'h>(headers: &'h [Header<'b>]) -> Vias<'b, 'h> {
         name: HeaderName::Via,
         current: None,
         parse: Via::parse,
-        first: None,
+        first: Some(whole_via),
         empty: Error::BadVia,
     }
 }
@@ -1895,6 +1922,48 @@ mod tests {
         }
     }
 
+    /// The previous CSeq parse (the digits found first, then summed): the oracle for summing
+    /// them while they are found.
+    fn reference_cseq(value: &[u8]) -> Result<CSeq<'_>, Error> {
+        let value = trim_lws(value);
+        let split = value
+            .iter()
+            .position(|&b| !b.is_ascii_digit())
+            .ok_or(Error::BadCSeq)?;
+        let seq = parse_u32(&value[..split]).ok_or(Error::BadCSeq)?;
+        let method = skip_lws(&value[split..]);
+        if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+            return Err(Error::BadCSeq);
+        }
+        if !value
+            .get(split)
+            .is_some_and(|&b| is_wsp(b) || b == b'\r' || b == b'\n')
+        {
+            return Err(Error::BadCSeq);
+        }
+        Ok(CSeq {
+            seq,
+            method: Method(method),
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cseq_matches_reference(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "0", "1", "9", "12345", "4294967295", "4294967296", "000000000007", " ", "\t",
+                "\r\n ", "REGISTER", "register", "INVITE", "-", "é", "@", ""
+            ][..]), 0..6),
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(
+                CSeq::parse(text.as_bytes()),
+                reference_cseq(text.as_bytes()),
+                "{:?}", text
+            );
+        }
+    }
+
     /// The previous host/port split (colon first, then every host byte checked): the oracle
     /// for `split_host_port`'s one-pass version.
     fn reference_split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
@@ -1985,6 +2054,77 @@ mod tests {
             let text = parts.concat();
             proptest::prop_assert_eq!(comma_at(text.as_bytes()), reference_comma_at(text.as_bytes()), "{}", text);
         }
+    }
+
+    /// Every Via value through the comma split (the walk before a line that parses whole was
+    /// taken as one value): the oracle for `vias`.
+    fn reference_vias<'b>(headers: &[Header<'b>]) -> Vec<Result<Via<'b>, Error>> {
+        Values {
+            first: None,
+            ..super::vias(headers)
+        }
+        .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn vias_match_the_comma_split(
+            lines in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec(proptest::sample::select(
+                    &["SIP/2.0/UDP h", "SIP / 2.0 / TCP [::1]:5", ";branch=z9hG4bK1", ";rport",
+                      ";x=\"a,b\"", ";x=\"<\"", ",", ", ", " ", "\"", "\\", "<", ">", ":5060",
+                      ";received=1.2.3.4", ""][..]
+                ), 0..6)),
+                0..4,
+            ),
+        ) {
+            let texts: Vec<(bool, String)> =
+                lines.into_iter().map(|(via, parts)| (via, parts.concat())).collect();
+            let headers: Vec<Header<'_>> = texts
+                .iter()
+                .map(|(via, text)| Header {
+                    name: if *via { HeaderName::Via } else { HeaderName::Other },
+                    raw_name: b"Via",
+                    value: text.as_bytes(),
+                })
+                .collect();
+            let got = format!("{:?}", super::vias(&headers).collect::<Vec<_>>());
+            let want = format!("{:?}", reference_vias(&headers));
+            proptest::prop_assert_eq!(got, want, "{:?}", texts);
+        }
+    }
+
+    #[test]
+    fn vias_across_lines_and_commas() {
+        let lines: [&[u8]; 4] = [
+            b"SIP/2.0/UDP a;branch=z9hG4bK1;rport",
+            b"SIP/2.0/UDP b;x=\"1,2\", SIP/2.0/TCP c",
+            b" , ",
+            b"SIP/2.0/UDP d",
+        ];
+        let headers: Vec<Header<'_>> = lines
+            .iter()
+            .map(|value| Header {
+                name: HeaderName::Via,
+                raw_name: b"Via",
+                value,
+            })
+            .collect();
+        let hosts: Vec<_> = super::vias(&headers).map(|v| v.map(|v| v.host)).collect();
+        assert_eq!(
+            hosts,
+            [
+                Ok(&b"a"[..]),
+                Ok(b"b"),
+                Ok(b"c"),
+                Err(Error::BadVia),
+                Ok(b"d")
+            ]
+        );
+        assert_eq!(
+            format!("{:?}", super::vias(&headers).collect::<Vec<_>>()),
+            format!("{:?}", reference_vias(&headers))
+        );
     }
 
     #[test]

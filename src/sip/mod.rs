@@ -347,8 +347,10 @@ pub(crate) fn run_len(s: &[u8], class: &[bool; 256]) -> usize {
     let is = |b: u8| class[usize::from(b)];
     let mut n = 0;
     while let Some(&[a, b, c, d]) = s.get(n..n + 4) {
-        if !(is(a) & is(b) & is(c) & is(d)) {
-            break;
+        let (a, b, c) = (is(a), is(b), is(c));
+        if !(a & b & c & is(d)) {
+            // The run ends among these four: its members before the first other byte.
+            return n + usize::from(a) + usize::from(a & b) + usize::from(a & b & c);
         }
         n += 4;
     }
@@ -467,6 +469,22 @@ mod tests {
                     *b = b':';
                 }
                 assert_eq!(host_len(&s), cut.min(len), "{len} {cut}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Runs measured four bytes per step agree with a byte-by-byte count, wherever and
+        /// however often they are broken.
+        #[test]
+        fn runs_match_position(
+            s in proptest::collection::vec(proptest::sample::select(
+                vec![b'a', b'Z', b'7', b'.', b'-', b'!', b':', b' ', 0x80]
+            ), 0..24),
+        ) {
+            for class in [&HOST, &TOKEN] {
+                let want = s.iter().position(|&b| !class[usize::from(b)]).unwrap_or(s.len());
+                proptest::prop_assert_eq!(run_len(&s, class), want, "{:?}", s);
             }
         }
     }

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::header::{host_port_prefix, Params};
-use super::{byte_table, eq_ignore_case, find, run_len, Error};
+use super::header::{host_port_prefix, port_after, Params};
+use super::{byte_table, eq_ignore_case, find, host_len, run_len, Error};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,10 +69,6 @@ impl<'b> Uri<'b> {
             }
         };
         let rest = rest.unwrap_or_default();
-        let seen = classify(rest);
-        if rest.is_empty() || seen & BAD != 0 {
-            return Err(Error::BadUri);
-        }
         let mut uri = Self {
             scheme,
             raw,
@@ -83,6 +79,14 @@ impl<'b> Uri<'b> {
             params: Params::default(),
             headers: b"",
         };
+        let sip = matches!(scheme, Scheme::Sip | Scheme::Sips);
+        if sip && uri.sip_plain(rest) {
+            return Ok(uri);
+        }
+        let seen = classify(rest);
+        if rest.is_empty() || seen & BAD != 0 {
+            return Err(Error::BadUri);
+        }
         match scheme {
             Scheme::Other => {}
             Scheme::Tel => {
@@ -93,44 +97,61 @@ impl<'b> Uri<'b> {
             Scheme::Sip | Scheme::Sips => {
                 // The user part may contain ';' and '?' (RFC 4475 §3.1.1.2, §3.1.1.9) but not an
                 // unescaped '@', and headers cannot contain '@': userinfo ends at the last '@'.
-                // The usual user part (`alice@`) is literal characters up to the first '@', the
-                // last one when a host, port and plain parameters follow (none can hold a '@'):
-                // tried first, it spares the search for the last '@' and for a password's ':'.
-                let run = if seen & (AT | QUERY) == AT {
-                    run_len(rest, &USER_LITERAL)
+                // Each search below runs only when `classify` saw its character.
+                let last_at = if seen & AT == 0 {
+                    None
                 } else {
-                    0
+                    memchr::memrchr(b'@', rest)
                 };
-                let plain = run > 0
-                    && rest.get(run) == Some(&b'@')
-                    && uri.sip_after_scheme(rest, Some(run), seen & !(COLON | PERCENT), true);
-                if !plain {
-                    // Each search below runs only when `classify` saw its character.
-                    let last_at = if seen & AT == 0 {
-                        None
-                    } else {
-                        memchr::memrchr(b'@', rest)
-                    };
-                    if !uri.sip_after_scheme(rest, last_at, seen, false) {
-                        return Err(Error::BadUri);
-                    }
+                // (What the plain attempt set and this one does not.)
+                uri.user = None;
+                if !uri.sip_after_scheme(rest, last_at, seen) {
+                    return Err(Error::BadUri);
                 }
             }
         }
         Ok(uri)
     }
 
+    /// Fills the fields of the usual sip/sips URI from `rest` (the text after the scheme),
+    /// in one pass over it, without `classify`: an optional user part of literal characters
+    /// ended by `@`, host, port and plain parameters ([`Params::is_plain`]), nothing else.
+    /// The host, port and plain parameters hold no `@` or `?` (that `@` is the last one, there
+    /// are no headers), literal user characters no `:` or `%` (no password, no escapes), and
+    /// none of them is a character `classify` calls bad: where this answers true the general
+    /// parse finds the same fields. False says nothing about validity.
+    fn sip_plain(&mut self, rest: &'b [u8]) -> bool {
+        // Host characters are literal user characters too: the run of them is the host unless
+        // an '@' (maybe after other user characters) ends a user part.
+        let host = host_len(rest);
+        let run = match rest.get(host) {
+            None | Some(b'@') => host,
+            Some(_) => host + run_len(rest.get(host..).unwrap_or_default(), &USER_LITERAL),
+        };
+        let host_port = match rest.get(run) {
+            Some(b'@') if run > 0 => {
+                self.user = Some(rest.get(..run).unwrap_or_default());
+                host_port_prefix(rest.get(run + 1..).unwrap_or_default())
+            }
+            _ if host > 0 => {
+                let (host, after) = rest.split_at(host);
+                port_after(host, after)
+            }
+            _ => host_port_prefix(rest),
+        };
+        let Some((host, port, params)) = host_port else {
+            return false;
+        };
+        self.host = host;
+        self.port = port;
+        self.params = Params::new(params);
+        params.is_empty() || self.params.is_plain()
+    }
+
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
-    /// userinfo ends at `at` and `seen` is `classify(rest)`; with `plain`, only plain
-    /// parameters are accepted ([`Params::is_plain`]). False when the text is not such a URI.
-    #[inline(always)]
-    fn sip_after_scheme(
-        &mut self,
-        rest: &'b [u8],
-        at: Option<usize>,
-        seen: u8,
-        plain: bool,
-    ) -> bool {
+    /// userinfo ends at `at` and `seen` is `classify(rest)`. False when the text is not such
+    /// a URI.
+    fn sip_after_scheme(&mut self, rest: &'b [u8], at: Option<usize>, seen: u8) -> bool {
         let after_user = match at {
             Some(at) => {
                 let userinfo = rest.get(..at).unwrap_or_default();
@@ -160,13 +181,8 @@ impl<'b> Uri<'b> {
         self.host = host;
         self.port = port;
         self.params = Params::new(params);
-        let valid_params = params.is_empty()
-            || if plain {
-                self.params.is_plain()
-            } else {
-                self.params.validate()
-            };
-        valid_params && (seen & PERCENT == 0 || valid_escapes(self.headers))
+        (params.is_empty() || self.params.validate())
+            && (seen & PERCENT == 0 || valid_escapes(self.headers))
     }
 
     /// RFC 3261 §19.1.4 equality for sip/sips (and exact comparison of tel numbers): scheme,
@@ -786,10 +802,34 @@ mod tests {
             b"sip:@h",
             b"sip:u@",
             b"sip:u@@h",
+            b"sip:example.com",
+            b"sip:h;lr",
+            b"sip:+49?x;y=1@h:5060;lr",
+            b"sip:u:5060@h",
+            b"sip:h:5060;x=%41",
+            b"sip:[::1];lr",
+            b"sip:h:99999",
         ] {
             let got = format!("{:?}", Uri::parse(text));
             let want = format!("{:?}", reference_parse(text));
             assert_eq!(got, want, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    proptest::proptest! {
+        /// Texts near the usual shape, where the one-pass parse answers or gives up.
+        #[test]
+        fn plain_parse_matches_reference(
+            scheme in proptest::sample::select(vec!["sip:", "sips:"]),
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "u1", "+49", "?", ";", "=", "@", "h.example", ":", "5060", "99999", "[::1]",
+                "%41", "lr", "transport=udp", ",", "*", "_", ":pw", "\"", " ",
+            ][..]), 0..8),
+        ) {
+            let text = format!("{scheme}{}", parts.concat());
+            let got = format!("{:?}", Uri::parse(text.as_bytes()));
+            let want = format!("{:?}", reference_parse(text.as_bytes()));
+            proptest::prop_assert_eq!(got, want, "{}", text);
         }
     }
 
