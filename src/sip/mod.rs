@@ -1,8 +1,8 @@
 //! Zero-copy SIP message parsing and response writing (RFC 3261 §7, §20, §25).
 //!
 //! Contract: [`parse_datagram`] and [`parse_stream`] index a message in place — start line and
-//! every header line as `(name, value)` slices of the caller's buffer, no allocation for a
-//! typical REGISTER (the index is a `SmallVec`). Typed views ([`NameAddr`], [`Contact`], [`Via`],
+//! every header line as `(name, value)` slices of the caller's buffer, one allocation per
+//! message (the index is a `Vec`). Typed views ([`NameAddr`], [`Contact`], [`Via`],
 //! [`CSeq`], [`Uri`]) parse on demand from those slices. Lexical failures (no start line, a line
 //! without a colon, a broken Content-Length) are errors; semantic defects of a well-framed
 //! request (missing or duplicated mandatory headers, CSeq out of range, CSeq method mismatch) are
