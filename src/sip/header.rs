@@ -676,25 +676,32 @@ fn first_tag_general<'b>(
 
 /// Index of the first `needle` in `hay`, looked for eight bytes at a time: cheaper than
 /// memchr's dispatch when the needle is a few words in (the `>` after a bracketed URI).
+#[inline(always)]
 fn find_near(needle: u8, hay: &[u8]) -> Option<usize> {
+    find_near2(needle, needle, hay)
+}
+
+/// Index of the first `a` or `b` in `hay`, eight bytes at a time (with `a == b` the two masks
+/// are one and the same: [`find_near`]).
+fn find_near2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let splat = ONES * u64::from(needle);
+    // The lowest set bit marks the first zero byte of `x` exactly (a borrow can only mark
+    // bytes above a zero one), so the lower of two such bits is the first of either byte.
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7);
     let mut at = 0;
     while let Some(word) = hay
         .get(at..at + 8)
         .and_then(|w| <[u8; 8]>::try_from(w).ok())
     {
-        let x = u64::from_le_bytes(word) ^ splat;
-        // The lowest set bit marks the first zero byte of `x` exactly (a borrow can only
-        // mark bytes above a zero one).
-        let zero = x.wrapping_sub(ONES) & !x & (ONES << 7);
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        let w = u64::from_le_bytes(word);
+        let found = zeros(w ^ (ONES * u64::from(a))) | zeros(w ^ (ONES * u64::from(b)));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
     let tail = hay.get(at..).unwrap_or_default();
-    tail.iter().position(|&b| b == needle).map(|i| at + i)
+    tail.iter().position(|&c| c == a || c == b).map(|i| at + i)
 }
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
@@ -1252,27 +1259,6 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
     };
     *rest = after;
     Some(Ok(Contact::Addr(reader.finish(name_addr))))
-}
-
-/// Index of the first `a` or `b` in `hay`, eight bytes at a time (see [`find_near`]).
-fn find_near2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7);
-    let mut at = 0;
-    while let Some(word) = hay
-        .get(at..at + 8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-    {
-        let w = u64::from_le_bytes(word);
-        // Each mask's lowest set bit is exact, so is the lower of the two.
-        let found = zeros(w ^ (ONES * u64::from(a))) | zeros(w ^ (ONES * u64::from(b)));
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    let tail = hay.get(at..).unwrap_or_default();
-    tail.iter().position(|&c| c == a || c == b).map(|i| at + i)
 }
 
 fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
