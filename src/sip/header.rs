@@ -9,8 +9,8 @@ use memchr::{memchr2, memchr3};
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
-    eq_ignore_case, find, host_len, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32,
-    token_len, trim_lws, Error, Method,
+    digit_run, eq_ignore_case, find, host_len, is_lws, is_token, is_wsp, parse_delta_saturating,
+    parse_u32, token_len, trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -491,20 +491,13 @@ impl<'b> CSeq<'b> {
         let value = trim_lws(value);
         // The digits are summed while they are found; nine always fit in u32 (more are left to
         // `parse_u32`, which rejects values past its range).
-        let (mut split, mut sum) = (0, 0u32);
-        while let Some(&d) = value.get(split).filter(|d| d.is_ascii_digit()) {
-            if split < 9 {
-                sum = sum * 10 + u32::from(d - b'0');
-            }
-            split += 1;
-        }
+        let (split, seq) = digit_run(value, 9);
         if split == value.len() {
             return Err(Error::BadCSeq);
         }
-        let seq = if (1..10).contains(&split) {
-            sum
-        } else {
-            parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?
+        let seq = match seq {
+            Some(seq) => seq,
+            None => parse_u32(value.get(..split).unwrap_or_default()).ok_or(Error::BadCSeq)?,
         };
         // (`value` is trimmed: only LWS before the method can remain.)
         let method = skip_lws(value.get(split..).unwrap_or_default());
@@ -1127,20 +1120,12 @@ pub(crate) fn port_after<'s>(
     let Some(digits) = after.strip_prefix(b":") else {
         return Some((host, None, after));
     };
-    // The digits are summed while they are found; a port has at most five of them (more only
-    // with leading zeros, left to `parse_u32`).
-    let (mut n, mut sum) = (0, 0u32);
-    while let Some(&d) = digits.get(n).filter(|d| d.is_ascii_digit()) {
-        if n < 5 {
-            sum = sum * 10 + u32::from(d - b'0');
-        }
-        n += 1;
-    }
+    // A port has at most five digits (more only with leading zeros, left to `parse_u32`).
+    let (n, port) = digit_run(digits, 5);
     let (digits, rest) = digits.split_at(n);
-    let port = if (1..=5).contains(&n) {
-        sum
-    } else {
-        parse_u32(digits)?
+    let port = match port {
+        Some(port) => port,
+        None => parse_u32(digits)?,
     };
     Some((host, Some(u16::try_from(port).ok()?), rest))
 }

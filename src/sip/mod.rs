@@ -360,6 +360,21 @@ pub(crate) fn run_len(s: &[u8], class: &[bool; 256]) -> usize {
     n
 }
 
+/// The run of ASCII digits `s` starts with, summed while it is found: its length and, when it
+/// has 1 to `keep` digits, its value (`keep` at most 9, so the sum fits in u32). An empty or
+/// longer run has no value here; its caller hands it to [`parse_u32`].
+#[inline(always)]
+pub(crate) fn digit_run(s: &[u8], keep: usize) -> (usize, Option<u32>) {
+    let (mut n, mut sum) = (0, 0u32);
+    while let Some(&d) = s.get(n).filter(|d| d.is_ascii_digit()) {
+        if n < keep {
+            sum = sum * 10 + u32::from(d - b'0');
+        }
+        n += 1;
+    }
+    (n, (1..=keep).contains(&n).then_some(sum))
+}
+
 /// Parses a decimal number of at most u32 range; `None` on junk or overflow.
 pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     if s.len() > 20 {
@@ -470,6 +485,22 @@ mod tests {
                 }
                 assert_eq!(host_len(&s), cut.min(len), "{len} {cut}");
             }
+        }
+    }
+
+    #[test]
+    fn digit_runs() {
+        for (s, keep, want) in [
+            (&b""[..], 5, (0, None)),
+            (b"x1", 5, (0, None)),
+            (b"0", 5, (1, Some(0))),
+            (b"5060;x", 5, (4, Some(5060))),
+            (b"65535", 5, (5, Some(65535))),
+            (b"005060", 5, (6, None)),
+            (b"999999999 REGISTER", 9, (9, Some(999_999_999))),
+            (b"4294967295 REGISTER", 9, (10, None)),
+        ] {
+            assert_eq!(digit_run(s, keep), want, "{s:?}");
         }
     }
 
