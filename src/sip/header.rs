@@ -368,22 +368,7 @@ impl<'b> Params<'b> {
     /// [ `=` token or IPv6 reference characters ]: valid, checked with fewer steps than
     /// [`Params::scan`]. False does not mean invalid.
     pub(crate) fn is_plain(&self) -> bool {
-        let mut rest = self.raw;
-        while let Some(after) = rest.strip_prefix(b";") {
-            let name = token_len(after);
-            if name == 0 {
-                return false;
-            }
-            rest = after.get(name..).unwrap_or_default();
-            if let Some(value) = rest.strip_prefix(b"=") {
-                let len = unquoted_value_len(value);
-                if len == 0 {
-                    return false;
-                }
-                rest = value.get(len..).unwrap_or_default();
-            }
-        }
-        rest.is_empty()
+        walk_plain(self.raw, false, |_, _| {}).is_some_and(<[u8]>::is_empty)
     }
 
     /// [`Params::validate`], handing each `(name, value)` to `visit` on the way (as
@@ -420,6 +405,44 @@ impl<'b> Params<'b> {
         }
         rest.is_empty()
     }
+}
+
+/// Walks the parameters `s` starts with, written without LWS — `;` token [ `=` value ], the
+/// value token characters or an IPv6 reference, or with `quoted` also a quoted string —
+/// handing each `(name, value)` to `visit`. Returns the text after the last one; `None` when
+/// one is malformed (an empty name or value, an unclosed quote). The short form of
+/// [`Params::scan`] for the usual parameters.
+#[inline(always)]
+fn walk_plain<'b>(
+    s: &'b [u8],
+    quoted: bool,
+    mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+) -> Option<&'b [u8]> {
+    let mut rest = s;
+    while let Some(after) = rest.strip_prefix(b";") {
+        let name_len = token_len(after);
+        if name_len == 0 {
+            return None;
+        }
+        let name = after.get(..name_len).unwrap_or_default();
+        rest = after.get(name_len..).unwrap_or_default();
+        let value = match rest.strip_prefix(b"=") {
+            Some(value) => {
+                let len = match value.first() {
+                    Some(b'"') if quoted => closing_quote(value)? + 1,
+                    _ => unquoted_value_len(value),
+                };
+                if len == 0 {
+                    return None;
+                }
+                rest = value.get(len..).unwrap_or_default();
+                Some(value.get(..len).unwrap_or_default())
+            }
+            None => None,
+        };
+        visit(name, value);
+    }
+    Some(rest)
 }
 
 /// Length of the unquoted parameter value `s` starts with: token characters, or those of an
@@ -1201,34 +1224,12 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
     let params = inner.get(gt + 1..).unwrap_or_default();
     let mut reader = FieldsReader::default();
     let mut tag = None;
-    let mut at = params;
-    while let Some(after) = at.strip_prefix(b";") {
-        let name_len = token_len(after);
-        if name_len == 0 {
-            return None;
-        }
-        let name = after.get(..name_len).unwrap_or_default();
-        at = after.get(name_len..).unwrap_or_default();
-        let value = match at.strip_prefix(b"=") {
-            Some(value) => {
-                let len = if value.first() == Some(&b'"') {
-                    closing_quote(value)? + 1
-                } else {
-                    unquoted_value_len(value)
-                };
-                if len == 0 {
-                    return None;
-                }
-                at = value.get(len..).unwrap_or_default();
-                Some(value.get(..len).unwrap_or_default())
-            }
-            None => None,
-        };
+    let at = walk_plain(params, true, |name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
             tag = Some(value);
         }
         reader.take(name, value);
-    }
+    })?;
     let after = match at {
         [] => at,
         [b',', after @ ..] => after,
