@@ -12,9 +12,11 @@
 //! (CRLF followed by SP/HT) is whitespace inside a value; header names are case-insensitive and
 //! compact forms are recognised; on datagrams, octets after Content-Length are ignored and a
 //! missing Content-Length means "the rest of the datagram"; on streams Content-Length is
-//! mandatory. Header scanning uses `memchr` (SIMD line and colon search).
+//! mandatory. Line ends are found 64 bytes at a time with SSE2 compares (`lines`); searches
+//! inside values use `memchr`.
 
 mod header;
+mod lines;
 mod parse;
 mod uri;
 mod write;

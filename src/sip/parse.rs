@@ -1,8 +1,7 @@
 //! Message framing and the header index (RFC 3261 §7, §18.3, §20.14).
 
-use memchr::memchr;
-
 use super::header::{offset_in, CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
+use super::lines::LineEnds;
 use super::uri::Uri;
 use super::{
     find, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method,
@@ -363,7 +362,8 @@ struct Head<'b> {
 /// With `eof` (datagrams) a missing empty line after the last complete header line ends the
 /// header section (RFC 4475 baddn.dat is published that way).
 fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Head<'b>>, Error> {
-    let Some(nl) = memchr(b'\n', buf) else {
+    let mut line_ends = LineEnds::new(buf);
+    let Some(nl) = line_ends.next() else {
         return if eof || buf.len() > limits.max_message_size {
             Err(if buf.len() > limits.max_message_size {
                 Error::TooLarge
@@ -376,15 +376,20 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
     let mut headers = Index::with_capacity(16);
-    // The bytes after the current line's start; a line is cut off its front each round.
-    let mut rest = buf.get(nl + 1..).unwrap_or_default();
+    // Where the current line starts.
+    let mut pos = nl + 1;
     let body_at = loop {
-        let pos = buf.len() - rest.len();
         if pos > limits.max_message_size {
             return Err(Error::TooLarge);
         }
-        let Some((line, after)) = memchr(b'\n', rest).and_then(|i| rest.split_at_checked(i)) else {
-            if eof && rest.iter().all(|&b| b == b'\r') {
+        let Some(nl) = line_ends.next() else {
+            if eof
+                && buf
+                    .get(pos..)
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|&b| b == b'\r')
+            {
                 break buf.len();
             }
             return if eof {
@@ -393,10 +398,9 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
                 Ok(Status::Partial)
             };
         };
-        rest = after.get(1..).unwrap_or_default(); // past the LF
-        let line = strip_cr(line);
+        let line = strip_cr(buf.get(pos..nl).unwrap_or_default());
         if line.is_empty() {
-            break buf.len() - rest.len();
+            break nl + 1;
         }
         if matches!(line.first(), Some(b' ' | b'\t')) {
             // Folding: the continuation belongs to the last header's value (§7.3.1).
@@ -419,7 +423,8 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
                 value: header_value(after_name.get(colon - name_len + 1..).unwrap_or_default()),
             });
         }
-        if eof && rest.is_empty() {
+        pos = nl + 1;
+        if eof && pos >= buf.len() {
             // The datagram ends after a complete header line with no empty line.
             break buf.len();
         }
