@@ -398,7 +398,12 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
                 Ok(Status::Partial)
             };
         };
-        let line = strip_cr(buf.get(pos..nl).unwrap_or_default());
+        // (The ranges below always hold; a failed one answers an error rather than an empty
+        // slice, which costs a branch instead of conditional moves.)
+        let Some(line) = buf.get(pos..nl) else {
+            return Err(Error::BadHeader);
+        };
+        let line = strip_cr(line);
         if line.is_empty() {
             break nl + 1;
         }
@@ -416,11 +421,14 @@ fn scan_head<'b>(buf: &'b [u8], limits: &Limits, eof: bool) -> Result<Status<Hea
             if headers.len() >= limits.max_headers {
                 return Err(Error::TooManyHeaders);
             }
-            let (raw_name, after_name) = line.split_at_checked(name_len).unwrap_or_default();
+            let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..))
+            else {
+                return Err(Error::BadHeader);
+            };
             headers.push(Header {
                 name,
                 raw_name,
-                value: header_value(after_name.get(colon - name_len + 1..).unwrap_or_default()),
+                value: header_value(after_colon),
             });
         }
         pos = nl + 1;
