@@ -141,11 +141,11 @@ struct Wanted<'b> {
     reg_id: Option<u32>,
 }
 
-fn register(
+fn register<'b>(
     eng: &mut Engine,
     now: Instant,
     meta: &Meta,
-    req: &Request<'_>,
+    req: &Request<'b>,
     ruri: &Uri<'_>,
     start: usize,
     resume: Option<Resume>,
@@ -249,16 +249,13 @@ fn register(
     let mut wanted: SmallVec<[Wanted<'_>; 4]> = SmallVec::new();
     let mut joined = Joined::new();
     let mut wildcard = false;
-    for contact in req.contacts() {
-        // Matched by reference: `?` on the result would move the whole contact view.
-        match &contact {
-            Err(e) => return Err(fail((*e).into())),
-            Ok(Contact::Star) => wildcard = true,
-            Ok(Contact::Addr(c)) => {
+    // Matched by reference: `?` on a result would move the whole contact view.
+    let mut take = |contact: &Contact<'b>| -> Result<(), sip::Error> {
+        match contact {
+            Contact::Star => wildcard = true,
+            Contact::Addr(c) => {
                 let mut params = Echo::One(b"");
-                let f = c
-                    .fields_and_params(|p| params.push(p, &mut joined))
-                    .map_err(|e| fail(e.into()))?;
+                let f = c.fields_and_params(|p| params.push(p, &mut joined))?;
                 wanted.push(Wanted {
                     uri: c.name_addr.uri,
                     params,
@@ -267,6 +264,18 @@ fn register(
                     instance: f.instance,
                     reg_id: f.reg_id,
                 });
+            }
+        }
+        Ok(())
+    };
+    // The usual request's one contact without the walk over values (the same contact).
+    if let Some(contact) = req.sole_contact() {
+        take(&contact).map_err(|e| fail(e.into()))?;
+    } else {
+        for contact in req.contacts() {
+            match &contact {
+                Err(e) => return Err(fail((*e).into())),
+                Ok(c) => take(c).map_err(|e| fail(e.into()))?,
             }
         }
     }

@@ -1212,6 +1212,16 @@ fn whole_via<'b>(rest: &mut &'b [u8]) -> Option<Result<Via<'b>, Error>> {
     Some(Ok(via))
 }
 
+/// The contact of a Contact line holding one usual contact value ([`parse_usual_contact`]),
+/// `None` when the line holds anything else.
+pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
+    let mut rest = value;
+    match parse_usual_contact(&mut rest)? {
+        Ok(contact) if rest.is_empty() => Some(contact),
+        _ => None,
+    }
+}
+
 /// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
 /// the one pass that also finds its end: then the text after it is empty or starts with the
 /// comma [`CommaSplit`] would cut at, and the contact is what [`parse_contact`] makes of the

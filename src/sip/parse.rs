@@ -1,6 +1,6 @@
 //! Message framing and the header index (RFC 3261 §7, §18.3, §20.14).
 
-use super::header::{offset_in, CSeq, Contacts, HeaderName, NameAddr, Via, Vias};
+use super::header::{offset_in, CSeq, Contact, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::lines::LineEnds;
 use super::uri::Uri;
 use super::{
@@ -280,6 +280,17 @@ macro_rules! header_accessors {
         /// Every Contact value (across header lines and commas).
         pub fn contacts(&self) -> Contacts<'b, '_> {
             super::header::contacts(self.census.lines(&self.headers, HeaderName::Contact))
+        }
+
+        /// The one Contact value of the usual request — a single Contact line holding one
+        /// `<uri>` with parameters and no LWS — parsed without the walk over values that
+        /// [`Self::contacts`] makes (it is what that walk yields). `None` for any other shape:
+        /// then [`Self::contacts`] says what there is.
+        pub fn sole_contact(&self) -> Option<Contact<'b>> {
+            match self.census.lines(&self.headers, HeaderName::Contact) {
+                [line] => super::header::whole_usual_contact(line.value),
+                _ => None,
+            }
         }
     };
 }
@@ -1295,6 +1306,53 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
         }
     }
 
+    /// The usual single contact is taken without the walk over values: it must be what the
+    /// walk yields, and any other shape must be left to the walk.
+    #[test]
+    fn sole_contact_matches_the_value_walk() {
+        for (value, usual) in [
+            (
+                "<sip:bob@192.0.2.4:5060;transport=udp>;+sip.instance=\"<urn:uuid:1>\";expires=60",
+                true,
+            ),
+            ("<sip:bob@192.0.2.4>", true),
+            ("<sip:bob@192.0.2.4>;q=0.5;reg-id=1", true),
+            // (A bad q is the contact fields' error, found where the walk finds it.)
+            ("<sip:bob@192.0.2.4>;q=x", true),
+            ("<sip:bob@192.0.2.4>;expires=", false),
+            ("<sip:bob@192.0.2.4>, <sip:bob@192.0.2.5>", false),
+            ("<sip:bob@192.0.2.4>,", true),
+            ("Bob <sip:bob@192.0.2.4>", false),
+            ("sip:bob@192.0.2.4", false),
+            ("<sip:bob@192.0.2.4> ;expires=60", false),
+            ("<sip:bob@192.0.2.4;lr>;x=\"a,b\"", true),
+            ("*", false),
+            ("<bad uri>", false),
+            ("<>", false),
+        ] {
+            let msg = format!(
+                "REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\n\
+                 To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContact: {value}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let r = req(msg.as_bytes());
+            let walk: Vec<_> = r.contacts().map(|c| format!("{c:?}")).collect();
+            match r.sole_contact() {
+                Some(c) => assert_eq!(walk, [format!("{:?}", Ok::<_, Error>(c))], "{value}"),
+                None => assert!(!usual, "{value}: the usual shape left to the walk"),
+            }
+            assert_eq!(r.sole_contact().is_some(), usual, "{value}");
+        }
+        // Two Contact lines: the walk's business.
+        let two = String::from_utf8_lossy(REG).replace(
+            "Contact: <sip:bob@192.0.2.4>\r\n",
+            "Contact: <sip:bob@192.0.2.4>\r\nContact: <sip:bob@192.0.2.5>\r\n",
+        );
+        assert_eq!(req(two.as_bytes()).contacts().count(), 2);
+        assert!(req(two.as_bytes()).sole_contact().is_none());
+        assert!(req(REG).sole_contact().is_some());
+    }
+
     fn exercise(buf: &[u8]) {
         let limits = Limits::default();
         if let Ok(Message::Request(r)) = parse_datagram(buf, &limits) {
@@ -1303,7 +1361,7 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
                 let _ = v.map(|v| (v.branch(), v.rport(), v.received()));
             }
             for c in r.contacts() {
-                if let Ok(crate::sip::Contact::Addr(a)) = c {
+                if let Ok(Contact::Addr(a)) = c {
                     let _ = (
                         a.expires(),
                         a.q(),
