@@ -521,6 +521,8 @@ pub struct Engine {
     dest: Option<(SocketAddr, Option<ConnId>)>,
     /// Reused scratch for the canonical AOR text.
     aor: String,
+    /// The parser's reused header index (no allocation per request).
+    scratch: sip::Scratch,
     /// AORs registered over each open stream connection of this shard (for `handle_close`).
     flows: HashMap<ConnId, Vec<AorKey>>,
     /// The `Server` and `Date` header lines every response carries, re-rendered once per
@@ -558,6 +560,7 @@ impl Engine {
             out: Vec::with_capacity(4096),
             dest: None,
             aor: String::with_capacity(128),
+            scratch: sip::Scratch::default(),
             flows: HashMap::new(),
             server_date: (0, Vec::with_capacity(96)),
             stats: Stats::default(),
@@ -604,16 +607,22 @@ impl Engine {
             max_message_size: usize::MAX,
             ..self.policy.limits
         };
-        // Matched by reference: moving the request (its header index is ~1 KiB) out of the
-        // result would copy it.
-        match &sip::parse_datagram(bytes, &limits) {
-            Ok(Message::Request(req)) => {
-                let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
-                if let Some(dest) = self.process(now, meta, req, too_large) {
-                    self.dest = Some((dest, None));
+        // Matched by reference: moving the request (several hundred bytes) out of the result
+        // would copy it.
+        let mut parsed = sip::parse_datagram_with(bytes, &limits, &mut self.scratch);
+        match &mut parsed {
+            Ok(msg) => {
+                if let Message::Request(req) = msg {
+                    let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
+                    if let Some(dest) = self.process(now, meta, req, too_large) {
+                        self.dest = Some((dest, None));
+                    }
+                } else {
+                    self.stats.dropped += 1;
                 }
+                self.scratch.reclaim(msg);
             }
-            Ok(Message::Response(_)) | Err(_) => self.stats.dropped += 1,
+            Err(_) => self.stats.dropped += 1,
         }
     }
 
@@ -645,10 +654,11 @@ impl Engine {
                 sip::Status::Complete(None) => {}
             }
             // By reference, as in `handle_datagram`.
-            match &sip::parse_stream(rest, &self.policy.limits) {
+            let limits = self.policy.limits;
+            match &mut sip::parse_stream_with(rest, &limits, &mut self.scratch) {
                 Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
                 Ok(sip::Status::Complete((msg, n))) => {
-                    consumed += n;
+                    consumed += *n;
                     match msg {
                         Message::Request(req) => {
                             // On a stream the response goes back over the connection whatever
@@ -657,6 +667,7 @@ impl Engine {
                         }
                         Message::Response(_) => self.stats.dropped += 1,
                     }
+                    self.scratch.reclaim(msg);
                 }
                 // A framing error on a stream is unrecoverable (RFC 4475 §3.1.2.3, §3.3.9).
                 Err(_) => {

@@ -1,9 +1,10 @@
 //! Zero-copy SIP message parsing and response writing (RFC 3261 §7, §20, §25).
 //!
 //! Contract: [`parse_datagram`] and [`parse_stream`] index a message in place — start line and
-//! every header line as `(name, value)` slices of the caller's buffer, one allocation per
-//! message (the index is a `Vec`). Typed views ([`NameAddr`], [`Contact`], [`Via`],
-//! [`CSeq`], [`Uri`]) parse on demand from those slices. Lexical failures (no start line, a line
+//! every header line as `(name, value)` slices of the caller's buffer, in a `Vec` whose
+//! allocation a [`Scratch`] carries from message to message (`parse_*_with`: no allocation
+//! per message). Typed views ([`NameAddr`], [`Contact`], [`Via`], [`CSeq`], [`Uri`]) parse on
+//! demand from those slices. Lexical failures (no start line, a line
 //! without a colon, a broken Content-Length) are errors; semantic defects of a well-framed
 //! request (missing or duplicated mandatory headers, CSeq out of range, CSeq method mismatch) are
 //! recorded in [`Request::defect`] so that a 400 with a precise reason can still be sent.
@@ -26,7 +27,8 @@ pub use header::{
     Vias,
 };
 pub use parse::{
-    frame_stream, keepalive_len, parse_datagram, parse_stream, Header, Message, Request, Response,
+    frame_stream, keepalive_len, parse_datagram, parse_datagram_with, parse_stream,
+    parse_stream_with, Header, Message, Request, Response, Scratch,
 };
 pub use uri::{Scheme, Uri};
 pub use write::{write_http_date, ResponseWriter};
