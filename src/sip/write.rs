@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use super::header::{offset_in, CommaSplit, HeaderName, Via};
-use super::parse::{Header, Request};
+use super::parse::Request;
 use super::StatusCode;
 
 /// Writes one response. Created from the request it answers; headers are appended in call
@@ -41,29 +41,11 @@ impl<'o> ResponseWriter<'o> {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        let raw = req.as_bytes();
-        // The usual order — every Via before From, To, Call-ID and CSeq — is written in one
-        // pass over the headers. A Via after one of those (rare) undoes it: then all Vias are
-        // written first, the others after them, in a pass each.
+        // Every Via in order, then From, To, Call-ID and CSeq in request order. The usual
+        // request (each of the four once, in this order) straight from the header index, any
+        // other in a general pass.
         let mark = out.len();
-        let mut top = true;
-        let mut dialog = false;
-        let mut one_pass = true;
-        for h in req.headers() {
-            match h.name {
-                HeaderName::Via if dialog => {
-                    one_pass = false;
-                    break;
-                }
-                HeaderName::Via => push_via(out, req, raw, h, &mut top, received),
-                HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq => {
-                    dialog = true;
-                    push_dialog_line(out, req, raw, h, to_tag);
-                }
-                _ => {}
-            }
-        }
-        if !one_pass {
+        if !copy_usual(out, req, to_tag, received) {
             out.truncate(mark);
             copy_in_two_passes(out, req, to_tag, received);
         }
@@ -132,8 +114,49 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
-/// All Vias first, then From, To, Call-ID and CSeq: for a request with a Via after one of
-/// those (rare, out of line).
+/// Every Via line, then the From, To, Call-ID and CSeq lines, each set in request order,
+/// when the request (valid: each of the four once) has them in the order From, To, Call-ID,
+/// CSeq; `false` (with some lines written) otherwise. Found through the header index, without
+/// a pass over every header line.
+#[inline(always)]
+fn copy_usual(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    to_tag: &[u8],
+    received: Option<SocketAddr>,
+) -> bool {
+    if req.defect().is_some() {
+        return false;
+    }
+    let (Some(from), Some(to), Some(call_id), Some(cseq)) = (
+        req.header(HeaderName::From),
+        req.header(HeaderName::To),
+        req.header(HeaderName::CallId),
+        req.header(HeaderName::CSeq),
+    ) else {
+        return false;
+    };
+    // Values are views of the request's bytes: their addresses are their order.
+    if !(from.as_ptr() < to.as_ptr()
+        && to.as_ptr() < call_id.as_ptr()
+        && call_id.as_ptr() < cseq.as_ptr())
+    {
+        return false;
+    }
+    let raw = req.as_bytes();
+    let mut top = true;
+    for via in req.headers_named(HeaderName::Via) {
+        push_via(out, req, raw, via, &mut top, received);
+    }
+    push_line(out, raw, from, b"From: ");
+    push_to(out, req, raw, to, to_tag);
+    push_line(out, raw, call_id, b"Call-ID: ");
+    push_line(out, raw, cseq, b"CSeq: ");
+    true
+}
+
+/// All Vias first, then From, To, Call-ID and CSeq in request order: for any request
+/// [`copy_usual`] does not take (out of line).
 #[cold]
 #[inline(never)]
 fn copy_in_two_passes(
@@ -145,10 +168,16 @@ fn copy_in_two_passes(
     let raw = req.as_bytes();
     let mut top = true;
     for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-        push_via(out, req, raw, h, &mut top, received);
+        push_via(out, req, raw, h.value, &mut top, received);
     }
     for h in req.headers() {
-        push_dialog_line(out, req, raw, h, to_tag);
+        match h.name {
+            HeaderName::From => push_line(out, raw, h.value, b"From: "),
+            HeaderName::To => push_to(out, req, raw, h.value, to_tag),
+            HeaderName::CallId => push_line(out, raw, h.value, b"Call-ID: "),
+            HeaderName::CSeq => push_line(out, raw, h.value, b"CSeq: "),
+            _ => {}
+        }
     }
 }
 
@@ -159,12 +188,12 @@ fn push_via(
     out: &mut Vec<u8>,
     req: &Request<'_>,
     raw: &[u8],
-    h: &Header<'_>,
+    value: &[u8],
     top: &mut bool,
     received: Option<SocketAddr>,
 ) {
     if !*top {
-        push_line(out, raw, h, b"Via");
+        push_line(out, raw, value, b"Via: ");
         return;
     }
     *top = false;
@@ -172,10 +201,10 @@ fn push_via(
     match req.parsed_top_via() {
         // The usual one value per line: the parsed top Via is the whole value (a valid Via has
         // no comma outside a quoted string), no need to split it again.
-        Some(via) if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() => {
-            write_top_via(out, h.value, Some(via), received);
+        Some(via) if via.raw.as_ptr() == value.as_ptr() && via.raw.len() == value.len() => {
+            write_top_via(out, value, Some(via), received);
         }
-        _ => write_top_via_line(out, req, h.value, received),
+        _ => write_top_via_line(out, req, value, received),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -201,46 +230,31 @@ fn write_top_via_line(
     }
 }
 
-/// Appends a From, To (with `;tag=<to_tag>` when the request's To has none), Call-ID or CSeq
-/// line of the request; other headers are skipped.
+/// Appends the To line of the request, with `;tag=<to_tag>` when its To has none.
 #[inline(always)]
-fn push_dialog_line(
-    out: &mut Vec<u8>,
-    req: &Request<'_>,
-    raw: &[u8],
-    h: &Header<'_>,
-    to_tag: &[u8],
-) {
-    match h.name {
-        HeaderName::From => push_line(out, raw, h, b"From"),
-        HeaderName::CallId => push_line(out, raw, h, b"Call-ID"),
-        HeaderName::CSeq => push_line(out, raw, h, b"CSeq"),
-        HeaderName::To => {
-            let has_tag = match req.parsed_to() {
-                Some(t) => t.tag().is_some(),
-                None => to_has_tag(req),
-            };
-            if has_tag || to_tag.is_empty() {
-                push_line(out, raw, h, b"To");
-                return;
-            }
-            match line_in(raw, h, b"To", false) {
-                Some(line) => out.extend_from_slice(line),
-                None => {
-                    out.extend_from_slice(b"To: ");
-                    out.extend_from_slice(h.value);
-                }
-            }
-            out.extend_from_slice(b";tag=");
-            // The engine's tags are 16 hex digits: a copy of known size (no `memcpy` call).
-            match <&[u8; 16]>::try_from(to_tag) {
-                Ok(tag) => out.extend_from_slice(tag),
-                Err(_) => out.extend_from_slice(to_tag),
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-        _ => {}
+fn push_to(out: &mut Vec<u8>, req: &Request<'_>, raw: &[u8], value: &[u8], to_tag: &[u8]) {
+    let has_tag = match req.parsed_to() {
+        Some(t) => t.tag().is_some(),
+        None => to_has_tag(req),
+    };
+    if has_tag || to_tag.is_empty() {
+        push_line(out, raw, value, b"To: ");
+        return;
     }
+    match line_in(raw, value, b"To: ", false) {
+        Some(line) => out.extend_from_slice(line),
+        None => {
+            out.extend_from_slice(b"To: ");
+            out.extend_from_slice(value);
+        }
+    }
+    out.extend_from_slice(b";tag=");
+    // The engine's tags are 16 hex digits: a copy of known size (no `memcpy` call).
+    match <&[u8; 16]>::try_from(to_tag) {
+        Ok(tag) => out.extend_from_slice(tag),
+        Err(_) => out.extend_from_slice(to_tag),
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether the request's To has a tag, when validation did not parse it (out of line: rare).
@@ -250,37 +264,39 @@ fn to_has_tag(req: &Request<'_>) -> bool {
     req.to().is_ok_and(|t| t.tag().is_some())
 }
 
-/// Appends `name: value` CRLF for a request header: the request's own line in one copy when
-/// it already reads exactly so (the usual case), otherwise piece by piece. Inlined: the name's
-/// length is then known where it is compared (no `memcmp` call).
+/// Appends `head` (`Name: `), a request header's `value` and CRLF: the request's own line in
+/// one copy when it reads exactly so (the usual case), otherwise piece by piece. Inlined: the
+/// head's length is then known where it is compared (no `memcmp` call).
 #[inline(always)]
-fn push_line(out: &mut Vec<u8>, raw: &[u8], h: &Header<'_>, name: &[u8]) {
-    if let Some(line) = line_in(raw, h, name, true) {
+fn push_line<const N: usize>(out: &mut Vec<u8>, raw: &[u8], value: &[u8], head: &[u8; N]) {
+    if let Some(line) = line_in(raw, value, head, true) {
         out.extend_from_slice(line);
         return;
     }
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(h.value);
+    out.extend_from_slice(head);
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// The bytes of the request `raw` that read `name: value` (plus CRLF with `crlf`) for header
-/// `h`, when its line is written exactly so: `name` as given, one SP after the colon, the
-/// value in place (its address is checked, so these are the very bytes of `h.value`).
-fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option<&'r [u8]> {
-    // The name and the value's address first: no offsets needed to rule a line out.
-    if h.raw_name != name || h.value.as_ptr() != h.raw_name.as_ptr().wrapping_add(name.len() + 2) {
-        return None;
-    }
-    let at = (h.raw_name.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
-    if at >= raw.len() {
-        return None;
-    }
-    let end = at + name.len() + 2 + h.value.len();
-    let line = raw.get(at..if crlf { end + 2 } else { end })?;
-    let placed =
-        line.get(name.len()..name.len() + 2) == Some(b": ") && (!crlf || line.ends_with(b"\r\n"));
+/// The bytes of the request `raw` that read `head`, then `value` (plus CRLF with `crlf`),
+/// when `value` lies in `raw` and the bytes around it read so: exactly what would be written
+/// piece by piece, in one piece. Only addresses are compared for the value (the same bytes),
+/// the head and CRLF by content.
+#[inline(always)]
+fn line_in<'r, const N: usize>(
+    raw: &'r [u8],
+    value: &[u8],
+    head: &[u8; N],
+    crlf: bool,
+) -> Option<&'r [u8]> {
+    // Wrapping offsets: a value outside `raw` gives a range `get` refuses (it starts past its
+    // end, or ends past `raw`'s).
+    let at = (value.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    let end = at
+        .wrapping_add(value.len())
+        .wrapping_add(if crlf { 2 } else { 0 });
+    let line = raw.get(at.wrapping_sub(N)..end)?;
+    let placed = line.first_chunk::<N>() == Some(head) && (!crlf || line.ends_with(b"\r\n"));
     placed.then_some(line)
 }
 
