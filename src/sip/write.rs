@@ -442,6 +442,16 @@ const PAIRS: [[u8; 2]; 100] = {
 /// first digit lowest), and their count; `None` from 10^8 on. Divisions by constants, no loop.
 fn decimal8(n: u32) -> Option<(u64, usize)> {
     let n = usize::try_from(n).ok().filter(|&n| n < 100_000_000)?;
+    if n < 10_000 {
+        // The usual port or delta: two pairs, half the divisions.
+        let [c0, c1] = PAIRS[n / 100];
+        let [d0, d1] = PAIRS[n % 100];
+        let word = u64::from(u32::from_le_bytes([c0, c1, d0, d1]));
+        let zeros =
+            ((word ^ u64::from_le_bytes([b'0', b'0', b'0', 0, 0, 0, 0, 0])).trailing_zeros() / 8)
+                .min(3);
+        return Some((word >> (8 * zeros), 4 - zeros as usize));
+    }
     let [a0, a1] = PAIRS[n / 1_000_000 % 100];
     let [b0, b1] = PAIRS[n / 10_000 % 100];
     let [c0, c1] = PAIRS[n / 100 % 100];
