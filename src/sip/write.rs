@@ -1,11 +1,10 @@
 //! Response writer (RFC 3261 §8.2.6) into a caller-owned buffer, and the Date header format.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
 use super::header::{offset_in, CommaSplit, HeaderName, Via};
-use super::parse::{Header, Request};
+use super::parse::Request;
 use super::StatusCode;
 
 /// Writes one response. Created from the request it answers; headers are appended in call
@@ -42,29 +41,11 @@ impl<'o> ResponseWriter<'o> {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        let raw = req.as_bytes();
-        // The usual order — every Via before From, To, Call-ID and CSeq — is written in one
-        // pass over the headers. A Via after one of those (rare) undoes it: then all Vias are
-        // written first, the others after them, in a pass each.
+        // Every Via in order, then From, To, Call-ID and CSeq in request order. The usual
+        // request (each of the four once, in this order) straight from the header index, any
+        // other in a general pass.
         let mark = out.len();
-        let mut top = true;
-        let mut dialog = false;
-        let mut one_pass = true;
-        for h in req.headers() {
-            match h.name {
-                HeaderName::Via if dialog => {
-                    one_pass = false;
-                    break;
-                }
-                HeaderName::Via => push_via(out, req, raw, h, &mut top, received),
-                HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq => {
-                    dialog = true;
-                    push_dialog_line(out, req, raw, h, to_tag);
-                }
-                _ => {}
-            }
-        }
-        if !one_pass {
+        if !copy_usual(out, req, to_tag, received) {
             out.truncate(mark);
             copy_in_two_passes(out, req, to_tag, received);
         }
@@ -133,8 +114,49 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
-/// All Vias first, then From, To, Call-ID and CSeq: for a request with a Via after one of
-/// those (rare, out of line).
+/// Every Via line, then the From, To, Call-ID and CSeq lines, each set in request order,
+/// when the request (valid: each of the four once) has them in the order From, To, Call-ID,
+/// CSeq; `false` (with some lines written) otherwise. Found through the header index, without
+/// a pass over every header line.
+#[inline(always)]
+fn copy_usual(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    to_tag: &[u8],
+    received: Option<SocketAddr>,
+) -> bool {
+    if req.defect().is_some() {
+        return false;
+    }
+    let (Some(from), Some(to), Some(call_id), Some(cseq)) = (
+        req.header(HeaderName::From),
+        req.header(HeaderName::To),
+        req.header(HeaderName::CallId),
+        req.header(HeaderName::CSeq),
+    ) else {
+        return false;
+    };
+    // Values are views of the request's bytes: their addresses are their order.
+    if !(from.as_ptr() < to.as_ptr()
+        && to.as_ptr() < call_id.as_ptr()
+        && call_id.as_ptr() < cseq.as_ptr())
+    {
+        return false;
+    }
+    let raw = req.as_bytes();
+    let mut top = true;
+    for via in req.headers_named(HeaderName::Via) {
+        push_via(out, req, raw, via, &mut top, received);
+    }
+    push_line(out, raw, from, b"From: ");
+    push_to(out, req, raw, to, to_tag);
+    push_line(out, raw, call_id, b"Call-ID: ");
+    push_line(out, raw, cseq, b"CSeq: ");
+    true
+}
+
+/// All Vias first, then From, To, Call-ID and CSeq in request order: for any request
+/// [`copy_usual`] does not take (out of line).
 #[cold]
 #[inline(never)]
 fn copy_in_two_passes(
@@ -146,10 +168,16 @@ fn copy_in_two_passes(
     let raw = req.as_bytes();
     let mut top = true;
     for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-        push_via(out, req, raw, h, &mut top, received);
+        push_via(out, req, raw, h.value, &mut top, received);
     }
     for h in req.headers() {
-        push_dialog_line(out, req, raw, h, to_tag);
+        match h.name {
+            HeaderName::From => push_line(out, raw, h.value, b"From: "),
+            HeaderName::To => push_to(out, req, raw, h.value, to_tag),
+            HeaderName::CallId => push_line(out, raw, h.value, b"Call-ID: "),
+            HeaderName::CSeq => push_line(out, raw, h.value, b"CSeq: "),
+            _ => {}
+        }
     }
 }
 
@@ -160,12 +188,12 @@ fn push_via(
     out: &mut Vec<u8>,
     req: &Request<'_>,
     raw: &[u8],
-    h: &Header<'_>,
+    value: &[u8],
     top: &mut bool,
     received: Option<SocketAddr>,
 ) {
     if !*top {
-        push_line(out, raw, h, b"Via");
+        push_line(out, raw, value, b"Via: ");
         return;
     }
     *top = false;
@@ -173,10 +201,10 @@ fn push_via(
     match req.parsed_top_via() {
         // The usual one value per line: the parsed top Via is the whole value (a valid Via has
         // no comma outside a quoted string), no need to split it again.
-        Some(via) if via.raw.as_ptr() == h.value.as_ptr() && via.raw.len() == h.value.len() => {
-            write_top_via(out, h.value, Some(via), received);
+        Some(via) if via.raw.as_ptr() == value.as_ptr() && via.raw.len() == value.len() => {
+            write_top_via(out, value, Some(via), received);
         }
-        _ => write_top_via_line(out, req, h.value, received),
+        _ => write_top_via_line(out, req, value, received),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -202,46 +230,31 @@ fn write_top_via_line(
     }
 }
 
-/// Appends a From, To (with `;tag=<to_tag>` when the request's To has none), Call-ID or CSeq
-/// line of the request; other headers are skipped.
+/// Appends the To line of the request, with `;tag=<to_tag>` when its To has none.
 #[inline(always)]
-fn push_dialog_line(
-    out: &mut Vec<u8>,
-    req: &Request<'_>,
-    raw: &[u8],
-    h: &Header<'_>,
-    to_tag: &[u8],
-) {
-    match h.name {
-        HeaderName::From => push_line(out, raw, h, b"From"),
-        HeaderName::CallId => push_line(out, raw, h, b"Call-ID"),
-        HeaderName::CSeq => push_line(out, raw, h, b"CSeq"),
-        HeaderName::To => {
-            let has_tag = match req.parsed_to() {
-                Some(t) => t.tag().is_some(),
-                None => to_has_tag(req),
-            };
-            if has_tag || to_tag.is_empty() {
-                push_line(out, raw, h, b"To");
-                return;
-            }
-            match line_in(raw, h, b"To", false) {
-                Some(line) => out.extend_from_slice(line),
-                None => {
-                    out.extend_from_slice(b"To: ");
-                    out.extend_from_slice(h.value);
-                }
-            }
-            out.extend_from_slice(b";tag=");
-            // The engine's tags are 16 hex digits: a copy of known size (no `memcpy` call).
-            match <&[u8; 16]>::try_from(to_tag) {
-                Ok(tag) => out.extend_from_slice(tag),
-                Err(_) => out.extend_from_slice(to_tag),
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-        _ => {}
+fn push_to(out: &mut Vec<u8>, req: &Request<'_>, raw: &[u8], value: &[u8], to_tag: &[u8]) {
+    let has_tag = match req.parsed_to() {
+        Some(t) => t.tag().is_some(),
+        None => to_has_tag(req),
+    };
+    if has_tag || to_tag.is_empty() {
+        push_line(out, raw, value, b"To: ");
+        return;
     }
+    match line_in(raw, value, b"To: ", false) {
+        Some(line) => out.extend_from_slice(line),
+        None => {
+            out.extend_from_slice(b"To: ");
+            out.extend_from_slice(value);
+        }
+    }
+    out.extend_from_slice(b";tag=");
+    // The engine's tags are 16 hex digits: a copy of known size (no `memcpy` call).
+    match <&[u8; 16]>::try_from(to_tag) {
+        Ok(tag) => out.extend_from_slice(tag),
+        Err(_) => out.extend_from_slice(to_tag),
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether the request's To has a tag, when validation did not parse it (out of line: rare).
@@ -251,37 +264,39 @@ fn to_has_tag(req: &Request<'_>) -> bool {
     req.to().is_ok_and(|t| t.tag().is_some())
 }
 
-/// Appends `name: value` CRLF for a request header: the request's own line in one copy when
-/// it already reads exactly so (the usual case), otherwise piece by piece. Inlined: the name's
-/// length is then known where it is compared (no `memcmp` call).
+/// Appends `head` (`Name: `), a request header's `value` and CRLF: the request's own line in
+/// one copy when it reads exactly so (the usual case), otherwise piece by piece. Inlined: the
+/// head's length is then known where it is compared (no `memcmp` call).
 #[inline(always)]
-fn push_line(out: &mut Vec<u8>, raw: &[u8], h: &Header<'_>, name: &[u8]) {
-    if let Some(line) = line_in(raw, h, name, true) {
+fn push_line<const N: usize>(out: &mut Vec<u8>, raw: &[u8], value: &[u8], head: &[u8; N]) {
+    if let Some(line) = line_in(raw, value, head, true) {
         out.extend_from_slice(line);
         return;
     }
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(h.value);
+    out.extend_from_slice(head);
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// The bytes of the request `raw` that read `name: value` (plus CRLF with `crlf`) for header
-/// `h`, when its line is written exactly so: `name` as given, one SP after the colon, the
-/// value in place (its address is checked, so these are the very bytes of `h.value`).
-fn line_in<'r>(raw: &'r [u8], h: &Header<'_>, name: &[u8], crlf: bool) -> Option<&'r [u8]> {
-    // The name and the value's address first: no offsets needed to rule a line out.
-    if h.raw_name != name || h.value.as_ptr() != h.raw_name.as_ptr().wrapping_add(name.len() + 2) {
-        return None;
-    }
-    let at = (h.raw_name.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
-    if at >= raw.len() {
-        return None;
-    }
-    let end = at + name.len() + 2 + h.value.len();
-    let line = raw.get(at..if crlf { end + 2 } else { end })?;
-    let placed =
-        line.get(name.len()..name.len() + 2) == Some(b": ") && (!crlf || line.ends_with(b"\r\n"));
+/// The bytes of the request `raw` that read `head`, then `value` (plus CRLF with `crlf`),
+/// when `value` lies in `raw` and the bytes around it read so: exactly what would be written
+/// piece by piece, in one piece. Only addresses are compared for the value (the same bytes),
+/// the head and CRLF by content.
+#[inline(always)]
+fn line_in<'r, const N: usize>(
+    raw: &'r [u8],
+    value: &[u8],
+    head: &[u8; N],
+    crlf: bool,
+) -> Option<&'r [u8]> {
+    // Wrapping offsets: a value outside `raw` gives a range `get` refuses (it starts past its
+    // end, or ends past `raw`'s).
+    let at = (value.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    let end = at
+        .wrapping_add(value.len())
+        .wrapping_add(if crlf { 2 } else { 0 });
+    let line = raw.get(at.wrapping_sub(N)..end)?;
+    let placed = line.first_chunk::<N>() == Some(head) && (!crlf || line.ends_with(b"\r\n"));
     placed.then_some(line)
 }
 
@@ -427,6 +442,16 @@ const PAIRS: [[u8; 2]; 100] = {
 /// first digit lowest), and their count; `None` from 10^8 on. Divisions by constants, no loop.
 fn decimal8(n: u32) -> Option<(u64, usize)> {
     let n = usize::try_from(n).ok().filter(|&n| n < 100_000_000)?;
+    if n < 10_000 {
+        // The usual port or delta: two pairs, half the divisions.
+        let [c0, c1] = PAIRS[n / 100];
+        let [d0, d1] = PAIRS[n % 100];
+        let word = u64::from(u32::from_le_bytes([c0, c1, d0, d1]));
+        let zeros =
+            ((word ^ u64::from_le_bytes([b'0', b'0', b'0', 0, 0, 0, 0, 0])).trailing_zeros() / 8)
+                .min(3);
+        return Some((word >> (8 * zeros), 4 - zeros as usize));
+    }
     let [a0, a1] = PAIRS[n / 1_000_000 % 100];
     let [b0, b1] = PAIRS[n / 10_000 % 100];
     let [c0, c1] = PAIRS[n / 100 % 100];
@@ -504,9 +529,10 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
 
 /// Appends the RFC 1123 date (`Sat, 13 Nov 2010 23:29:00 GMT`, §20.17) for Unix seconds.
 pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
     let days = unix_secs / 86_400;
     let secs = unix_secs % 86_400;
@@ -520,9 +546,35 @@ pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut s = String::with_capacity(32);
+    // Four-digit years (until 9999) as one fixed-width text, without `core::fmt` (its
+    // ~2,000 instructions ran once a second per engine).
+    if !(0..10_000).contains(&year) {
+        write_http_date_fmt(out, days, secs, day, month, year);
+        return;
+    }
+    let pair = |n: i64| PAIRS[usize::try_from(n % 100).unwrap_or(0)];
+    let [w0, w1, w2] = *DAYS[usize::try_from(days % 7).unwrap_or(0)];
+    let [d0, d1] = pair(day);
+    let [m0, m1, m2] = *MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    let [c0, c1] = pair(year / 100);
+    let [y0, y1] = pair(year);
+    out.extend_from_slice(&[
+        w0, w1, w2, b',', b' ', d0, d1, b' ', m0, m1, m2, b' ', c0, c1, y0, y1, b' ',
+    ]);
+    push_clock(out, secs);
+}
+
+/// [`write_http_date`] through `core::fmt`, for the years it does not write itself (from
+/// 10000 on).
+#[cold]
+#[inline(never)]
+fn write_http_date_fmt(out: &mut Vec<u8>, days: u64, secs: u64, day: i64, month: i64, year: i64) {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let _ = write!(
-        s,
+        out,
         "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
         DAYS[usize::try_from(days % 7).unwrap_or(0)],
         MONTHS[usize::try_from(month - 1).unwrap_or(0)],
@@ -530,7 +582,15 @@ pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
         (secs / 60) % 60,
         secs % 60
     );
-    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends `HH:MM:SS GMT` for the seconds of a day.
+fn push_clock(out: &mut Vec<u8>, secs: u64) {
+    let pair = |n: u64| PAIRS[usize::try_from(n % 100).unwrap_or(0)];
+    let [h0, h1] = pair(secs / 3600);
+    let [m0, m1] = pair((secs / 60) % 60);
+    let [s0, s1] = pair(secs % 60);
+    out.extend_from_slice(&[h0, h1, b':', m0, m1, b':', s0, s1, b' ', b'G', b'M', b'T']);
 }
 
 #[cfg(test)]
@@ -601,6 +661,37 @@ mod tests {
             write_http_date(&mut out, *secs);
             assert_eq!(std::str::from_utf8(&out).unwrap(), *want);
         }
+        // Every day of four centuries, at a moving time of day, and the years past 9999
+        // (through `core::fmt`), against `core::fmt` directly.
+        let samples = (0..150_000u64)
+            .map(|d| d * 86_400 + (d * 7_919) % 86_400)
+            .chain([253_402_300_799, 253_402_300_800, 1 << 40, u64::MAX / 2]);
+        for secs in samples {
+            let mut out = Vec::new();
+            write_http_date(&mut out, secs);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                reference_http_date(secs),
+                "{secs}"
+            );
+        }
+    }
+
+    /// The date through `core::fmt` from the civil date (the oracle of `write_http_date`).
+    fn reference_http_date(unix_secs: u64) -> String {
+        let days = unix_secs / 86_400;
+        let z = i64::try_from(days).unwrap() + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let mut out = Vec::new();
+        write_http_date_fmt(&mut out, days, unix_secs % 86_400, day, month, year);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
