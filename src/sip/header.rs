@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use memchr::{memchr2, memchr3};
 
+use super::lines::find2;
 use super::parse::Header;
 use super::uri::Uri;
 use super::{
@@ -610,7 +611,8 @@ impl<'b> NameAddr<'b> {
             (None, v)
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            let gt = find_near(b'>', inner).ok_or(Error::BadNameAddr)?;
+            // (One byte looked for as either of two.)
+            let gt = find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             let tag = first_tag(params, &mut visit)?;
@@ -690,41 +692,11 @@ fn first_tag_general<'b>(
     }
 }
 
-/// Index of the first `needle` in `hay`, looked for eight bytes at a time: cheaper than
-/// memchr's dispatch when the needle is a few words in (the `>` after a bracketed URI).
-#[inline(always)]
-fn find_near(needle: u8, hay: &[u8]) -> Option<usize> {
-    find_near2(needle, needle, hay)
-}
-
-/// Index of the first `a` or `b` in `hay`, eight bytes at a time (with `a == b` the two masks
-/// are one and the same: [`find_near`]).
-fn find_near2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    // The lowest set bit marks the first zero byte of `x` exactly (a borrow can only mark
-    // bytes above a zero one), so the lower of two such bits is the first of either byte.
-    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7);
-    let mut at = 0;
-    while let Some(word) = hay
-        .get(at..at + 8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-    {
-        let w = u64::from_le_bytes(word);
-        let found = zeros(w ^ (ONES * u64::from(a))) | zeros(w ^ (ONES * u64::from(b)));
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    let tail = hay.get(at..).unwrap_or_default();
-    tail.iter().position(|&c| c == a || c == b).map(|i| at + i)
-}
-
 /// Index of the quote closing the quoted string that starts at `s[0]`.
 fn closing_quote(s: &[u8]) -> Option<usize> {
     let mut i = 1;
     loop {
-        i += memchr2(b'"', b'\\', s.get(i..)?)?;
+        i += find2(b'"', b'\\', s.get(i..)?)?;
         if s.get(i) == Some(&b'"') {
             return Some(i);
         }
@@ -1230,7 +1202,7 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
     // A quote inside the brackets would hide the `>` from the comma split.
-    let gt = find_near2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?;
+    let gt = find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?;
     let params = inner.get(gt + 1..).unwrap_or_default();
     let mut reader = FieldsReader::default();
     let mut tag = None;
@@ -1514,41 +1486,6 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn find_near_matches_position(
-            hay in proptest::collection::vec(proptest::sample::select(
-                vec![b'>', b'=', b'?', 0x00, 0x7f, 0x80, 0xbe, 0xff, b'a']
-            ), 0..40),
-        ) {
-            proptest::prop_assert_eq!(
-                find_near(b'>', &hay),
-                hay.iter().position(|&b| b == b'>')
-            );
-        }
-    }
-
-    #[test]
-    fn find_near_finds_the_first() {
-        for len in 0..40 {
-            for at in 0..len {
-                for later in [None, Some(at + 1), Some(len - 1)] {
-                    let mut hay = vec![b'a'; len];
-                    hay[at] = b'>';
-                    if let Some(l) = later.filter(|&l| l < len) {
-                        hay[l] = b'>';
-                    }
-                    // A byte one below the needle borrows in the word arithmetic.
-                    if at > 0 {
-                        hay[at - 1] = b'>' - 1;
-                    }
-                    assert_eq!(find_near(b'>', &hay), Some(at), "{len} {at}");
-                }
-            }
-            assert_eq!(find_near(b'>', &vec![b'='; len]), None);
-        }
-    }
-
     #[test]
     fn header_names() {
         let table: &[(&[u8], HeaderName)] = &[
@@ -1737,20 +1674,6 @@ mod tests {
                 let [usual, general] = contact_walks(&[value.as_bytes(), b"<sip:x@y>;q=1"]);
                 proptest::prop_assert_eq!(usual, general, "{:?}", value);
             }
-        }
-    }
-
-    #[test]
-    fn find_near2_finds_the_first_of_either() {
-        for (hay, want) in [
-            (&b"sip:u1@192.0.2.10:5060;transport=udp>"[..], Some(36)),
-            (b"sip:a\"b>", Some(5)),
-            (b"0123456789abcdef>", Some(16)),
-            (b"01234567\"", Some(8)),
-            (b"", None),
-            (b"no needles here at all", None),
-        ] {
-            assert_eq!(find_near2(b'>', b'"', hay), want, "{hay:?}");
         }
     }
 

@@ -1,4 +1,5 @@
-//! Line ends (LF) of a message, found 64 bytes at a time.
+//! Line ends (LF) of a message, found 64 bytes at a time, and a search for either of two bytes
+//! 16 at a time.
 //!
 //! Written here rather than taken from `memchr`: memchr answers one search per call, and a
 //! header block is a dozen lines of 15-130 bytes, so its per-call set-up (runtime CPU dispatch,
@@ -54,7 +55,7 @@ fn lf_mask(buf: &[u8], at: usize) -> u64 {
     chunks
         .iter()
         .rev()
-        .fold(0, |mask, chunk| mask << 16 | u64::from(lf16(*chunk)))
+        .fold(0, |mask, chunk| mask << 16 | u64::from(eq16(*chunk, b'\n')))
 }
 
 /// [`lf_mask`] for the last, shorter block: whole 16-byte chunks, then the 16 bytes that end
@@ -66,10 +67,10 @@ fn lf_mask_short(buf: &[u8], at: usize) -> u64 {
     let mut mask = chunks
         .iter()
         .rev()
-        .fold(0, |mask, chunk| mask << 16 | u64::from(lf16(*chunk)));
+        .fold(0, |mask, chunk| mask << 16 | u64::from(eq16(*chunk, b'\n')));
     if !tail.is_empty() {
         let bits = match buf.last_chunk::<16>() {
-            Some(last) => lf16(*last) >> (16 - tail.len()),
+            Some(last) => eq16(*last, b'\n') >> (16 - tail.len()),
             None => tail
                 .iter()
                 .rev()
@@ -80,24 +81,48 @@ fn lf_mask_short(buf: &[u8], at: usize) -> u64 {
     mask
 }
 
-/// A bit per LF of 16 bytes.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline]
-fn lf16(chunk: [u8; 16]) -> u32 {
-    use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
-    let lf = set_splat_i8_m128i(b'\n' as i8);
-    // The mask has 16 bits: the i32 is never negative.
-    move_mask_i8_m128i(cmp_eq_mask_i8_m128i(m128i::from(chunk), lf)) as u32
+/// Index of the first `a` or `b` in `hay`, 16 bytes per step (for haystacks of a few dozen
+/// bytes, where memchr's per-call set-up is most of its cost).
+pub(crate) fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let either = |chunk: [u8; 16]| eq16(chunk, a) | eq16(chunk, b);
+    let (chunks, tail) = hay.as_chunks::<16>();
+    for (k, chunk) in chunks.iter().enumerate() {
+        let bits = either(*chunk);
+        if bits != 0 {
+            return Some(16 * k + bits.trailing_zeros() as usize);
+        }
+    }
+    let bits = match hay.last_chunk::<16>() {
+        // The 16 bytes that end `hay`, of which the last `tail.len()` are not looked at yet.
+        Some(last) if !tail.is_empty() => either(*last) >> (16 - tail.len()),
+        Some(_) => 0,
+        None => tail
+            .iter()
+            .rev()
+            .fold(0, |bits, &c| bits << 1 | u32::from(c == a || c == b)),
+    };
+    (bits != 0).then(|| 16 * chunks.len() + bits.trailing_zeros() as usize)
 }
 
-/// A bit per LF of 16 bytes (other targets: the compiler vectorises what it can).
+/// A bit per byte of `chunk` equal to `byte`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn eq16(chunk: [u8; 16], byte: u8) -> u32 {
+    use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+    let splat = set_splat_i8_m128i(i8::from_ne_bytes([byte]));
+    // The mask has 16 bits: the i32 is never negative.
+    move_mask_i8_m128i(cmp_eq_mask_i8_m128i(m128i::from(chunk), splat)) as u32
+}
+
+/// A bit per byte of `chunk` equal to `byte` (other targets: the compiler vectorises what it
+/// can).
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline]
-fn lf16(chunk: [u8; 16]) -> u32 {
+fn eq16(chunk: [u8; 16], byte: u8) -> u32 {
     chunk
         .iter()
         .rev()
-        .fold(0, |bits, &b| bits << 1 | u32::from(b == b'\n'))
+        .fold(0, |bits, &b| bits << 1 | u32::from(b == byte))
 }
 
 #[cfg(test)]
@@ -143,6 +168,32 @@ mod tests {
             LineEnds::new(b"no line end at all, longer than sixteen").next(),
             None
         );
+    }
+
+    #[test]
+    fn find2_every_length_and_position() {
+        for len in 0..80 {
+            for at in 0..=len {
+                for (pos, other) in [(at, b'"'), (at, b'\\')] {
+                    let mut hay = vec![b'a'; len];
+                    if let Some(b) = hay.get_mut(pos) {
+                        *b = other;
+                    }
+                    let want = hay.iter().position(|&c| c == b'"' || c == b'\\');
+                    assert_eq!(find2(b'"', b'\\', &hay), want, "{len} {pos}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find2_finds_what_a_byte_loop_finds(
+            hay in proptest::collection::vec(proptest::sample::select(vec![b'"', b'>', b'a', b'\n']), 0..100),
+        ) {
+            let want = hay.iter().position(|&c| c == b'"' || c == b'>');
+            proptest::prop_assert_eq!(find2(b'"', b'>', &hay), want);
+        }
     }
 
     proptest::proptest! {
