@@ -432,33 +432,51 @@ impl Update<'_, '_> {
             bindings.clear();
             return Ok(Changed { any, stored: false });
         }
-        if self.wanted.is_empty() {
-            return Ok(Changed::default());
+        match self.wanted {
+            [] => Ok(Changed::default()),
+            [w] => self.apply_one(w, bindings, cfg, total),
+            _ => self.apply_many(bindings, cfg, total),
         }
+    }
+
+    /// [`Update::apply_many`] for a request with one contact (the usual REGISTER): the same
+    /// step, checks and changes in the same order, without a list of steps.
+    fn apply_one(
+        &self,
+        w: &Wanted<'_>,
+        bindings: &mut Bindings<'_>,
+        cfg: &EngineConfig,
+        total: Option<usize>,
+    ) -> Result<Changed, Error> {
+        let step = step_of(bindings, w, false, self.call_id, self.cseq)?;
+        let mut tally = Tally::default();
+        tally.count(step);
+        let evictions = tally.evictions(bindings.len(), cfg, total)?;
+        match step {
+            Step::Refresh(idx) => bindings.replace(idx, &self.common.binding(w)),
+            Step::Remove(idx) => bindings.remove(idx),
+            Step::Keep | Step::Insert => {}
+        }
+        evict(bindings, evictions);
+        if step == Step::Insert {
+            bindings.push(&self.common.binding(w));
+        }
+        Ok(tally.changed(evictions))
+    }
+
+    /// [`Update::apply`] for any number of contacts: a plan first, then its steps.
+    fn apply_many(
+        &self,
+        bindings: &mut Bindings<'_>,
+        cfg: &EngineConfig,
+        total: Option<usize>,
+    ) -> Result<Changed, Error> {
         // Filled in place: a `Plan` returned through `Result` is moved twice.
         let mut plan = Plan::default();
         plan_updates(&mut plan, bindings, self.wanted, self.call_id, self.cseq)?;
-        let mut count = bindings.len() + plan.inserts - plan.removals;
-        let mut evictions = 0;
-        while count > cfg.max_contacts {
-            if !cfg.evict_oldest || evictions >= bindings.len() - plan.touched() {
-                return Err(Error::TooManyBindings);
-            }
-            evictions += 1;
-            count -= 1;
-        }
-        if let Some(total) = total {
-            if plan.inserts > evictions + plan.removals
-                && total + plan.inserts - evictions - plan.removals > cfg.max_bindings
-            {
-                return Err(Error::TooManyBindings);
-            }
-        }
+        let evictions = plan.tally.evictions(bindings.len(), cfg, total)?;
         apply(bindings, self.wanted, &plan, evictions, self.common);
-        Ok(Changed {
-            any: plan.inserts + plan.refreshes + plan.removals + evictions > 0,
-            stored: plan.inserts + plan.refreshes > 0,
-        })
+        Ok(plan.tally.changed(evictions))
     }
 }
 
@@ -577,15 +595,67 @@ enum Step {
 struct Plan {
     /// One step per wanted contact.
     steps: SmallVec<[Step; 4]>,
+    tally: Tally,
+}
+
+/// How many existing bindings a request's steps refresh and remove, and how many they insert.
+#[derive(Clone, Copy, Default)]
+struct Tally {
     inserts: usize,
     refreshes: usize,
     removals: usize,
 }
 
-impl Plan {
+impl Tally {
+    fn count(&mut self, step: Step) {
+        match step {
+            Step::Insert => self.inserts += 1,
+            Step::Refresh(_) => self.refreshes += 1,
+            Step::Remove(_) => self.removals += 1,
+            Step::Keep => {}
+        }
+    }
+
     /// Existing bindings this request refreshes or removes (they are not eviction candidates).
     fn touched(&self) -> usize {
         self.refreshes + self.removals
+    }
+
+    /// The limits against an AOR with `len` bindings: how many of its oldest untouched
+    /// bindings to evict to stay within max contacts (with `evict_oldest`), or 503 when that
+    /// is not allowed or not enough, or when `total` (the store's binding count) would pass
+    /// the global limit.
+    fn evictions(
+        &self,
+        len: usize,
+        cfg: &EngineConfig,
+        total: Option<usize>,
+    ) -> Result<usize, Error> {
+        let mut count = len + self.inserts - self.removals;
+        let mut evictions = 0;
+        while count > cfg.max_contacts {
+            if !cfg.evict_oldest || evictions >= len - self.touched() {
+                return Err(Error::TooManyBindings);
+            }
+            evictions += 1;
+            count -= 1;
+        }
+        if let Some(total) = total {
+            if self.inserts > evictions + self.removals
+                && total + self.inserts - evictions - self.removals > cfg.max_bindings
+            {
+                return Err(Error::TooManyBindings);
+            }
+        }
+        Ok(evictions)
+    }
+
+    /// What the steps and `evictions` did.
+    fn changed(&self, evictions: usize) -> Changed {
+        Changed {
+            any: self.inserts + self.refreshes + self.removals + evictions > 0,
+            stored: self.inserts + self.refreshes > 0,
+        }
     }
 }
 
@@ -604,39 +674,42 @@ fn plan_updates(
             .unwrap_or_default()
             .iter()
             .any(|o| same_contact(o, w));
-        let found = bindings.iter().position(|b| binding_matches(b, w));
-        let mut replay = false;
-        if let Some(idx) = found {
-            let b = bindings.get(idx).ok_or(Error::OutOfOrder)?;
-            if b.call_id() == call_id {
-                if cseq < b.cseq() {
-                    return Err(Error::OutOfOrder);
-                }
-                replay = cseq == b.cseq();
-            }
-        }
-        let step = if repeated || replay {
-            Step::Keep
-        } else {
-            match (found, w.expires) {
-                (Some(idx), 0) => {
-                    plan.removals += 1;
-                    Step::Remove(idx)
-                }
-                (Some(idx), _) => {
-                    plan.refreshes += 1;
-                    Step::Refresh(idx)
-                }
-                (None, 0) => Step::Keep,
-                (None, _) => {
-                    plan.inserts += 1;
-                    Step::Insert
-                }
-            }
-        };
+        let step = step_of(bindings, w, repeated, call_id, cseq)?;
+        plan.tally.count(step);
         plan.steps.push(step);
     }
     Ok(())
+}
+
+/// The step for contact `w` (`repeated`: the request names it again later). A binding of
+/// the request's Call-ID with a higher CSeq fails the whole request.
+fn step_of(
+    bindings: &Bindings<'_>,
+    w: &Wanted<'_>,
+    repeated: bool,
+    call_id: &[u8],
+    cseq: u32,
+) -> Result<Step, Error> {
+    let found = bindings.iter().position(|b| binding_matches(b, w));
+    let mut replay = false;
+    if let Some(idx) = found {
+        let b = bindings.get(idx).ok_or(Error::OutOfOrder)?;
+        if b.call_id() == call_id {
+            if cseq < b.cseq() {
+                return Err(Error::OutOfOrder);
+            }
+            replay = cseq == b.cseq();
+        }
+    }
+    if repeated || replay {
+        return Ok(Step::Keep);
+    }
+    Ok(match (found, w.expires) {
+        (Some(idx), 0) => Step::Remove(idx),
+        (Some(idx), _) => Step::Refresh(idx),
+        (None, 0) => Step::Keep,
+        (None, _) => Step::Insert,
+    })
 }
 
 /// A contact's parameters to echo, in the order they are handed over: the request's own bytes
@@ -722,20 +795,20 @@ fn apply(
     bindings: &mut Bindings<'_>,
     wanted: &[Wanted<'_>],
     plan: &Plan,
-    mut evictions: usize,
+    evictions: usize,
     common: &Common<'_>,
 ) {
     // Refreshes first (indices stay valid), then removals from the highest index down, then
     // evictions of the oldest untouched bindings, then inserts. Each pass only when the plan
     // has such steps.
-    if plan.refreshes > 0 {
+    if plan.tally.refreshes > 0 {
         for (w, step) in wanted.iter().zip(&plan.steps) {
             if let Step::Refresh(idx) = *step {
                 bindings.replace(idx, &common.binding(w));
             }
         }
     }
-    if plan.removals > 0 {
+    if plan.tally.removals > 0 {
         let mut removals: SmallVec<[usize; 4]> = plan
             .steps
             .iter()
@@ -750,19 +823,24 @@ fn apply(
             bindings.remove(idx);
         }
     }
-    while evictions > 0 {
-        let Some(oldest) = bindings.oldest() else {
-            break;
-        };
-        bindings.remove(oldest);
-        evictions -= 1;
-    }
-    if plan.inserts > 0 {
+    evict(bindings, evictions);
+    if plan.tally.inserts > 0 {
         for (w, step) in wanted.iter().zip(&plan.steps) {
             if *step == Step::Insert {
                 bindings.push(&common.binding(w));
             }
         }
+    }
+}
+
+/// Removes the `n` oldest bindings, one at a time.
+fn evict(bindings: &mut Bindings<'_>, mut n: usize) {
+    while n > 0 {
+        let Some(oldest) = bindings.oldest() else {
+            break;
+        };
+        bindings.remove(oldest);
+        n -= 1;
     }
 }
 
@@ -1089,8 +1167,11 @@ mod tests {
                         for cseq in [3, 5, 6] {
                             let want = reference_plan(&bindings, &wanted, call_id, cseq);
                             let mut p = Plan::default();
-                            let got = plan_updates(&mut p, &bindings, &wanted, call_id, cseq)
-                                .map(|()| (p.steps.to_vec(), p.inserts, p.refreshes, p.removals));
+                            let got =
+                                plan_updates(&mut p, &bindings, &wanted, call_id, cseq).map(|()| {
+                                    let t = p.tally;
+                                    (p.steps.to_vec(), t.inserts, t.refreshes, t.removals)
+                                });
                             assert_eq!(got, want);
                             compared += 1;
                         }
@@ -1099,6 +1180,104 @@ mod tests {
             }
         }
         assert!(compared > 2000, "{compared}");
+    }
+
+    /// One contact through `apply_one` does what the general plan-then-apply does with it:
+    /// the same outcome and the same bindings left, for every stored list, contact, expiry,
+    /// Call-ID/CSeq, contact limit (reject or evict) and global limit tried.
+    #[test]
+    fn one_contact_is_the_general_path() {
+        let contacts: [&[u8]; 3] = [b"sip:a@h", b"sip:b@h", b"sip:A@H;transport=udp"];
+        let stored = |contact: &[u8], call_id: &[u8], cseq: u32, at: u32| {
+            Binding::pack(&NewBinding {
+                call_id,
+                cseq,
+                registered_at: at,
+                expires_at: at + 100,
+                ..stored_nb(contact)
+            })
+        };
+        let lists: Vec<Vec<Binding>> = vec![
+            vec![],
+            vec![stored(b"sip:a@h", b"c1", 5, 10)],
+            vec![
+                stored(b"sip:b@h", b"c2", 3, 20),
+                stored(b"sip:a@h", b"c1", 5, 10),
+            ],
+            vec![
+                stored(b"sip:b@h", b"c1", 7, 5),
+                stored(b"sip:c@h", b"c1", 5, 30),
+            ],
+        ];
+        let common = |call_id: &'static [u8], cseq: u32| Common {
+            joined: b"",
+            call_id,
+            cseq,
+            path: b"",
+            source: "192.0.2.9:5060".parse().unwrap(),
+            transport: crate::store::Transport::Udp,
+            conn: None,
+            user_agent: b"UA",
+            now_secs: 50,
+        };
+        let mut compared = 0;
+        let mut outcomes = Vec::new();
+        for list in &lists {
+            for (contact, expires) in contacts.iter().flat_map(|c| [(c, 0), (c, 60)]) {
+                let w = [Wanted {
+                    expires,
+                    ..wanted(Uri::parse(contact).unwrap(), None)
+                }];
+                for (call_id, cseq) in [(&b"c1"[..], 3), (b"c1", 5), (b"c1", 6), (b"c9", 1)] {
+                    let common = common(call_id, cseq);
+                    let update = Update {
+                        wildcard: false,
+                        wanted: &w,
+                        call_id,
+                        cseq,
+                        common: &common,
+                    };
+                    for (max_contacts, evict_oldest) in
+                        [(1, false), (1, true), (2, true), (10, false)]
+                    {
+                        let cfg = EngineConfig {
+                            max_contacts,
+                            evict_oldest,
+                            max_bindings: 4,
+                            ..EngineConfig::default()
+                        };
+                        for total in [None, Some(0), Some(4)] {
+                            let run = |many: bool| {
+                                let mut l: crate::store::BindingList =
+                                    list.iter().cloned().collect();
+                                let mut b = Bindings::detached(&mut l);
+                                let got = if many {
+                                    update.apply_many(&mut b, &cfg, total)
+                                } else {
+                                    update.apply(&mut b, &cfg, total)
+                                };
+                                (got.map(|c| (c.any, c.stored)), l.to_vec())
+                            };
+                            let want = run(true);
+                            assert_eq!(run(false), want);
+                            outcomes.push(want.0);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 6 * 4 * 4 * 3);
+        // Inserts and refreshes, removals, no-ops, 503 for the limits and out-of-order all seen.
+        for o in [
+            Ok((true, true)),
+            Ok((true, false)),
+            Ok((false, false)),
+            Err(Error::TooManyBindings),
+            Err(Error::OutOfOrder),
+        ] {
+            assert!(outcomes.contains(&o), "{o:?}");
+        }
     }
 
     /// Echoed parameters come out as the pieces joined one after another, whatever the pieces,

@@ -384,6 +384,9 @@ mod intern {
         ua.get(..ua.len().min(MAX_LEN)).unwrap_or_default()
     }
 
+    /// The id of a User-Agent. Inlined: the usual value, this thread's last one, is found
+    /// with one comparison; the table lookup stays out of line.
+    #[inline]
     pub(super) fn id(ua: &[u8]) -> u32 {
         let ua = cut(ua);
         if ua.is_empty() {
@@ -393,6 +396,12 @@ mod intern {
         if value == ua {
             return last;
         }
+        lookup(ua)
+    }
+
+    /// [`id`] through the shared table (adding the value when it is new).
+    #[inline(never)]
+    fn lookup(ua: &[u8]) -> u32 {
         let found = {
             let t = table()
                 .read()

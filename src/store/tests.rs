@@ -638,3 +638,24 @@ fn key_from_text_is_key_from_str() {
     assert!(AorKey::new("sip:a@x") < AorKey::from_text(b"sip:b@x"));
     assert_eq!(AorKey::from_text(b"sip:\xff@x").as_str(), "sip:\u{fffd}@x");
 }
+
+/// The word-wise ASCII check answers what `<[u8]>::is_ascii` answers, for every length up to
+/// 80 with one non-ASCII byte at each position (and none).
+#[test]
+fn ascii_check_is_std_is_ascii() {
+    let mut compared = 0;
+    for len in 0..=80usize {
+        let text: Vec<u8> = (0..len).map(|i| b"sip:u1@example.com;x"[i % 20]).collect();
+        assert!(is_ascii(&text));
+        for at in 0..len {
+            for high in [0x80, 0xc3, 0xff] {
+                let mut t = text.clone();
+                t[at] = high;
+                assert_eq!(is_ascii(&t), t.is_ascii(), "{len} {at}");
+                assert!(!is_ascii(&t));
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 3 * 80 * 81 / 2);
+}
