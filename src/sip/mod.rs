@@ -38,7 +38,7 @@ pub use write::{write_http_date, ResponseWriter};
 pub struct Limits {
     /// Largest message (start line + headers + body), bytes. Default 65 535.
     pub max_message_size: usize,
-    /// Header lines per message. Default 128.
+    /// Header lines per message. Default 128 (never more than 65,535, whatever is set).
     pub max_headers: usize,
     /// Contact values per message. Default 32.
     pub max_contacts: usize,

@@ -68,19 +68,23 @@ fn recycle<'b>(mut index: Index<'_>) -> Index<'b> {
 }
 
 /// Position in the index of the first line of each header name (`NONE` when absent), so a
-/// lookup of a single-valued header does not walk the index.
+/// lookup of a single-valued header does not walk the index. Every position fits: a message
+/// has at most [`MAX_LINES`] header lines.
 #[derive(Clone, Copy, Debug)]
 struct First([u16; HeaderName::COUNT]);
+
+/// The most header lines a message may have whatever [`Limits::max_headers`] says (their
+/// positions are kept in u16; a 64 KiB datagram holds at most ~22,000 lines).
+const MAX_LINES: usize = First::NONE as usize;
 
 impl First {
     const NONE: u16 = u16::MAX;
 
-    /// Where to start looking for `name` (past the end of the index when it is absent).
+    /// Where the first line of `name` is (past the end of the index when it is absent).
     fn get(&self, name: HeaderName) -> usize {
         match self.0.get(name as usize) {
-            Some(&Self::NONE) => usize::MAX,
-            Some(&i) => usize::from(i),
-            None => 0,
+            Some(&i) if i != Self::NONE => usize::from(i),
+            _ => usize::MAX,
         }
     }
 }
@@ -93,8 +97,6 @@ struct Census {
     first: First,
     once: u64,
     twice: u64,
-    /// The positions in `first` are exact (they fit in u16).
-    exact: bool,
 }
 
 impl Census {
@@ -105,21 +107,18 @@ impl Census {
         for (i, h) in headers.iter().enumerate() {
             let bit = Self::bit(h.name);
             if once & bit == 0 {
-                if let (Some(slot), Ok(i)) = (first.get_mut(h.name as usize), u16::try_from(i)) {
-                    *slot = i;
+                // (Below `MAX_LINES`, so it fits.)
+                if let Some(slot) = first.get_mut(h.name as usize) {
+                    *slot = i as u16;
                 }
             }
             twice |= once & bit;
             once |= bit;
         }
-        let exact = headers.len() < usize::from(First::NONE);
-        // When positions would not fit (only with a raised `max_headers`) search from the start.
-        let first = First(if exact { first } else { [0; HeaderName::COUNT] });
         Self {
-            first,
+            first: First(first),
             once,
             twice,
-            exact,
         }
     }
 
@@ -128,7 +127,6 @@ impl Census {
         first: First([First::NONE; HeaderName::COUNT]),
         once: 0,
         twice: 0,
-        exact: true,
     };
 
     /// The lines of `headers` that can hold `name`: its one line when it appears once, from
@@ -138,7 +136,7 @@ impl Census {
             return &[];
         }
         let from = headers.get(self.first.get(name)..).unwrap_or_default();
-        if self.exact && !self.repeats(name) {
+        if !self.repeats(name) {
             from.get(..1).unwrap_or_default()
         } else {
             from
@@ -205,14 +203,9 @@ macro_rules! header_accessors {
 
         /// The first value of `name`.
         pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
-            let lines = self
-                .headers
-                .get(self.census.first.get(name)..)
-                .unwrap_or_default();
-            match lines.first() {
+            match self.headers.get(self.census.first.get(name)) {
                 Some(h) if h.name == name => Some(h.value),
-                // Only when positions did not fit in the table: search.
-                _ => lines.iter().find(|h| h.name == name).map(|h| h.value),
+                _ => None,
             }
         }
 
@@ -467,7 +460,7 @@ fn scan_head<'b>(
                 Some((name, len)) => (name, len, len),
                 None => scan_name(line)?,
             };
-            if headers.len() >= limits.max_headers {
+            if headers.len() >= limits.max_headers.min(MAX_LINES) {
                 return Err(Error::TooManyHeaders);
             }
             let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..))
@@ -990,33 +983,54 @@ Content-Length: 0\r\n\r\n";
         }
     }
 
+    /// Up to `MAX_LINES` header lines whatever `max_headers` says: lookups and duplicate
+    /// checks work up to the last one, one line more is too many.
     #[test]
-    fn header_lookups_past_u16_positions() {
-        let mut msg = b"OPTIONS sip:x SIP/2.0\r\n".to_vec();
-        for _ in 0..70_000 {
-            msg.extend_from_slice(b"X: y\r\n");
-        }
-        msg.extend_from_slice(b"Via: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n");
-        msg.extend_from_slice(b"Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    fn header_lines_up_to_u16_positions() {
+        let tail: &[&[u8]] = &[
+            b"Via: SIP/2.0/UDP h\r\n",
+            b"From: <sip:a@b>;tag=1\r\n",
+            b"To: <sip:a@b>\r\n",
+            b"Call-ID: c\r\n",
+            b"CSeq: 1 OPTIONS\r\n",
+        ];
+        let message = |fillers: usize, last: &[u8]| {
+            let mut msg = b"OPTIONS sip:x SIP/2.0\r\n".to_vec();
+            for _ in 0..fillers {
+                msg.extend_from_slice(b"X: y\r\n");
+            }
+            tail.iter().for_each(|line| msg.extend_from_slice(line));
+            msg.extend_from_slice(last);
+            msg.extend_from_slice(b"\r\n");
+            msg
+        };
         let limits = Limits {
             max_headers: 100_000,
             max_message_size: 1 << 20,
             ..Limits::default()
         };
+        let fillers = MAX_LINES - tail.len() - 1;
+        let msg = message(fillers, b"Content-Length: 0\r\n");
         let Ok(Message::Request(r)) = parse_datagram(&msg, &limits) else {
             panic!("not a request");
         };
+        assert_eq!(r.headers().len(), MAX_LINES);
         assert_eq!(r.call_id().unwrap(), b"c");
+        assert_eq!(r.header(HeaderName::ContentLength), Some(&b"0"[..]));
         assert_eq!(r.header(HeaderName::Expires), None);
         assert_eq!(r.headers_named(HeaderName::Via).count(), 1);
         assert_eq!(r.defect(), None);
-        // A second From past the u16 positions is still a duplicate.
-        msg.truncate(msg.len() - 2);
-        msg.extend_from_slice(b"f: <sip:z@b>;tag=2\r\n\r\n");
+        // A second From as the very last line is still a duplicate.
+        let msg = message(fillers, b"f: <sip:z@b>;tag=2\r\n");
         let Ok(Message::Request(r)) = parse_datagram(&msg, &limits) else {
             panic!("not a request");
         };
         assert_eq!(r.defect(), Some(Error::DuplicateHeader("From")));
+        let msg = message(fillers + 1, b"Content-Length: 0\r\n");
+        assert_eq!(
+            parse_datagram(&msg, &limits).unwrap_err(),
+            Error::TooManyHeaders
+        );
     }
 
     #[test]
