@@ -852,6 +852,28 @@ impl<'b> Message<'b> {
 /// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards, from the census's
 /// bits.
 fn common_defect(census: &Census) -> Option<Error> {
+    // The usual message, answered from the bits at once: every one of these present, none of
+    // them (nor Max-Forwards) twice.
+    let once = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ]
+    .map(Census::bit)
+    .iter()
+    .fold(0, |bits, bit| bits | bit);
+    let twice = once & !Census::bit(HeaderName::Via) | Census::bit(HeaderName::MaxForwards);
+    if census.once & once == once && census.twice & twice == 0 {
+        return None;
+    }
+    defect_named(census)
+}
+
+/// [`common_defect`] naming the header at fault, in the order of the checks.
+#[cold]
+fn defect_named(census: &Census) -> Option<Error> {
     if !census.has(HeaderName::Via) {
         return Some(Error::MissingHeader("Via"));
     }
