@@ -594,14 +594,25 @@ fn trim_trailing_wsp(s: &[u8]) -> &[u8] {
 
 /// Content-Length: `Ok(None)` when absent, an error when malformed or conflicting.
 fn content_length(headers: &[Header<'_>], census: &Census) -> Result<Option<usize>, Error> {
+    let value = |h: &Header<'_>| {
+        parse_u32(h.value)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or(Error::BadContentLength)
+    };
+    if !census.repeats(HeaderName::ContentLength) {
+        // Absent or on one line (the usual message): no walk.
+        return headers
+            .get(census.first.get(HeaderName::ContentLength))
+            .map(value)
+            .transpose();
+    }
     let mut found: Option<usize> = None;
     for h in census
         .lines(headers, HeaderName::ContentLength)
         .iter()
         .filter(|h| h.name == HeaderName::ContentLength)
     {
-        let v = parse_u32(h.value).ok_or(Error::BadContentLength)?;
-        let v = usize::try_from(v).map_err(|_| Error::BadContentLength)?;
+        let v = value(h)?;
         match found {
             Some(prev) if prev != v => return Err(Error::ConflictingContentLength),
             _ => found = Some(v),
