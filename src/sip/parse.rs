@@ -800,12 +800,17 @@ impl<'b> Message<'b> {
                 // a defect (RFC 4475 §3.1.2.10), not a reason to drop the request.
                 let start = trim_trailing_wsp(head.start);
                 let trailing_ws = start.len() != head.start.len();
-                // The method is a token ended by SP: one pass finds and checks it.
-                let sp1 = start
-                    .iter()
-                    .position(|&b| !is_token(b))
-                    .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
-                    .ok_or(Error::BadStartLine)?;
+                // The method is a token ended by SP: one pass finds and checks it (a registrar's
+                // usual method is known without it).
+                let sp1 = if start.starts_with(b"REGISTER ") {
+                    8
+                } else {
+                    start
+                        .iter()
+                        .position(|&b| !is_token(b))
+                        .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
+                        .ok_or(Error::BadStartLine)?
+                };
                 let sp2 = if start.ends_with(b" SIP/2.0") {
                     start.len() - 8
                 } else {
