@@ -654,7 +654,9 @@ impl<'b> NameAddr<'b> {
 }
 
 /// Validates header parameters and returns the first `tag`'s value (as `Params::get` would),
-/// handing every parameter to `visit` on the way.
+/// handing every parameter to `visit` on the way. The usual parameters inline, any others
+/// through a call.
+#[inline(always)]
 fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
@@ -674,6 +676,7 @@ fn first_tag<'b>(
 }
 
 /// [`first_tag`] for any parameters.
+#[inline(never)]
 fn first_tag_general<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
