@@ -1083,25 +1083,32 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
 /// hostname-ish) that `s` starts with, and the text after it (not checked): one
 /// pass, where a search for the end of the host-port (`;` in a Via or URI) would look at
 /// the same bytes again.
-#[inline]
+/// The hostname form inline, an IPv6 reference through a call.
+#[inline(always)]
 pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
     let (host, after) = if s.first() == Some(&b'[') {
-        let close = find(b']', s)?;
-        let host = s.get(..=close)?;
-        let inner = host.get(1..host.len() - 1)?;
-        if inner.is_empty()
-            || !inner
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return None;
-        }
-        (host, s.get(close + 1..)?)
+        ipv6_reference(s)?
     } else {
         // The host runs to its first non-hostname character.
         s.split_at(host_len(s))
     };
     port_after(host, after)
+}
+
+/// The IPv6 reference `s` starts with (brackets kept) and the text after it.
+#[inline(never)]
+fn ipv6_reference(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let close = find(b']', s)?;
+    let host = s.get(..=close)?;
+    let inner = host.get(1..host.len() - 1)?;
+    if inner.is_empty()
+        || !inner
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        return None;
+    }
+    Some((host, s.get(close + 1..)?))
 }
 
 /// [`host_port_prefix`] once the host is known to end where `after` starts: the host checked
