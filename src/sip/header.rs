@@ -368,6 +368,7 @@ impl<'b> Params<'b> {
     /// Parameters written without LWS and quoted strings (`;transport=udp`), each `;` token
     /// [ `=` token or IPv6 reference characters ]: valid, checked with fewer steps than
     /// [`Params::scan`]. False does not mean invalid.
+    #[inline(always)]
     pub(crate) fn is_plain(&self) -> bool {
         walk_plain(self.raw, false, |_, _| {}).is_some_and(<[u8]>::is_empty)
     }
