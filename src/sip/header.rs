@@ -964,7 +964,9 @@ impl<'b> Via<'b> {
         }
     }
 
-    /// Validates the parameters, picking out the first `rport` and `plain_end`.
+    /// Validates the parameters, picking out the first `rport` and `plain_end` (out of line:
+    /// the usual parameters take `usual_params`).
+    #[inline(never)]
     fn scan_params(raw: &'b [u8], params: Params<'b>) -> Result<ViaParams<'b>, Error> {
         let mut rport = None;
         let (mut rports, mut received) = (0u32, false);
