@@ -1014,6 +1014,12 @@ impl<'b> Via<'b> {
                 return Ok((transport, skip_lws(after.get(end..).unwrap_or_default())));
             }
         }
+        Self::sent_protocol_general(raw)
+    }
+
+    /// [`Via::sent_protocol`] with white space or another protocol version (out of line).
+    #[inline(never)]
+    fn sent_protocol_general(raw: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), Error> {
         let mut rest = raw;
         let mut parts: [&[u8]; 3] = [b"", b"", b""];
         for (i, part) in parts.iter_mut().enumerate() {
