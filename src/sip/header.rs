@@ -368,6 +368,7 @@ impl<'b> Params<'b> {
     /// Parameters written without LWS and quoted strings (`;transport=udp`), each `;` token
     /// [ `=` token or IPv6 reference characters ]: valid, checked with fewer steps than
     /// [`Params::scan`]. False does not mean invalid.
+    #[inline(always)]
     pub(crate) fn is_plain(&self) -> bool {
         walk_plain(self.raw, false, |_, _| {}).is_some_and(<[u8]>::is_empty)
     }
@@ -654,7 +655,9 @@ impl<'b> NameAddr<'b> {
 }
 
 /// Validates header parameters and returns the first `tag`'s value (as `Params::get` would),
-/// handing every parameter to `visit` on the way.
+/// handing every parameter to `visit` on the way. The usual parameters inline, any others
+/// through a call.
+#[inline(always)]
 fn first_tag<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
@@ -674,6 +677,7 @@ fn first_tag<'b>(
 }
 
 /// [`first_tag`] for any parameters.
+#[inline(never)]
 fn first_tag_general<'b>(
     params: Params<'b>,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
@@ -960,7 +964,9 @@ impl<'b> Via<'b> {
         }
     }
 
-    /// Validates the parameters, picking out the first `rport` and `plain_end`.
+    /// Validates the parameters, picking out the first `rport` and `plain_end` (out of line:
+    /// the usual parameters take `usual_params`).
+    #[inline(never)]
     fn scan_params(raw: &'b [u8], params: Params<'b>) -> Result<ViaParams<'b>, Error> {
         let mut rport = None;
         let (mut rports, mut received) = (0u32, false);
@@ -1008,6 +1014,12 @@ impl<'b> Via<'b> {
                 return Ok((transport, skip_lws(after.get(end..).unwrap_or_default())));
             }
         }
+        Self::sent_protocol_general(raw)
+    }
+
+    /// [`Via::sent_protocol`] with white space or another protocol version (out of line).
+    #[inline(never)]
+    fn sent_protocol_general(raw: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), Error> {
         let mut rest = raw;
         let mut parts: [&[u8]; 3] = [b"", b"", b""];
         for (i, part) in parts.iter_mut().enumerate() {
@@ -1080,25 +1092,32 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
 /// hostname-ish) that `s` starts with, and the text after it (not checked): one
 /// pass, where a search for the end of the host-port (`;` in a Via or URI) would look at
 /// the same bytes again.
-#[inline]
+/// The hostname form inline, an IPv6 reference through a call.
+#[inline(always)]
 pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> {
     let (host, after) = if s.first() == Some(&b'[') {
-        let close = find(b']', s)?;
-        let host = s.get(..=close)?;
-        let inner = host.get(1..host.len() - 1)?;
-        if inner.is_empty()
-            || !inner
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return None;
-        }
-        (host, s.get(close + 1..)?)
+        ipv6_reference(s)?
     } else {
         // The host runs to its first non-hostname character.
         s.split_at(host_len(s))
     };
     port_after(host, after)
+}
+
+/// The IPv6 reference `s` starts with (brackets kept) and the text after it.
+#[inline(never)]
+fn ipv6_reference(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let close = find(b']', s)?;
+    let host = s.get(..=close)?;
+    let inner = host.get(1..host.len() - 1)?;
+    if inner.is_empty()
+        || !inner
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        return None;
+    }
+    Some((host, s.get(close + 1..)?))
 }
 
 /// [`host_port_prefix`] once the host is known to end where `after` starts: the host checked
