@@ -587,29 +587,11 @@ impl<'b> NameAddr<'b> {
             _ => Uri::parse(text).map_err(|_| Error::BadNameAddr),
         };
         let v = trim_lws(value);
-        let (display, rest) = if v.first() == Some(&b'"') {
-            let end = closing_quote(v).ok_or(Error::BadNameAddr)?;
-            let rest = trim_lws(v.get(end + 1..).unwrap_or_default());
-            if rest.first() != Some(&b'<') {
-                return Err(Error::BadNameAddr);
-            }
-            (Some(v.get(..=end).unwrap_or_default()), rest)
-        } else if let Some(lt) = v.iter().position(|&b| b == b'<') {
-            // (A byte loop: the '<' is nearly always first or after a short display name.)
-            let name = trim_lws(v.get(..lt).unwrap_or_default());
-            // Unquoted display name: tokens separated by LWS (§25.1).
-            if !name
-                .iter()
-                .all(|&b| is_token(b) || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            {
-                return Err(Error::BadNameAddr);
-            }
-            (
-                (!name.is_empty()).then_some(name),
-                v.get(lt..).unwrap_or_default(),
-            )
-        } else {
-            (None, v)
+        // The usual From and To start with the `<`; a display name or an addr-spec is read
+        // out of line.
+        let (display, rest) = match v.first() {
+            Some(b'<') => (None, v),
+            _ => display_name(v)?,
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
             // (One byte looked for as either of two.)
@@ -652,6 +634,36 @@ impl<'b> NameAddr<'b> {
     pub fn tag(&self) -> Option<&'b [u8]> {
         self.tag
     }
+}
+
+/// A name-addr's display name (quoted or tokens) and the text from its `<` on; `None` and the
+/// whole value for an addr-spec (no `<`).
+#[inline(never)]
+fn display_name(v: &[u8]) -> Result<(Option<&[u8]>, &[u8]), Error> {
+    if v.first() == Some(&b'"') {
+        let end = closing_quote(v).ok_or(Error::BadNameAddr)?;
+        let rest = trim_lws(v.get(end + 1..).unwrap_or_default());
+        if rest.first() != Some(&b'<') {
+            return Err(Error::BadNameAddr);
+        }
+        return Ok((Some(v.get(..=end).unwrap_or_default()), rest));
+    }
+    let Some(lt) = v.iter().position(|&b| b == b'<') else {
+        return Ok((None, v));
+    };
+    // (A byte loop: the '<' is nearly always after a short display name.)
+    let name = trim_lws(v.get(..lt).unwrap_or_default());
+    // Unquoted display name: tokens separated by LWS (§25.1).
+    if !name
+        .iter()
+        .all(|&b| is_token(b) || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return Err(Error::BadNameAddr);
+    }
+    Ok((
+        (!name.is_empty()).then_some(name),
+        v.get(lt..).unwrap_or_default(),
+    ))
 }
 
 /// Validates header parameters and returns the first `tag`'s value (as `Params::get` would),
