@@ -517,6 +517,20 @@ impl<'b> CSeq<'b> {
         // The digits are summed while they are found; nine always fit in u32 (more are left to
         // `parse_u32`, which rejects values past its range).
         let (split, seq) = digit_run(value, 9);
+        // A registrar's usual CSeq: the number, one space, REGISTER.
+        if let (Some(seq), Some(b" REGISTER")) = (seq, value.get(split..)) {
+            return Ok(Self {
+                seq,
+                method: Method(value.get(split + 1..).unwrap_or_default()),
+            });
+        }
+        Self::parse_general(value, split, seq)
+    }
+
+    /// [`CSeq::parse`] of any other trimmed `value`, whose digits end at `split` (`seq` their
+    /// value when [`digit_run`] kept it).
+    #[inline(never)]
+    fn parse_general(value: &'b [u8], split: usize, seq: Option<u32>) -> Result<Self, Error> {
         if split == value.len() {
             return Err(Error::BadCSeq);
         }
