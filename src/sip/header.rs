@@ -1244,6 +1244,7 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 /// comma [`CommaSplit`] would cut at, and the contact is what [`parse_contact`] makes of the
 /// item before it; `rest` moves past that comma. `None` (any other shape, or an error) leaves
 /// `rest` to the general path.
+#[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
     // A quote inside the brackets would hide the `>` from the comma split.
