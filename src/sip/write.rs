@@ -527,6 +527,20 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(buf.get(at..).unwrap_or_default());
 }
 
+/// Day of month, month and year of `days` since 1970-01-01 (civil-from-days, Howard
+/// Hinnant's algorithm).
+fn civil(days: u64) -> (i64, i64, i64) {
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (day, month, yoe + era * 400 + i64::from(month <= 2))
+}
+
 /// Appends the RFC 1123 date (`Sat, 13 Nov 2010 23:29:00 GMT`, §20.17) for Unix seconds.
 pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
@@ -536,16 +550,7 @@ pub fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
     ];
     let days = unix_secs / 86_400;
     let secs = unix_secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm), days since 1970-01-01.
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (day, month, year) = civil(days);
     // Four-digit years (until 9999) as one fixed-width text, without `core::fmt` (its
     // ~2,000 instructions ran once a second per engine).
     if !(0..10_000).contains(&year) {
@@ -677,18 +682,34 @@ mod tests {
         }
     }
 
-    /// The date through `core::fmt` from the civil date (the oracle of `write_http_date`).
+    /// `civil` against a calendar counted one day at a time (Gregorian leap years).
+    #[test]
+    fn civil_counts_every_day() {
+        let (mut day, mut month, mut year) = (1, 1, 1970);
+        for days in 0..150_000u64 {
+            assert_eq!(civil(days), (day, month, year), "{days}");
+            let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+            let length = match month {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            day += 1;
+            if day > length {
+                (day, month) = (1, month + 1);
+                if month > 12 {
+                    (month, year) = (1, year + 1);
+                }
+            }
+        }
+    }
+
+    /// The date through `core::fmt` from the civil date (the oracle of `write_http_date`'s
+    /// digit pairs; the civil date itself is checked against the known dates above).
     fn reference_http_date(unix_secs: u64) -> String {
         let days = unix_secs / 86_400;
-        let z = i64::try_from(days).unwrap() + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (day, month, year) = civil(days);
         let mut out = Vec::new();
         write_http_date_fmt(&mut out, days, unix_secs % 86_400, day, month, year);
         String::from_utf8(out).unwrap()
