@@ -24,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+mod bytes;
 pub mod config;
 pub mod engine;
 pub mod mgmt;

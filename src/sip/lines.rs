@@ -51,11 +51,7 @@ fn lf_mask(buf: &[u8], at: usize) -> u64 {
     let Some(block) = buf.get(at..).and_then(<[u8]>::first_chunk::<64>) else {
         return lf_mask_short(buf, at);
     };
-    let (chunks, _) = block.as_chunks::<16>();
-    chunks
-        .iter()
-        .rev()
-        .fold(0, |mask, chunk| mask << 16 | u64::from(eq16(*chunk, b'\n')))
+    lf_bits(block.as_chunks::<16>().0)
 }
 
 /// [`lf_mask`] for the last, shorter block: whole 16-byte chunks, then the 16 bytes that end
@@ -64,21 +60,38 @@ fn lf_mask(buf: &[u8], at: usize) -> u64 {
 fn lf_mask_short(buf: &[u8], at: usize) -> u64 {
     let rest = buf.get(at..).unwrap_or_default();
     let (chunks, tail) = rest.as_chunks::<16>();
-    let mut mask = chunks
+    let tail = tail_bits(buf, tail.len(), |c| eq16(c, b'\n'), |b| b == b'\n');
+    lf_bits(chunks) | u64::from(tail) << (16 * chunks.len())
+}
+
+/// A bit per LF of up to four 16-byte chunks, the first chunk's in the low bits.
+#[inline]
+fn lf_bits(chunks: &[[u8; 16]]) -> u64 {
+    chunks
         .iter()
         .rev()
-        .fold(0, |mask, chunk| mask << 16 | u64::from(eq16(*chunk, b'\n')));
-    if !tail.is_empty() {
-        let bits = match buf.last_chunk::<16>() {
-            Some(last) => eq16(*last, b'\n') >> (16 - tail.len()),
-            None => tail
-                .iter()
-                .rev()
-                .fold(0, |bits, &b| bits << 1 | u32::from(b == b'\n')),
-        };
-        mask |= u64::from(bits) << (16 * chunks.len());
+        .fold(0, |mask, chunk| mask << 16 | u64::from(eq16(*chunk, b'\n')))
+}
+
+/// A bit per byte of the last `n` (below 16) bytes of `hay`, the first of them in bit 0:
+/// `chunk_bits` of the 16 bytes that end `hay` (overlapping bytes already looked at, shifted
+/// out), or `is` byte by byte when `hay` is shorter than that.
+#[inline]
+fn tail_bits(
+    hay: &[u8],
+    n: usize,
+    chunk_bits: impl Fn([u8; 16]) -> u32,
+    is: impl Fn(u8) -> bool,
+) -> u32 {
+    match hay.last_chunk::<16>() {
+        Some(last) => chunk_bits(*last) >> (16 - n),
+        None => hay
+            .get(hay.len().saturating_sub(n)..)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .fold(0, |bits, &b| bits << 1 | u32::from(is(b))),
     }
-    mask
 }
 
 /// Index of the first `a` or `b` in `hay`, 16 bytes per step (for haystacks of a few dozen
@@ -92,15 +105,7 @@ pub(crate) fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
             return Some(16 * k + bits.trailing_zeros() as usize);
         }
     }
-    let bits = match hay.last_chunk::<16>() {
-        // The 16 bytes that end `hay`, of which the last `tail.len()` are not looked at yet.
-        Some(last) if !tail.is_empty() => either(*last) >> (16 - tail.len()),
-        Some(_) => 0,
-        None => tail
-            .iter()
-            .rev()
-            .fold(0, |bits, &c| bits << 1 | u32::from(c == a || c == b)),
-    };
+    let bits = tail_bits(hay, tail.len(), either, |c| c == a || c == b);
     (bits != 0).then(|| 16 * chunks.len() + bits.trailing_zeros() as usize)
 }
 

@@ -268,24 +268,19 @@ impl<'b> Uri<'b> {
     /// (literal user characters, a parsed host).
     fn aor_as_written(&self) -> Option<&'b [u8]> {
         // (The scheme compared as one word, without a call.)
-        let scheme_written = match self.scheme {
-            Scheme::Sip => self.raw.first_chunk::<4>() == Some(b"sip:"),
-            Scheme::Sips => self.raw.first_chunk::<5>() == Some(b"sips:"),
+        let (scheme_written, mut at) = match self.scheme {
+            Scheme::Sip => (self.raw.first_chunk::<4>() == Some(b"sip:"), 4),
+            Scheme::Sips => (self.raw.first_chunk::<5>() == Some(b"sips:"), 5),
             Scheme::Tel | Scheme::Other => return None,
         };
         if self.password.is_some() || self.port.is_some() || !scheme_written {
             return None;
         }
-        let scheme_len = match self.scheme {
-            Scheme::Sip => 4,
-            _ => 5,
-        };
         let at_slice = |at: usize, part: &[u8]| {
             self.raw
                 .get(at..at + part.len())
                 .is_some_and(|s| std::ptr::eq(s, part))
         };
-        let mut at = scheme_len;
         if let Some(user) = self.user {
             if !literal_user(user)
                 || !at_slice(at, user)
@@ -472,21 +467,18 @@ const USER_LITERAL: [bool; 256] = byte_table!(|b| b.is_ascii_alphanumeric()
 /// Bytes a lower-case host may hold (a parsed host is ASCII).
 const NOT_UPPER: [bool; 256] = byte_table!(|b| !b.is_ascii_uppercase());
 
-/// No ASCII upper-case letter in `s`. Eight bytes per step as one word (every window of
-/// eight: the whole words, then the last eight bytes) when they are all ASCII: a byte below
-/// 0x80 plus 0x3f has its top bit set from `A` on, plus 0x25 from past `Z` on, and no sum
-/// carries into the next byte. Shorter or non-ASCII text byte by byte.
+/// No ASCII upper-case letter in `s`. Eight bytes per step as one word (the words covering
+/// `s`) when they are all ASCII: a byte below 0x80 plus 0x3f has its top bit set from `A` on,
+/// plus 0x25 from past `Z` on, and no sum carries into the next byte. Shorter or non-ASCII
+/// text byte by byte.
 fn no_upper(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const TOP: u64 = 0x80 * ONES;
-    if let Some(last) = s.last_chunk::<8>() {
-        let (words, _) = s.as_chunks::<8>();
-        let (mut bytes, mut upper) = (0, 0);
-        for w in words.iter().chain(std::iter::once(last)) {
-            let w = u64::from_le_bytes(*w);
-            bytes |= w;
-            upper |= w.wrapping_add(0x3f * ONES) & !w.wrapping_add(0x25 * ONES);
-        }
+    if let Some(words) = crate::bytes::covering_words(s) {
+        let (bytes, upper) = words.fold((0, 0), |(bytes, upper), w| {
+            let up = w.wrapping_add(0x3f * ONES) & !w.wrapping_add(0x25 * ONES);
+            (bytes | w, upper | up)
+        });
         if bytes & TOP == 0 {
             return upper & TOP == 0;
         }

@@ -83,25 +83,14 @@ impl AorKey {
     }
 }
 
-/// `<[u8]>::is_ascii` for the short text of an AOR: the high bits of eight-byte words ORed
-/// together, the last word overlapping the one before (no byte-by-byte tail).
+/// `<[u8]>::is_ascii` for the short text of an AOR: the high bits of the eight-byte words
+/// covering it ORed together (no byte-by-byte tail).
 fn is_ascii(s: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let word = |at: usize| {
-        s.get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map_or(0, u64::from_le_bytes)
-    };
-    if s.len() < 8 {
-        return s.is_ascii();
+    match crate::bytes::covering_words(s) {
+        Some(words) => words.fold(0, |any, w| any | w) & HIGH == 0,
+        None => s.is_ascii(),
     }
-    let mut any = word(s.len() - 8);
-    let mut at = 0;
-    while at + 8 < s.len() {
-        any |= word(at);
-        at += 8;
-    }
-    any & HIGH == 0
 }
 
 /// Looks an AOR up by its text (the derived `Hash`/`Eq` are those of the bytes), so that a
