@@ -654,8 +654,7 @@ impl Engine {
                 sip::Status::Complete(None) => {}
             }
             // By reference, as in `handle_datagram`.
-            let limits = self.policy.limits;
-            match &mut sip::parse_stream_with(rest, &limits, &mut self.scratch) {
+            match &mut sip::parse_stream_with(rest, &self.policy.limits, &mut self.scratch) {
                 Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
                 Ok(sip::Status::Complete((msg, n))) => {
                     consumed += *n;
