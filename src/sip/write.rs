@@ -117,7 +117,8 @@ impl<'o> ResponseWriter<'o> {
 /// Every Via line, then the From, To, Call-ID and CSeq lines, each set in request order,
 /// when the request (valid: each of the four once) has them in the order From, To, Call-ID,
 /// CSeq; `false` (with some lines written) otherwise. Found through the header index, without
-/// a pass over every header line.
+/// a pass over every header line; the four in one piece (two around an added To tag) when
+/// they are adjacent lines spelled as RFC 3261 writes them ([`adjacent_run`]).
 #[inline(always)]
 fn copy_usual(
     out: &mut Vec<u8>,
@@ -136,23 +137,74 @@ fn copy_usual(
     ) else {
         return false;
     };
-    // Values are views of the request's bytes: their addresses are their order.
+    let raw = req.as_bytes();
+    let mut top = true;
+    for via in req.headers_named(HeaderName::Via) {
+        push_via(out, req, raw, via, &mut top, received);
+    }
+    if let Some((run, to_end)) = adjacent_run(raw, [from, to, call_id, cseq]) {
+        // The four lines as the request has them, the tag (when added) after the To value.
+        match (run.split_at_checked(to_end), adds_tag(req, to_tag)) {
+            (Some((head, tail)), true) => {
+                out.extend_from_slice(head);
+                out.extend_from_slice(b";tag=");
+                push_tag(out, to_tag);
+                out.extend_from_slice(tail);
+            }
+            _ => out.extend_from_slice(run),
+        }
+        return true;
+    }
+    // Values are views of the request's bytes: their addresses are their order. (Any Via
+    // written is cut off again when they are not.)
     if !(from.as_ptr() < to.as_ptr()
         && to.as_ptr() < call_id.as_ptr()
         && call_id.as_ptr() < cseq.as_ptr())
     {
         return false;
     }
-    let raw = req.as_bytes();
-    let mut top = true;
-    for via in req.headers_named(HeaderName::Via) {
-        push_via(out, req, raw, via, &mut top, received);
-    }
     push_line(out, raw, from, b"From: ");
     push_to(out, req, raw, to, to_tag);
     push_line(out, raw, call_id, b"Call-ID: ");
     push_line(out, raw, cseq, b"CSeq: ");
     true
+}
+
+/// The From, To, Call-ID and CSeq lines (`values` in that order) when the request has them
+/// one after another, each reading exactly `Name: value` CRLF: the bytes of the four lines,
+/// and where in them the To value ends. What [`push_line`] and [`push_to`] write line by line
+/// is then one piece (two around an added tag); the checks are of the gaps between the
+/// values, where each line checks its head and its CRLF.
+#[inline(always)]
+fn adjacent_run<'r>(raw: &'r [u8], values: [&[u8]; 4]) -> Option<(&'r [u8], usize)> {
+    const FROM: &[u8; 6] = b"From: ";
+    const TO: &[u8; 6] = b"\r\nTo: ";
+    const CALL_ID: &[u8; 11] = b"\r\nCall-ID: ";
+    const CSEQ: &[u8; 8] = b"\r\nCSeq: ";
+    let [from, to, call_id, cseq] = values;
+    let addr = |v: &[u8]| v.as_ptr() as usize;
+    // Each value where the one before it ends plus the gap: their lengths give the places
+    // of the gaps in the run.
+    let adjacent = addr(to) == addr(from).wrapping_add(from.len() + TO.len())
+        && addr(call_id) == addr(to).wrapping_add(to.len() + CALL_ID.len())
+        && addr(cseq) == addr(call_id).wrapping_add(call_id.len() + CSEQ.len());
+    if !adjacent {
+        return None;
+    }
+    let to_gap = FROM.len() + from.len();
+    let call_id_gap = to_gap + TO.len() + to.len();
+    let cseq_gap = call_id_gap + CALL_ID.len() + call_id.len();
+    let len = cseq_gap + CSEQ.len() + cseq.len() + 2;
+    // Wrapping: a run starting outside `raw` gives a range `get` refuses.
+    let start = addr(from).wrapping_sub(addr(raw) + FROM.len());
+    let run = raw.get(start..)?.get(..len)?;
+    let reads = |at: usize, text: &[u8]| run.get(at..).is_some_and(|r| r.starts_with(text));
+    let placed = run.starts_with(FROM)
+        && reads(to_gap, TO)
+        && reads(call_id_gap, CALL_ID)
+        && reads(cseq_gap, CSEQ)
+        && run.ends_with(b"\r\n");
+    placed.then_some((run, call_id_gap))
 }
 
 /// All Vias first, then From, To, Call-ID and CSeq in request order: for any request
@@ -233,11 +285,7 @@ fn write_top_via_line(
 /// Appends the To line of the request, with `;tag=<to_tag>` when its To has none.
 #[inline(always)]
 fn push_to(out: &mut Vec<u8>, req: &Request<'_>, raw: &[u8], value: &[u8], to_tag: &[u8]) {
-    let has_tag = match req.parsed_to() {
-        Some(t) => t.tag().is_some(),
-        None => to_has_tag(req),
-    };
-    if has_tag || to_tag.is_empty() {
+    if !adds_tag(req, to_tag) {
         push_line(out, raw, value, b"To: ");
         return;
     }
@@ -249,12 +297,29 @@ fn push_to(out: &mut Vec<u8>, req: &Request<'_>, raw: &[u8], value: &[u8], to_ta
         }
     }
     out.extend_from_slice(b";tag=");
+    push_tag(out, to_tag);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether the response's To gets `;tag=<to_tag>`: the request's To has none and there is one
+/// to add.
+#[inline(always)]
+fn adds_tag(req: &Request<'_>, to_tag: &[u8]) -> bool {
+    let has_tag = match req.parsed_to() {
+        Some(t) => t.tag().is_some(),
+        None => to_has_tag(req),
+    };
+    !has_tag && !to_tag.is_empty()
+}
+
+/// Appends the To tag.
+#[inline(always)]
+fn push_tag(out: &mut Vec<u8>, to_tag: &[u8]) {
     // The engine's tags are 16 hex digits: a copy of known size (no `memcpy` call).
     match <&[u8; 16]>::try_from(to_tag) {
         Ok(tag) => out.extend_from_slice(tag),
         Err(_) => out.extend_from_slice(to_tag),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether the request's To has a tag, when validation did not parse it (out of line: rare).
@@ -974,6 +1039,55 @@ Content-Length: 0\r\n\r\n";
     }
 
     proptest::proptest! {
+        /// Requests whose From, To, Call-ID and CSeq lines come in any order, spelled in usual
+        /// and unusual ways, with other lines among them: the run of adjacent lines and the
+        /// line-by-line copy write what the reference writes.
+        #[test]
+        fn adjacent_lines_write_what_the_reference_writes(
+            // Mostly the usual order and spellings, where the run is taken.
+            lines in proptest::prop_oneof![
+                proptest::strategy::Just(vec![4usize, 0, 1, 2, 3, 5]),
+                proptest::strategy::Just(vec![0usize, 1, 2, 3]),
+                proptest::strategy::Strategy::prop_shuffle(
+                    proptest::sample::subsequence(&[0usize, 1, 2, 3, 4, 5][..], 4..=6)
+                ),
+            ],
+            spellings in proptest::collection::vec(
+                proptest::prop_oneof![3 => proptest::strategy::Just(0usize), 1 => 0usize..4],
+                6,
+            ),
+            tag in proptest::bool::ANY,
+        ) {
+            const SPELLED: [[&str; 4]; 6] = [
+                ["From: <sip:u@example.com>;tag=a", "f: <sip:u@example.com>;tag=a",
+                 "From:  <sip:u@example.com>;tag=a ", "FROM: <sip:u@example.com>;tag=a"],
+                ["To: <sip:u@example.com>", "To: <sip:u@example.com>;tag=b",
+                 "t: <sip:u@example.com>", "To:<sip:u@example.com>"],
+                ["Call-ID: c@h", "i: c@h", "Call-ID: c@h ", "call-id: c@h"],
+                ["CSeq: 7 REGISTER", "CSeq:  7 REGISTER", "CSeq: 7 REGISTER\t", "cseq: 7 REGISTER"],
+                ["Max-Forwards: 70", "Expires: 60", "Via: SIP/2.0/UDP g;branch=z9hG4bK-0",
+                 "X-Pad: From: x"],
+                ["Contact: <sip:u@192.0.2.1>", "User-Agent: t", "Supported: path", "X: y"],
+            ];
+            let mut m = String::from(
+                "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\n",
+            );
+            for &l in &lines {
+                m.push_str(SPELLED[l][spellings[l]]);
+                m.push_str("\r\n");
+            }
+            m.push_str("Content-Length: 0\r\n\r\n");
+            let tag: &[u8] = if tag { b"0123456789abcdef" } else { b"t1" };
+            if let Ok(Message::Request(r)) = parse_datagram(m.as_bytes(), &Limits::default()) {
+                let source = Some("203.0.113.9:4444".parse().unwrap());
+                let mut want = Vec::new();
+                reference(&mut want, StatusCode::OK, None, &r, tag, source);
+                let mut got = Vec::new();
+                let _ = ResponseWriter::new(&mut got, StatusCode::OK, None, &r, tag, source);
+                proptest::prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "{}", m);
+            }
+        }
+
         #[test]
         fn via_fast_path_matches_the_general_copy(
             params in proptest::collection::vec(proptest::sample::select(&[
