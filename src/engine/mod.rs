@@ -981,7 +981,6 @@ impl Engine {
         if req.method() == sip::Method::REGISTER {
             self.stats.count_register(code.0);
         }
-        let tag = to_tag(req);
         if self.server_date.0 != now.as_secs() || self.server_date.1.is_empty() {
             self.server_date.0 = now.as_secs();
             let lines = &mut self.server_date.1;
@@ -993,8 +992,15 @@ impl Engine {
             lines.extend_from_slice(b"\r\n");
         }
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
-        let mut w =
-            sip::ResponseWriter::new(&mut self.out, code, reason, req, &tag, Some(meta.source));
+        let tag = |call_id: &[u8]| to_tag(req, call_id);
+        let mut w = sip::ResponseWriter::with_tag_of(
+            &mut self.out,
+            code,
+            reason,
+            req,
+            tag,
+            Some(meta.source),
+        );
         let lines = &self.server_date.1;
         w.raw(|out| out.extend_from_slice(lines));
         w
@@ -1013,15 +1019,15 @@ fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
 
 /// The registrar is a UAS: its responses carry a To tag (§8.2.6.2). Derived from the request
 /// (Call-ID, From tag, CSeq) so a retransmitted request is answered with the same tag without
-/// keeping state.
-fn to_tag(req: &Request<'_>) -> [u8; 16] {
+/// keeping state. `call_id` is the request's Call-ID value (empty when it has none).
+fn to_tag(req: &Request<'_>, call_id: &[u8]) -> [u8; 16] {
     let from_tag = match req.parsed_from() {
         Some(f) => f.tag(),
         None => req.from().ok().and_then(|f| f.tag()),
     };
     let from_tag = from_tag.unwrap_or_default();
     let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
-    let h = crate::store::stable_hash(&[req.call_id().unwrap_or_default(), from_tag, &cseq]);
+    let h = crate::store::stable_hash(&[call_id, from_tag, &cseq]);
     hex16(h)
 }
 

@@ -29,6 +29,20 @@ impl<'o> ResponseWriter<'o> {
         to_tag: &[u8],
         received: Option<SocketAddr>,
     ) -> Self {
+        Self::with_tag_of(out, status, reason, req, |_| to_tag, received)
+    }
+
+    /// [`ResponseWriter::new`] with the To tag made from the request's Call-ID value (empty
+    /// when it has none) by `to_tag`: the Call-ID the writer looks up anyway.
+    #[inline(always)]
+    pub fn with_tag_of<T: AsRef<[u8]>>(
+        out: &'o mut Vec<u8>,
+        status: StatusCode,
+        reason: Option<&str>,
+        req: &Request<'_>,
+        to_tag: impl FnOnce(&[u8]) -> T,
+        received: Option<SocketAddr>,
+    ) -> Self {
         let start = out.len();
         match (status, reason) {
             (StatusCode::OK, None) => out.extend_from_slice(b"SIP/2.0 200 OK\r\n"),
@@ -45,9 +59,12 @@ impl<'o> ResponseWriter<'o> {
         // request (each of the four once, in this order) straight from the header index, any
         // other in a general pass.
         let mark = out.len();
-        if !copy_usual(out, req, to_tag, received) {
+        let call_id = req.header(HeaderName::CallId);
+        let tag = to_tag(call_id.unwrap_or_default());
+        let tag = tag.as_ref();
+        if !copy_usual(out, req, call_id, tag, received) {
             out.truncate(mark);
-            copy_in_two_passes(out, req, to_tag, received);
+            copy_in_two_passes(out, req, tag, received);
         }
         Self { out, start }
     }
@@ -123,6 +140,7 @@ impl<'o> ResponseWriter<'o> {
 fn copy_usual(
     out: &mut Vec<u8>,
     req: &Request<'_>,
+    call_id: Option<&[u8]>,
     to_tag: &[u8],
     received: Option<SocketAddr>,
 ) -> bool {
@@ -132,7 +150,7 @@ fn copy_usual(
     let (Some(from), Some(to), Some(call_id), Some(cseq)) = (
         req.header(HeaderName::From),
         req.header(HeaderName::To),
-        req.header(HeaderName::CallId),
+        call_id,
         req.header(HeaderName::CSeq),
     ) else {
         return false;
@@ -142,10 +160,11 @@ fn copy_usual(
     for via in req.headers_named(HeaderName::Via) {
         push_via(out, req, raw, via, &mut top, received);
     }
+    let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
     if let Some((run, to_end)) = adjacent_run(raw, [from, to, call_id, cseq]) {
         // The four lines as the request has them, the tag (when added) after the To value.
-        match (run.split_at_checked(to_end), adds_tag(req, to_tag)) {
-            (Some((head, tail)), true) => {
+        match (run.split_at_checked(to_end), to_tag.is_empty()) {
+            (Some((head, tail)), false) => {
                 out.extend_from_slice(head);
                 out.extend_from_slice(b";tag=");
                 push_tag(out, to_tag);
@@ -164,7 +183,7 @@ fn copy_usual(
         return false;
     }
     push_line(out, raw, from, b"From: ");
-    push_to(out, req, raw, to, to_tag);
+    push_to(out, raw, to, to_tag);
     push_line(out, raw, call_id, b"Call-ID: ");
     push_line(out, raw, cseq, b"CSeq: ");
     true
@@ -217,6 +236,7 @@ fn copy_in_two_passes(
     to_tag: &[u8],
     received: Option<SocketAddr>,
 ) {
+    let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
     let raw = req.as_bytes();
     let mut top = true;
     for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
@@ -225,7 +245,7 @@ fn copy_in_two_passes(
     for h in req.headers() {
         match h.name {
             HeaderName::From => push_line(out, raw, h.value, b"From: "),
-            HeaderName::To => push_to(out, req, raw, h.value, to_tag),
+            HeaderName::To => push_to(out, raw, h.value, to_tag),
             HeaderName::CallId => push_line(out, raw, h.value, b"Call-ID: "),
             HeaderName::CSeq => push_line(out, raw, h.value, b"CSeq: "),
             _ => {}
@@ -282,10 +302,11 @@ fn write_top_via_line(
     }
 }
 
-/// Appends the To line of the request, with `;tag=<to_tag>` when its To has none.
+/// Appends the To line of the request, with `;tag=<to_tag>` unless `to_tag` is empty (the
+/// request's To has one, or there is none to add).
 #[inline(always)]
-fn push_to(out: &mut Vec<u8>, req: &Request<'_>, raw: &[u8], value: &[u8], to_tag: &[u8]) {
-    if !adds_tag(req, to_tag) {
+fn push_to(out: &mut Vec<u8>, raw: &[u8], value: &[u8], to_tag: &[u8]) {
+    if to_tag.is_empty() {
         push_line(out, raw, value, b"To: ");
         return;
     }
@@ -301,17 +322,6 @@ fn push_to(out: &mut Vec<u8>, req: &Request<'_>, raw: &[u8], value: &[u8], to_ta
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether the response's To gets `;tag=<to_tag>`: the request's To has none and there is one
-/// to add.
-#[inline(always)]
-fn adds_tag(req: &Request<'_>, to_tag: &[u8]) -> bool {
-    let has_tag = match req.parsed_to() {
-        Some(t) => t.tag().is_some(),
-        None => to_has_tag(req),
-    };
-    !has_tag && !to_tag.is_empty()
-}
-
 /// Appends the To tag.
 #[inline(always)]
 fn push_tag(out: &mut Vec<u8>, to_tag: &[u8]) {
@@ -322,10 +332,19 @@ fn push_tag(out: &mut Vec<u8>, to_tag: &[u8]) {
     }
 }
 
-/// Whether the request's To has a tag, when validation did not parse it (out of line: rare).
+/// Whether the request's To has a tag (then the response's To is the request's).
+#[inline(always)]
+fn to_has_tag(req: &Request<'_>) -> bool {
+    match req.parsed_to() {
+        Some(t) => t.tag().is_some(),
+        None => to_has_tag_unparsed(req),
+    }
+}
+
+/// [`to_has_tag`] when validation did not parse the To (out of line: rare).
 #[cold]
 #[inline(never)]
-fn to_has_tag(req: &Request<'_>) -> bool {
+fn to_has_tag_unparsed(req: &Request<'_>) -> bool {
     req.to().is_ok_and(|t| t.tag().is_some())
 }
 
