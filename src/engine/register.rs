@@ -392,8 +392,7 @@ impl Reply<'_, '_> {
                 w.header("Path", value);
             }
         }
-        w.raw(|out| out.extend_from_slice(b"Supported: path\r\n"));
-        w.finish(b"");
+        w.finish_with(b"Supported: path\r\nContent-Length: 0\r\n\r\n");
         eng.stats.registered += 1;
     }
 }

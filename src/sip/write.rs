@@ -117,6 +117,15 @@ impl<'o> ResponseWriter<'o> {
         self
     }
 
+    /// Ends a response without a body with `tail`: its last header lines, `Content-Length: 0`
+    /// among them, and the empty line (a fixed ending in one copy); returns the response's
+    /// length.
+    pub fn finish_with(self, tail: &[u8]) -> usize {
+        debug_assert!(tail.ends_with(b"Content-Length: 0\r\n\r\n"));
+        self.out.extend_from_slice(tail);
+        self.out.len() - self.start
+    }
+
     /// Appends Content-Length and the body; returns the response's length.
     pub fn finish(self, body: &[u8]) -> usize {
         if body.is_empty() {
@@ -839,6 +848,23 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(resp.cseq().unwrap().seq, 2);
         assert_eq!(resp.vias().count(), 3);
         assert_eq!(resp.to().unwrap().tag(), Some(&b"t0"[..]));
+    }
+
+    /// A fixed ending in one copy is what its lines and `finish` write.
+    #[test]
+    fn finish_with_is_lines_then_finish() {
+        let req = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\n\
+From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\n\r\n";
+        let Ok(Message::Request(r)) = parse_datagram(req, &Limits::default()) else {
+            panic!()
+        };
+        let (mut want, mut got) = (b"x".to_vec(), b"x".to_vec());
+        let mut w = ResponseWriter::new(&mut want, StatusCode::OK, None, &r, b"t", None);
+        w.raw(|out| out.extend_from_slice(b"Supported: path\r\n"));
+        let want_len = w.finish(b"");
+        let w = ResponseWriter::new(&mut got, StatusCode::OK, None, &r, b"t", None);
+        let got_len = w.finish_with(b"Supported: path\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!((got, got_len), (want, want_len));
     }
 
     /// The writer as it was before the copying fast paths (one header at a time, the top Via
