@@ -526,8 +526,10 @@ pub struct Engine {
     /// AORs registered over each open stream connection of this shard (for `handle_close`).
     flows: HashMap<ConnId, Vec<AorKey>>,
     /// The `Server` and `Date` header lines every response carries, re-rendered once per
-    /// second and when the policy (the server name) changes.
-    server_date: (u64, Vec<u8>),
+    /// second and when the policy (the server name) changes: the second, the lines (empty:
+    /// render them again), and the same lines at the start of a fixed array when they fit
+    /// (copied whole, a copy of known size without a `memcpy` call, then cut to length).
+    server_date: (u64, Vec<u8>, [u8; SERVER_DATE_FIXED]),
     stats: Stats,
     /// Recent User-Agent verdicts of the scanner check.
     scanners: guard::ScannerCache,
@@ -562,7 +564,7 @@ impl Engine {
             aor: String::with_capacity(128),
             scratch: sip::Scratch::default(),
             flows: HashMap::new(),
-            server_date: (0, Vec::with_capacity(96)),
+            server_date: (0, Vec::with_capacity(96), [0; SERVER_DATE_FIXED]),
             stats: Stats::default(),
             scanners: guard::ScannerCache::default(),
         }
@@ -990,6 +992,9 @@ impl Engine {
             lines.extend_from_slice(b"\r\nDate: ");
             sip::write_http_date(lines, now.as_secs());
             lines.extend_from_slice(b"\r\n");
+            if let Some(fixed) = self.server_date.2.get_mut(..lines.len()) {
+                fixed.copy_from_slice(lines);
+            }
         }
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
         let tag = |call_id: &[u8]| to_tag(req, call_id);
@@ -1001,11 +1006,23 @@ impl Engine {
             tag,
             Some(meta.source),
         );
-        let lines = &self.server_date.1;
-        w.raw(|out| out.extend_from_slice(lines));
+        let (_, lines, fixed) = &self.server_date;
+        w.raw(|out| {
+            if lines.len() <= fixed.len() {
+                let end = out.len() + lines.len();
+                out.extend_from_slice(fixed);
+                out.truncate(end);
+            } else {
+                out.extend_from_slice(lines);
+            }
+        });
         w
     }
 }
+
+/// The longest `Server` and `Date` lines kept in the engine's fixed array (a server name of up
+/// to 17 bytes; longer ones are copied from the `Vec`).
+const SERVER_DATE_FIXED: usize = 64;
 
 /// RFC 3261 §18.2.2 + RFC 3581 §4: over UDP, a request whose top Via carries `rport` is answered
 /// to the packet's source address and port; otherwise to the source IP (the `received` address)
@@ -1088,14 +1105,62 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 };
 
 #[cfg(test)]
-mod hex_tests {
+mod writer_tests {
+    use super::*;
+
+    /// The Server and Date lines from the fixed array (short server names) and from the `Vec`
+    /// (long ones) read the same, and follow the second.
+    #[test]
+    fn server_date_lines_of_any_name() {
+        for server in [
+            "sipreg/0.1.0",
+            "s",
+            "x".repeat(17).as_str(),
+            &"y".repeat(18),
+            &"z".repeat(200),
+        ] {
+            let config = EngineConfig {
+                domains: vec!["example.com".into()],
+                server: server.to_owned(),
+                ..EngineConfig::default()
+            };
+            let mut engine = Engine::new(Arc::new(Shared::new(config).unwrap()));
+            let meta = Meta {
+                source: "192.0.2.201:5060".parse().unwrap(),
+                local: "192.0.2.1:5060".parse().unwrap(),
+                transport: Transport::Udp,
+                conn: None,
+                overloaded: false,
+            };
+            for (secs, date) in [
+                (1_289_690_940, "Sat, 13 Nov 2010 23:29:00 GMT"),
+                (1_289_690_941, "Sat, 13 Nov 2010 23:29:01 GMT"),
+            ] {
+                let req = format!(
+                    "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-{secs}\r\n\
+                     From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\n\
+                     Call-ID: c@h\r\nCSeq: {} REGISTER\r\nContent-Length: 0\r\n\r\n",
+                    secs - 1_289_690_000
+                );
+                engine.handle_datagram(Instant::from_secs(secs), &meta, req.as_bytes());
+                let out = engine
+                    .poll_transmit()
+                    .map(|t| t.bytes.to_vec())
+                    .unwrap_or_default();
+                let text = String::from_utf8(out).unwrap();
+                let lines = format!("\r\nServer: {server}\r\nDate: {date}\r\n");
+                assert!(text.contains(&lines), "{text}");
+            }
+        }
+    }
+
     /// The SSE2 digits against the pair table, over every byte value in every position.
     #[test]
     fn hex16_matches_the_pair_table() {
         for byte in 0..=255u64 {
             for shift in (0..64).step_by(8) {
                 let v = byte << shift | (0x0123_4567_89ab_cdef & !(0xff << shift));
-                assert_eq!(super::hex16(v), super::hex16_pairs(v), "{v:x}");
+                assert_eq!(hex16(v), hex16_pairs(v), "{v:x}");
             }
         }
     }
