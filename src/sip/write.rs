@@ -321,7 +321,15 @@ fn push_via(
         // The usual one value per line: the parsed top Via is the whole value (a valid Via has
         // no comma outside a quoted string), no need to split it again.
         Some(via) if via.raw.as_ptr() == value.as_ptr() && via.raw.len() == value.len() => {
-            write_top_via(out, value, Some(via), received);
+            match (via.without_rport(), received) {
+                // The usual shape from an IPv4 source: what `write_top_via` writes for it,
+                // without its other cases.
+                (Some((head, rport)), Some(SocketAddr::V4(source))) => {
+                    out.extend_from_slice(head);
+                    push_received_v4(out, source.ip().octets(), rport.then_some(source.port()));
+                }
+                _ => write_top_via(out, value, Some(via), received),
+            }
         }
         _ => write_top_via_line(out, req, value, received),
     }
@@ -595,7 +603,9 @@ fn decimal8(n: u32) -> Option<(u64, usize)> {
 }
 
 /// Appends `;received=` and an IPv4 address in dotted decimal, then `;rport=` and the port
-/// when one is given: one copy from a stack buffer.
+/// when one is given: one copy from a stack buffer. (Out of line: its frame stays out of
+/// its callers'.)
+#[inline(never)]
 fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
     const PREFIX: &[u8] = b";received=";
     const RPORT: &[u8; 8] = b";rport=\0";
