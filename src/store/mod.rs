@@ -745,9 +745,10 @@ fn aor_hash(aor: &[u8]) -> u64 {
     stable_hash(&[aor])
 }
 
-/// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).
-fn wheel_index(aor_hash: u64, wheels: usize) -> usize {
-    usize::try_from(aor_hash).unwrap_or(0) % wheels
+/// Which wheel an AOR's timers live in (the same AOR always picks the same wheel): the hash's
+/// low bits under `mask` (the number of wheels, a power of two, less one).
+fn wheel_index(aor_hash: u64, mask: usize) -> usize {
+    usize::try_from(aor_hash).unwrap_or(0) & mask
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel

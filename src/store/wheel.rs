@@ -47,8 +47,9 @@ const EMPTY: Slot = Slot {
 
 struct Wheel {
     slots: Box<[Slot]>,
-    /// Entry `i` is `chunks[i / CHUNK][i % CHUNK]`; every chunk holds `CHUNK` entries.
-    chunks: Vec<Box<[Entry]>>,
+    /// Entry `i` is `chunks[i / CHUNK][i % CHUNK]`. Arrays, not slices: the index within a
+    /// chunk needs no bounds check.
+    chunks: Vec<Box<[Entry; CHUNK]>>,
     /// Unused entries, linked through `next`.
     free: u32,
     /// First second not swept yet; `None` until something is scheduled.
@@ -57,7 +58,7 @@ struct Wheel {
 }
 
 /// Entry `i` of a wheel's chunks.
-fn entry(chunks: &mut [Box<[Entry]>], i: u32) -> Option<&mut Entry> {
+fn entry(chunks: &mut [Box<[Entry; CHUNK]>], i: u32) -> Option<&mut Entry> {
     let i = usize::try_from(i).ok()?;
     chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
 }
@@ -72,7 +73,7 @@ impl Wheel {
             return;
         };
         // Entry `first + k` links to the next one; the last one to the old free list.
-        let chunk = (first + 1..first + CHUNK)
+        let chunk: Box<[Entry]> = (first + 1..first + CHUNK)
             .map(|n| u32::try_from(n).unwrap_or(NIL))
             .chain([self.free])
             .map(|next| Entry {
@@ -81,6 +82,10 @@ impl Wheel {
                 next,
             })
             .collect();
+        // CHUNK entries: the conversion always succeeds.
+        let Ok(chunk) = chunk.try_into() else {
+            return;
+        };
         self.chunks.push(chunk);
         self.free = end - u32::try_from(CHUNK).unwrap_or(0);
     }
@@ -143,6 +148,7 @@ impl Wheel {
 }
 
 pub(super) struct Wheels {
+    /// A power of two of them (an AOR's wheel is picked by masking its hash).
     wheels: Vec<RwLock<Wheel>>,
     len: u32,
 }
@@ -150,7 +156,7 @@ pub(super) struct Wheels {
 impl Wheels {
     pub(super) fn new(max_expires: u32, count: usize) -> Self {
         let len = max_expires.saturating_add(2).max(2);
-        let wheels = (0..count.max(1))
+        let wheels = (0..count.max(1).next_power_of_two())
             .map(|_| {
                 RwLock::new(Wheel {
                     slots: (0..len).map(|_| EMPTY).collect(),
@@ -170,7 +176,10 @@ impl Wheels {
 
     /// [`Wheels::schedule`] with the AOR's [`aor_hash`] already at hand.
     pub(super) fn schedule_hashed(&self, aor: AorKey, hash: u64, at: u32) {
-        let Some(wheel) = self.wheels.get(wheel_index(hash, self.wheels.len())) else {
+        let Some(wheel) = self
+            .wheels
+            .get(wheel_index(hash, self.wheels.len().saturating_sub(1)))
+        else {
             return;
         };
         let mut w = wheel.write();
