@@ -352,7 +352,6 @@ impl Store {
         f: impl FnOnce(&mut Bindings<'_>) -> R,
     ) -> R {
         use std::hash::BuildHasher;
-        let now_secs = secs(now);
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
         // `old_min`: the earliest expiry left after the purge (a new AOR's list is empty: no
@@ -385,8 +384,9 @@ impl Store {
         let hasher = map.hasher();
         let hash = hasher.hash_one(aor);
         let shards = map.shards();
-        // `determine_shard` is always < the shard count (the top bits of the hash).
-        let shard = &shards[map.determine_shard(hash as usize) % shards.len()];
+        // `determine_shard` is always < the shard count (the top bits of the hash), a power of
+        // two: the mask only spares a division where an index check needs a bound.
+        let shard = &shards[map.determine_shard(hash as usize) & (shards.len() - 1)];
         let mut made: Option<AorKey> = None;
         let (result, schedule, before, after) = {
             let mut table = shard.write();
@@ -396,8 +396,9 @@ impl Store {
                 Some((_, list)) => {
                     let list = list.get_mut();
                     let before = list.len();
+                    // The time in seconds only here: a new AOR has nothing to purge.
                     let (expired, old_min) =
-                        purge_and_earliest(list, now_secs, record.then_some(&mut events));
+                        purge_and_earliest(list, secs(now), record.then_some(&mut events));
                     self.count_expired(expired);
                     let done = run(list, before, old_min, &mut events);
                     if done.3 == 0 {
