@@ -51,7 +51,9 @@ pub struct NewBinding<'a> {
 //   1  cseq u32         5  expires_at u32     9  registered_at u32
 //  13  port u16        15  q u16 (NO_Q)      17  user agent id u32 (interned)
 //  21  lengths u16 x 5: contact, params, call_id, instance, path
-//  31  ip (4 or 16 bytes), then reg_id u32 and conn u64 when flagged, then the strings.
+//  31  the strings, then ip (4 or 16 bytes), reg_id u32 and conn u64 when flagged. The
+//      strings first: they start at a constant offset, so the contact and params (read for
+//      every 200 OK) are found without decoding the flags; the rest is found from the end.
 const HEADER: usize = 31;
 const FLAG_V6: u8 = 1 << 2;
 const FLAG_REG_ID: u8 = 1 << 3;
@@ -155,6 +157,11 @@ impl<'a> Fields<'a> {
             head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
         }
         put(&head);
+        for s in &self.strings {
+            if !s.is_empty() {
+                put(s);
+            }
+        }
         match b.source.ip() {
             IpAddr::V4(v4) => put(&v4.octets()),
             IpAddr::V6(v6) => put(&v6.octets()),
@@ -164,11 +171,6 @@ impl<'a> Fields<'a> {
         }
         if let Some(c) = b.conn {
             put(&c.to_le_bytes());
-        }
-        for s in &self.strings {
-            if !s.is_empty() {
-                put(s);
-            }
         }
     }
 }
@@ -219,20 +221,17 @@ impl Binding {
         }
     }
 
-    /// Offset of the optional reg_id/conn fields.
-    fn optional_at(&self) -> usize {
-        HEADER + self.ip_len()
-    }
-
-    fn strings_at(&self) -> usize {
+    /// Offset of the address: the address, reg_id and conn end the block.
+    fn ip_at(&self) -> usize {
         let f = self.flags();
-        self.optional_at()
+        let tail = self.ip_len()
             + if f & FLAG_REG_ID != 0 { 4 } else { 0 }
-            + if f & FLAG_CONN != 0 { 8 } else { 0 }
+            + if f & FLAG_CONN != 0 { 8 } else { 0 };
+        self.data.len().saturating_sub(tail)
     }
 
     fn part(&self, i: usize) -> &[u8] {
-        let mut start = self.strings_at();
+        let mut start = HEADER;
         for j in 0..i {
             start += usize::from(u16_at(&self.data, 21 + 2 * j));
         }
@@ -278,7 +277,7 @@ impl Binding {
 
     /// `reg-id`.
     pub fn reg_id(&self) -> Option<u32> {
-        (self.flags() & FLAG_REG_ID != 0).then(|| u32_at(&self.data, self.optional_at()))
+        (self.flags() & FLAG_REG_ID != 0).then(|| u32_at(&self.data, self.ip_at() + self.ip_len()))
     }
 
     /// Path header values (joined).
@@ -295,7 +294,7 @@ impl Binding {
     pub fn source(&self) -> SocketAddr {
         let ip = self
             .data
-            .get(HEADER..HEADER + self.ip_len())
+            .get(self.ip_at()..self.ip_at() + self.ip_len())
             .unwrap_or_default();
         let ip = match <[u8; 16]>::try_from(ip) {
             Ok(v6) => IpAddr::V6(Ipv6Addr::from(v6)),
@@ -322,7 +321,8 @@ impl Binding {
         if f & FLAG_CONN == 0 {
             return None;
         }
-        let at = self.optional_at() + if f & FLAG_REG_ID != 0 { 4 } else { 0 };
+        // The block's last eight bytes.
+        let at = self.data.len().saturating_sub(8);
         let b = self.data.get(at..at + 8)?;
         Some(u64::from_le_bytes(b.try_into().ok()?))
     }
@@ -574,8 +574,8 @@ mod tests {
         }
     }
 
-    /// The packing as it was before the fixed part was written in one piece: header, address,
-    /// reg-id, flow, then every string (empty ones included).
+    /// The packing written piece by piece: header, every string (empty ones included), then
+    /// address, reg-id, flow.
     fn reference_pack(b: &NewBinding<'_>) -> Vec<u8> {
         let f = Fields::of(b);
         let mut head = [0u8; HEADER];
@@ -591,6 +591,9 @@ mod tests {
             head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
         }
         let mut d = head.to_vec();
+        for s in &f.strings {
+            d.extend_from_slice(s);
+        }
         match b.source.ip() {
             IpAddr::V4(v4) => d.extend_from_slice(&v4.octets()),
             IpAddr::V6(v6) => d.extend_from_slice(&v6.octets()),
@@ -600,9 +603,6 @@ mod tests {
         }
         if let Some(c) = b.conn {
             d.extend_from_slice(&c.to_le_bytes());
-        }
-        for s in &f.strings {
-            d.extend_from_slice(s);
         }
         d
     }
