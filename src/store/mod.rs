@@ -315,7 +315,17 @@ macro_rules! shard_of {
 
 /// The seeded hash of an AOR's text in `map` (its table's hash).
 fn table_hash(map: &Map, aor: &[u8]) -> u64 {
-    map.hasher().hash_one(aor)
+    text_hash(map.hasher(), aor)
+}
+
+/// The seeded hash of an AOR's text: the bytes alone, without the length prefix of `Hash`
+/// for slices (every hash of the tables' elements is this one; foldhash's `write` already
+/// folds the length in).
+fn text_hash(hasher: &foldhash::fast::RandomState, aor: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = hasher.build_hasher();
+    h.write(aor);
+    h.finish()
 }
 
 /// The shared bindings store.
@@ -482,7 +492,7 @@ impl Store {
                             due: done.1.unwrap_or(u32::MAX),
                         };
                         table.insert(hash, ((), SharedValue::new(entry)), |(_, e)| {
-                            hasher.hash_one(e.get().aor())
+                            text_hash(hasher, e.get().aor())
                         });
                     }
                     done
@@ -596,7 +606,7 @@ impl Store {
                     list.push(binding);
                     let entry = Entry { list, due: at };
                     table.insert(hash, ((), SharedValue::new(entry)), |(_, e)| {
-                        hasher.hash_one(e.get().aor())
+                        text_hash(hasher, e.get().aor())
                     });
                     (0, true)
                 }
