@@ -50,9 +50,15 @@ pub struct NewBinding<'a> {
 //   0  flags u8         transport (2 bits) | FLAG_*
 //   1  cseq u32         5  expires_at u32     9  registered_at u32
 //  13  port u16        15  q u16 (NO_Q)      17  user agent id u32 (interned)
-//  21  lengths u16 x 5: contact, params, call_id, instance, path
-//  31  ip (4 or 16 bytes), then reg_id u32 and conn u64 when flagged, then the strings.
-const HEADER: usize = 31;
+//  21  lengths u16 x 6: contact, params, call_id, instance, path, aor
+//  33  the strings but the AOR, then ip (4 or 16 bytes), reg_id u32 and conn u64 when
+//      flagged, then the AOR. The strings first: they start at a constant offset, so the
+//      contact and params (read for every 200 OK) are found without decoding the flags; the
+//      rest is found from the end. The AOR's text (empty outside the store) is the store's
+//      key: the map holds no key of its own (see `super::Entry`).
+const HEADER: usize = 33;
+/// The length slot of the AOR.
+const AOR_LEN_AT: usize = 31;
 const FLAG_V6: u8 = 1 << 2;
 const FLAG_REG_ID: u8 = 1 << 3;
 const FLAG_INSTANCE: u8 = 1 << 4;
@@ -77,8 +83,9 @@ impl std::fmt::Debug for Binding {
     }
 }
 
-/// Each string is capped at 65 535 bytes (messages are smaller than that anyway).
-fn cap(s: &[u8]) -> &[u8] {
+/// Each string is capped at 65 535 bytes (messages are smaller than that anyway). The AOR
+/// too: the store knows an AOR by its first 65 535 bytes.
+pub(super) fn cap(s: &[u8]) -> &[u8] {
     s.get(..s.len().min(usize::from(u16::MAX)))
         .unwrap_or_default()
 }
@@ -97,11 +104,13 @@ fn u32_at(d: &[u8], at: usize) -> u32 {
 struct Fields<'a> {
     strings: [&'a [u8]; 5],
     flags: u8,
+    /// The packed size, the AOR included.
     len: usize,
 }
 
 impl<'a> Fields<'a> {
-    fn of(b: &NewBinding<'a>) -> Self {
+    /// The fields of `b` stored with an AOR text of `aor_len` bytes.
+    fn of(b: &NewBinding<'a>, aor_len: usize) -> Self {
         let strings = [
             cap(b.contact),
             cap(b.params),
@@ -131,6 +140,7 @@ impl<'a> Fields<'a> {
             + ip_len
             + if b.reg_id.is_some() { 4 } else { 0 }
             + if b.conn.is_some() { 8 } else { 0 }
+            + aor_len
             + strings.iter().map(|s| s.len()).sum::<usize>();
         Self {
             strings,
@@ -139,9 +149,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Hands the packed bytes, in order, to `put` (`self.len` of them in all). The fixed-size
-    /// parts go as arrays (their copies need no `memcpy` call), empty strings not at all.
-    fn emit(&self, b: &NewBinding<'_>, ua: u32, mut put: impl FnMut(&[u8])) {
+    /// Hands the packed bytes, in order, to `put`: `self.len` of them in all with the AOR's
+    /// length `aor_len`, all but the AOR's text itself (the caller's to add, or to keep). The
+    /// fixed-size parts go as arrays (their copies need no `memcpy` call), empty strings not at
+    /// all.
+    fn emit(&self, b: &NewBinding<'_>, ua: u32, aor_len: usize, mut put: impl FnMut(&[u8])) {
         let mut head = [0u8; HEADER];
         head[0] = self.flags;
         head[1..5].copy_from_slice(&b.cseq.to_le_bytes());
@@ -154,7 +166,14 @@ impl<'a> Fields<'a> {
             let len = u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes();
             head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
         }
+        let aor_len = u16::try_from(aor_len).unwrap_or(u16::MAX).to_le_bytes();
+        head[AOR_LEN_AT..AOR_LEN_AT + 2].copy_from_slice(&aor_len);
         put(&head);
+        for s in &self.strings {
+            if !s.is_empty() {
+                put(s);
+            }
+        }
         match b.source.ip() {
             IpAddr::V4(v4) => put(&v4.octets()),
             IpAddr::V6(v6) => put(&v6.octets()),
@@ -165,31 +184,38 @@ impl<'a> Fields<'a> {
         if let Some(c) = b.conn {
             put(&c.to_le_bytes());
         }
-        for s in &self.strings {
-            if !s.is_empty() {
-                put(s);
-            }
-        }
     }
 }
 
 impl Binding {
+    /// A binding held outside the store (no AOR text).
     pub(crate) fn pack(b: &NewBinding<'_>) -> Self {
-        let fields = Fields::of(b);
+        Self::pack_for(b, b"")
+    }
+
+    /// A binding of the AOR `aor` (canonical text, capped at 65 535 bytes like every string).
+    pub(super) fn pack_for(b: &NewBinding<'_>, aor: &[u8]) -> Self {
+        let aor = cap(aor);
+        let fields = Fields::of(b, aor.len());
         let mut d = Vec::with_capacity(fields.len);
-        fields.emit(b, intern::id(b.user_agent), |s| d.extend_from_slice(s));
+        fields.emit(b, intern::id(b.user_agent), aor.len(), |s| {
+            d.extend_from_slice(s)
+        });
+        d.extend_from_slice(aor);
         Self {
             data: d.into_boxed_slice(),
         }
     }
 
-    /// Makes this binding what [`Binding::pack`] makes of `b`, in place when the packed size is
-    /// unchanged (a refresh: same contact, Call-ID and addresses), without a new allocation and,
-    /// when the User-Agent is the stored one, without looking it up again.
+    /// Makes this binding what [`Binding::pack_for`] makes of `b` with this binding's AOR, in
+    /// place when the packed size is unchanged (a refresh: same contact, Call-ID and
+    /// addresses), without a new allocation and, when the User-Agent is the stored one,
+    /// without looking it up again.
     pub(crate) fn repack(&mut self, b: &NewBinding<'_>) {
-        let fields = Fields::of(b);
+        let aor_len = self.aor().len();
+        let fields = Fields::of(b, aor_len);
         if fields.len != self.data.len() {
-            *self = Self::pack(b);
+            *self = Self::pack_for(b, self.aor());
             return;
         }
         let old_ua = u32_at(&self.data, 17);
@@ -198,8 +224,9 @@ impl Binding {
         } else {
             intern::id(b.user_agent)
         };
+        // Everything up to the AOR, which stays as it is.
         let mut at = 0;
-        fields.emit(b, ua, |s| {
+        fields.emit(b, ua, aor_len, |s| {
             if let Some(dst) = self.data.get_mut(at..at + s.len()) {
                 dst.copy_from_slice(s);
             }
@@ -219,20 +246,28 @@ impl Binding {
         }
     }
 
-    /// Offset of the optional reg_id/conn fields.
-    fn optional_at(&self) -> usize {
-        HEADER + self.ip_len()
+    fn aor_len(&self) -> usize {
+        usize::from(u16_at(&self.data, AOR_LEN_AT))
     }
 
-    fn strings_at(&self) -> usize {
+    /// The AOR's text (the block's last bytes; empty outside the store).
+    pub(super) fn aor(&self) -> &[u8] {
+        let at = self.data.len().saturating_sub(self.aor_len());
+        self.data.get(at..).unwrap_or_default()
+    }
+
+    /// Offset of the address: the address, reg_id and conn come before the AOR at the end.
+    fn ip_at(&self) -> usize {
         let f = self.flags();
-        self.optional_at()
+        let tail = self.ip_len()
             + if f & FLAG_REG_ID != 0 { 4 } else { 0 }
             + if f & FLAG_CONN != 0 { 8 } else { 0 }
+            + self.aor_len();
+        self.data.len().saturating_sub(tail)
     }
 
     fn part(&self, i: usize) -> &[u8] {
-        let mut start = self.strings_at();
+        let mut start = HEADER;
         for j in 0..i {
             start += usize::from(u16_at(&self.data, 21 + 2 * j));
         }
@@ -278,7 +313,7 @@ impl Binding {
 
     /// `reg-id`.
     pub fn reg_id(&self) -> Option<u32> {
-        (self.flags() & FLAG_REG_ID != 0).then(|| u32_at(&self.data, self.optional_at()))
+        (self.flags() & FLAG_REG_ID != 0).then(|| u32_at(&self.data, self.ip_at() + self.ip_len()))
     }
 
     /// Path header values (joined).
@@ -295,7 +330,7 @@ impl Binding {
     pub fn source(&self) -> SocketAddr {
         let ip = self
             .data
-            .get(HEADER..HEADER + self.ip_len())
+            .get(self.ip_at()..self.ip_at() + self.ip_len())
             .unwrap_or_default();
         let ip = match <[u8; 16]>::try_from(ip) {
             Ok(v6) => IpAddr::V6(Ipv6Addr::from(v6)),
@@ -322,7 +357,8 @@ impl Binding {
         if f & FLAG_CONN == 0 {
             return None;
         }
-        let at = self.optional_at() + if f & FLAG_REG_ID != 0 { 4 } else { 0 };
+        // The eight bytes before the AOR.
+        let at = self.data.len().saturating_sub(8 + self.aor_len());
         let b = self.data.get(at..at + 8)?;
         Some(u64::from_le_bytes(b.try_into().ok()?))
     }
@@ -574,10 +610,10 @@ mod tests {
         }
     }
 
-    /// The packing as it was before the fixed part was written in one piece: header, address,
-    /// reg-id, flow, then every string (empty ones included).
+    /// The packing written piece by piece: header, every string (empty ones included), then
+    /// address, reg-id, flow.
     fn reference_pack(b: &NewBinding<'_>) -> Vec<u8> {
-        let f = Fields::of(b);
+        let f = Fields::of(b, 0);
         let mut head = [0u8; HEADER];
         head[0] = f.flags;
         head[1..5].copy_from_slice(&b.cseq.to_le_bytes());
@@ -591,6 +627,9 @@ mod tests {
             head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
         }
         let mut d = head.to_vec();
+        for s in &f.strings {
+            d.extend_from_slice(s);
+        }
         match b.source.ip() {
             IpAddr::V4(v4) => d.extend_from_slice(&v4.octets()),
             IpAddr::V6(v6) => d.extend_from_slice(&v6.octets()),
@@ -600,9 +639,6 @@ mod tests {
         }
         if let Some(c) = b.conn {
             d.extend_from_slice(&c.to_le_bytes());
-        }
-        for s in &f.strings {
-            d.extend_from_slice(s);
         }
         d
     }
@@ -638,6 +674,66 @@ mod tests {
                         r.repack(&n);
                         assert_eq!(r, b);
                     }
+                }
+            }
+        }
+    }
+
+    /// A binding packed for an AOR is the binding packed without one, with the AOR's length in
+    /// its slot and its text (capped) at the end; every accessor reads what it reads without
+    /// it, and a repack (in place or not) keeps the AOR.
+    #[test]
+    fn packing_for_an_aor_appends_it() {
+        let long = [b'a'; 70_000];
+        for source in ["192.0.2.44:5060", "[2001:db8::1]:5061"] {
+            for (reg_id, conn) in [
+                (None, None),
+                (Some(7), Some(9)),
+                (Some(1), None),
+                (None, Some(u64::MAX)),
+            ] {
+                let n = NewBinding {
+                    reg_id,
+                    conn,
+                    ..sample(source, Some(b"<urn:x>"))
+                };
+                let plain = Binding::pack(&n);
+                assert_eq!(plain.aor(), b"");
+                for aor in [&b""[..], b"sip:alice@example.com", &long[..]] {
+                    let kept = &aor[..aor.len().min(65_535)];
+                    let b = Binding::pack_for(&n, aor);
+                    assert_eq!(b.aor(), kept);
+                    let mut want = plain.data.to_vec();
+                    want[AOR_LEN_AT..AOR_LEN_AT + 2]
+                        .copy_from_slice(&(kept.len() as u16).to_le_bytes());
+                    want.extend_from_slice(kept);
+                    assert_eq!(&b.data[..], &want[..]);
+                    assert_eq!(
+                        (b.contact(), b.params(), b.call_id(), b.instance(), b.path()),
+                        (
+                            plain.contact(),
+                            plain.params(),
+                            plain.call_id(),
+                            plain.instance(),
+                            plain.path()
+                        )
+                    );
+                    assert_eq!(
+                        (b.source(), b.reg_id(), b.conn(), b.transport(), b.q()),
+                        (n.source, reg_id, conn, n.transport, n.q)
+                    );
+                    assert_eq!(
+                        (b.cseq(), b.expires_at(), b.registered_at(), b.user_agent()),
+                        (n.cseq, n.expires_at, n.registered_at, n.user_agent)
+                    );
+                    assert_eq!(b.id(), plain.id());
+                    // Another size (a new block), then the same size (in place).
+                    let mut r = Binding::pack_for(&sample("192.0.2.9:1", None), aor);
+                    r.repack(&n);
+                    assert_eq!(r, b);
+                    let later = NewBinding { cseq: 50, ..n };
+                    r.repack(&later);
+                    assert_eq!(r, Binding::pack_for(&later, aor));
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! The location service: bindings per address-of-record (RFC 3261 §10.2, §10.3).
 //!
-//! Contract: `dashmap` sharded concurrent maps from [`AorKey`] to a `SmallVec` of compact
-//! [`Binding`]s, shared by every shard thread. The AORs are split over many small maps
+//! Contract: `dashmap` sharded concurrent maps of AORs, each a `SmallVec` of compact
+//! [`Binding`]s that also carry the AOR's text (the map's key: no allocation of its own),
+//! shared by every shard thread. The AORs are split over many small maps
 //! (partitions) by a stable hash, so that [`Store::scan`] can walk them in a fixed order one
 //! partition at a time (the management dump) without holding any lock for long. [`Store::modify`] runs a closure on one AOR's live
 //! bindings under that map shard's write lock — the registrar's §10.3 checks and updates happen
@@ -17,6 +18,8 @@ mod wheel;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use std::hash::BuildHasher;
 
 use dashmap::{DashMap, SharedValue};
 use smallvec::SmallVec;
@@ -49,8 +52,8 @@ impl Default for StoreConfig {
     }
 }
 
-/// A canonical address-of-record (see `sip::Uri::write_aor`). Cheap to clone: the expiry wheel
-/// shares the map's key allocation. Held as bytes, always UTF-8 (every constructor sees to it):
+/// A canonical address-of-record (see `sip::Uri::write_aor`). Cheap to clone (reference
+/// counted). Held as bytes, always UTF-8 (every constructor sees to it):
 /// a key made from the ASCII text the engine has at hand needs no UTF-8 validation.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct AorKey(Arc<[u8]>);
@@ -83,6 +86,16 @@ impl AorKey {
     }
 }
 
+/// The text [`AorKey::from_text`] keeps of `aor`: ASCII as is, anything else through a lossy
+/// UTF-8 conversion.
+fn canonical(aor: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if is_ascii(aor) {
+        std::borrow::Cow::Borrowed(aor)
+    } else {
+        std::borrow::Cow::Owned(String::from_utf8_lossy(aor).into_owned().into_bytes())
+    }
+}
+
 /// `<[u8]>::is_ascii` for the short text of an AOR: the high bits of the eight-byte words
 /// covering it ORed together (no byte-by-byte tail).
 fn is_ascii(s: &[u8]) -> bool {
@@ -93,8 +106,7 @@ fn is_ascii(s: &[u8]) -> bool {
     }
 }
 
-/// Looks an AOR up by its text (the derived `Hash`/`Eq` are those of the bytes), so that a
-/// request for an existing AOR needs no key allocation.
+/// The AOR's text (the derived `Hash`/`Eq` are those of the bytes).
 impl std::borrow::Borrow<[u8]> for AorKey {
     fn borrow(&self) -> &[u8] {
         &self.0
@@ -166,12 +178,18 @@ type Events = SmallVec<[(Kind, Binding); 2]>;
 pub struct Bindings<'s> {
     list: &'s mut List,
     events: Option<&'s mut Events>,
+    /// The AOR's canonical text, packed into each binding (empty for a detached list).
+    aor: &'s [u8],
 }
 
 impl<'s> Bindings<'s> {
     /// A view over bindings held outside the store (no change feed, no accounting).
     pub fn detached(list: &'s mut BindingList) -> Self {
-        Self { list, events: None }
+        Self {
+            list,
+            events: None,
+            aor: b"",
+        }
     }
 
     /// Number of live bindings.
@@ -196,7 +214,7 @@ impl<'s> Bindings<'s> {
 
     /// Adds a binding.
     pub fn push(&mut self, b: &NewBinding<'_>) {
-        let binding = Binding::pack(b);
+        let binding = Binding::pack_for(b, self.aor);
         self.record(Kind::Inserted, &binding);
         self.list.push(binding);
     }
@@ -211,7 +229,7 @@ impl<'s> Bindings<'s> {
             slot.repack(b);
             return;
         }
-        let old = std::mem::replace(slot, Binding::pack(b));
+        let old = std::mem::replace(slot, Binding::pack_for(b, self.aor));
         let (Some(events), Some(new)) = (self.events.as_deref_mut(), self.list.get(idx)) else {
             return;
         };
@@ -258,9 +276,57 @@ impl<'s> Bindings<'s> {
     }
 }
 
-/// One partition. foldhash: a fast, seeded (HashDoS-resistant) hasher; SipHash showed in
-/// profiles.
-type Map = DashMap<AorKey, List, foldhash::fast::RandomState>;
+/// One AOR in the map: its bindings, each of which holds the AOR's text (the map has no key
+/// of its own: no allocation per AOR besides its bindings), and when its wheel entry is due.
+#[derive(Default)]
+struct Entry {
+    list: List,
+    /// The time of the AOR's earliest wheel entry: the sweep at that time (or later) purges
+    /// it and schedules the next one. `u32::MAX`: none.
+    due: u32,
+}
+
+impl Entry {
+    /// The AOR's text (that of its first binding: an entry without bindings is never left in
+    /// the map).
+    fn aor(&self) -> &[u8] {
+        self.list.first().map(Binding::aor).unwrap_or_default()
+    }
+}
+
+/// One partition, used through its raw tables: every probe and insert hashes the AOR's text
+/// with the partition's hasher, and compares it with [`Entry::aor`]. foldhash: a fast, seeded
+/// (HashDoS-resistant) hasher; SipHash showed in profiles.
+type Map = DashMap<(), Entry, foldhash::fast::RandomState>;
+
+/// A partition's table element.
+type Slot = ((), SharedValue<Entry>);
+
+/// The lock shard of table hash `hash` in partition `map` (a macro: the shard's type is
+/// dashmap's to name).
+macro_rules! shard_of {
+    ($map:expr, $hash:expr) => {{
+        let shards = $map.shards();
+        // `determine_shard` is always < the shard count (the top bits of the hash), a power
+        // of two: the mask only spares a division where an index check needs a bound.
+        &shards[$map.determine_shard($hash as usize) & (shards.len() - 1)]
+    }};
+}
+
+/// The seeded hash of an AOR's text in `map` (its table's hash).
+fn table_hash(map: &Map, aor: &[u8]) -> u64 {
+    text_hash(map.hasher(), aor)
+}
+
+/// The seeded hash of an AOR's text: the bytes alone, without the length prefix of `Hash`
+/// for slices (every hash of the tables' elements is this one; foldhash's `write` already
+/// folds the length in).
+fn text_hash(hasher: &foldhash::fast::RandomState, aor: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = hasher.build_hasher();
+    h.write(aor);
+    h.finish()
+}
 
 /// The shared bindings store.
 pub struct Store {
@@ -333,8 +399,8 @@ impl Store {
         self.modify_aor(aor.as_bytes(), Some(aor), now, f)
     }
 
-    /// [`Store::modify`] by the AOR's canonical text (as for [`AorKey::from_text`]): the key is
-    /// allocated only when the AOR is new (or its timer or change events need it).
+    /// [`Store::modify`] by the AOR's canonical text (as for [`AorKey::from_text`]): no key is
+    /// made (the text is packed into the AOR's bindings) unless change events need one.
     pub fn modify_text<R>(
         &self,
         aor: &[u8],
@@ -351,16 +417,21 @@ impl Store {
         now: Instant,
         f: impl FnOnce(&mut Bindings<'_>) -> R,
     ) -> R {
-        use std::hash::BuildHasher;
-        let now_secs = secs(now);
+        // As its bindings hold it.
+        let aor = binding::cap(aor);
         let mut events: Events = SmallVec::new();
         let record = self.feed.is_some();
         // `old_min`: the earliest expiry left after the purge (a new AOR's list is empty: no
         // purge to run).
-        let run = |list: &mut List, before: usize, old_min: Option<u32>, events: &mut Events| {
+        let run = |list: &mut List,
+                   text: &[u8],
+                   before: usize,
+                   old_min: Option<u32>,
+                   events: &mut Events| {
             let mut view = Bindings {
                 list,
                 events: record.then_some(events),
+                aor: text,
             };
             let result = f(&mut view);
             let after = view.list.len();
@@ -376,32 +447,35 @@ impl Store {
             };
             (result, schedule, before, after)
         };
-        // The AOR is hashed twice, once with the stable hash (partition, wheel) and once with
-        // the partition's seeded hasher (lock shard and table slot), and the table is probed
-        // under the lock shard's write lock, held across the closure: `get_mut`, `entry` and
-        // `remove_if` would each hash, lock and probe again.
+        // The AOR is hashed twice, once with the stable hash (partition) and once with the
+        // partition's seeded hasher (lock shard and table slot), and the table is probed under
+        // the lock shard's write lock, held across the closure.
         let stable = aor_hash(aor);
+        let part = self.part_index(stable);
         let map = self.part_at(stable);
         let hasher = map.hasher();
-        let hash = hasher.hash_one(aor);
-        let shards = map.shards();
-        // `determine_shard` is always < the shard count (the top bits of the hash).
-        let shard = &shards[map.determine_shard(hash as usize) % shards.len()];
-        let mut made: Option<AorKey> = None;
+        let hash = table_hash(map, aor);
+        let shard = shard_of!(map, hash);
         let (result, schedule, before, after) = {
             let mut table = shard.write();
-            let eq = |(k, _): &(AorKey, SharedValue<List>)| k.as_bytes() == aor;
+            let eq = |(_, e): &Slot| e.get().aor() == aor;
             match table.get_mut(hash, eq) {
-                // An existing AOR (the common refresh): found without making the key.
-                Some((_, list)) => {
-                    let list = list.get_mut();
+                // An existing AOR (the common refresh).
+                Some((_, entry)) => {
+                    let entry = entry.get_mut();
+                    let list = &mut entry.list;
                     let before = list.len();
+                    // The time in seconds only here: a new AOR has nothing to purge.
                     let (expired, old_min) =
-                        purge_and_earliest(list, now_secs, record.then_some(&mut events));
+                        purge_and_earliest(list, secs(now), record.then_some(&mut events));
                     self.count_expired(expired);
-                    let done = run(list, before, old_min, &mut events);
+                    // `aor` is the matched entry's text: new bindings pack it from there.
+                    let done = run(list, aor, before, old_min, &mut events);
+                    if let Some(at) = done.1 {
+                        entry.due = entry.due.min(at);
+                    }
                     if done.3 == 0 {
-                        table.remove_entry(hash, eq);
+                        table.remove_entry(hash, |(_, e): &Slot| e.get().list.is_empty());
                     }
                     done
                 }
@@ -409,12 +483,16 @@ impl Store {
                 // there are any (a query or a failed request of an unknown AOR leaves no trace).
                 None => {
                     let mut list = List::new();
-                    let done = run(&mut list, 0, None, &mut events);
+                    // The text the key would hold (see `AorKey::from_text`).
+                    let text = canonical(aor);
+                    let done = run(&mut list, &text, 0, None, &mut events);
                     if !list.is_empty() {
-                        let k = key.cloned().unwrap_or_else(|| AorKey::from_text(aor));
-                        made = Some(k.clone());
-                        table.insert(hash, (k, SharedValue::new(list)), |(k, _)| {
-                            hasher.hash_one(k)
+                        let entry = Entry {
+                            list,
+                            due: done.1.unwrap_or(u32::MAX),
+                        };
+                        table.insert(hash, ((), SharedValue::new(entry)), |(_, e)| {
+                            text_hash(hasher, e.get().aor())
                         });
                     }
                     done
@@ -422,24 +500,13 @@ impl Store {
             }
         };
         self.account(before, after);
-        if schedule.is_none() && events.is_empty() {
-            return result;
-        }
-        let key = match (made, key) {
-            (Some(k), _) => k,
-            (None, Some(k)) => k.clone(),
-            (None, None) => AorKey::from_text(aor),
-        };
-        if events.is_empty() {
-            if let Some(at) = schedule {
-                self.wheels.schedule_hashed(key, stable, at);
-            }
-            return result;
-        }
         if let Some(at) = schedule {
-            self.wheels.schedule_hashed(key.clone(), stable, at);
+            self.wheels.schedule(part, hash, at);
         }
-        self.deliver(&key, &events);
+        if !events.is_empty() {
+            let key = key.cloned().unwrap_or_else(|| AorKey::from_text(aor));
+            self.deliver(&key, &events);
+        }
         result
     }
 
@@ -451,14 +518,22 @@ impl Store {
         f: impl FnOnce(&mut dyn Iterator<Item = &Binding>) -> R,
     ) -> Option<R> {
         let now_secs = secs(now);
-        let entry = self.part(aor).get(aor)?;
-        let mut live = entry
-            .value()
-            .iter()
-            .filter(|b| b.expires_at() > now_secs)
-            .peekable();
-        live.peek()?;
-        Some(f(&mut live))
+        self.read(aor.as_bytes(), |list| {
+            let mut live = list.iter().filter(|b| b.expires_at() > now_secs).peekable();
+            live.peek()?;
+            Some(f(&mut live))
+        })
+        .flatten()
+    }
+
+    /// Runs `f` on an AOR's stored bindings (expired ones included) under its read lock.
+    fn read<R>(&self, aor: &[u8], f: impl FnOnce(&List) -> R) -> Option<R> {
+        let aor = binding::cap(aor);
+        let map = self.part_of(aor);
+        let hash = table_hash(map, aor);
+        let table = shard_of!(map, hash).read();
+        let (_, entry) = table.get(hash, |(_, e): &Slot| e.get().aor() == aor)?;
+        Some(f(&entry.get().list))
     }
 
     /// Expires the bindings due by `now`, slot by slot; returns how many expired. Any shard may
@@ -466,8 +541,8 @@ impl Store {
     pub fn handle_timeout(&self, now: Instant) -> usize {
         let now_secs = secs(now);
         let mut expired = 0;
-        self.wheels.drain_due(now_secs, |aor| {
-            expired += self.expire(aor, now_secs);
+        self.wheels.drain_due(now_secs, |part, hash| {
+            expired += self.expire(part, hash, now_secs);
         });
         expired
     }
@@ -506,18 +581,40 @@ impl Store {
         if b.expires_at <= secs(now) {
             return false;
         }
-        let binding = Binding::pack(b);
+        let text = binding::cap(aor.as_bytes());
+        let binding = Binding::pack_for(b, text);
         let at = binding.expires_at();
+        let stable = aor_hash(text);
+        let map = self.part_at(stable);
+        let hasher = map.hasher();
+        let hash = table_hash(map, text);
         let (before, earlier) = {
-            let mut entry = self.part(aor).entry(aor.clone()).or_default();
-            let before = entry.len();
-            let earlier = earliest(&entry).is_none_or(|m| at < m);
-            entry.push(binding);
-            (before, earlier)
+            let mut table = shard_of!(map, hash).write();
+            match table.get_mut(hash, |(_, e): &Slot| e.get().aor() == text) {
+                Some((_, entry)) => {
+                    let entry = entry.get_mut();
+                    let before = entry.list.len();
+                    let earlier = earliest(&entry.list).is_none_or(|m| at < m);
+                    entry.list.push(binding);
+                    if earlier {
+                        entry.due = entry.due.min(at);
+                    }
+                    (before, earlier)
+                }
+                None => {
+                    let mut list = List::new();
+                    list.push(binding);
+                    let entry = Entry { list, due: at };
+                    table.insert(hash, ((), SharedValue::new(entry)), |(_, e)| {
+                        text_hash(hasher, e.get().aor())
+                    });
+                    (0, true)
+                }
+            }
         };
         self.account(before, before + 1);
         if earlier {
-            self.wheels.schedule(aor, at);
+            self.wheels.schedule(self.part_index(stable), hash, at);
         }
         true
     }
@@ -529,8 +626,8 @@ impl Store {
     /// place to block on a slow consumer); returning false stops the walk there (the cursor
     /// returned then continues after the last visited AOR).
     ///
-    /// One partition at a time: its matching keys are copied (reference counts, under its read
-    /// locks, briefly), sorted, then each AOR is read under its own lock only while `f` runs.
+    /// One partition at a time: its matching keys are copied (made from the AORs' text, under
+    /// its read locks, briefly), sorted, then each AOR is read under its own lock only while `f` runs.
     /// Memory is bounded by one partition's keys, not by the store. Every AOR that exists for
     /// the whole walk is visited exactly once, whatever else changes meanwhile (resizes
     /// included); AORs added or removed during the walk may or may not be visited.
@@ -558,14 +655,14 @@ impl Store {
             let map = self.parts.get(p)?;
             keys.clear();
             keys.extend(map.iter().filter_map(|e| {
-                let aor = e.key();
-                if !filter(aor.as_str()) {
+                let aor = e.value().aor();
+                // Always UTF-8 (stored as `AorKey::from_text` makes it).
+                if !filter(std::str::from_utf8(aor).unwrap_or_default()) {
                     return None;
                 }
-                let hash = aor_hash(aor.as_bytes());
-                let later =
-                    after.is_none_or(|c| (hash, aor.as_bytes()) > (c.hash, c.aor.as_bytes()));
-                later.then(|| (hash, aor.clone()))
+                let hash = aor_hash(aor);
+                let later = after.is_none_or(|c| (hash, aor) > (c.hash, c.aor.as_bytes()));
+                later.then(|| (hash, AorKey::from_text(aor)))
             }));
             let more = keys.len() > budget;
             if more {
@@ -574,12 +671,12 @@ impl Store {
             }
             keys.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
             for key in &keys {
-                if let Some(list) = map.get(&key.1) {
+                self.read(key.1.as_bytes(), |list| {
                     let mut live = list.iter().filter(|b| b.expires_at() > now_secs).peekable();
                     if live.peek().is_some() {
                         f(&key.1, &mut live);
                     }
-                }
+                });
                 if !pause() {
                     return Some(cursor(key));
                 }
@@ -596,10 +693,6 @@ impl Store {
         usize::try_from(hash.checked_shr(self.part_shift).unwrap_or(0)).unwrap_or(0)
     }
 
-    fn part(&self, aor: &AorKey) -> &Map {
-        self.part_of(aor.as_bytes())
-    }
-
     fn part_of(&self, aor: &[u8]) -> &Map {
         self.part_at(aor_hash(aor))
     }
@@ -611,27 +704,52 @@ impl Store {
         &self.parts[p]
     }
 
-    fn expire(&self, aor: &AorKey, now_secs: u32) -> usize {
-        let mut events: Events = SmallVec::new();
-        let record = self.feed.is_some();
-        let map = self.part(aor);
-        let Some((before, after, next)) = map.get_mut(aor).map(|mut list| {
-            let before = list.len();
-            self.count_expired(purge(&mut list, now_secs, record.then_some(&mut events)));
-            (before, list.len(), earliest(&list))
-        }) else {
+    /// The sweep of a wheel entry: partition `part`, table hash `hash`. Every AOR along that
+    /// hash's probe sequence whose wheel entry is due (its own, or one sharing the hash's tag)
+    /// has its expired bindings purged and its next entry scheduled; the others keep theirs.
+    fn expire(&self, part: usize, hash: u64, now_secs: u32) -> usize {
+        let Some(map) = self.parts.get(part) else {
             return 0;
         };
-        if after == 0 {
-            map.remove_if(aor, |_, list| list.is_empty());
+        let record = self.feed.is_some();
+        let mut expired = 0;
+        // One due AOR per round (each leaves with a later `due`, or is deleted): the events
+        // are delivered and the next entry scheduled with no lock held.
+        loop {
+            let mut events: Events = SmallVec::new();
+            let (key, before, after, next) = {
+                let mut table = shard_of!(map, hash).write();
+                let due = |(_, e): &Slot| e.get().due <= now_secs;
+                let Some((_, entry)) = table.get_mut(hash, due) else {
+                    break;
+                };
+                let entry = entry.get_mut();
+                let key = record.then(|| AorKey::from_text(entry.aor()));
+                let before = entry.list.len();
+                self.count_expired(purge(
+                    &mut entry.list,
+                    now_secs,
+                    record.then_some(&mut events),
+                ));
+                let next = earliest(&entry.list);
+                entry.due = next.unwrap_or(u32::MAX);
+                let after = entry.list.len();
+                if after == 0 {
+                    table.remove_entry(hash, |(_, e): &Slot| e.get().list.is_empty());
+                }
+                (key, before, after, next)
+            };
+            // This AOR's wheel entry was consumed: keep one at its earliest remaining expiry.
+            if let Some(at) = next {
+                self.wheels.schedule(part, hash, at);
+            }
+            self.account(before, after);
+            if let Some(key) = key {
+                self.deliver(&key, &events);
+            }
+            expired += before - after;
         }
-        // This AOR's wheel entry was consumed: keep one at its earliest remaining expiry.
-        if let Some(at) = next {
-            self.wheels.schedule(aor, at);
-        }
-        self.account(before, after);
-        self.deliver(aor, &events);
-        before - after
+        expired
     }
 
     fn account(&self, before: usize, after: usize) {
@@ -745,9 +863,10 @@ fn aor_hash(aor: &[u8]) -> u64 {
     stable_hash(&[aor])
 }
 
-/// Which wheel an AOR's timers live in (the same AOR always picks the same wheel).
-fn wheel_index(aor_hash: u64, wheels: usize) -> usize {
-    usize::try_from(aor_hash).unwrap_or(0) % wheels
+/// Which wheel an AOR's timers live in (the same AOR always picks the same wheel): the hash's
+/// low bits under `mask` (the number of wheels, a power of two, less one).
+fn wheel_index(aor_hash: u64, mask: usize) -> usize {
+    usize::try_from(aor_hash).unwrap_or(0) & mask
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel

@@ -94,7 +94,10 @@ fn push_replace_remove_with_events_in_order() {
     store.modify(&a, at(T0), |b| b.clear());
     assert_eq!(log.take(), vec!["rem sip:a@example.com sip:a@1"]);
     assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
-    assert!(store.part(&a).get(&a).is_none(), "empty entry deleted");
+    assert!(
+        store.read(a.as_bytes(), |_| ()).is_none(),
+        "empty entry deleted"
+    );
     assert!(store.lookup(&a, at(T0), |_| ()).is_none());
 }
 
@@ -133,7 +136,10 @@ fn modify_by_text_reaches_the_same_aor() {
         store.modify_text(a.as_bytes(), at(T0), |b| b.push(&nb("sip:a@1", T0 + 60)));
         store.modify_text(a.as_bytes(), at(T0), |b| b.clear());
         assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
-        assert!(store.part(&a).get(&a).is_none(), "empty entry deleted");
+        assert!(
+            store.read(a.as_bytes(), |_| ()).is_none(),
+            "empty entry deleted"
+        );
     }
 }
 
@@ -253,8 +259,8 @@ fn concurrent_modifications_keep_counts_consistent() {
     let mut bindings = 0;
     for entry in store.parts.iter().flat_map(|p| p.iter()) {
         aors += 1;
-        bindings += entry.value().len();
-        assert!(!entry.value().is_empty());
+        bindings += entry.value().list.len();
+        assert!(!entry.value().list.is_empty());
     }
     assert_eq!((store.aor_count(), store.binding_count()), (aors, bindings));
 }
@@ -360,10 +366,15 @@ proptest! {
             let (mut aors, mut bindings) = (0, 0);
             for part in store.parts.iter() {
                 for entry in part.iter() {
-                    prop_assert!(!entry.value().is_empty());
-                    prop_assert!(store.part(entry.key()).get(entry.key()).is_some());
+                    let e = entry.value();
+                    prop_assert!(!e.list.is_empty());
+                    // Found by its text; every binding carries it; its wheel entry comes at
+                    // or before its earliest expiry.
+                    prop_assert!(store.read(e.aor(), |_| ()).is_some());
+                    prop_assert!(e.list.iter().all(|b| b.aor() == e.aor()));
+                    prop_assert!(earliest(&e.list).is_some_and(|m| e.due <= m));
                     aors += 1;
-                    bindings += entry.value().len();
+                    bindings += entry.value().list.len();
                 }
             }
             prop_assert_eq!((store.aor_count(), store.binding_count()), (aors, bindings));
@@ -658,4 +669,27 @@ fn ascii_check_is_std_is_ascii() {
         }
     }
     assert_eq!(compared, 3 * 80 * 81 / 2);
+}
+
+/// A wheel entry names its AOR by partition and table hash: its sweep purges the AORs along
+/// that hash's probe whose own entry is due, and leaves an AOR not due yet (a stale entry) as
+/// it is, its entry included.
+#[test]
+fn a_sweep_touches_only_due_aors() {
+    let store = Store::new(&StoreConfig::default());
+    let a = AorKey::new("sip:due@example.com");
+    store.modify(&a, at(T0), |b| b.push(&nb("sip:d@1", T0 + 100)));
+    let stable = aor_hash(a.as_bytes());
+    let (part, map) = (store.part_index(stable), store.part_at(stable));
+    let hash = table_hash(map, a.as_bytes());
+    assert_eq!(store.expire(part, hash, T0 + 50), 0);
+    assert_eq!(store.expire(part, hash ^ 1, T0 + 50), 0);
+    assert_eq!(store.expire(usize::MAX, hash, T0 + 200), 0);
+    assert_eq!((store.binding_count(), store.wheels.len()), (1, 1));
+    assert_eq!(store.expire(part, hash, T0 + 100), 1);
+    assert_eq!((store.aor_count(), store.binding_count()), (0, 0));
+    assert!(store.read(a.as_bytes(), |_| ()).is_none());
+    // Its entry in the wheel is now stale: the sweep that consumes it finds nothing.
+    assert_eq!(store.handle_timeout(at(T0 + 100)), 0);
+    assert_eq!(store.wheels.len(), 0);
 }

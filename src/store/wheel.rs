@@ -1,7 +1,9 @@
 //! Expiry timer wheels: one-second slots in a ring covering the longest binding lifetime.
 //!
-//! Scheduling an expiry appends `(aor, at)` to slot `at % len`. The store keeps about one entry
-//! per AOR, at or before its earliest expiry: a refresh pushes nothing (the old entry fires
+//! Scheduling an expiry appends `(aor, at)` to slot `at % len`, the AOR named by its partition
+//! and its hash in that partition's table (the map holds no key to share: the sweep finds the
+//! AOR by probing, see `Store::expire`). The store keeps about one entry per AOR, at or before
+//! its earliest expiry: a refresh pushes nothing (the old entry fires
 //! first, finds nothing expired and reschedules at the AOR's new earliest expiry), so the
 //! wheel's size follows the number of AORs, not the refresh rate. Several wheels (picked by AOR
 //! hash) keep the locks uncontended. Sweeping never holds a wheel lock while it touches the
@@ -17,7 +19,7 @@
 
 use dashmap::RwLock;
 
-use super::{aor_hash, wheel_index, AorKey};
+use super::wheel_index;
 
 /// Entries per chunk (24 bytes each).
 const CHUNK: usize = 256;
@@ -26,8 +28,9 @@ const CHUNK: usize = 256;
 const NIL: u32 = u32::MAX;
 
 struct Entry {
-    /// `None` while on the free list.
-    aor: Option<AorKey>,
+    /// The AOR's table hash and partition (meaningless while on the free list).
+    hash: u64,
+    part: u32,
     at: u32,
     /// The next entry of its slot (or of the free list).
     next: u32,
@@ -47,8 +50,9 @@ const EMPTY: Slot = Slot {
 
 struct Wheel {
     slots: Box<[Slot]>,
-    /// Entry `i` is `chunks[i / CHUNK][i % CHUNK]`; every chunk holds `CHUNK` entries.
-    chunks: Vec<Box<[Entry]>>,
+    /// Entry `i` is `chunks[i / CHUNK][i % CHUNK]`. Arrays, not slices: the index within a
+    /// chunk needs no bounds check.
+    chunks: Vec<Box<[Entry; CHUNK]>>,
     /// Unused entries, linked through `next`.
     free: u32,
     /// First second not swept yet; `None` until something is scheduled.
@@ -57,7 +61,7 @@ struct Wheel {
 }
 
 /// Entry `i` of a wheel's chunks.
-fn entry(chunks: &mut [Box<[Entry]>], i: u32) -> Option<&mut Entry> {
+fn entry(chunks: &mut [Box<[Entry; CHUNK]>], i: u32) -> Option<&mut Entry> {
     let i = usize::try_from(i).ok()?;
     chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
 }
@@ -72,21 +76,26 @@ impl Wheel {
             return;
         };
         // Entry `first + k` links to the next one; the last one to the old free list.
-        let chunk = (first + 1..first + CHUNK)
+        let chunk: Box<[Entry]> = (first + 1..first + CHUNK)
             .map(|n| u32::try_from(n).unwrap_or(NIL))
             .chain([self.free])
             .map(|next| Entry {
-                aor: None,
+                hash: 0,
+                part: 0,
                 at: 0,
                 next,
             })
             .collect();
+        // CHUNK entries: the conversion always succeeds.
+        let Ok(chunk) = chunk.try_into() else {
+            return;
+        };
         self.chunks.push(chunk);
         self.free = end - u32::try_from(CHUNK).unwrap_or(0);
     }
 
-    /// Appends `(aor, at)` to slot `slot`.
-    fn push(&mut self, slot: usize, aor: AorKey, at: u32) {
+    /// Appends `(part, hash, at)` to slot `slot`.
+    fn push(&mut self, slot: usize, part: u32, hash: u64, at: u32) {
         if self.free == NIL {
             self.grow();
         }
@@ -99,7 +108,8 @@ impl Wheel {
         };
         self.free = e.next;
         *e = Entry {
-            aor: Some(aor),
+            hash,
+            part,
             at,
             next: NIL,
         };
@@ -113,7 +123,7 @@ impl Wheel {
 
     /// Moves the AORs of slot `slot`'s entries due at `now` into `due` (in the slot's order)
     /// and frees those entries; the others stay, in order.
-    fn sweep(&mut self, slot: usize, now: u32, due: &mut Vec<AorKey>) {
+    fn sweep(&mut self, slot: usize, now: u32, due: &mut Vec<(usize, u64)>) {
         let Some(&Slot { first, .. }) = self.slots.get(slot) else {
             return;
         };
@@ -123,7 +133,7 @@ impl Wheel {
             let i = at;
             at = e.next;
             if e.at <= now {
-                due.extend(e.aor.take());
+                due.push((usize::try_from(e.part).unwrap_or(usize::MAX), e.hash));
                 e.next = self.free;
                 self.free = i;
                 self.entries -= 1;
@@ -143,6 +153,7 @@ impl Wheel {
 }
 
 pub(super) struct Wheels {
+    /// A power of two of them (an AOR's wheel is picked by masking its hash).
     wheels: Vec<RwLock<Wheel>>,
     len: u32,
 }
@@ -150,7 +161,7 @@ pub(super) struct Wheels {
 impl Wheels {
     pub(super) fn new(max_expires: u32, count: usize) -> Self {
         let len = max_expires.saturating_add(2).max(2);
-        let wheels = (0..count.max(1))
+        let wheels = (0..count.max(1).next_power_of_two())
             .map(|_| {
                 RwLock::new(Wheel {
                     slots: (0..len).map(|_| EMPTY).collect(),
@@ -164,24 +175,25 @@ impl Wheels {
         Self { wheels, len }
     }
 
-    pub(super) fn schedule(&self, aor: &AorKey, at: u32) {
-        self.schedule_hashed(aor.clone(), aor_hash(aor.as_bytes()), at);
-    }
-
-    /// [`Wheels::schedule`] with the AOR's [`aor_hash`] already at hand.
-    pub(super) fn schedule_hashed(&self, aor: AorKey, hash: u64, at: u32) {
-        let Some(wheel) = self.wheels.get(wheel_index(hash, self.wheels.len())) else {
+    /// Schedules a sweep of the AOR with table hash `hash` in partition `part` at `at`.
+    pub(super) fn schedule(&self, part: usize, hash: u64, at: u32) {
+        // Partitions are counted in u32 (the store's are a few hundred).
+        let part = u32::try_from(part).unwrap_or(u32::MAX);
+        let Some(wheel) = self
+            .wheels
+            .get(wheel_index(hash, self.wheels.len().saturating_sub(1)))
+        else {
             return;
         };
         let mut w = wheel.write();
         w.next = Some(w.next.map_or(at, |n| n.min(at)));
         let slot = usize::try_from(at % self.len).unwrap_or(0);
-        w.push(slot, aor, at);
+        w.push(slot, part, hash, at);
     }
 
-    /// Calls `f` for each AOR with an entry due at or before `now`.
-    pub(super) fn drain_due(&self, now: u32, mut f: impl FnMut(&AorKey)) {
-        let mut due: Vec<AorKey> = Vec::new();
+    /// Calls `f` with the partition and table hash of each entry due at or before `now`.
+    pub(super) fn drain_due(&self, now: u32, mut f: impl FnMut(usize, u64)) {
+        let mut due: Vec<(usize, u64)> = Vec::new();
         for wheel in &self.wheels {
             {
                 let mut w = wheel.write();
@@ -197,8 +209,8 @@ impl Wheels {
                 }
                 w.next = (w.entries > 0).then_some(now + 1);
             }
-            for aor in due.drain(..) {
-                f(&aor);
+            for (part, hash) in due.drain(..) {
+                f(part, hash);
             }
         }
     }
@@ -220,6 +232,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// An AOR as the wheels name it: partition and table hash.
+    type AorKey = (usize, u64);
+
+    impl Wheels {
+        fn schedule_aor(&self, aor: &AorKey, at: u32) {
+            self.schedule(aor.0, aor.1, at);
+        }
+
+        fn drain_aors(&self, now: u32, mut f: impl FnMut(&AorKey)) {
+            self.drain_due(now, |part, hash| f(&(part, hash)));
+        }
+    }
+
     /// The wheels as they were: a `Vec` per slot, swept with `retain`.
     struct Reference {
         slots: Vec<Vec<(AorKey, u32)>>,
@@ -229,7 +254,7 @@ mod tests {
     impl Reference {
         fn schedule(&mut self, aor: &AorKey, at: u32) {
             let slot = (at % self.len) as usize;
-            self.slots[slot].push((aor.clone(), at));
+            self.slots[slot].push((*aor, at));
         }
 
         /// The AORs due at `now`, sweeping the slots `from..=now` (as `drain_due` does).
@@ -239,7 +264,7 @@ mod tests {
             for s in (now - turns)..=now {
                 self.slots[(s % self.len) as usize].retain(|(aor, at)| {
                     if *at <= now {
-                        due.push(aor.clone());
+                        due.push(*aor);
                         false
                     } else {
                         true
@@ -280,20 +305,20 @@ mod tests {
                 slots: (0..wheels.len).map(|_| Vec::new()).collect(),
                 len: wheels.len,
             };
-            let aors: Vec<AorKey> = (0..=255).map(|n| AorKey::new(&format!("sip:{n}@x"))).collect();
+            let aors: Vec<AorKey> = (0..=255u64).map(|n| ((n % 7) as usize, n.wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
             let mut now = 1000u32;
             for op in ops {
                 match op {
                     Op::Schedule(n, d) => {
                         let aor = &aors[usize::from(n)];
-                        wheels.schedule(aor, now + d);
+                        wheels.schedule_aor(aor, now + d);
                         reference.schedule(aor, now + d);
                     }
                     Op::Drain(d) => {
                         let next = wheels.next_due();
                         now += d;
                         let mut got = Vec::new();
-                        wheels.drain_due(now, |aor| got.push(aor.clone()));
+                        wheels.drain_aors(now, |aor| got.push(*aor));
                         let want = match next {
                             Some(next) if next <= now => reference.drain(next, now),
                             _ => Vec::new(),
@@ -311,23 +336,23 @@ mod tests {
     #[test]
     fn chunks_fill_and_entries_are_reused() {
         let wheels = Wheels::new(10, 1);
-        let aor = |n: usize| AorKey::new(&format!("sip:{n}@x"));
+        let aor = |n: usize| (n % 5, n as u64);
         for n in 0..CHUNK * 2 + 3 {
-            wheels.schedule(&aor(n), 100 + (n % 3) as u32);
+            wheels.schedule_aor(&aor(n), 100 + (n % 3) as u32);
         }
         assert_eq!(wheels.len(), CHUNK * 2 + 3);
         let mut got = Vec::new();
-        wheels.drain_due(100, |a| got.push(a.clone()));
+        wheels.drain_aors(100, |a| got.push(*a));
         let want: Vec<AorKey> = (0..CHUNK * 2 + 3).filter(|n| n % 3 == 0).map(aor).collect();
         assert_eq!(got, want);
         // The freed entries are used again before any new chunk.
         let chunks = wheels.wheels[0].read().chunks.len();
         for n in 0..want.len() {
-            wheels.schedule(&aor(1000 + n), 104);
+            wheels.schedule_aor(&aor(1000 + n), 104);
         }
         assert_eq!(wheels.wheels[0].read().chunks.len(), chunks);
         got.clear();
-        wheels.drain_due(104, |a| got.push(a.clone()));
+        wheels.drain_aors(104, |a| got.push(*a));
         // Slots 101 and 102 in the order scheduled, then 104.
         let mut want: Vec<AorKey> = (0..CHUNK * 2 + 3).filter(|n| n % 3 == 1).map(aor).collect();
         want.extend((0..CHUNK * 2 + 3).filter(|n| n % 3 == 2).map(aor));
