@@ -357,7 +357,7 @@ pub const MAX_CONNECTIONS_PER_SHARD: usize = 1 << 22;
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest SIP message, bytes. Default 65535.
+    /// Largest SIP message, bytes: 512 to 65535 (the default).
     pub max_message_size: usize,
     /// Open TCP+TLS connections per shard. Default 10000.
     pub max_connections: usize,
@@ -546,8 +546,15 @@ impl Config {
         if r.max_contacts == 0 {
             return Err(invalid("registrar.max_contacts", "must be at least 1"));
         }
-        if self.limits.max_message_size < 512 {
-            return Err(invalid("limits.max_message_size", "must be at least 512"));
+        if !(512..=crate::store::MAX_TEXT).contains(&self.limits.max_message_size) {
+            return Err(invalid(
+                "limits.max_message_size",
+                format!(
+                    "must be between 512 and {} (the store keeps a message's strings with \
+                     16-bit lengths)",
+                    crate::store::MAX_TEXT
+                ),
+            ));
         }
         let mut salt = [0u8; 8];
         salt.copy_from_slice(&random[32..]);
@@ -769,6 +776,16 @@ mod tests {
                 Err(e) => {
                     assert!(!ok, "{n} refused: {e}");
                     assert!(e.to_string().starts_with("limits.max_connections"), "{e}");
+                }
+            }
+        }
+        for (n, ok) in [(511, false), (512, true), (65_535, true), (65_536, false)] {
+            let c = Config::from_toml(&format!("[limits]\nmax_message_size = {n}\n"), "z").unwrap();
+            match c.engine_config([0; 40]) {
+                Ok(_) => assert!(ok, "{n} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{n} refused: {e}");
+                    assert!(e.to_string().starts_with("limits.max_message_size"), "{e}");
                 }
             }
         }

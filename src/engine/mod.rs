@@ -326,10 +326,11 @@ fn validate(c: &EngineConfig) -> Result<(), ConfigError> {
             );
         }
     }
-    if c.max_message_size < 512 {
+    if !(512..=crate::store::MAX_TEXT).contains(&c.max_message_size) {
         return fail(format!(
-            "max_message_size ({}) must be at least 512",
-            c.max_message_size
+            "max_message_size ({}) must be between 512 and {}",
+            c.max_message_size,
+            crate::store::MAX_TEXT
         ));
     }
     Ok(())

@@ -740,6 +740,13 @@ fn config_validation_names_fields() {
         ..EngineConfig::default()
     })
     .contains("max_contacts"));
+    for size in [511, 65_536] {
+        assert!(bad(EngineConfig {
+            max_message_size: size,
+            ..EngineConfig::default()
+        })
+        .contains("max_message_size"));
+    }
     let auth = AuthSettings {
         realm: "example.com".into(),
         algorithms: vec!["SHA-1".into()],

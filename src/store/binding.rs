@@ -83,11 +83,15 @@ impl std::fmt::Debug for Binding {
     }
 }
 
-/// Each string is capped at 65 535 bytes (messages are smaller than that anyway). The AOR
-/// too: the store knows an AOR by its first 65 535 bytes.
+/// The longest string a binding holds: lengths are stored in 16 bits. No string of a request
+/// is longer, because a message is not (the configuration refuses a larger
+/// `limits.max_message_size`).
+pub const MAX_TEXT: usize = u16::MAX as usize;
+
+/// Each string capped at [`MAX_TEXT`] bytes (a bound for the packing, never reached by a
+/// request's strings: two AORs are never known by one text).
 pub(super) fn cap(s: &[u8]) -> &[u8] {
-    s.get(..s.len().min(usize::from(u16::MAX)))
-        .unwrap_or_default()
+    s.get(..s.len().min(MAX_TEXT)).unwrap_or_default()
 }
 
 fn u16_at(d: &[u8], at: usize) -> u16 {
