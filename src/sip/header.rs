@@ -597,7 +597,7 @@ impl<'b> NameAddr<'b> {
         mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
         let parse_uri = |text: &'b [u8]| match known {
-            Some(uri) if uri.raw == text => Ok(*uri),
+            Some(uri) if uri.raw() == text => Ok(*uri),
             _ => Uri::parse(text).map_err(|_| Error::BadNameAddr),
         };
         let v = trim_lws(value);
@@ -1744,11 +1744,11 @@ mod tests {
         let n = NameAddr::parse(br#""Bob \"B\"" <sip:bob@example.com;transport=tcp>;tag=a1;x"#)
             .unwrap();
         assert_eq!(n.display.unwrap(), br#""Bob \"B\"""#);
-        assert_eq!(n.uri.raw, b"sip:bob@example.com;transport=tcp");
+        assert_eq!(n.uri.raw(), b"sip:bob@example.com;transport=tcp");
         assert_eq!(n.tag(), Some(&b"a1"[..]));
         assert!(n.bracketed);
         let n = NameAddr::parse(b"sip:+1972@gw1.example.net;unknownparam").unwrap();
-        assert_eq!(n.uri.raw, b"sip:+1972@gw1.example.net");
+        assert_eq!(n.uri.raw(), b"sip:+1972@gw1.example.net");
         assert_eq!(n.params.get(b"unknownparam"), Some(None));
         let n = NameAddr::parse(b"Bob Smith<sip:b@h>").unwrap();
         assert_eq!(n.display.unwrap(), b"Bob Smith");

@@ -1518,7 +1518,7 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
                     let _ = a.name_addr.uri.write_aor(&mut aor);
                     assert!(
                         a.name_addr.uri.equivalent(&a.name_addr.uri)
-                            || a.name_addr.uri.scheme == crate::sip::Scheme::Other
+                            || a.name_addr.uri.scheme() == crate::sip::Scheme::Other
                     );
                 }
             }
