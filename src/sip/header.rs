@@ -608,15 +608,30 @@ impl<'b> NameAddr<'b> {
             _ => display_name(v)?,
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            // (One byte looked for as either of two.)
-            let gt = find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?;
+            // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
+            // parse read it) and the text starts with it and a `>`, that `>` is the first one,
+            // found without the search.
+            let same = known.filter(|k| {
+                k.is_plain()
+                    && inner.get(k.raw().len()) == Some(&b'>')
+                    && inner.starts_with(k.raw())
+            });
+            let gt = match same {
+                Some(k) => k.raw().len(),
+                // (One byte looked for as either of two.)
+                None => find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?,
+            };
             let uri_text = inner.get(..gt).unwrap_or_default();
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             let tag = first_tag(params, &mut visit)?;
             // The URI after the parameters, mapped into the result: then no copy of it is kept
             // across their walk or made by `?` (either failing is the same error). No LWS inside
             // the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
-            return parse_uri(uri_text).map(|uri| Self {
+            let uri = match same {
+                Some(k) => Ok(*k),
+                None => parse_uri(uri_text),
+            };
+            return uri.map(|uri| Self {
                 display,
                 uri,
                 params,
@@ -2078,6 +2093,33 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// A To read like its From is the To read on its own, whether the From's URI was read
+        /// by the one-pass parse or not.
+        #[test]
+        fn parse_like_matches_parse(
+            from in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 1..6),
+            to in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..6),
+        ) {
+            let from = format!("<sip:{}>", from.concat());
+            if let Ok(from) = NameAddr::parse(from.as_bytes()) {
+                let raw = String::from_utf8_lossy(from.uri.raw()).into_owned();
+                for to in [format!("<{raw}{}", to.concat()), format!("<{}", to.concat())] {
+                    proptest::prop_assert_eq!(
+                        format!("{:?}", NameAddr::parse_like(to.as_bytes(), &from.uri)),
+                        format!("{:?}", NameAddr::parse(to.as_bytes())),
+                        "{}", to
+                    );
+                }
+            }
+        }
+    }
+
+    const NAME_ADDR_PIECES: &[&str] = &[
+        "a", "@", "h.x", ">", ";tag=1", ";lr", ":5060", "?x=y", "\"", " ", ",", "%41", "=", ";",
+        "B", "[::1]",
+    ];
+
     #[test]
     fn parse_like_reuses_only_the_same_text() {
         let from = NameAddr::parse(b"<sip:Bob@Example.com;transport=tcp>;tag=1").unwrap();
@@ -2089,6 +2131,11 @@ mod tests {
             b"<sip:Bob@Example.com;transport=tcp;lr>",
             b"<sip:Bob@Example.com;transport=tcp",
             b"<sip:Bob@Example.com:5060>",
+            b"<sip:Bob@Example.com;transport=tcp>>",
+            b"<sip:Bob@Example.com;transport=tcp>;tag=2>",
+            b"<sip:Bob@Example.com;transport=tcpx>",
+            b"<sip:Bob@Example.com;transport=tc>",
+            b"<sip:Bob@Example.com;transport=tcp",
         ] {
             assert_eq!(
                 format!("{:?}", NameAddr::parse_like(to, &from.uri)),

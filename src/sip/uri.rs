@@ -42,7 +42,7 @@ pub struct Uri<'b> {
     scheme: Scheme,
     /// Offset of the text after the scheme's colon (sip, sips and tel).
     rest_at: u8,
-    /// [`USER`], [`PASSWORD`], [`AOR_WRITTEN`].
+    /// [`USER`], [`PASSWORD`], [`AOR_WRITTEN`], [`PLAIN`].
     flags: u8,
 }
 
@@ -50,6 +50,8 @@ pub struct Uri<'b> {
 const USER: u8 = 1;
 /// [`Uri::flags`]: the URI has a password.
 const PASSWORD: u8 = 2;
+/// [`Uri::flags`]: the one-pass parse read the URI ([`Uri::is_plain`]).
+const PLAIN: u8 = 8;
 /// [`Uri::flags`]: the text up to the end of the host is the canonical address-of-record (the
 /// one-pass parse saw a lower-case `sip:`/`sips:`, a literal user part or none, no password, a
 /// host without upper-case letters and no port).
@@ -114,6 +116,14 @@ impl<'b> Uri<'b> {
     #[inline]
     pub fn host(&self) -> &'b [u8] {
         self.part(self.host_start, self.host_end)
+    }
+
+    /// Whether the usual sip/sips URI's one-pass parse read it: then its text holds only
+    /// user, host, port and plain parameter characters, none of them `>`, `"`, `,` or white
+    /// space.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.flags & PLAIN != 0
     }
 
     /// Explicit port.
@@ -257,9 +267,11 @@ impl<'b> Uri<'b> {
         self.port = port;
         // (The parameters run to the end.)
         self.params_start = (self.raw.len() - params.len()) as u32;
-        if written_lower && lower && port.is_none() {
-            self.flags |= AOR_WRITTEN;
-        }
+        self.flags |= if written_lower && lower && port.is_none() {
+            PLAIN | AOR_WRITTEN
+        } else {
+            PLAIN
+        };
         params.is_empty() || Params::new(params).is_plain()
     }
 
