@@ -415,7 +415,7 @@ impl<'b> Params<'b> {
 /// one is malformed (an empty name or value, an unclosed quote). The short form of
 /// [`Params::scan`] for the usual parameters.
 #[inline(always)]
-fn walk_plain<'b>(
+pub(crate) fn walk_plain<'b>(
     s: &'b [u8],
     quoted: bool,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
@@ -611,13 +611,19 @@ impl<'b> NameAddr<'b> {
             // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
             // parse read it) and the text starts with it and a `>`, that `>` is the first one,
             // found without the search.
-            let same = known.filter(|k| {
-                k.is_plain()
-                    && inner.get(k.raw().len()) == Some(&b'>')
-                    && inner.starts_with(k.raw())
-            });
-            let gt = match same {
-                Some(k) => k.raw().len(),
+            // Otherwise the usual URI is read in the pass that finds its end.
+            let read = match known {
+                Some(k)
+                    if k.is_plain()
+                        && inner.get(k.raw().len()) == Some(&b'>')
+                        && inner.starts_with(k.raw()) =>
+                {
+                    Some((*k, k.raw().len()))
+                }
+                _ => Uri::parse_bracketed(inner),
+            };
+            let gt = match read {
+                Some((_, gt)) => gt,
                 // (One byte looked for as either of two.)
                 None => find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?,
             };
@@ -627,8 +633,8 @@ impl<'b> NameAddr<'b> {
             // The URI after the parameters, mapped into the result: then no copy of it is kept
             // across their walk or made by `?` (either failing is the same error). No LWS inside
             // the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
-            let uri = match same {
-                Some(k) => Ok(*k),
+            let uri = match read {
+                Some((uri, _)) => Ok(uri),
                 None => parse_uri(uri_text),
             };
             return uri.map(|uri| Self {

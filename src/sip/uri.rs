@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::header::{host_port_prefix, offset_in, port_after, Params};
+use super::header::{host_port_prefix, offset_in, port_after, walk_plain, Params};
 use super::{byte_table, eq_ignore_case, find, host_len, run_len, Error};
 
 /// URI scheme.
@@ -237,6 +237,14 @@ impl<'b> Uri<'b> {
     /// parse finds the same fields. False says nothing about validity. `written_lower`: the
     /// scheme is written in lower case (for [`AOR_WRITTEN`]).
     fn sip_plain(&mut self, rest: &'b [u8], written_lower: bool) -> bool {
+        self.sip_plain_end(rest, written_lower) == Some(0)
+    }
+
+    /// [`Uri::sip_plain`] of the text `rest` starts with: how much of `rest` is left after
+    /// the parts it reads (the parameters end where one does not start with `;`). `None`
+    /// when the parts it reads are malformed.
+    #[inline(always)]
+    fn sip_plain_end(&mut self, rest: &'b [u8], written_lower: bool) -> Option<usize> {
         // Host characters are literal user characters too: the run of them is the host unless
         // an '@' (maybe after other user characters) ends a user part.
         let (host, lower) = host_run(rest);
@@ -259,20 +267,55 @@ impl<'b> Uri<'b> {
             }
             _ => (0, host_port_prefix(rest).map(|(h, p, a)| (h, p, a, false))),
         };
-        let Some((host, port, params, lower)) = host_port else {
-            return false;
-        };
+        let (host, port, params, lower) = host_port?;
         self.host_start = (base + host_at) as u32;
         self.host_end = (base + host_at + host.len()) as u32;
         self.port = port;
-        // (The parameters run to the end.)
+        // (`params` runs to the end of `raw`.)
         self.params_start = (self.raw.len() - params.len()) as u32;
         self.flags |= if written_lower && lower && port.is_none() {
             PLAIN | AOR_WRITTEN
         } else {
             PLAIN
         };
-        params.is_empty() || Params::new(params).is_plain()
+        if params.is_empty() {
+            return Some(0);
+        }
+        walk_plain(params, false, |_, _| {}).map(<[u8]>::len)
+    }
+
+    /// The usual URI of a name-addr read from `inner`, the text after its `<`, in the one pass
+    /// [`Uri::parse`] makes over a `sip:` URI: that URI, the text up to the first `>`, and
+    /// where that `>` is, when the one pass reads all of the text before it (its characters are
+    /// never `>`: the `>` after it is the first one). `None` leaves the text to the search for
+    /// the `>` and [`Uri::parse`], which then finds the same URI where this finds one.
+    pub(crate) fn parse_bracketed(inner: &'b [u8]) -> Option<(Self, usize)> {
+        let len = u32::try_from(inner.len()).ok()?;
+        let p = inner.first_chunk::<4>()?;
+        if !eq_ignore_case(p, b"sip:") {
+            return None;
+        }
+        let mut uri = Self {
+            raw: inner,
+            user_end: 0,
+            password_end: 0,
+            host_start: len,
+            host_end: len,
+            params_start: len,
+            params_end: len,
+            port: None,
+            scheme: Scheme::Sip,
+            rest_at: 4,
+            flags: 0,
+        };
+        let left = uri.sip_plain_end(inner.get(4..).unwrap_or_default(), p == b"sip:")?;
+        let gt = inner.len() - left;
+        if inner.get(gt) != Some(&b'>') {
+            return None;
+        }
+        uri.raw = inner.get(..gt)?;
+        uri.params_end = gt as u32;
+        Some((uri, gt))
     }
 
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
@@ -1005,6 +1048,69 @@ mod tests {
             return Err(Error::BadUri);
         }
         Ok(uri)
+    }
+
+    /// A URI read to its `>` in one pass: the URI [`Uri::parse`] makes of the text up to the
+    /// first `>`, where the one pass answers at all.
+    fn check_bracketed(text: &[u8]) -> Option<usize> {
+        let (uri, gt) = Uri::parse_bracketed(text)?;
+        assert_eq!(text.iter().position(|&b| b == b'>'), Some(gt));
+        let parsed = Uri::parse(&text[..gt]).unwrap();
+        let lossy = String::from_utf8_lossy(text);
+        assert_eq!(
+            format!("{:?}", parts(&uri)),
+            format!("{:?}", parts(&parsed)),
+            "{lossy}"
+        );
+        assert_eq!(uri.flags, parsed.flags, "{lossy}");
+        Some(gt)
+    }
+
+    #[test]
+    fn bracketed_uris() {
+        for (text, read) in [
+            (&b"sip:a@b>"[..], Some(7)),
+            (
+                b"sip:u1@192.0.2.10:5060;transport=udp>;+sip.instance=\"<urn:x>\"",
+                Some(36),
+            ),
+            (b"SIP:A@B;lr>;tag=1", Some(10)),
+            (b"sip:example.com>", Some(15)),
+            (b"sip:[::1]:5060>", Some(14)),
+            (b"sip:a@b>>", Some(7)),
+            (b"sip:a@b", None),
+            (b"sip:a@b?x=y>", None),
+            (b"sip:a@b >", None),
+            (b"sip:a@b;x=\"y\">", None),
+            (b"sips:a@b>", None),
+            (b"tel:1>", None),
+            (b"sip:>", None),
+            (b"sip:a@>", None),
+            (b"sip:a@b:99999>", None),
+            (b"sip:a@b;>", None),
+            (b"sip:a%41@b>", None),
+        ] {
+            assert_eq!(
+                check_bracketed(text),
+                read,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bracketed_matches_search_and_parse(
+            scheme in proptest::sample::select(vec!["sip:", "SIP:", "sips:", "tel:", ""]),
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "u1", "B", "@", "h.example", ":", "5060", "[::1]", ";lr", ";transport=udp",
+                "?x=y", "%41", ">", ">", ";tag=1", "\"", " ", "=", ";", "!", ",", "]",
+            ][..]), 0..10),
+        ) {
+            let text = format!("{scheme}{}", parts.concat());
+            check_bracketed(text.as_bytes());
+        }
     }
 
     const PIECES: &[&str] = &[
