@@ -1268,8 +1268,13 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 #[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
-    // A quote inside the brackets would hide the `>` from the comma split.
-    let gt = find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?;
+    // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
+    // would hide the `>` from the comma split), any other searched for first.
+    let read = Uri::parse_bracketed(inner);
+    let gt = match read {
+        Some((_, gt)) => gt,
+        None => find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?,
+    };
     let params = inner.get(gt + 1..).unwrap_or_default();
     let mut reader = FieldsReader::default();
     let mut tag = None;
@@ -1284,7 +1289,10 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
         [b',', after @ ..] => after,
         _ => return None,
     };
-    let uri = Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?;
+    let uri = match read {
+        Some((uri, _)) => uri,
+        None => Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?,
+    };
     let name_addr = NameAddr {
         display: None,
         uri,
