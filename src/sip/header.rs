@@ -517,8 +517,12 @@ impl<'b> CSeq<'b> {
         // The digits are summed while they are found; nine always fit in u32 (more are left to
         // `parse_u32`, which rejects values past its range).
         let (split, seq) = digit_run(value, 9);
-        // A registrar's usual CSeq: the number, one space, REGISTER.
-        if let (Some(seq), Some(b" REGISTER")) = (seq, value.get(split..)) {
+        // A registrar's usual CSeq: the number, one space, REGISTER (compared as an array: a
+        // word and a byte, where a slice pattern compares byte by byte).
+        let tail = value
+            .get(split..)
+            .and_then(|t| <&[u8; 9]>::try_from(t).ok());
+        if let (Some(seq), true) = (seq, tail == Some(b" REGISTER")) {
             return Ok(Self {
                 seq,
                 method: Method(value.get(split + 1..).unwrap_or_default()),
