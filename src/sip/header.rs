@@ -804,11 +804,7 @@ impl<'b> ContactAddr<'b> {
     /// The `+sip.instance` value without its quotes (RFC 5626 §4.1).
     pub fn instance(&self) -> Option<&'b [u8]> {
         let v = self.name_addr.params.get(b"+sip.instance").flatten()?;
-        Some(
-            v.strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(v),
-        )
+        Some(unquoted(v))
     }
 
     /// The `reg-id` parameter (RFC 5626 §4.2).
@@ -881,6 +877,17 @@ struct FieldsReader<'b> {
 }
 
 impl<'b> FieldsReader<'b> {
+    /// [`FieldsReader::take`] with the usual contact's one parameter, `+sip.instance`, read
+    /// without the call (what [`ContactFields::take`] does with it).
+    #[inline(always)]
+    fn take_usual(&mut self, name: &[u8], value: Option<&'b [u8]>) {
+        if eq_ignore_case(name, b"+sip.instance") {
+            self.fields.instance = value.map(unquoted);
+        } else {
+            self.take(name, value);
+        }
+    }
+
     fn take(&mut self, name: &[u8], value: Option<&'b [u8]>) {
         match self.fields.take(name, value) {
             Ok(special) => self.special |= special,
@@ -916,16 +923,19 @@ impl<'b> ContactFields<'b> {
             return Ok(true);
         }
         if eq_ignore_case(name, b"+sip.instance") {
-            self.instance = value.map(|v| {
-                v.strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(v)
-            });
+            self.instance = value.map(unquoted);
         } else if eq_ignore_case(name, b"reg-id") {
             self.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
         }
         Ok(false)
     }
+}
+
+/// A parameter value without the quotes around it, if any.
+fn unquoted(v: &[u8]) -> &[u8] {
+    v.strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v)
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
@@ -1286,7 +1296,7 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
         if tag.is_none() && eq_ignore_case(name, b"tag") {
             tag = Some(value);
         }
-        reader.take(name, value);
+        reader.take_usual(name, value);
     })?;
     let after = match at {
         [] => at,
