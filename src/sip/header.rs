@@ -626,22 +626,26 @@ impl<'b> NameAddr<'b> {
                 }
                 _ => Uri::parse_bracketed(inner),
             };
-            let gt = match read {
-                Some((_, gt)) => gt,
-                // (One byte looked for as either of two.)
-                None => find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?,
-            };
+            if let Some((uri, gt)) = read {
+                let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+                let tag = first_tag(params, &mut visit)?;
+                return Ok(Self {
+                    display,
+                    uri,
+                    params,
+                    bracketed: true,
+                    tag,
+                });
+            }
+            // (One byte looked for as either of two.)
+            let gt = find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
             let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
             let tag = first_tag(params, &mut visit)?;
             // The URI after the parameters, mapped into the result: then no copy of it is kept
             // across their walk or made by `?` (either failing is the same error). No LWS inside
             // the brackets (RFC 4475 §3.1.2.14): `Uri::parse` rejects it.
-            let uri = match read {
-                Some((uri, _)) => Ok(uri),
-                None => parse_uri(uri_text),
-            };
-            return uri.map(|uri| Self {
+            return parse_uri(uri_text).map(|uri| Self {
                 display,
                 uri,
                 params,
