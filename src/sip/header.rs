@@ -1296,7 +1296,17 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
     let params = inner.get(gt + 1..).unwrap_or_default();
     let mut reader = FieldsReader::default();
     let mut tag = None;
-    let at = walk_plain(params, true, |name, value| {
+    // A desk phone's usual first parameter (RFC 5626), its name written as the RFC spells it:
+    // taken as the walk takes it, without the scan of the name and its comparison.
+    let first = match params.strip_prefix(b";+sip.instance=") {
+        Some(value) if value.first() == Some(&b'"') => {
+            let len = closing_quote(value)? + 1;
+            reader.fields.instance = value.get(..len).map(unquoted);
+            value.get(len..).unwrap_or_default()
+        }
+        _ => params,
+    };
+    let at = walk_plain(first, true, |name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
             tag = Some(value);
         }
@@ -1693,6 +1703,17 @@ mod tests {
             b"<sip:a@b",
             b"<bad>;x,<sip:c@d>",
             b"<sip:a@b>;maddr=[::1];lr",
+            br#"<sip:a@b>;+sip.instance="<urn:x>";expires=60;q=0.5"#,
+            br#"<sip:a@b>;+sip.instance="open"#,
+            br#"<sip:a@b>;+sip.instance="x";+sip.instance="y""#,
+            br#"<sip:a@b>;+sip.instance="""#,
+            br#"<sip:a@b>;+sip.instance="a\"b,c",<sip:c@d>"#,
+            br#"<sip:a@b>;+sip.instance=x;tag=1"#,
+            br#"<sip:a@b>;+sip.instance="x"junk"#,
+            br#"<sip:a@b>;+sip.instance="x" ,<sip:c@d>"#,
+            br#"<sip:a@b>;+SIP.INSTANCE="x";tag=1"#,
+            br#"<sip:a@b>;+sip.instance;tag=1"#,
+            br#"<sip:a@b>;+sip.instance="x",<sip:c@d>;+sip.instance="y""#,
             b"\"A\" <sip:a@b>,<sip:c@d>",
             b"sip:a@b;x,<sip:c@d>",
             b"*",
@@ -1754,7 +1775,7 @@ mod tests {
                 pieces(&["sip:", "a@b", "mailto:", "\"", ",", ";", "=", ">", "x", "1"], 5),
                 pieces(&[
                     ";", "x", "=", "\"", ",", "<", ">", " ", "1", "tag", "q", "0.5", "expires",
-                    "+sip.instance", "reg-id", "\\",
+                    "+sip.instance", "reg-id", "\\", ";+sip.instance=\"",
                 ], 8),
             ), 1..4),
         ) {
