@@ -281,7 +281,7 @@ impl<'b> Uri<'b> {
         if params.is_empty() {
             return Some(0);
         }
-        walk_plain(params, false, |_, _| {}).map(<[u8]>::len)
+        walk_plain(usual_transport(params), false, |_, _| {}).map(<[u8]>::len)
     }
 
     /// The usual URI of a name-addr read from `inner`, the text after its `<`, in the one pass
@@ -499,6 +499,24 @@ impl<'b> Uri<'b> {
         }
         Ok(())
     }
+}
+
+/// `params` past a first `;transport=udp` (or `tcp`, `tls`) as a contact's URI usually writes
+/// it, when a `>`, a `;` or the end follows: the parameter the plain walk would read there
+/// (neither byte continues its value), without the scans of its name and value.
+#[inline(always)]
+fn usual_transport(params: &[u8]) -> &[u8] {
+    if let (Some(name), Some(value), Some(rest)) =
+        (params.get(..11), params.get(11..14), params.get(14..))
+    {
+        if name == b";transport="
+            && matches!(value, b"udp" | b"tcp" | b"tls")
+            && matches!(rest.first(), None | Some(b'>' | b';'))
+        {
+            return rest;
+        }
+    }
+    params
 }
 
 /// Characters of a host name without upper-case letters.
@@ -1089,6 +1107,14 @@ mod tests {
             (b"sip:a@b:99999>", None),
             (b"sip:a@b;>", None),
             (b"sip:a%41@b>", None),
+            (b"sip:a@b;transport=udp>", Some(21)),
+            (b"sip:a@b;transport=tcp;lr>", Some(24)),
+            (b"sip:a@b;transport=tls", None),
+            (b"sip:a@b;transport=udpx>", Some(22)),
+            (b"sip:a@b;transport=udp:>", Some(22)),
+            (b"sip:a@b;transport=udp,>", None),
+            (b"sip:a@b;transport=udp;>", None),
+            (b"sip:a@b;transport=UDP>", Some(21)),
         ] {
             assert_eq!(
                 check_bracketed(text),
@@ -1106,6 +1132,7 @@ mod tests {
             parts in proptest::collection::vec(proptest::sample::select(&[
                 "u1", "B", "@", "h.example", ":", "5060", "[::1]", ";lr", ";transport=udp",
                 "?x=y", "%41", ">", ">", ";tag=1", "\"", " ", "=", ";", "!", ",", "]",
+                ";transport=udp", ";transport=tls", "x", ":", "[",
             ][..]), 0..10),
         ) {
             let text = format!("{scheme}{}", parts.concat());
@@ -1186,7 +1213,7 @@ mod tests {
             scheme in proptest::sample::select(vec!["sip:", "sips:"]),
             parts in proptest::collection::vec(proptest::sample::select(&[
                 "u1", "+49", "?", ";", "=", "@", "h.example", ":", "5060", "99999", "[::1]",
-                "%41", "lr", "transport=udp", ",", "*", "_", ":pw", "\"", " ",
+                "%41", "lr", "transport=udp", ",", "*", "_", ":pw", "\"", " ", ";transport=tcp",
             ][..]), 0..8),
         ) {
             let text = format!("{scheme}{}", parts.concat());
