@@ -1015,7 +1015,13 @@ impl<'b> Via<'b> {
     /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
     fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
         let value = params.strip_prefix(b";branch=")?;
-        let len = token_len(value);
+        // RFC 3261 branches start with the magic cookie (token characters, compared as one
+        // word and the rest scanned).
+        let len = if value.first_chunk::<7>() == Some(b"z9hG4bK") {
+            7 + token_len(value.get(7..).unwrap_or_default())
+        } else {
+            token_len(value)
+        };
         if len == 0 {
             return None;
         }
@@ -1545,7 +1551,7 @@ mod tests {
         fn usual_via_params_match_scan(
             parts in proptest::collection::vec(proptest::sample::select(
                 &[";", "branch", "=", "z9hG4bK-1", "rport", "RPORT", "received", "5060", " ",
-                  "\"", ":", "[", "é"][..]
+                  "\"", ":", "[", "é", "z9hG4bK", "z9hG4b", "x"][..]
             ), 0..8),
         ) {
             let value = format!("SIP/2.0/UDP h:5060{}", parts.concat());
@@ -1567,6 +1573,11 @@ mod tests {
             (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport;x", false),
             (b"SIP/2.0/UDP h;branch;rport", false),
             (b"SIP/2.0/UDP h;branch=a:b", false),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK", true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK;rport", true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK:x", false),
+            (b"SIP/2.0/UDP h;branch=z9hG4b;rport", true),
+            (b"SIP/2.0/UDP h;branch=Z9HG4BK-1", true),
             (b"SIP/2.0/UDP h;received=1.2.3.4;branch=a", false),
         ] {
             let via = Via::parse(value).unwrap();
