@@ -1073,6 +1073,18 @@ impl<'b> Via<'b> {
     /// `SIP / version / transport` at the start of a Via value: the transport and the rest
     /// (LWS-trimmed). The usual `SIP/2.0/` without white space is recognised at once.
     fn sent_protocol(raw: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), Error> {
+        // The usual `SIP/2.0/UDP ` (TCP, TLS) as two words, without the transport's scan.
+        let head = raw.first_chunk::<8>();
+        let transport = raw.get(8..12).and_then(|t| <&[u8; 4]>::try_from(t).ok());
+        if let (true, Some(t)) = (head == Some(b"SIP/2.0/"), transport) {
+            if t == b"UDP " || t == b"TCP " || t == b"TLS " {
+                let (transport, rest) = (raw.get(8..11), raw.get(11..));
+                return Ok((
+                    transport.unwrap_or_default(),
+                    skip_lws(rest.unwrap_or_default()),
+                ));
+            }
+        }
         if let Some(after) = raw
             .get(..8)
             .filter(|p| eq_ignore_case(p, b"SIP/2.0/"))
@@ -1561,6 +1573,46 @@ mod tests {
                 let scanned = Via::scan_params(raw, Params::new(params));
                 proptest::prop_assert_eq!(Ok(usual), scanned, "{:?}", value);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The usual sent-protocol read as words answers as the general read does.
+        #[test]
+        fn sent_protocol_matches_general(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "SIP/2.0/", "sip/2.0/", "SIP", "/", "2.0", "UDP", "TCP", "TLS", "WS", "udp", " ",
+                "\t", "h", "x", ";", "SIP/2.0/UDP ", "SIP/2.0/TCP h",
+            ][..]), 0..6),
+        ) {
+            let raw = parts.concat();
+            let raw = trim_lws(raw.as_bytes());
+            proptest::prop_assert_eq!(
+                Via::sent_protocol(raw),
+                Via::sent_protocol_general(raw),
+                "{:?}", String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn usual_sent_protocols() {
+        for raw in [
+            &b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1"[..],
+            b"SIP/2.0/TCP h",
+            b"SIP/2.0/TLS  h",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP ",
+            b"SIP/2.0/UDPX h",
+            b"SIP/2.0/WS h",
+            b"sip/2.0/udp h",
+        ] {
+            assert_eq!(
+                Via::sent_protocol(raw),
+                Via::sent_protocol_general(raw),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
