@@ -125,7 +125,7 @@ fn contacts_of(resp: &Response<'_>) -> Vec<(String, u32, String)> {
                     rest.push_str(&String::from_utf8_lossy(p));
                 }
                 (
-                    String::from_utf8_lossy(a.name_addr.uri.raw).into_owned(),
+                    String::from_utf8_lossy(a.name_addr.uri.raw()).into_owned(),
                     expires,
                     rest,
                 )

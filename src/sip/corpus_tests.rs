@@ -131,7 +131,7 @@ fn torture_details() {
         panic!()
     };
     assert!(c.name_addr.params.get(b"unknownparam").is_some());
-    assert!(c.name_addr.uri.params.get(b"unknownparam").is_none());
+    assert!(c.name_addr.uri.params().get(b"unknownparam").is_none());
     let b = read("cparam02");
     let Ok(Message::Request(r)) = parse_datagram(&b, &Limits::default()) else {
         panic!()
@@ -139,7 +139,7 @@ fn torture_details() {
     let Some(Ok(Contact::Addr(c))) = r.contacts().next() else {
         panic!()
     };
-    assert!(c.name_addr.uri.params.get(b"unknownparam").is_some());
+    assert!(c.name_addr.uri.params().get(b"unknownparam").is_some());
     // regbadct: the escaped header requires <>.
     let b = read("regbadct");
     let Ok(Message::Request(r)) = parse_datagram(&b, &Limits::default()) else {

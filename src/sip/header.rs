@@ -415,7 +415,7 @@ impl<'b> Params<'b> {
 /// one is malformed (an empty name or value, an unclosed quote). The short form of
 /// [`Params::scan`] for the usual parameters.
 #[inline(always)]
-fn walk_plain<'b>(
+pub(crate) fn walk_plain<'b>(
     s: &'b [u8],
     quoted: bool,
     mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
@@ -517,8 +517,12 @@ impl<'b> CSeq<'b> {
         // The digits are summed while they are found; nine always fit in u32 (more are left to
         // `parse_u32`, which rejects values past its range).
         let (split, seq) = digit_run(value, 9);
-        // A registrar's usual CSeq: the number, one space, REGISTER.
-        if let (Some(seq), Some(b" REGISTER")) = (seq, value.get(split..)) {
+        // A registrar's usual CSeq: the number, one space, REGISTER (compared as an array: a
+        // word and a byte, where a slice pattern compares byte by byte).
+        let tail = value
+            .get(split..)
+            .and_then(|t| <&[u8; 9]>::try_from(t).ok());
+        if let (Some(seq), true) = (seq, tail == Some(b" REGISTER")) {
             return Ok(Self {
                 seq,
                 method: Method(value.get(split + 1..).unwrap_or_default()),
@@ -597,7 +601,7 @@ impl<'b> NameAddr<'b> {
         mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
         let parse_uri = |text: &'b [u8]| match known {
-            Some(uri) if uri.raw == text => Ok(*uri),
+            Some(uri) if uri.raw() == text => Ok(*uri),
             _ => Uri::parse(text).map_err(|_| Error::BadNameAddr),
         };
         let v = trim_lws(value);
@@ -608,6 +612,31 @@ impl<'b> NameAddr<'b> {
             _ => display_name(v)?,
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
+            // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
+            // parse read it) and the text starts with it and a `>`, that `>` is the first one,
+            // found without the search.
+            // Otherwise the usual URI is read in the pass that finds its end.
+            let read = match known {
+                Some(k)
+                    if k.is_plain()
+                        && inner.get(k.raw().len()) == Some(&b'>')
+                        && starts_with_words(inner, k.raw()) =>
+                {
+                    Some((*k, k.raw().len()))
+                }
+                _ => Uri::parse_bracketed(inner),
+            };
+            if let Some((uri, gt)) = read {
+                let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+                let tag = first_tag(params, &mut visit)?;
+                return Ok(Self {
+                    display,
+                    uri,
+                    params,
+                    bracketed: true,
+                    tag,
+                });
+            }
             // (One byte looked for as either of two.)
             let gt = find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?;
             let uri_text = inner.get(..gt).unwrap_or_default();
@@ -648,6 +677,32 @@ impl<'b> NameAddr<'b> {
     pub fn tag(&self) -> Option<&'b [u8]> {
         self.tag
     }
+}
+
+/// `text.starts_with(prefix)`, eight bytes per step inline (the last step overlapping the one
+/// before), where the library's compare is a call; byte by byte below eight bytes.
+#[inline(always)]
+fn starts_with_words(text: &[u8], prefix: &[u8]) -> bool {
+    let Some(text) = text.get(..prefix.len()) else {
+        return false;
+    };
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let n = prefix.len();
+    if n < 8 {
+        return text == prefix;
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word(text, at) != word(prefix, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(text, n - 8) == word(prefix, n - 8)
 }
 
 /// A name-addr's display name (quoted or tokens) and the text from its `<` on; `None` and the
@@ -779,11 +834,7 @@ impl<'b> ContactAddr<'b> {
     /// The `+sip.instance` value without its quotes (RFC 5626 §4.1).
     pub fn instance(&self) -> Option<&'b [u8]> {
         let v = self.name_addr.params.get(b"+sip.instance").flatten()?;
-        Some(
-            v.strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(v),
-        )
+        Some(unquoted(v))
     }
 
     /// The `reg-id` parameter (RFC 5626 §4.2).
@@ -856,6 +907,17 @@ struct FieldsReader<'b> {
 }
 
 impl<'b> FieldsReader<'b> {
+    /// [`FieldsReader::take`] with the usual contact's one parameter, `+sip.instance`, read
+    /// without the call (what [`ContactFields::take`] does with it).
+    #[inline(always)]
+    fn take_usual(&mut self, name: &[u8], value: Option<&'b [u8]>) {
+        if eq_ignore_case(name, b"+sip.instance") {
+            self.fields.instance = value.map(unquoted);
+        } else {
+            self.take(name, value);
+        }
+    }
+
     fn take(&mut self, name: &[u8], value: Option<&'b [u8]>) {
         match self.fields.take(name, value) {
             Ok(special) => self.special |= special,
@@ -891,16 +953,19 @@ impl<'b> ContactFields<'b> {
             return Ok(true);
         }
         if eq_ignore_case(name, b"+sip.instance") {
-            self.instance = value.map(|v| {
-                v.strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(v)
-            });
+            self.instance = value.map(unquoted);
         } else if eq_ignore_case(name, b"reg-id") {
             self.reg_id = Some(value.and_then(parse_u32).ok_or(Error::BadContact)?);
         }
         Ok(false)
     }
+}
+
+/// A parameter value without the quotes around it, if any.
+fn unquoted(v: &[u8]) -> &[u8] {
+    v.strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v)
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
@@ -976,7 +1041,13 @@ impl<'b> Via<'b> {
     /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
     fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
         let value = params.strip_prefix(b";branch=")?;
-        let len = token_len(value);
+        // RFC 3261 branches start with the magic cookie (token characters, compared as one
+        // word and the rest scanned).
+        let len = if value.first_chunk::<7>() == Some(b"z9hG4bK") {
+            7 + token_len(value.get(7..).unwrap_or_default())
+        } else {
+            token_len(value)
+        };
         if len == 0 {
             return None;
         }
@@ -1028,6 +1099,18 @@ impl<'b> Via<'b> {
     /// `SIP / version / transport` at the start of a Via value: the transport and the rest
     /// (LWS-trimmed). The usual `SIP/2.0/` without white space is recognised at once.
     fn sent_protocol(raw: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), Error> {
+        // The usual `SIP/2.0/UDP ` (TCP, TLS) as two words, without the transport's scan.
+        let head = raw.first_chunk::<8>();
+        let transport = raw.get(8..12).and_then(|t| <&[u8; 4]>::try_from(t).ok());
+        if let (true, Some(t)) = (head == Some(b"SIP/2.0/"), transport) {
+            if t == b"UDP " || t == b"TCP " || t == b"TLS " {
+                let (transport, rest) = (raw.get(8..11), raw.get(11..));
+                return Ok((
+                    transport.unwrap_or_default(),
+                    skip_lws(rest.unwrap_or_default()),
+                ));
+            }
+        }
         if let Some(after) = raw
             .get(..8)
             .filter(|p| eq_ignore_case(p, b"SIP/2.0/"))
@@ -1160,6 +1243,10 @@ pub(crate) fn port_after<'s>(
     let Some(digits) = after.strip_prefix(b":") else {
         return Some((host, None, after));
     };
+    // The usual port, four digits, read as one word.
+    if let Some(port) = four_digit_port(digits) {
+        return Some((host, Some(port), digits.get(4..).unwrap_or_default()));
+    }
     // A port has at most five digits (more only with leading zeros, left to `parse_u32`).
     let (n, port) = digit_run(digits, 5);
     let (digits, rest) = digits.split_at(n);
@@ -1168,6 +1255,27 @@ pub(crate) fn port_after<'s>(
         None => parse_u32(digits)?,
     };
     Some((host, Some(u16::try_from(port).ok()?), rest))
+}
+
+/// The value of the four digits `s` starts with when exactly four do (what [`digit_run`] sums
+/// for such text), `None` otherwise. The four bytes as one little-endian word: each byte is a
+/// digit when its high nibble is 3 both before and after adding 6 (0x30-0x39, no carry once
+/// the high nibbles are 3), and the digits are paired into tens, then into hundreds.
+#[inline(always)]
+fn four_digit_port(s: &[u8]) -> Option<u16> {
+    const HIGH: u32 = 0xF0F0_F0F0;
+    const ZEROS: u32 = 0x3030_3030;
+    let word = u32::from_le_bytes(*s.first_chunk::<4>()?);
+    if word & HIGH != ZEROS
+        || word.wrapping_add(0x0606_0606) & HIGH != ZEROS
+        || s.get(4).is_some_and(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    let d = word - ZEROS;
+    // Bytes 0 and 2: the first and the third digit times ten plus the next one.
+    let pairs = (d * 10 + (d >> 8)) & 0x00FF_00FF;
+    u16::try_from((pairs & 0xFF) * 100 + (pairs >> 16)).ok()
 }
 
 /// Iterator over every value of one header name, across header lines and comma-separated
@@ -1247,23 +1355,41 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 #[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
-    // A quote inside the brackets would hide the `>` from the comma split.
-    let gt = find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?;
+    // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
+    // would hide the `>` from the comma split), any other searched for first.
+    let read = Uri::parse_bracketed(inner);
+    let gt = match read {
+        Some((_, gt)) => gt,
+        None => find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?,
+    };
     let params = inner.get(gt + 1..).unwrap_or_default();
     let mut reader = FieldsReader::default();
     let mut tag = None;
-    let at = walk_plain(params, true, |name, value| {
+    // A desk phone's usual first parameter (RFC 5626), its name written as the RFC spells it:
+    // taken as the walk takes it, without the scan of the name and its comparison.
+    let first = match params.strip_prefix(b";+sip.instance=") {
+        Some(value) if value.first() == Some(&b'"') => {
+            let len = closing_quote(value)? + 1;
+            reader.fields.instance = value.get(..len).map(unquoted);
+            value.get(len..).unwrap_or_default()
+        }
+        _ => params,
+    };
+    let at = walk_plain(first, true, |name, value| {
         if tag.is_none() && eq_ignore_case(name, b"tag") {
             tag = Some(value);
         }
-        reader.take(name, value);
+        reader.take_usual(name, value);
     })?;
     let after = match at {
         [] => at,
         [b',', after @ ..] => after,
         _ => return None,
     };
-    let uri = Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?;
+    let uri = match read {
+        Some((uri, _)) => uri,
+        None => Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?,
+    };
     let name_addr = NameAddr {
         display: None,
         uri,
@@ -1463,7 +1589,7 @@ mod tests {
         fn usual_via_params_match_scan(
             parts in proptest::collection::vec(proptest::sample::select(
                 &[";", "branch", "=", "z9hG4bK-1", "rport", "RPORT", "received", "5060", " ",
-                  "\"", ":", "[", "é"][..]
+                  "\"", ":", "[", "é", "z9hG4bK", "z9hG4b", "x"][..]
             ), 0..8),
         ) {
             let value = format!("SIP/2.0/UDP h:5060{}", parts.concat());
@@ -1476,6 +1602,46 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The usual sent-protocol read as words answers as the general read does.
+        #[test]
+        fn sent_protocol_matches_general(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "SIP/2.0/", "sip/2.0/", "SIP", "/", "2.0", "UDP", "TCP", "TLS", "WS", "udp", " ",
+                "\t", "h", "x", ";", "SIP/2.0/UDP ", "SIP/2.0/TCP h",
+            ][..]), 0..6),
+        ) {
+            let raw = parts.concat();
+            let raw = trim_lws(raw.as_bytes());
+            proptest::prop_assert_eq!(
+                Via::sent_protocol(raw),
+                Via::sent_protocol_general(raw),
+                "{:?}", String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn usual_sent_protocols() {
+        for raw in [
+            &b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1"[..],
+            b"SIP/2.0/TCP h",
+            b"SIP/2.0/TLS  h",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP ",
+            b"SIP/2.0/UDPX h",
+            b"SIP/2.0/WS h",
+            b"sip/2.0/udp h",
+        ] {
+            assert_eq!(
+                Via::sent_protocol(raw),
+                Via::sent_protocol_general(raw),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
     #[test]
     fn usual_via_params() {
         for (value, usual) in [
@@ -1485,6 +1651,11 @@ mod tests {
             (b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport;x", false),
             (b"SIP/2.0/UDP h;branch;rport", false),
             (b"SIP/2.0/UDP h;branch=a:b", false),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK", true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK;rport", true),
+            (b"SIP/2.0/UDP h;branch=z9hG4bK:x", false),
+            (b"SIP/2.0/UDP h;branch=z9hG4b;rport", true),
+            (b"SIP/2.0/UDP h;branch=Z9HG4BK-1", true),
             (b"SIP/2.0/UDP h;received=1.2.3.4;branch=a", false),
         ] {
             let via = Via::parse(value).unwrap();
@@ -1646,6 +1817,17 @@ mod tests {
             b"<sip:a@b",
             b"<bad>;x,<sip:c@d>",
             b"<sip:a@b>;maddr=[::1];lr",
+            br#"<sip:a@b>;+sip.instance="<urn:x>";expires=60;q=0.5"#,
+            br#"<sip:a@b>;+sip.instance="open"#,
+            br#"<sip:a@b>;+sip.instance="x";+sip.instance="y""#,
+            br#"<sip:a@b>;+sip.instance="""#,
+            br#"<sip:a@b>;+sip.instance="a\"b,c",<sip:c@d>"#,
+            br#"<sip:a@b>;+sip.instance=x;tag=1"#,
+            br#"<sip:a@b>;+sip.instance="x"junk"#,
+            br#"<sip:a@b>;+sip.instance="x" ,<sip:c@d>"#,
+            br#"<sip:a@b>;+SIP.INSTANCE="x";tag=1"#,
+            br#"<sip:a@b>;+sip.instance;tag=1"#,
+            br#"<sip:a@b>;+sip.instance="x",<sip:c@d>;+sip.instance="y""#,
             b"\"A\" <sip:a@b>,<sip:c@d>",
             b"sip:a@b;x,<sip:c@d>",
             b"*",
@@ -1707,7 +1889,7 @@ mod tests {
                 pieces(&["sip:", "a@b", "mailto:", "\"", ",", ";", "=", ">", "x", "1"], 5),
                 pieces(&[
                     ";", "x", "=", "\"", ",", "<", ">", " ", "1", "tag", "q", "0.5", "expires",
-                    "+sip.instance", "reg-id", "\\",
+                    "+sip.instance", "reg-id", "\\", ";+sip.instance=\"",
                 ], 8),
             ), 1..4),
         ) {
@@ -1744,11 +1926,11 @@ mod tests {
         let n = NameAddr::parse(br#""Bob \"B\"" <sip:bob@example.com;transport=tcp>;tag=a1;x"#)
             .unwrap();
         assert_eq!(n.display.unwrap(), br#""Bob \"B\"""#);
-        assert_eq!(n.uri.raw, b"sip:bob@example.com;transport=tcp");
+        assert_eq!(n.uri.raw(), b"sip:bob@example.com;transport=tcp");
         assert_eq!(n.tag(), Some(&b"a1"[..]));
         assert!(n.bracketed);
         let n = NameAddr::parse(b"sip:+1972@gw1.example.net;unknownparam").unwrap();
-        assert_eq!(n.uri.raw, b"sip:+1972@gw1.example.net");
+        assert_eq!(n.uri.raw(), b"sip:+1972@gw1.example.net");
         assert_eq!(n.params.get(b"unknownparam"), Some(None));
         let n = NameAddr::parse(b"Bob Smith<sip:b@h>").unwrap();
         assert_eq!(n.display.unwrap(), b"Bob Smith");
@@ -2078,6 +2260,76 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// A To read like its From is the To read on its own, whether the From's URI was read
+        /// by the one-pass parse or not.
+        #[test]
+        fn parse_like_matches_parse(
+            from in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 1..6),
+            to in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..6),
+        ) {
+            let from = format!("<sip:{}>", from.concat());
+            if let Ok(from) = NameAddr::parse(from.as_bytes()) {
+                let raw = String::from_utf8_lossy(from.uri.raw()).into_owned();
+                for to in [format!("<{raw}{}", to.concat()), format!("<{}", to.concat())] {
+                    proptest::prop_assert_eq!(
+                        format!("{:?}", NameAddr::parse_like(to.as_bytes(), &from.uri)),
+                        format!("{:?}", NameAddr::parse(to.as_bytes())),
+                        "{}", to
+                    );
+                }
+            }
+        }
+    }
+
+    const NAME_ADDR_PIECES: &[&str] = &[
+        "a", "@", "h.x", ">", ";tag=1", ";lr", ":5060", "?x=y", "\"", " ", ",", "%41", "=", ";",
+        "B", "[::1]",
+    ];
+
+    /// The four-digit port read as a word answers as the digit run does, for every byte at
+    /// every place, and for the usual ports.
+    #[test]
+    fn four_digit_ports_match_digit_run() {
+        let want = |s: &[u8]| match digit_run(s, 5) {
+            (4, Some(v)) => u16::try_from(v).ok(),
+            _ => None,
+        };
+        for base in [
+            &b"5060"[..],
+            b"0000",
+            b"9999",
+            b"5061;x",
+            b"1234>",
+            b"00001",
+        ] {
+            for at in 0..base.len().min(5) {
+                for b in 0..=255u8 {
+                    let mut s = base.to_vec();
+                    s[at] = b;
+                    assert_eq!(four_digit_port(&s), want(&s), "{s:?}");
+                }
+            }
+        }
+        for s in [&b""[..], b"1", b"12", b"123", b"12345", b"1234", b"65535"] {
+            assert_eq!(four_digit_port(s), want(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn starts_with_words_matches_starts_with() {
+        let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=40 {
+            for at in 0..n {
+                let mut prefix = text[..n].to_vec();
+                assert!(starts_with_words(&text, &prefix));
+                prefix[at] ^= 1;
+                assert!(!starts_with_words(&text, &prefix), "{n} {at}");
+            }
+            assert!(!starts_with_words(&text[..n], &text[..(n + 1).min(40)]) || n == 40);
+        }
+    }
+
     #[test]
     fn parse_like_reuses_only_the_same_text() {
         let from = NameAddr::parse(b"<sip:Bob@Example.com;transport=tcp>;tag=1").unwrap();
@@ -2089,6 +2341,11 @@ mod tests {
             b"<sip:Bob@Example.com;transport=tcp;lr>",
             b"<sip:Bob@Example.com;transport=tcp",
             b"<sip:Bob@Example.com:5060>",
+            b"<sip:Bob@Example.com;transport=tcp>>",
+            b"<sip:Bob@Example.com;transport=tcp>;tag=2>",
+            b"<sip:Bob@Example.com;transport=tcpx>",
+            b"<sip:Bob@Example.com;transport=tc>",
+            b"<sip:Bob@Example.com;transport=tcp",
         ] {
             assert_eq!(
                 format!("{:?}", NameAddr::parse_like(to, &from.uri)),

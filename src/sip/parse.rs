@@ -313,10 +313,16 @@ macro_rules! header_accessors {
         /// [`Self::contacts`] makes (it is what that walk yields). `None` for any other shape:
         /// then [`Self::contacts`] says what there is.
         pub fn sole_contact(&self) -> Option<Contact<'b>> {
-            match self.census.lines(&self.headers, HeaderName::Contact) {
-                [line] => super::header::whole_usual_contact(line.value),
-                _ => None,
+            // One Contact line: the census's bits say so, its first line is the one (what
+            // `Census::lines` answers, without building the slice of lines).
+            let bit = Census::bit(HeaderName::Contact);
+            if self.census.once & bit == 0 || self.census.twice & bit != 0 {
+                return None;
             }
+            let line = self
+                .headers
+                .get(self.census.first.get(HeaderName::Contact))?;
+            super::header::whole_usual_contact(line.value)
         }
     };
 }
@@ -1461,6 +1467,15 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
         assert_eq!(req(two.as_bytes()).contacts().count(), 2);
         assert!(req(two.as_bytes()).sole_contact().is_none());
         assert!(req(REG).sole_contact().is_some());
+        // No Contact line, and one in compact form among other lines.
+        let none = String::from_utf8_lossy(REG).replace("Contact: <sip:bob@192.0.2.4>\r\n", "");
+        assert_eq!(req(none.as_bytes()).contacts().count(), 0);
+        assert!(req(none.as_bytes()).sole_contact().is_none());
+        let compact = String::from_utf8_lossy(REG).replace("Contact:", "X-A: 1\r\nm:");
+        let r = req(compact.as_bytes());
+        let walk: Vec<_> = r.contacts().map(|c| format!("{c:?}")).collect();
+        let sole = r.sole_contact().map(|c| format!("{:?}", Ok::<_, Error>(c)));
+        assert_eq!(walk, Vec::from_iter(sole));
     }
 
     /// The header index's allocation goes from message to message through a `Scratch` (the
@@ -1518,7 +1533,7 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
                     let _ = a.name_addr.uri.write_aor(&mut aor);
                     assert!(
                         a.name_addr.uri.equivalent(&a.name_addr.uri)
-                            || a.name_addr.uri.scheme == crate::sip::Scheme::Other
+                            || a.name_addr.uri.scheme() == crate::sip::Scheme::Other
                     );
                 }
             }

@@ -64,7 +64,7 @@ impl Reply {
         r.contacts()
             .filter_map(|c| match c {
                 Ok(Contact::Addr(a)) => Some((
-                    String::from_utf8_lossy(a.name_addr.uri.raw).into_owned(),
+                    String::from_utf8_lossy(a.name_addr.uri.raw()).into_owned(),
                     a.expires().ok().flatten().unwrap_or(0),
                 )),
                 _ => None,
