@@ -180,19 +180,7 @@ impl<'b> Uri<'b> {
         let rest = raw.get(rest_at..).unwrap_or_default();
         // (Only sip, sips and tel use `rest_at`: their colon is at 3 or 4.)
         let rest_at = u8::try_from(rest_at).unwrap_or(0);
-        let mut uri = Self {
-            raw,
-            user_end: 0,
-            password_end: 0,
-            host_start: len,
-            host_end: len,
-            params_start: len,
-            params_end: len,
-            port: None,
-            scheme,
-            rest_at,
-            flags: 0,
-        };
+        let mut uri = Self::unread(raw, len, scheme, rest_at);
         let sip = matches!(scheme, Scheme::Sip | Scheme::Sips);
         if sip && uri.sip_plain(rest, written_lower) {
             return Ok(uri);
@@ -284,6 +272,25 @@ impl<'b> Uri<'b> {
         walk_plain(usual_transport(params), false, |_, _| {}).map(<[u8]>::len)
     }
 
+    /// A URI of `raw` (`len` bytes) whose parts are not read yet: each empty at the end of the
+    /// text, the scheme's text ending at `rest_at`.
+    #[inline(always)]
+    fn unread(raw: &'b [u8], len: u32, scheme: Scheme, rest_at: u8) -> Self {
+        Self {
+            raw,
+            user_end: 0,
+            password_end: 0,
+            host_start: len,
+            host_end: len,
+            params_start: len,
+            params_end: len,
+            port: None,
+            scheme,
+            rest_at,
+            flags: 0,
+        }
+    }
+
     /// The usual URI of a name-addr read from `inner`, the text after its `<`, in the one pass
     /// [`Uri::parse`] makes over a `sip:` URI: that URI, the text up to the first `>`, and
     /// where that `>` is, when the one pass reads all of the text before it (its characters are
@@ -295,19 +302,7 @@ impl<'b> Uri<'b> {
         if !eq_ignore_case(p, b"sip:") {
             return None;
         }
-        let mut uri = Self {
-            raw: inner,
-            user_end: 0,
-            password_end: 0,
-            host_start: len,
-            host_end: len,
-            params_start: len,
-            params_end: len,
-            port: None,
-            scheme: Scheme::Sip,
-            rest_at: 4,
-            flags: 0,
-        };
+        let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
         let left = uri.sip_plain_end(inner.get(4..).unwrap_or_default(), p == b"sip:")?;
         let gt = inner.len() - left;
         if inner.get(gt) != Some(&b'>') {
