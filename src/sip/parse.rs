@@ -398,6 +398,10 @@ struct Head<'b> {
 /// Scans the start line and headers. `Partial` when the header section is not complete yet.
 /// With `eof` (datagrams) a missing empty line after the last complete header line ends the
 /// header section (RFC 4475 baddn.dat is published that way).
+///
+/// Each line is first tried as the usual one ([`usual_line`]); any other goes to
+/// [`other_line`]. Out of line: inlined into its caller the loop's state spilled to the stack.
+#[inline(never)]
 fn scan_head<'b>(
     buf: &'b [u8],
     limits: &Limits,
@@ -418,6 +422,7 @@ fn scan_head<'b>(
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
     headers.reserve(16);
+    let max_lines = limits.max_headers.min(MAX_LINES);
     // Where the current line starts.
     let mut pos = nl + 1;
     let body_at = loop {
@@ -440,44 +445,44 @@ fn scan_head<'b>(
                 Ok(Status::Partial)
             };
         };
-        // (The ranges below always hold; a failed one answers an error rather than an empty
+        // (The range always holds; a failed one answers an error rather than an empty
         // slice, which costs a branch instead of conditional moves.)
         let Some(line) = buf.get(pos..nl) else {
             return Err(Error::BadHeader);
         };
-        let line = strip_cr(line);
-        if line.is_empty() {
-            break nl + 1;
-        }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            // Folding: the continuation belongs to the last header's value (§7.3.1).
-            let Some(h) = headers.last_mut() else {
-                return Err(Error::BadHeader);
-            };
-            unfold(buf, h, pos + line.len());
-        } else {
-            let (name, name_len, colon) = match canonical_name(line) {
-                Some((name, len)) => (name, len, len),
-                None => scan_name(line)?,
-            };
-            if headers.len() >= limits.max_headers.min(MAX_LINES) {
+        if let Some(h) = usual_line(line) {
+            if headers.len() >= max_lines {
                 return Err(Error::TooManyHeaders);
             }
-            let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..))
-            else {
-                return Err(Error::BadHeader);
-            };
-            headers.push(Header {
-                name,
-                raw_name,
-                value: header_value(after_colon),
-            });
+            if headers.len() < headers.capacity() {
+                headers.push(h);
+            } else {
+                // (Growing out of line: no register is kept across a call that the usual
+                // line never makes.)
+                push_grown(&mut headers, h.name, h.raw_name, h.value);
+            }
+        } else if matches!(line, b"" | b"\r") {
+            break nl + 1;
+        } else {
+            match other_line(line)? {
+                Other::Header(h) => {
+                    if headers.len() >= max_lines {
+                        return Err(Error::TooManyHeaders);
+                    }
+                    headers.push(h);
+                }
+                Other::Folded(line) => {
+                    // Folding: the continuation belongs to the last header's value (§7.3.1).
+                    let Some(h) = headers.last_mut() else {
+                        return Err(Error::BadHeader);
+                    };
+                    unfold(buf, h, pos + line.len());
+                }
+            }
         }
+        // (A datagram whose last header line ends the buffer, with no empty line after it,
+        // ends where the next line end is looked for and none is found.)
         pos = nl + 1;
-        if eof && pos >= buf.len() {
-            // The datagram ends after a complete header line with no empty line.
-            break buf.len();
-        }
     };
     Ok(Status::Complete(Head {
         start,
@@ -487,10 +492,77 @@ fn scan_head<'b>(
     }))
 }
 
+/// The usual header line, `Name: value` CRLF with the name as RFC 3261 spells it (see
+/// [`canonical_name`]), one space after the colon and nothing to trim around the value: its
+/// header, read without the steps of the general path ([`other_line`]), which answers the
+/// same for it. `line` is the line with its CR, without the LF.
+#[inline(always)]
+fn usual_line(line: &[u8]) -> Option<Header<'_>> {
+    let (&b'\r', line) = line.split_last()? else {
+        return None;
+    };
+    let (name, len) = canonical_name(line)?;
+    let (raw_name, rest) = line.split_at_checked(len)?;
+    let value = rest.strip_prefix(b": ")?;
+    match (value.first(), value.last()) {
+        (Some(&a), Some(&z)) if a > b' ' && z > b' ' => Some(Header {
+            name,
+            raw_name,
+            value,
+        }),
+        _ => None,
+    }
+}
+
+/// Pushes a header to a full index (after growing it). The header comes in its fields, which
+/// are passed in registers: a `Header` argument would be built in memory on every line.
+#[cold]
+#[inline(never)]
+fn push_grown<'b>(headers: &mut Index<'b>, name: HeaderName, raw_name: &'b [u8], value: &'b [u8]) {
+    headers.push(Header {
+        name,
+        raw_name,
+        value,
+    });
+}
+
+/// What a header line other than the usual one and the empty one is.
+enum Other<'b> {
+    /// A header line.
+    Header(Header<'b>),
+    /// A continuation line (without its line end) of the header before it.
+    Folded(&'b [u8]),
+}
+
+/// Any header line but the usual one and the empty one (`line` without its LF): a header, or
+/// a continuation of the last header's value. Out of line: the header loop keeps its
+/// registers for the usual line.
+#[cold]
+#[inline(never)]
+fn other_line(line: &[u8]) -> Result<Other<'_>, Error> {
+    let line = strip_cr(line);
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Ok(Other::Folded(line));
+    }
+    let (name, name_len, colon) = match canonical_name(line) {
+        Some((name, len)) => (name, len, len),
+        None => scan_name(line)?,
+    };
+    let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..)) else {
+        return Err(Error::BadHeader);
+    };
+    Ok(Other::Header(Header {
+        name,
+        raw_name,
+        value: header_value(after_colon),
+    }))
+}
+
 /// A header line that starts with a name as RFC 3261 spells it, directly followed by the
 /// colon (how phones write them): the name and its length, with no byte-by-byte token scan
 /// and no case-folding classification. Anything else (compact or differently cased names,
 /// white space before the colon, unknown names) is `None` and takes the general path.
+#[inline(always)]
 fn canonical_name(line: &[u8]) -> Option<(HeaderName, usize)> {
     // Each comparison has a constant length, so it compiles to a few word compares.
     macro_rules! first_of {
@@ -1071,6 +1143,36 @@ Content-Length: 0\r\n\r\n";
         );
     }
 
+    /// A datagram may end right after its last header line (no empty line), or after a
+    /// stray CR; anything else after it is an unterminated header section.
+    #[test]
+    fn datagram_ends_after_its_last_header_line() {
+        let whole = req(REG);
+        let cut = &REG[..REG.len() - 2];
+        for tail in [&b""[..], b"\r", b"\r\r"] {
+            let msg = [cut, tail].concat();
+            let r = req(&msg);
+            assert_eq!(r.headers().len(), whole.headers().len());
+            assert_eq!(r.defect(), None);
+            assert_eq!(r.body(), b"");
+        }
+        let limits = Limits::default();
+        assert_eq!(
+            parse_datagram(&[cut, b"x"].concat(), &limits).unwrap_err(),
+            Error::NoHeaderEnd
+        );
+        let small = Limits {
+            max_message_size: cut.len() - 1,
+            ..limits
+        };
+        assert_eq!(parse_datagram(cut, &small).unwrap_err(), Error::TooLarge);
+        let exact = Limits {
+            max_message_size: cut.len(),
+            ..limits
+        };
+        assert!(parse_datagram(cut, &exact).is_ok());
+    }
+
     #[test]
     fn indexes_a_register() {
         let r = req(REG);
@@ -1560,6 +1662,87 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             line.push_str(": value");
             if let Some((name, len)) = canonical_name(line.as_bytes()) {
                 proptest::prop_assert_eq!(scan_name(line.as_bytes()), Ok((name, len, len)), "{}", line);
+            }
+        }
+    }
+
+    /// The usual line's header as the general path reads it: name, raw name and value, each
+    /// as its place in the line.
+    fn general_header(line: &[u8]) -> Option<(HeaderName, usize, usize, usize, usize)> {
+        let at = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
+        match other_line(line) {
+            Ok(Other::Header(h)) => {
+                let ((n, nl), (v, vl)) = (at(h.raw_name), at(h.value));
+                Some((h.name, n, nl, v, vl))
+            }
+            _ => None,
+        }
+    }
+
+    fn fast_header(line: &[u8]) -> Option<(HeaderName, usize, usize, usize, usize)> {
+        let at = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
+        usual_line(line).map(|h| {
+            let ((n, nl), (v, vl)) = (at(h.raw_name), at(h.value));
+            (h.name, n, nl, v, vl)
+        })
+    }
+
+    #[test]
+    fn usual_line_reads_what_the_general_path_reads() {
+        for (line, usual) in [
+            (&b"Via: SIP/2.0/UDP h\r"[..], true),
+            (b"Content-Length: 0\r", true),
+            (b"To: x\r", true),
+            (b"Call-ID: a b\r", true),
+            (b"Max-Forwards: 70\r", true),
+            (b"X-Other: 1\r", false),
+            (b"Via: SIP/2.0/UDP h", false),
+            (b"Via:SIP/2.0/UDP h\r", false),
+            (b"Via:  SIP/2.0/UDP h\r", false),
+            (b"Via: SIP/2.0/UDP h \r", false),
+            (b"Via: SIP/2.0/UDP h\t\r", false),
+            (b"Via: \r", false),
+            (b"Via:\r", false),
+            (b"Via : x\r", false),
+            (b"via: x\r", false),
+            (b"v: x\r", false),
+            (b"Via: \x01\r", false),
+            (b"Via: \x01x\x7f\r", false),
+            (b"Via: x\x80\r", true),
+            (b"\r", false),
+            (b"", false),
+            (b" x\r", false),
+        ] {
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(usual_line(line).is_some(), usual, "{text:?}");
+            if usual {
+                assert_eq!(fast_header(line), general_header(line), "{text:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the usual line's path answers, it answers what the general path does.
+        #[test]
+        fn usual_line_agrees_with_the_general_path(
+            pick in 0..HeaderName::COUNT,
+            lower in proptest::bool::ANY,
+            sep in proptest::sample::select(vec![": ", ":", ":  ", " : ", ":\t", ": \t"]),
+            value in "[ \t\ra-z;=\x01\x7f\u{e9}]{0,6}",
+            cr in proptest::bool::ANY,
+        ) {
+            let mut line = HeaderName::ALL[pick].as_str().to_owned();
+            if lower {
+                line.make_ascii_lowercase();
+            }
+            line.push_str(sep);
+            line.push_str(&value);
+            if cr {
+                line.push('\r');
+            }
+            let line = line.as_bytes();
+            if let Some(fast) = fast_header(line) {
+                proptest::prop_assert_eq!(Some(fast), general_header(line));
             }
         }
     }
