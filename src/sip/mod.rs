@@ -27,8 +27,9 @@ pub use header::{
     Vias,
 };
 pub use parse::{
-    frame_stream, keepalive_len, parse_datagram, parse_datagram_with, parse_stream,
-    parse_stream_with, Header, Message, Request, Response, Scratch,
+    frame_stream, keepalive_len, parse_datagram, parse_datagram_into, parse_datagram_with,
+    parse_stream, parse_stream_into, parse_stream_with, Header, Message, Request, Response,
+    Scratch,
 };
 pub use uri::{Scheme, Uri};
 pub use write::{write_http_date, ResponseWriter};

@@ -122,13 +122,6 @@ impl Census {
         }
     }
 
-    /// Nothing is known yet (a message being built).
-    const EMPTY: Self = Self {
-        first: First([First::NONE; HeaderName::COUNT]),
-        once: 0,
-        twice: 0,
-    };
-
     /// The lines of `headers` that can hold `name`: its one line when it appears once, from
     /// its first line on when it repeats, none when it is absent.
     fn lines<'h, 'b>(&self, headers: &'h [Header<'b>], name: HeaderName) -> &'h [Header<'b>] {
@@ -714,12 +707,26 @@ pub fn parse_datagram_with<'b>(
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Message<'b>, Error> {
+    let mut slot = None;
+    parse_datagram_into(buf, limits, scratch, &mut slot)?;
+    // (Filled whenever the parse succeeds.)
+    slot.ok_or(Error::Empty)
+}
+
+/// [`parse_datagram_with`] building the message in the caller's `slot` (untouched on a
+/// failure), returned borrowed: a message is several hundred bytes, which a return by value
+/// copies once more.
+pub fn parse_datagram_into<'b, 's>(
+    buf: &'b [u8],
+    limits: &Limits,
+    scratch: &mut Scratch,
+    slot: &'s mut Option<Message<'b>>,
+) -> Result<&'s mut Message<'b>, Error> {
     let skip = leading_crlf(buf);
     let buf = buf.get(skip..).unwrap_or_default();
     if buf.is_empty() {
         return Err(Error::Empty);
     }
-    let mut msg = Message::empty(buf);
     let Status::Complete(head) = scan_head(buf, limits, true, scratch.take())? else {
         return Err(Error::NoHeaderEnd);
     };
@@ -734,8 +741,7 @@ pub fn parse_datagram_with<'b>(
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
     }
-    msg.build(buf.get(..end).unwrap_or_default(), head, defect)?;
-    Ok(msg)
+    Message::build(slot, buf.get(..end).unwrap_or_default(), head, defect)
 }
 
 /// Parses the first message of a stream buffer (RFC 3261 §18.3: Content-Length frames stream
@@ -755,12 +761,30 @@ pub fn parse_stream_with<'b>(
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Status<(Message<'b>, usize)>, Error> {
+    let mut slot = None;
+    Ok(match parse_stream_into(buf, limits, scratch, &mut slot)? {
+        Status::Complete((_, n)) => match slot {
+            Some(msg) => Status::Complete((msg, n)),
+            // (Filled whenever the parse is complete.)
+            None => return Err(Error::Empty),
+        },
+        Status::Partial => Status::Partial,
+    })
+}
+
+/// [`parse_stream_with`] building the message in the caller's `slot`, returned borrowed (see
+/// [`parse_datagram_into`]).
+pub fn parse_stream_into<'b, 's>(
+    buf: &'b [u8],
+    limits: &Limits,
+    scratch: &mut Scratch,
+    slot: &'s mut Option<Message<'b>>,
+) -> Result<Status<(&'s mut Message<'b>, usize)>, Error> {
     let skip = leading_crlf(buf);
     let msg = buf.get(skip..).unwrap_or_default();
     if msg.is_empty() {
         return Ok(Status::Partial);
     }
-    let mut parsed = Message::empty(msg);
     let Status::Complete(head) = scan_head(msg, limits, false, scratch.take())? else {
         return Ok(Status::Partial);
     };
@@ -772,7 +796,7 @@ pub fn parse_stream_with<'b>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    parsed.build(raw, head, None)?;
+    let parsed = Message::build(slot, raw, head, None)?;
     Ok(Status::Complete((parsed, skip + end)))
 }
 
@@ -802,137 +826,124 @@ pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
 }
 
 impl<'b> Message<'b> {
-    /// A message with nothing parsed yet: `build` completes it where it lies (a message is
-    /// several hundred bytes to move).
-    fn empty(buf: &'b [u8]) -> Self {
-        let parsed = Parsed::default();
-        if buf.starts_with(b"SIP/") {
-            Message::Response(Response {
-                raw: buf,
-                status: StatusCode(0),
-                reason: b"",
-                headers: Vec::new(),
-                census: Census::EMPTY,
-                body: b"",
-                defect: None,
-                parsed,
-            })
-        } else {
-            Message::Request(Request {
-                raw: buf,
-                method: Method(b""),
-                uri: b"",
-                version: b"",
-                headers: Vec::new(),
-                census: Census::EMPTY,
-                body: b"",
-                defect: None,
-                parsed,
-            })
-        }
-    }
-
-    /// Parses the start line and completes the message over `raw` (its header index is full).
-    fn build(&mut self, raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<(), Error> {
+    /// Parses the start line and builds the message over `raw` (its header index is full) in
+    /// `slot`, where the views validation parses are written in place.
+    fn build<'s>(
+        slot: &'s mut Option<Self>,
+        raw: &'b [u8],
+        head: Head<'b>,
+        defect: Option<Error>,
+    ) -> Result<&'s mut Self, Error> {
         let body = raw.get(head.body_at..).unwrap_or_default();
-        match self {
-            Message::Response(resp) => {
-                let rest = head.start.get(4..).unwrap_or_default(); // after "SIP/"
-                                                                    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-                let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
-                let after = rest.get(sp + 1..).unwrap_or_default();
-                let (code, reason) = match find(b' ', after) {
-                    Some(i) => (
-                        after.get(..i).unwrap_or_default(),
-                        after.get(i + 1..).unwrap_or_default(),
-                    ),
-                    None => (after, &b""[..]),
-                };
-                if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
-                    return Err(Error::BadStatusCode);
-                }
-                let status = parse_u32(code)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .ok_or(Error::BadStatusCode)?;
-                if !(100..=699).contains(&status) {
-                    return Err(Error::BadStatusCode);
-                }
-                resp.raw = raw;
-                resp.status = StatusCode(status);
-                resp.reason = reason;
-                resp.census = head.census;
-                resp.headers = head.headers;
-                resp.body = body;
+        if head.start.starts_with(b"SIP/") {
+            let rest = head.start.get(4..).unwrap_or_default(); // after "SIP/"
+                                                                // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+            let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
+            let after = rest.get(sp + 1..).unwrap_or_default();
+            let (code, reason) = match find(b' ', after) {
+                Some(i) => (
+                    after.get(..i).unwrap_or_default(),
+                    after.get(i + 1..).unwrap_or_default(),
+                ),
+                None => (after, &b""[..]),
+            };
+            if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+                return Err(Error::BadStatusCode);
+            }
+            let status = parse_u32(code)
+                .and_then(|c| u16::try_from(c).ok())
+                .ok_or(Error::BadStatusCode)?;
+            if !(100..=699).contains(&status) {
+                return Err(Error::BadStatusCode);
+            }
+            let census = head.census;
+            let msg = slot.insert(Message::Response(Response {
+                raw,
+                status: StatusCode(status),
+                reason,
+                headers: head.headers,
+                census,
+                body,
+                defect: None,
+                parsed: Parsed::default(),
+            }));
+            if let Message::Response(resp) = msg {
                 resp.defect = defect
-                    .or_else(|| common_defect(&head.census))
+                    .or_else(|| common_defect(&census))
                     .or_else(|| resp.cseq().err());
             }
-            Message::Request(req) => {
-                // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is
-                // a defect (RFC 4475 §3.1.2.10), not a reason to drop the request.
-                let start = trim_trailing_wsp(head.start);
-                let trailing_ws = start.len() != head.start.len();
-                // The method is a token ended by SP: one pass finds and checks it (a registrar's
-                // usual method is known without it).
-                let sp1 = if start.starts_with(b"REGISTER ") {
-                    8
-                } else {
-                    start
-                        .iter()
-                        .position(|&b| !is_token(b))
-                        .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
-                        .ok_or(Error::BadStartLine)?
-                };
-                let sp2 = if start.ends_with(b" SIP/2.0") {
-                    start.len() - 8
-                } else {
-                    start
-                        .iter()
-                        .rposition(|&b| b == b' ')
-                        .ok_or(Error::BadStartLine)?
-                };
-                let method = start.get(..sp1).unwrap_or_default();
-                let version = start.get(sp2 + 1..).unwrap_or_default();
-                if sp2 <= sp1 {
-                    return Err(Error::BadStartLine);
-                }
-                if !version.starts_with(b"SIP/") || version.len() < 5 {
-                    return Err(Error::BadStartLine);
-                }
-                let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
-                let uri = trim_lws(middle);
-                // Parsed here, reported in validation's order. A URI with white space inside
-                // never parses, so only a failed one is searched for it.
-                let uri_error = match Uri::parse(uri) {
-                    Ok(u) => {
-                        req.parsed.request_uri = Some(u);
-                        None
-                    }
-                    Err(e) => Some(e),
-                };
-                // Extra SP between elements, or white space inside the URI (RFC 4475
-                // §3.1.2.8-3.1.2.10).
-                let mut defect = defect;
-                if trailing_ws
-                    || uri.len() != middle.len()
-                    || uri.is_empty()
-                    || (uri_error.is_some() && uri.iter().any(|&b| b == b' ' || b == b'\t'))
-                {
-                    defect = defect.or(Some(Error::BadStartLine));
-                }
-                req.raw = raw;
-                req.method = Method(method);
-                req.uri = uri;
-                req.version = version;
-                req.census = head.census;
-                req.headers = head.headers;
-                req.body = body;
-                req.defect = defect
-                    .or_else(|| common_defect(&head.census))
-                    .or_else(|| request_defect(req, uri_error));
-            }
+            return Ok(msg);
         }
-        Ok(())
+        // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is a defect
+        // (RFC 4475 §3.1.2.10), not a reason to drop the request.
+        let start = trim_trailing_wsp(head.start);
+        let trailing_ws = start.len() != head.start.len();
+        // The method is a token ended by SP: one pass finds and checks it (a registrar's usual
+        // method is known without it).
+        let sp1 = if start.starts_with(b"REGISTER ") {
+            8
+        } else {
+            start
+                .iter()
+                .position(|&b| !is_token(b))
+                .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
+                .ok_or(Error::BadStartLine)?
+        };
+        let sp2 = if start.ends_with(b" SIP/2.0") {
+            start.len() - 8
+        } else {
+            start
+                .iter()
+                .rposition(|&b| b == b' ')
+                .ok_or(Error::BadStartLine)?
+        };
+        let method = start.get(..sp1).unwrap_or_default();
+        let version = start.get(sp2 + 1..).unwrap_or_default();
+        if sp2 <= sp1 {
+            return Err(Error::BadStartLine);
+        }
+        if !version.starts_with(b"SIP/") || version.len() < 5 {
+            return Err(Error::BadStartLine);
+        }
+        let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
+        let uri = trim_lws(middle);
+        let census = head.census;
+        let msg = slot.insert(Message::Request(Request {
+            raw,
+            method: Method(method),
+            uri,
+            version,
+            headers: head.headers,
+            census,
+            body,
+            defect: None,
+            parsed: Parsed::default(),
+        }));
+        if let Message::Request(req) = msg {
+            // Parsed here (into its slot), reported in validation's order. A URI with white
+            // space inside never parses, so only a failed one is searched for it.
+            let uri_error = match Uri::parse(uri) {
+                Ok(u) => {
+                    req.parsed.request_uri = Some(u);
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            // Extra SP between elements, or white space inside the URI (RFC 4475
+            // §3.1.2.8-3.1.2.10).
+            let mut defect = defect;
+            if trailing_ws
+                || uri.len() != middle.len()
+                || uri.is_empty()
+                || (uri_error.is_some() && uri.iter().any(|&b| b == b' ' || b == b'\t'))
+            {
+                defect = defect.or(Some(Error::BadStartLine));
+            }
+            req.defect = defect
+                .or_else(|| common_defect(&census))
+                .or_else(|| request_defect(req, uri_error));
+        }
+        Ok(msg)
     }
 }
 
