@@ -1003,13 +1003,13 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
     // request has one Via line holding one value: when that line parses whole, it is all
     // there is to check (as `vias` would find: see `whole_via`).
     let via_lines = req.census.lines(&req.headers, HeaderName::Via);
-    let whole = match via_lines {
-        [line] => Via::parse(line.value).ok(),
-        _ => None,
-    };
-    if whole.is_some() {
-        req.parsed.top_via = whole;
-    } else {
+    // (Written straight from the parse's result: an `Option` in between is one more copy.)
+    if let [line] = via_lines {
+        if let Ok(v) = Via::parse(line.value) {
+            req.parsed.top_via = Some(v);
+        }
+    }
+    if req.parsed.top_via.is_none() {
         for via in super::header::vias(via_lines) {
             match via {
                 Ok(v) if req.parsed.top_via.is_none() => req.parsed.top_via = Some(v),
