@@ -104,13 +104,15 @@ impl Census {
         const _: () = assert!(HeaderName::COUNT <= 64, "one bit per header name");
         let mut first = [First::NONE; HeaderName::COUNT];
         let (mut once, mut twice) = (0u64, 0u64);
-        for (i, h) in headers.iter().enumerate() {
+        // Last line first: the position a name keeps is the last one written, its first
+        // line's, with no test of whether it was seen.
+        // (Positions are below `MAX_LINES`, so they fit.)
+        let mut i = headers.len() as u16;
+        for h in headers.iter().rev() {
             let bit = Self::bit(h.name);
-            if once & bit == 0 {
-                // (Below `MAX_LINES`, so it fits.)
-                if let Some(slot) = first.get_mut(h.name as usize) {
-                    *slot = i as u16;
-                }
+            i = i.wrapping_sub(1);
+            if let Some(slot) = first.get_mut(h.name as usize) {
+                *slot = i;
             }
             twice |= once & bit;
             once |= bit;
@@ -377,12 +379,11 @@ impl<'b> Response<'b> {
     }
 }
 
-/// A header section that is complete: the start line, the header lines and their census.
+/// A header section that is complete: the start line and the header lines.
 struct Head<'b> {
     start: &'b [u8],
     /// Offset of the first body byte.
     body_at: usize,
-    census: Census,
     /// The header lines, built here in a local (a `Vec` is three words to move into the
     /// message; pushing through the message's enum costs loads and stores per line).
     headers: Index<'b>,
@@ -480,7 +481,6 @@ fn scan_head<'b>(
     Ok(Status::Complete(Head {
         start,
         body_at,
-        census: Census::of(&headers),
         headers,
     }))
 }
@@ -731,7 +731,9 @@ pub fn parse_datagram_into<'b, 's>(
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
-    let (body_len, defect) = match content_length(&head.headers, &head.census) {
+    // (Taken here, not by the scan: returned with the scan's result it was copied twice more.)
+    let census = Census::of(&head.headers);
+    let (body_len, defect) = match content_length(&head.headers, &census) {
         Ok(Some(n)) if n <= available => (n, None),
         Ok(Some(_)) => (available, Some(Error::Truncated)),
         Ok(None) => (available, None),
@@ -741,7 +743,13 @@ pub fn parse_datagram_into<'b, 's>(
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
     }
-    Message::build(slot, buf.get(..end).unwrap_or_default(), head, defect)
+    Message::build(
+        slot,
+        buf.get(..end).unwrap_or_default(),
+        head,
+        census,
+        defect,
+    )
 }
 
 /// Parses the first message of a stream buffer (RFC 3261 §18.3: Content-Length frames stream
@@ -788,7 +796,8 @@ pub fn parse_stream_into<'b, 's>(
     let Status::Complete(head) = scan_head(msg, limits, false, scratch.take())? else {
         return Ok(Status::Partial);
     };
-    let len = content_length(&head.headers, &head.census)?.ok_or(Error::MissingContentLength)?;
+    let census = Census::of(&head.headers);
+    let len = content_length(&head.headers, &census)?.ok_or(Error::MissingContentLength)?;
     let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
@@ -796,7 +805,7 @@ pub fn parse_stream_into<'b, 's>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    let parsed = Message::build(slot, raw, head, None)?;
+    let parsed = Message::build(slot, raw, head, census, None)?;
     Ok(Status::Complete((parsed, skip + end)))
 }
 
@@ -832,6 +841,7 @@ impl<'b> Message<'b> {
         slot: &'s mut Option<Self>,
         raw: &'b [u8],
         head: Head<'b>,
+        census: Census,
         defect: Option<Error>,
     ) -> Result<&'s mut Self, Error> {
         let body = raw.get(head.body_at..).unwrap_or_default();
@@ -856,7 +866,6 @@ impl<'b> Message<'b> {
             if !(100..=699).contains(&status) {
                 return Err(Error::BadStatusCode);
             }
-            let census = head.census;
             let msg = slot.insert(Message::Response(Response {
                 raw,
                 status: StatusCode(status),
@@ -907,7 +916,6 @@ impl<'b> Message<'b> {
         }
         let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
         let uri = trim_lws(middle);
-        let census = head.census;
         let msg = slot.insert(Message::Request(Request {
             raw,
             method: Method(method),
