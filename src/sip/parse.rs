@@ -80,12 +80,12 @@ const MAX_LINES: usize = First::NONE as usize;
 impl First {
     const NONE: u16 = u16::MAX;
 
-    /// Where the first line of `name` is (past the end of the index when it is absent).
+    /// Where the first line of `name` is (past the end of the index when it is absent:
+    /// `NONE` is `MAX_LINES`, one past the last position an index can have).
     fn get(&self, name: HeaderName) -> usize {
-        match self.0.get(name as usize) {
-            Some(&i) if i != Self::NONE => usize::from(i),
-            _ => usize::MAX,
-        }
+        self.0
+            .get(name as usize)
+            .map_or(usize::MAX, |&i| usize::from(i))
     }
 }
 
@@ -198,10 +198,11 @@ macro_rules! header_accessors {
 
         /// The first value of `name`.
         pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
-            match self.headers.get(self.census.first.get(name)) {
-                Some(h) if h.name == name => Some(h.value),
-                _ => None,
-            }
+            // (The census was taken of these lines, or they were taken back and there is
+            // none: a line at its position is a line of that name.)
+            self.headers
+                .get(self.census.first.get(name))
+                .map(|h| h.value)
         }
 
         /// Every value of `name`, in order (one per header line).
@@ -1599,6 +1600,15 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
         assert_eq!(lines, 9);
         scratch.reclaim(&mut first);
         assert_eq!(index_of(&first).1, 0, "the message gave its lines back");
+        let Message::Request(r) = &first else {
+            panic!("a request")
+        };
+        assert_eq!(
+            r.header(HeaderName::CallId),
+            None,
+            "no line left to look up"
+        );
+        assert_eq!(r.headers_named(HeaderName::Via).count(), 0);
         let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\n\
                          To: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n";
         for buf in [REG, &response[..]] {
