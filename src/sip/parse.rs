@@ -884,38 +884,10 @@ impl<'b> Message<'b> {
             }
             return Ok(msg);
         }
-        // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is a defect
-        // (RFC 4475 §3.1.2.10), not a reason to drop the request.
-        let start = trim_trailing_wsp(head.start);
-        let trailing_ws = start.len() != head.start.len();
-        // The method is a token ended by SP: one pass finds and checks it (a registrar's usual
-        // method is known without it).
-        let sp1 = if start.starts_with(b"REGISTER ") {
-            8
-        } else {
-            start
-                .iter()
-                .position(|&b| !is_token(b))
-                .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
-                .ok_or(Error::BadStartLine)?
+        let (method, middle, version, trailing_ws) = match usual_request_line(head.start) {
+            Some(parts) => parts,
+            None => request_line(head.start)?,
         };
-        let sp2 = if start.ends_with(b" SIP/2.0") {
-            start.len() - 8
-        } else {
-            start
-                .iter()
-                .rposition(|&b| b == b' ')
-                .ok_or(Error::BadStartLine)?
-        };
-        let method = start.get(..sp1).unwrap_or_default();
-        let version = start.get(sp2 + 1..).unwrap_or_default();
-        if sp2 <= sp1 {
-            return Err(Error::BadStartLine);
-        }
-        if !version.starts_with(b"SIP/") || version.len() < 5 {
-            return Err(Error::BadStartLine);
-        }
-        let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
         let uri = trim_lws(middle);
         let msg = slot.insert(Message::Request(Request {
             raw,
@@ -954,6 +926,50 @@ impl<'b> Message<'b> {
         }
         Ok(msg)
     }
+}
+
+/// The parts of a request line: the method, what lies between the two SPs around the
+/// Request-URI, the version, and whether trailing white space was cut.
+type RequestLine<'b> = (&'b [u8], &'b [u8], &'b [u8], bool);
+
+/// The usual request line, `REGISTER <uri> SIP/2.0`: its parts as [`request_line`] finds them,
+/// with no search for the SPs and no trailing white space to cut.
+#[inline(always)]
+fn usual_request_line(start: &[u8]) -> Option<RequestLine<'_>> {
+    let middle = start
+        .strip_prefix(b"REGISTER ")?
+        .strip_suffix(b" SIP/2.0")?;
+    let method = start.get(..8)?;
+    let version = start.get(start.len() - 7..)?;
+    Some((method, middle, version, false))
+}
+
+/// The parts of a request line (`Method SP Request-URI SP SIP-Version`, RFC 3261 §7.1).
+/// Trailing white space is cut and reported: a defect (RFC 4475 §3.1.2.10), not a reason to
+/// drop the request.
+fn request_line(line: &[u8]) -> Result<RequestLine<'_>, Error> {
+    let start = trim_trailing_wsp(line);
+    let trailing_ws = start.len() != line.len();
+    // The method is a token ended by SP: one pass finds and checks it.
+    let sp1 = start
+        .iter()
+        .position(|&b| !is_token(b))
+        .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
+        .ok_or(Error::BadStartLine)?;
+    let sp2 = start
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(Error::BadStartLine)?;
+    let method = start.get(..sp1).unwrap_or_default();
+    let version = start.get(sp2 + 1..).unwrap_or_default();
+    if sp2 <= sp1 {
+        return Err(Error::BadStartLine);
+    }
+    if !version.starts_with(b"SIP/") || version.len() < 5 {
+        return Err(Error::BadStartLine);
+    }
+    let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
+    Ok((method, middle, version, trailing_ws))
 }
 
 /// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID
@@ -1691,6 +1707,55 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             line.push_str(": value");
             if let Some((name, len)) = canonical_name(line.as_bytes()) {
                 proptest::prop_assert_eq!(scan_name(line.as_bytes()), Ok((name, len, len)), "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn usual_request_line_is_what_the_general_path_finds() {
+        let at = |line: &[u8], p: RequestLine<'_>| {
+            let off = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
+            (off(p.0), off(p.1), off(p.2), p.3)
+        };
+        for (line, usual) in [
+            (&b"REGISTER sip:example.com SIP/2.0"[..], true),
+            (b"REGISTER sip:a SIP/2.0", true),
+            (b"REGISTER  sip:a SIP/2.0", true),
+            (b"REGISTER sip:a  SIP/2.0", true),
+            (b"REGISTER x SIP/2.0", true),
+            (b"REGISTER  SIP/2.0", true),
+            (b"REGISTER SIP/2.0", false),
+            (b"REGISTER sip:a SIP/2.0 ", false),
+            (b"REGISTER sip:a SIP/2.00", false),
+            (b"REGISTER sip:a SIP/3.0", false),
+            (b"REGISTER\tsip:a SIP/2.0", false),
+            (b"INVITE sip:a SIP/2.0", false),
+            (b"REGISTERS sip:a SIP/2.0", false),
+            (b"REGISTER", false),
+            (b"", false),
+        ] {
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(usual_request_line(line).is_some(), usual, "{text:?}");
+            if let Some(fast) = usual_request_line(line) {
+                let general = request_line(line).expect("the general path reads it");
+                assert_eq!(at(line, fast), at(line, general), "{text:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the usual request line's path answers, it answers what the general path
+        /// does.
+        #[test]
+        fn usual_request_line_agrees_with_the_general_path(
+            uri in "[ \tsipa:@.]{0,8}",
+            tail in proptest::sample::select(vec![" SIP/2.0", "  SIP/2.0", " SIP/2.0 ", "SIP/2.0", " SIP/2.1"]),
+        ) {
+            let line = format!("REGISTER {uri}{tail}");
+            let line = line.as_bytes();
+            if let Some(fast) = usual_request_line(line) {
+                let general = request_line(line);
+                proptest::prop_assert_eq!(Ok(fast), general);
             }
         }
     }
