@@ -89,38 +89,35 @@ impl First {
     }
 }
 
-/// One pass over the header lines: where each name first appears, and which names appear at
-/// all and more than once (a bit per name), for the mandatory-header checks and
-/// Content-Length.
+/// One pass over the header lines: where each name first appears and how many lines it has,
+/// for the lookups, the mandatory-header checks and Content-Length.
 #[derive(Clone, Copy, Debug)]
 struct Census {
     first: First,
-    once: u64,
-    twice: u64,
+    /// Lines per name (at most [`MAX_LINES`], so they fit).
+    count: [u16; HeaderName::COUNT],
 }
 
 impl Census {
     fn of(headers: &[Header<'_>]) -> Self {
-        const _: () = assert!(HeaderName::COUNT <= 64, "one bit per header name");
         let mut first = [First::NONE; HeaderName::COUNT];
-        let (mut once, mut twice) = (0u64, 0u64);
+        let mut count = [0u16; HeaderName::COUNT];
         // Last line first: the position a name keeps is the last one written, its first
-        // line's, with no test of whether it was seen.
-        // (Positions are below `MAX_LINES`, so they fit.)
+        // line's, with no test of whether it was seen; a count is one add to memory.
+        // (Positions and counts are below `MAX_LINES`, so they fit.)
         let mut i = headers.len() as u16;
         for h in headers.iter().rev() {
-            let bit = Self::bit(h.name);
             i = i.wrapping_sub(1);
             if let Some(slot) = first.get_mut(h.name as usize) {
                 *slot = i;
             }
-            twice |= once & bit;
-            once |= bit;
+            if let Some(n) = count.get_mut(h.name as usize) {
+                *n = n.wrapping_add(1);
+            }
         }
         Self {
             first: First(first),
-            once,
-            twice,
+            count,
         }
     }
 
@@ -138,16 +135,17 @@ impl Census {
         }
     }
 
-    fn bit(name: HeaderName) -> u64 {
-        1u64 << (name as u64)
+    /// How many lines `name` has.
+    fn count(&self, name: HeaderName) -> u16 {
+        self.count.get(name as usize).copied().unwrap_or_default()
     }
 
     fn has(&self, name: HeaderName) -> bool {
-        self.once & Self::bit(name) != 0
+        self.count(name) != 0
     }
 
     fn repeats(&self, name: HeaderName) -> bool {
-        self.twice & Self::bit(name) != 0
+        self.count(name) > 1
     }
 }
 
@@ -974,22 +972,16 @@ fn request_line(line: &[u8]) -> Result<RequestLine<'_>, Error> {
 
 /// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID
 /// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards, from the census's
-/// bits.
+/// counts.
 fn common_defect(census: &Census) -> Option<Error> {
-    // The usual message, answered from the bits at once: every one of these present, none of
-    // them (nor Max-Forwards) twice.
-    let once = [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ]
-    .map(Census::bit)
-    .iter()
-    .fold(0, |bits, bit| bits | bit);
-    let twice = once & !Census::bit(HeaderName::Via) | Census::bit(HeaderName::MaxForwards);
-    if census.once & once == once && census.twice & twice == 0 {
+    // The usual message, answered from the counts at once: one line of each of these, at
+    // least one Via and at most one Max-Forwards.
+    let c = |name| census.count(name);
+    let once = (c(HeaderName::From) ^ 1)
+        | (c(HeaderName::To) ^ 1)
+        | (c(HeaderName::CallId) ^ 1)
+        | (c(HeaderName::CSeq) ^ 1);
+    if once == 0 && c(HeaderName::Via) != 0 && c(HeaderName::MaxForwards) <= 1 {
         return None;
     }
     defect_named(census)
