@@ -610,10 +610,10 @@ impl Engine {
             max_message_size: usize::MAX,
             ..self.policy.limits
         };
-        // Matched by reference: moving the request (several hundred bytes) out of the result
-        // would copy it.
-        let mut parsed = sip::parse_datagram_with(bytes, &limits, &mut self.scratch);
-        match &mut parsed {
+        // Built in this frame's slot: moving the request (several hundred bytes) out of a
+        // result would copy it.
+        let mut slot = None;
+        match sip::parse_datagram_into(bytes, &limits, &mut self.scratch, &mut slot) {
             Ok(msg) => {
                 if let Message::Request(req) = msg {
                     let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
@@ -656,11 +656,12 @@ impl Engine {
                 }
                 sip::Status::Complete(None) => {}
             }
-            // By reference, as in `handle_datagram`.
-            match &mut sip::parse_stream_with(rest, &self.policy.limits, &mut self.scratch) {
+            // In this frame's slot, as in `handle_datagram`.
+            let mut slot = None;
+            match sip::parse_stream_into(rest, &self.policy.limits, &mut self.scratch, &mut slot) {
                 Ok(sip::Status::Partial) => break StreamStatus::Consumed(consumed),
                 Ok(sip::Status::Complete((msg, n))) => {
-                    consumed += *n;
+                    consumed += n;
                     match msg {
                         Message::Request(req) => {
                             // On a stream the response goes back over the connection whatever

@@ -11,6 +11,8 @@
 /// The LFs of a buffer in order. Blocks past the last requested line end are never scanned.
 pub(crate) struct LineEnds<'a> {
     buf: &'a [u8],
+    /// The bytes after the block `mask` describes.
+    rest: &'a [u8],
     /// Offset of the 64-byte block `mask` describes.
     base: usize,
     /// One bit per LF of that block not yet returned.
@@ -19,10 +21,29 @@ pub(crate) struct LineEnds<'a> {
 
 impl<'a> LineEnds<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self {
+        let mut lines = Self {
             buf,
+            rest: buf,
             base: 0,
-            mask: lf_mask(buf, 0),
+            mask: 0,
+        };
+        lines.mask = lines.block_mask();
+        lines
+    }
+
+    /// A bit per LF of the next (up to) 64 bytes, bit 0 for the first, stepping over them.
+    /// (The remaining bytes are held as a slice: a whole block is one length check.)
+    #[inline]
+    fn block_mask(&mut self) -> u64 {
+        match self.rest.split_first_chunk::<64>() {
+            Some((block, rest)) => {
+                self.rest = rest;
+                lf_bits(block.as_chunks::<16>().0)
+            }
+            None => {
+                self.rest = &[];
+                lf_mask_short(self.buf, self.base)
+            }
         }
     }
 }
@@ -33,11 +54,11 @@ impl Iterator for LineEnds<'_> {
     #[inline]
     fn next(&mut self) -> Option<usize> {
         while self.mask == 0 {
-            self.base += 64;
-            if self.base >= self.buf.len() {
+            if self.rest.is_empty() {
                 return None;
             }
-            self.mask = lf_mask(self.buf, self.base);
+            self.base += 64;
+            self.mask = self.block_mask();
         }
         let bit = self.mask.trailing_zeros() as usize;
         self.mask &= self.mask - 1;
@@ -45,16 +66,7 @@ impl Iterator for LineEnds<'_> {
     }
 }
 
-/// A bit per LF of the (up to) 64 bytes at `at`, bit 0 for `buf[at]`.
-#[inline]
-fn lf_mask(buf: &[u8], at: usize) -> u64 {
-    let Some(block) = buf.get(at..).and_then(<[u8]>::first_chunk::<64>) else {
-        return lf_mask_short(buf, at);
-    };
-    lf_bits(block.as_chunks::<16>().0)
-}
-
-/// [`lf_mask`] for the last, shorter block: whole 16-byte chunks, then the 16 bytes that end
+/// [`block_mask`] for the last, shorter block: whole 16-byte chunks, then the 16 bytes that end
 /// the buffer (overlapping what was already looked at) for the rest.
 #[inline(never)]
 fn lf_mask_short(buf: &[u8], at: usize) -> u64 {

@@ -27,8 +27,9 @@ pub use header::{
     Vias,
 };
 pub use parse::{
-    frame_stream, keepalive_len, parse_datagram, parse_datagram_with, parse_stream,
-    parse_stream_with, Header, Message, Request, Response, Scratch,
+    frame_stream, keepalive_len, parse_datagram, parse_datagram_into, parse_datagram_with,
+    parse_stream, parse_stream_into, parse_stream_with, Header, Message, Request, Response,
+    Scratch,
 };
 pub use uri::{Scheme, Uri};
 pub use write::{write_http_date, ResponseWriter};
@@ -398,6 +399,24 @@ pub(crate) fn parse_delta_saturating(s: &[u8]) -> Option<u32> {
 /// `s` is empty or holds anything else.
 #[inline]
 fn sum_digits(s: &[u8]) -> Option<u64> {
+    // The usual number (an expiry, a length, a hop count) has at most nine digits: summed in
+    // u32 with no saturation to check, as [`sum_digits_general`] would sum it.
+    if s.len() > 9 {
+        return sum_digits_general(s);
+    }
+    let mut v = 0u32;
+    for &d in s {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
+    }
+    (!s.is_empty()).then_some(u64::from(v))
+}
+
+/// [`sum_digits`] for any length.
+fn sum_digits_general(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
@@ -525,6 +544,21 @@ mod tests {
     }
 
     use super::*;
+
+    proptest::proptest! {
+        /// The short numbers' sum is the general one, on digits and on anything else.
+        #[test]
+        fn short_sums_match_the_general_sum(
+            s in proptest::collection::vec(proptest::sample::select(
+                vec![b'0', b'1', b'5', b'9', b'/', b':', b' ', b'a', 0x80]
+            ), 0..24),
+            digits in "[0-9]{0,22}",
+        ) {
+            proptest::prop_assert_eq!(sum_digits(&s), sum_digits_general(&s));
+            let d = digits.as_bytes();
+            proptest::prop_assert_eq!(sum_digits(d), sum_digits_general(d));
+        }
+    }
 
     #[test]
     fn numbers() {

@@ -80,54 +80,46 @@ const MAX_LINES: usize = First::NONE as usize;
 impl First {
     const NONE: u16 = u16::MAX;
 
-    /// Where the first line of `name` is (past the end of the index when it is absent).
+    /// Where the first line of `name` is (past the end of the index when it is absent:
+    /// `NONE` is `MAX_LINES`, one past the last position an index can have).
     fn get(&self, name: HeaderName) -> usize {
-        match self.0.get(name as usize) {
-            Some(&i) if i != Self::NONE => usize::from(i),
-            _ => usize::MAX,
-        }
+        self.0
+            .get(name as usize)
+            .map_or(usize::MAX, |&i| usize::from(i))
     }
 }
 
-/// One pass over the header lines: where each name first appears, and which names appear at
-/// all and more than once (a bit per name), for the mandatory-header checks and
-/// Content-Length.
+/// One pass over the header lines: where each name first appears and how many lines it has,
+/// for the lookups, the mandatory-header checks and Content-Length.
 #[derive(Clone, Copy, Debug)]
 struct Census {
     first: First,
-    once: u64,
-    twice: u64,
+    /// Lines per name (at most [`MAX_LINES`], so they fit).
+    count: [u16; HeaderName::COUNT],
 }
 
 impl Census {
     fn of(headers: &[Header<'_>]) -> Self {
-        const _: () = assert!(HeaderName::COUNT <= 64, "one bit per header name");
         let mut first = [First::NONE; HeaderName::COUNT];
-        let (mut once, mut twice) = (0u64, 0u64);
-        for (i, h) in headers.iter().enumerate() {
-            let bit = Self::bit(h.name);
-            if once & bit == 0 {
-                // (Below `MAX_LINES`, so it fits.)
-                if let Some(slot) = first.get_mut(h.name as usize) {
-                    *slot = i as u16;
-                }
+        let mut count = [0u16; HeaderName::COUNT];
+        // Last line first: the position a name keeps is the last one written, its first
+        // line's, with no test of whether it was seen; a count is one add to memory.
+        // (Positions and counts are below `MAX_LINES`, so they fit.)
+        let mut i = headers.len() as u16;
+        for h in headers.iter().rev() {
+            i = i.wrapping_sub(1);
+            if let Some(slot) = first.get_mut(h.name as usize) {
+                *slot = i;
             }
-            twice |= once & bit;
-            once |= bit;
+            if let Some(n) = count.get_mut(h.name as usize) {
+                *n = n.wrapping_add(1);
+            }
         }
         Self {
             first: First(first),
-            once,
-            twice,
+            count,
         }
     }
-
-    /// Nothing is known yet (a message being built).
-    const EMPTY: Self = Self {
-        first: First([First::NONE; HeaderName::COUNT]),
-        once: 0,
-        twice: 0,
-    };
 
     /// The lines of `headers` that can hold `name`: its one line when it appears once, from
     /// its first line on when it repeats, none when it is absent.
@@ -143,16 +135,17 @@ impl Census {
         }
     }
 
-    fn bit(name: HeaderName) -> u64 {
-        1u64 << (name as u64)
+    /// How many lines `name` has.
+    fn count(&self, name: HeaderName) -> u16 {
+        self.count.get(name as usize).copied().unwrap_or_default()
     }
 
     fn has(&self, name: HeaderName) -> bool {
-        self.once & Self::bit(name) != 0
+        self.count(name) != 0
     }
 
     fn repeats(&self, name: HeaderName) -> bool {
-        self.twice & Self::bit(name) != 0
+        self.count(name) > 1
     }
 }
 
@@ -203,10 +196,11 @@ macro_rules! header_accessors {
 
         /// The first value of `name`.
         pub fn header(&self, name: HeaderName) -> Option<&'b [u8]> {
-            match self.headers.get(self.census.first.get(name)) {
-                Some(h) if h.name == name => Some(h.value),
-                _ => None,
-            }
+            // (The census was taken of these lines, or they were taken back and there is
+            // none: a line at its position is a line of that name.)
+            self.headers
+                .get(self.census.first.get(name))
+                .map(|h| h.value)
         }
 
         /// Every value of `name`, in order (one per header line).
@@ -313,10 +307,9 @@ macro_rules! header_accessors {
         /// [`Self::contacts`] makes (it is what that walk yields). `None` for any other shape:
         /// then [`Self::contacts`] says what there is.
         pub fn sole_contact(&self) -> Option<Contact<'b>> {
-            // One Contact line: the census's bits say so, its first line is the one (what
+            // One Contact line: the census's count says so, its first line is the one (what
             // `Census::lines` answers, without building the slice of lines).
-            let bit = Census::bit(HeaderName::Contact);
-            if self.census.once & bit == 0 || self.census.twice & bit != 0 {
+            if self.census.count(HeaderName::Contact) != 1 {
                 return None;
             }
             let line = self
@@ -390,12 +383,11 @@ impl<'b> Response<'b> {
     }
 }
 
-/// A header section that is complete: the start line, the header lines and their census.
+/// A header section that is complete: the start line and the header lines.
 struct Head<'b> {
     start: &'b [u8],
     /// Offset of the first body byte.
     body_at: usize,
-    census: Census,
     /// The header lines, built here in a local (a `Vec` is three words to move into the
     /// message; pushing through the message's enum costs loads and stores per line).
     headers: Index<'b>,
@@ -404,6 +396,10 @@ struct Head<'b> {
 /// Scans the start line and headers. `Partial` when the header section is not complete yet.
 /// With `eof` (datagrams) a missing empty line after the last complete header line ends the
 /// header section (RFC 4475 baddn.dat is published that way).
+///
+/// Each line is first tried as the usual one ([`usual_line`]); any other goes to
+/// [`other_line`]. Out of line: inlined into its caller the loop's state spilled to the stack.
+#[inline(never)]
 fn scan_head<'b>(
     buf: &'b [u8],
     limits: &Limits,
@@ -424,6 +420,7 @@ fn scan_head<'b>(
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
     headers.reserve(16);
+    let max_lines = limits.max_headers.min(MAX_LINES);
     // Where the current line starts.
     let mut pos = nl + 1;
     let body_at = loop {
@@ -446,50 +443,115 @@ fn scan_head<'b>(
                 Ok(Status::Partial)
             };
         };
-        // (The ranges below always hold; a failed one answers an error rather than an empty
+        // (The range always holds; a failed one answers an error rather than an empty
         // slice, which costs a branch instead of conditional moves.)
         let Some(line) = buf.get(pos..nl) else {
             return Err(Error::BadHeader);
         };
-        let line = strip_cr(line);
-        if line.is_empty() {
-            break nl + 1;
-        }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            // Folding: the continuation belongs to the last header's value (§7.3.1).
-            let Some(h) = headers.last_mut() else {
-                return Err(Error::BadHeader);
-            };
-            unfold(buf, h, pos + line.len());
-        } else {
-            let (name, name_len, colon) = match canonical_name(line) {
-                Some((name, len)) => (name, len, len),
-                None => scan_name(line)?,
-            };
-            if headers.len() >= limits.max_headers.min(MAX_LINES) {
+        if let Some(h) = usual_line(line) {
+            if headers.len() >= max_lines {
                 return Err(Error::TooManyHeaders);
             }
-            let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..))
-            else {
-                return Err(Error::BadHeader);
-            };
-            headers.push(Header {
-                name,
-                raw_name,
-                value: header_value(after_colon),
-            });
+            if headers.len() < headers.capacity() {
+                headers.push(h);
+            } else {
+                // (Growing out of line: no register is kept across a call that the usual
+                // line never makes.)
+                push_grown(&mut headers, h.name, h.raw_name, h.value);
+            }
+        } else if matches!(line, b"" | b"\r") {
+            break nl + 1;
+        } else {
+            match other_line(line)? {
+                Other::Header(h) => {
+                    if headers.len() >= max_lines {
+                        return Err(Error::TooManyHeaders);
+                    }
+                    headers.push(h);
+                }
+                Other::Folded(line) => {
+                    // Folding: the continuation belongs to the last header's value (§7.3.1).
+                    let Some(h) = headers.last_mut() else {
+                        return Err(Error::BadHeader);
+                    };
+                    unfold(buf, h, pos + line.len());
+                }
+            }
         }
+        // (A datagram whose last header line ends the buffer, with no empty line after it,
+        // ends where the next line end is looked for and none is found.)
         pos = nl + 1;
-        if eof && pos >= buf.len() {
-            // The datagram ends after a complete header line with no empty line.
-            break buf.len();
-        }
     };
     Ok(Status::Complete(Head {
         start,
         body_at,
-        census: Census::of(&headers),
         headers,
+    }))
+}
+
+/// The usual header line, `Name: value` CRLF with the name as RFC 3261 spells it (see
+/// [`canonical_name`]), one space after the colon and nothing to trim around the value: its
+/// header, read without the steps of the general path ([`other_line`]), which answers the
+/// same for it. `line` is the line with its CR, without the LF.
+#[inline(always)]
+fn usual_line(line: &[u8]) -> Option<Header<'_>> {
+    let (&b'\r', line) = line.split_last()? else {
+        return None;
+    };
+    let (name, len) = canonical_name(line)?;
+    let (raw_name, rest) = line.split_at_checked(len)?;
+    let value = rest.strip_prefix(b": ")?;
+    match (value.first(), value.last()) {
+        (Some(&a), Some(&z)) if a > b' ' && z > b' ' => Some(Header {
+            name,
+            raw_name,
+            value,
+        }),
+        _ => None,
+    }
+}
+
+/// Pushes a header to a full index (after growing it). The header comes in its fields, which
+/// are passed in registers: a `Header` argument would be built in memory on every line.
+#[cold]
+#[inline(never)]
+fn push_grown<'b>(headers: &mut Index<'b>, name: HeaderName, raw_name: &'b [u8], value: &'b [u8]) {
+    headers.push(Header {
+        name,
+        raw_name,
+        value,
+    });
+}
+
+/// What a header line other than the usual one and the empty one is.
+enum Other<'b> {
+    /// A header line.
+    Header(Header<'b>),
+    /// A continuation line (without its line end) of the header before it.
+    Folded(&'b [u8]),
+}
+
+/// Any header line but the usual one and the empty one (`line` without its LF): a header, or
+/// a continuation of the last header's value. Out of line: the header loop keeps its
+/// registers for the usual line.
+#[cold]
+#[inline(never)]
+fn other_line(line: &[u8]) -> Result<Other<'_>, Error> {
+    let line = strip_cr(line);
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Ok(Other::Folded(line));
+    }
+    let (name, name_len, colon) = match canonical_name(line) {
+        Some((name, len)) => (name, len, len),
+        None => scan_name(line)?,
+    };
+    let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..)) else {
+        return Err(Error::BadHeader);
+    };
+    Ok(Other::Header(Header {
+        name,
+        raw_name,
+        value: header_value(after_colon),
     }))
 }
 
@@ -497,6 +559,7 @@ fn scan_head<'b>(
 /// colon (how phones write them): the name and its length, with no byte-by-byte token scan
 /// and no case-folding classification. Anything else (compact or differently cased names,
 /// white space before the colon, unknown names) is `None` and takes the general path.
+#[inline(always)]
 fn canonical_name(line: &[u8]) -> Option<(HeaderName, usize)> {
     // Each comparison has a constant length, so it compiles to a few word compares.
     macro_rules! first_of {
@@ -648,17 +711,33 @@ pub fn parse_datagram_with<'b>(
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Message<'b>, Error> {
+    let mut slot = None;
+    parse_datagram_into(buf, limits, scratch, &mut slot)?;
+    // (Filled whenever the parse succeeds.)
+    slot.ok_or(Error::Empty)
+}
+
+/// [`parse_datagram_with`] building the message in the caller's `slot` (untouched on a
+/// failure), returned borrowed: a message is several hundred bytes, which a return by value
+/// copies once more.
+pub fn parse_datagram_into<'b, 's>(
+    buf: &'b [u8],
+    limits: &Limits,
+    scratch: &mut Scratch,
+    slot: &'s mut Option<Message<'b>>,
+) -> Result<&'s mut Message<'b>, Error> {
     let skip = leading_crlf(buf);
     let buf = buf.get(skip..).unwrap_or_default();
     if buf.is_empty() {
         return Err(Error::Empty);
     }
-    let mut msg = Message::empty(buf);
     let Status::Complete(head) = scan_head(buf, limits, true, scratch.take())? else {
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
-    let (body_len, defect) = match content_length(&head.headers, &head.census) {
+    // (Taken here, not by the scan: returned with the scan's result it was copied twice more.)
+    let census = Census::of(&head.headers);
+    let (body_len, defect) = match content_length(&head.headers, &census) {
         Ok(Some(n)) if n <= available => (n, None),
         Ok(Some(_)) => (available, Some(Error::Truncated)),
         Ok(None) => (available, None),
@@ -668,8 +747,13 @@ pub fn parse_datagram_with<'b>(
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
     }
-    msg.build(buf.get(..end).unwrap_or_default(), head, defect)?;
-    Ok(msg)
+    Message::build(
+        slot,
+        buf.get(..end).unwrap_or_default(),
+        head,
+        census,
+        defect,
+    )
 }
 
 /// Parses the first message of a stream buffer (RFC 3261 §18.3: Content-Length frames stream
@@ -689,16 +773,35 @@ pub fn parse_stream_with<'b>(
     limits: &Limits,
     scratch: &mut Scratch,
 ) -> Result<Status<(Message<'b>, usize)>, Error> {
+    let mut slot = None;
+    Ok(match parse_stream_into(buf, limits, scratch, &mut slot)? {
+        Status::Complete((_, n)) => match slot {
+            Some(msg) => Status::Complete((msg, n)),
+            // (Filled whenever the parse is complete.)
+            None => return Err(Error::Empty),
+        },
+        Status::Partial => Status::Partial,
+    })
+}
+
+/// [`parse_stream_with`] building the message in the caller's `slot`, returned borrowed (see
+/// [`parse_datagram_into`]).
+pub fn parse_stream_into<'b, 's>(
+    buf: &'b [u8],
+    limits: &Limits,
+    scratch: &mut Scratch,
+    slot: &'s mut Option<Message<'b>>,
+) -> Result<Status<(&'s mut Message<'b>, usize)>, Error> {
     let skip = leading_crlf(buf);
     let msg = buf.get(skip..).unwrap_or_default();
     if msg.is_empty() {
         return Ok(Status::Partial);
     }
-    let mut parsed = Message::empty(msg);
     let Status::Complete(head) = scan_head(msg, limits, false, scratch.take())? else {
         return Ok(Status::Partial);
     };
-    let len = content_length(&head.headers, &head.census)?.ok_or(Error::MissingContentLength)?;
+    let census = Census::of(&head.headers);
+    let len = content_length(&head.headers, &census)?.ok_or(Error::MissingContentLength)?;
     let end = head.body_at.checked_add(len).ok_or(Error::TooLarge)?;
     if end > limits.max_message_size {
         return Err(Error::TooLarge);
@@ -706,7 +809,7 @@ pub fn parse_stream_with<'b>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    parsed.build(raw, head, None)?;
+    let parsed = Message::build(slot, raw, head, census, None)?;
     Ok(Status::Complete((parsed, skip + end)))
 }
 
@@ -736,158 +839,154 @@ pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
 }
 
 impl<'b> Message<'b> {
-    /// A message with nothing parsed yet: `build` completes it where it lies (a message is
-    /// several hundred bytes to move).
-    fn empty(buf: &'b [u8]) -> Self {
-        let parsed = Parsed::default();
-        if buf.starts_with(b"SIP/") {
-            Message::Response(Response {
-                raw: buf,
-                status: StatusCode(0),
-                reason: b"",
-                headers: Vec::new(),
-                census: Census::EMPTY,
-                body: b"",
-                defect: None,
-                parsed,
-            })
-        } else {
-            Message::Request(Request {
-                raw: buf,
-                method: Method(b""),
-                uri: b"",
-                version: b"",
-                headers: Vec::new(),
-                census: Census::EMPTY,
-                body: b"",
-                defect: None,
-                parsed,
-            })
-        }
-    }
-
-    /// Parses the start line and completes the message over `raw` (its header index is full).
-    fn build(&mut self, raw: &'b [u8], head: Head<'b>, defect: Option<Error>) -> Result<(), Error> {
+    /// Parses the start line and builds the message over `raw` (its header index is full) in
+    /// `slot`, where the views validation parses are written in place.
+    fn build<'s>(
+        slot: &'s mut Option<Self>,
+        raw: &'b [u8],
+        head: Head<'b>,
+        census: Census,
+        defect: Option<Error>,
+    ) -> Result<&'s mut Self, Error> {
         let body = raw.get(head.body_at..).unwrap_or_default();
-        match self {
-            Message::Response(resp) => {
-                let rest = head.start.get(4..).unwrap_or_default(); // after "SIP/"
-                                                                    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-                let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
-                let after = rest.get(sp + 1..).unwrap_or_default();
-                let (code, reason) = match find(b' ', after) {
-                    Some(i) => (
-                        after.get(..i).unwrap_or_default(),
-                        after.get(i + 1..).unwrap_or_default(),
-                    ),
-                    None => (after, &b""[..]),
-                };
-                if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
-                    return Err(Error::BadStatusCode);
-                }
-                let status = parse_u32(code)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .ok_or(Error::BadStatusCode)?;
-                if !(100..=699).contains(&status) {
-                    return Err(Error::BadStatusCode);
-                }
-                resp.raw = raw;
-                resp.status = StatusCode(status);
-                resp.reason = reason;
-                resp.census = head.census;
-                resp.headers = head.headers;
-                resp.body = body;
+        if head.start.starts_with(b"SIP/") {
+            let rest = head.start.get(4..).unwrap_or_default(); // after "SIP/"
+                                                                // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+            let sp = find(b' ', rest).ok_or(Error::BadStartLine)?;
+            let after = rest.get(sp + 1..).unwrap_or_default();
+            let (code, reason) = match find(b' ', after) {
+                Some(i) => (
+                    after.get(..i).unwrap_or_default(),
+                    after.get(i + 1..).unwrap_or_default(),
+                ),
+                None => (after, &b""[..]),
+            };
+            if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+                return Err(Error::BadStatusCode);
+            }
+            let status = parse_u32(code)
+                .and_then(|c| u16::try_from(c).ok())
+                .ok_or(Error::BadStatusCode)?;
+            if !(100..=699).contains(&status) {
+                return Err(Error::BadStatusCode);
+            }
+            let msg = slot.insert(Message::Response(Response {
+                raw,
+                status: StatusCode(status),
+                reason,
+                headers: head.headers,
+                census,
+                body,
+                defect: None,
+                parsed: Parsed::default(),
+            }));
+            if let Message::Response(resp) = msg {
                 resp.defect = defect
-                    .or_else(|| common_defect(&head.census))
+                    .or_else(|| common_defect(&census))
                     .or_else(|| resp.cseq().err());
             }
-            Message::Request(req) => {
-                // Request-Line = Method SP Request-URI SP SIP-Version. Trailing white space is
-                // a defect (RFC 4475 §3.1.2.10), not a reason to drop the request.
-                let start = trim_trailing_wsp(head.start);
-                let trailing_ws = start.len() != head.start.len();
-                // The method is a token ended by SP: one pass finds and checks it (a registrar's
-                // usual method is known without it).
-                let sp1 = if start.starts_with(b"REGISTER ") {
-                    8
-                } else {
-                    start
-                        .iter()
-                        .position(|&b| !is_token(b))
-                        .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
-                        .ok_or(Error::BadStartLine)?
-                };
-                let sp2 = if start.ends_with(b" SIP/2.0") {
-                    start.len() - 8
-                } else {
-                    start
-                        .iter()
-                        .rposition(|&b| b == b' ')
-                        .ok_or(Error::BadStartLine)?
-                };
-                let method = start.get(..sp1).unwrap_or_default();
-                let version = start.get(sp2 + 1..).unwrap_or_default();
-                if sp2 <= sp1 {
-                    return Err(Error::BadStartLine);
-                }
-                if !version.starts_with(b"SIP/") || version.len() < 5 {
-                    return Err(Error::BadStartLine);
-                }
-                let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
-                let uri = trim_lws(middle);
-                // Parsed here, reported in validation's order. A URI with white space inside
-                // never parses, so only a failed one is searched for it.
-                let uri_error = match Uri::parse(uri) {
-                    Ok(u) => {
-                        req.parsed.request_uri = Some(u);
-                        None
-                    }
-                    Err(e) => Some(e),
-                };
-                // Extra SP between elements, or white space inside the URI (RFC 4475
-                // §3.1.2.8-3.1.2.10).
-                let mut defect = defect;
-                if trailing_ws
-                    || uri.len() != middle.len()
-                    || uri.is_empty()
-                    || (uri_error.is_some() && uri.iter().any(|&b| b == b' ' || b == b'\t'))
-                {
-                    defect = defect.or(Some(Error::BadStartLine));
-                }
-                req.raw = raw;
-                req.method = Method(method);
-                req.uri = uri;
-                req.version = version;
-                req.census = head.census;
-                req.headers = head.headers;
-                req.body = body;
-                req.defect = defect
-                    .or_else(|| common_defect(&head.census))
-                    .or_else(|| request_defect(req, uri_error));
-            }
+            return Ok(msg);
         }
-        Ok(())
+        let (method, middle, version, trailing_ws) = match usual_request_line(head.start) {
+            Some(parts) => parts,
+            None => request_line(head.start)?,
+        };
+        let uri = trim_lws(middle);
+        let msg = slot.insert(Message::Request(Request {
+            raw,
+            method: Method(method),
+            uri,
+            version,
+            headers: head.headers,
+            census,
+            body,
+            defect: None,
+            parsed: Parsed::default(),
+        }));
+        if let Message::Request(req) = msg {
+            // Parsed here (into its slot), reported in validation's order. A URI with white
+            // space inside never parses, so only a failed one is searched for it.
+            let uri_error = match Uri::parse(uri) {
+                Ok(u) => {
+                    req.parsed.request_uri = Some(u);
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            // Extra SP between elements, or white space inside the URI (RFC 4475
+            // §3.1.2.8-3.1.2.10).
+            let mut defect = defect;
+            if trailing_ws
+                || uri.len() != middle.len()
+                || uri.is_empty()
+                || (uri_error.is_some() && uri.iter().any(|&b| b == b' ' || b == b'\t'))
+            {
+                defect = defect.or(Some(Error::BadStartLine));
+            }
+            req.defect = defect
+                .or_else(|| common_defect(&census))
+                .or_else(|| request_defect(req, uri_error));
+        }
+        Ok(msg)
     }
+}
+
+/// The parts of a request line: the method, what lies between the two SPs around the
+/// Request-URI, the version, and whether trailing white space was cut.
+type RequestLine<'b> = (&'b [u8], &'b [u8], &'b [u8], bool);
+
+/// The usual request line, `REGISTER <uri> SIP/2.0`: its parts as [`request_line`] finds them,
+/// with no search for the SPs and no trailing white space to cut.
+#[inline(always)]
+fn usual_request_line(start: &[u8]) -> Option<RequestLine<'_>> {
+    let middle = start
+        .strip_prefix(b"REGISTER ")?
+        .strip_suffix(b" SIP/2.0")?;
+    let method = start.get(..8)?;
+    let version = start.get(start.len() - 7..)?;
+    Some((method, middle, version, false))
+}
+
+/// The parts of a request line (`Method SP Request-URI SP SIP-Version`, RFC 3261 §7.1).
+/// Trailing white space is cut and reported: a defect (RFC 4475 §3.1.2.10), not a reason to
+/// drop the request.
+fn request_line(line: &[u8]) -> Result<RequestLine<'_>, Error> {
+    let start = trim_trailing_wsp(line);
+    let trailing_ws = start.len() != line.len();
+    // The method is a token ended by SP: one pass finds and checks it.
+    let sp1 = start
+        .iter()
+        .position(|&b| !is_token(b))
+        .filter(|&i| i > 0 && start.get(i) == Some(&b' '))
+        .ok_or(Error::BadStartLine)?;
+    let sp2 = start
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(Error::BadStartLine)?;
+    let method = start.get(..sp1).unwrap_or_default();
+    let version = start.get(sp2 + 1..).unwrap_or_default();
+    if sp2 <= sp1 {
+        return Err(Error::BadStartLine);
+    }
+    if !version.starts_with(b"SIP/") || version.len() < 5 {
+        return Err(Error::BadStartLine);
+    }
+    let middle = start.get(sp1 + 1..sp2).unwrap_or_default();
+    Ok((method, middle, version, trailing_ws))
 }
 
 /// Checks the headers every message needs: at least one Via, exactly one From, To, Call-ID
 /// and CSeq (§8.1.1, RFC 4475 §3.3.1, §3.3.8), at most one Max-Forwards, from the census's
-/// bits.
+/// counts.
 fn common_defect(census: &Census) -> Option<Error> {
-    // The usual message, answered from the bits at once: every one of these present, none of
-    // them (nor Max-Forwards) twice.
-    let once = [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ]
-    .map(Census::bit)
-    .iter()
-    .fold(0, |bits, bit| bits | bit);
-    let twice = once & !Census::bit(HeaderName::Via) | Census::bit(HeaderName::MaxForwards);
-    if census.once & once == once && census.twice & twice == 0 {
+    // The usual message, answered from the counts at once: one line of each of these, at
+    // least one Via and at most one Max-Forwards.
+    let c = |name| census.count(name);
+    let once = (c(HeaderName::From) ^ 1)
+        | (c(HeaderName::To) ^ 1)
+        | (c(HeaderName::CallId) ^ 1)
+        | (c(HeaderName::CSeq) ^ 1);
+    if once == 0 && c(HeaderName::Via) != 0 && c(HeaderName::MaxForwards) <= 1 {
         return None;
     }
     defect_named(census)
@@ -926,13 +1025,13 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
     // request has one Via line holding one value: when that line parses whole, it is all
     // there is to check (as `vias` would find: see `whole_via`).
     let via_lines = req.census.lines(&req.headers, HeaderName::Via);
-    let whole = match via_lines {
-        [line] => Via::parse(line.value).ok(),
-        _ => None,
-    };
-    if whole.is_some() {
-        req.parsed.top_via = whole;
-    } else {
+    // (Written straight from the parse's result: an `Option` in between is one more copy.)
+    if let [line] = via_lines {
+        if let Ok(v) = Via::parse(line.value) {
+            req.parsed.top_via = Some(v);
+        }
+    }
+    if req.parsed.top_via.is_none() {
         for via in super::header::vias(via_lines) {
             match via {
                 Ok(v) if req.parsed.top_via.is_none() => req.parsed.top_via = Some(v),
@@ -1075,6 +1174,36 @@ Content-Length: 0\r\n\r\n";
             parse_datagram(&msg, &limits).unwrap_err(),
             Error::TooManyHeaders
         );
+    }
+
+    /// A datagram may end right after its last header line (no empty line), or after a
+    /// stray CR; anything else after it is an unterminated header section.
+    #[test]
+    fn datagram_ends_after_its_last_header_line() {
+        let whole = req(REG);
+        let cut = &REG[..REG.len() - 2];
+        for tail in [&b""[..], b"\r", b"\r\r"] {
+            let msg = [cut, tail].concat();
+            let r = req(&msg);
+            assert_eq!(r.headers().len(), whole.headers().len());
+            assert_eq!(r.defect(), None);
+            assert_eq!(r.body(), b"");
+        }
+        let limits = Limits::default();
+        assert_eq!(
+            parse_datagram(&[cut, b"x"].concat(), &limits).unwrap_err(),
+            Error::NoHeaderEnd
+        );
+        let small = Limits {
+            max_message_size: cut.len() - 1,
+            ..limits
+        };
+        assert_eq!(parse_datagram(cut, &small).unwrap_err(), Error::TooLarge);
+        let exact = Limits {
+            max_message_size: cut.len(),
+            ..limits
+        };
+        assert!(parse_datagram(cut, &exact).is_ok());
     }
 
     #[test]
@@ -1493,6 +1622,15 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
         assert_eq!(lines, 9);
         scratch.reclaim(&mut first);
         assert_eq!(index_of(&first).1, 0, "the message gave its lines back");
+        let Message::Request(r) = &first else {
+            panic!("a request")
+        };
+        assert_eq!(
+            r.header(HeaderName::CallId),
+            None,
+            "no line left to look up"
+        );
+        assert_eq!(r.headers_named(HeaderName::Via).count(), 0);
         let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\n\
                          To: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n";
         for buf in [REG, &response[..]] {
@@ -1575,6 +1713,136 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             line.push_str(": value");
             if let Some((name, len)) = canonical_name(line.as_bytes()) {
                 proptest::prop_assert_eq!(scan_name(line.as_bytes()), Ok((name, len, len)), "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn usual_request_line_is_what_the_general_path_finds() {
+        let at = |line: &[u8], p: RequestLine<'_>| {
+            let off = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
+            (off(p.0), off(p.1), off(p.2), p.3)
+        };
+        for (line, usual) in [
+            (&b"REGISTER sip:example.com SIP/2.0"[..], true),
+            (b"REGISTER sip:a SIP/2.0", true),
+            (b"REGISTER  sip:a SIP/2.0", true),
+            (b"REGISTER sip:a  SIP/2.0", true),
+            (b"REGISTER x SIP/2.0", true),
+            (b"REGISTER  SIP/2.0", true),
+            (b"REGISTER SIP/2.0", false),
+            (b"REGISTER sip:a SIP/2.0 ", false),
+            (b"REGISTER sip:a SIP/2.00", false),
+            (b"REGISTER sip:a SIP/3.0", false),
+            (b"REGISTER\tsip:a SIP/2.0", false),
+            (b"INVITE sip:a SIP/2.0", false),
+            (b"REGISTERS sip:a SIP/2.0", false),
+            (b"REGISTER", false),
+            (b"", false),
+        ] {
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(usual_request_line(line).is_some(), usual, "{text:?}");
+            if let Some(fast) = usual_request_line(line) {
+                let general = request_line(line).expect("the general path reads it");
+                assert_eq!(at(line, fast), at(line, general), "{text:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the usual request line's path answers, it answers what the general path
+        /// does.
+        #[test]
+        fn usual_request_line_agrees_with_the_general_path(
+            uri in "[ \tsipa:@.]{0,8}",
+            tail in proptest::sample::select(vec![" SIP/2.0", "  SIP/2.0", " SIP/2.0 ", "SIP/2.0", " SIP/2.1"]),
+        ) {
+            let line = format!("REGISTER {uri}{tail}");
+            let line = line.as_bytes();
+            if let Some(fast) = usual_request_line(line) {
+                let general = request_line(line);
+                proptest::prop_assert_eq!(Ok(fast), general);
+            }
+        }
+    }
+
+    /// The usual line's header as the general path reads it: name, raw name and value, each
+    /// as its place in the line.
+    fn general_header(line: &[u8]) -> Option<(HeaderName, usize, usize, usize, usize)> {
+        let at = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
+        match other_line(line) {
+            Ok(Other::Header(h)) => {
+                let ((n, nl), (v, vl)) = (at(h.raw_name), at(h.value));
+                Some((h.name, n, nl, v, vl))
+            }
+            _ => None,
+        }
+    }
+
+    fn fast_header(line: &[u8]) -> Option<(HeaderName, usize, usize, usize, usize)> {
+        let at = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
+        usual_line(line).map(|h| {
+            let ((n, nl), (v, vl)) = (at(h.raw_name), at(h.value));
+            (h.name, n, nl, v, vl)
+        })
+    }
+
+    #[test]
+    fn usual_line_reads_what_the_general_path_reads() {
+        for (line, usual) in [
+            (&b"Via: SIP/2.0/UDP h\r"[..], true),
+            (b"Content-Length: 0\r", true),
+            (b"To: x\r", true),
+            (b"Call-ID: a b\r", true),
+            (b"Max-Forwards: 70\r", true),
+            (b"X-Other: 1\r", false),
+            (b"Via: SIP/2.0/UDP h", false),
+            (b"Via:SIP/2.0/UDP h\r", false),
+            (b"Via:  SIP/2.0/UDP h\r", false),
+            (b"Via: SIP/2.0/UDP h \r", false),
+            (b"Via: SIP/2.0/UDP h\t\r", false),
+            (b"Via: \r", false),
+            (b"Via:\r", false),
+            (b"Via : x\r", false),
+            (b"via: x\r", false),
+            (b"v: x\r", false),
+            (b"Via: \x01\r", false),
+            (b"Via: \x01x\x7f\r", false),
+            (b"Via: x\x80\r", true),
+            (b"\r", false),
+            (b"", false),
+            (b" x\r", false),
+        ] {
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(usual_line(line).is_some(), usual, "{text:?}");
+            if usual {
+                assert_eq!(fast_header(line), general_header(line), "{text:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the usual line's path answers, it answers what the general path does.
+        #[test]
+        fn usual_line_agrees_with_the_general_path(
+            pick in 0..HeaderName::COUNT,
+            lower in proptest::bool::ANY,
+            sep in proptest::sample::select(vec![": ", ":", ":  ", " : ", ":\t", ": \t"]),
+            value in "[ \t\ra-z;=\x01\x7f\u{e9}]{0,6}",
+            cr in proptest::bool::ANY,
+        ) {
+            let mut line = HeaderName::ALL[pick].as_str().to_owned();
+            if lower {
+                line.make_ascii_lowercase();
+            }
+            line.push_str(sep);
+            line.push_str(&value);
+            if cr {
+                line.push('\r');
+            }
+            let line = line.as_bytes();
+            if let Some(fast) = fast_header(line) {
+                proptest::prop_assert_eq!(Some(fast), general_header(line));
             }
         }
     }
