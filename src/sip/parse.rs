@@ -419,7 +419,11 @@ fn scan_head<'b>(
         };
     };
     let start = strip_cr(buf.get(..nl).unwrap_or_default());
-    headers.reserve(16);
+    // (The index is grown only out of line and passed there by value: no `reserve` or
+    // `push` with its own grow call is inlined here.)
+    if headers.capacity() - headers.len() < 16 {
+        headers = reserved(headers);
+    }
     let max_lines = limits.max_headers.min(MAX_LINES);
     // Where the current line starts.
     let mut pos = nl + 1;
@@ -457,7 +461,7 @@ fn scan_head<'b>(
             } else {
                 // (Growing out of line: no register is kept across a call that the usual
                 // line never makes.)
-                push_grown(&mut headers, h.name, h.raw_name, h.value);
+                headers = push_grown(headers, h.name, h.raw_name, h.value);
             }
         } else if matches!(line, b"" | b"\r") {
             break nl + 1;
@@ -467,7 +471,11 @@ fn scan_head<'b>(
                     if headers.len() >= max_lines {
                         return Err(Error::TooManyHeaders);
                     }
-                    headers.push(h);
+                    if headers.len() < headers.capacity() {
+                        headers.push(h);
+                    } else {
+                        headers = push_grown(headers, h.name, h.raw_name, h.value);
+                    }
                 }
                 Other::Folded(line) => {
                     // Folding: the continuation belongs to the last header's value (§7.3.1).
@@ -512,15 +520,31 @@ fn usual_line(line: &[u8]) -> Option<Header<'_>> {
 }
 
 /// Pushes a header to a full index (after growing it). The header comes in its fields, which
-/// are passed in registers: a `Header` argument would be built in memory on every line.
+/// are passed in registers: a `Header` argument would be built in memory on every line. The
+/// index is taken and given back by value: a reference to it would keep it in memory through
+/// the header loop.
 #[cold]
 #[inline(never)]
-fn push_grown<'b>(headers: &mut Index<'b>, name: HeaderName, raw_name: &'b [u8], value: &'b [u8]) {
+fn push_grown<'b>(
+    mut headers: Index<'b>,
+    name: HeaderName,
+    raw_name: &'b [u8],
+    value: &'b [u8],
+) -> Index<'b> {
     headers.push(Header {
         name,
         raw_name,
         value,
     });
+    headers
+}
+
+/// The index with room for 16 more lines (by value, as [`push_grown`]).
+#[cold]
+#[inline(never)]
+fn reserved(mut headers: Index<'_>) -> Index<'_> {
+    headers.reserve(16);
+    headers
 }
 
 /// What a header line other than the usual one and the empty one is.
