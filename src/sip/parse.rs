@@ -507,8 +507,13 @@ fn usual_line(line: &[u8]) -> Option<Header<'_>> {
         return None;
     };
     let (name, len) = canonical_name(line)?;
-    let (raw_name, rest) = line.split_at_checked(len)?;
-    let value = rest.strip_prefix(b": ")?;
+    // (The colon was compared with the name: one length check for the space and the value,
+    // which makes the name's slice and the space's byte in bounds.)
+    let value = line.get(len + 2..)?;
+    let raw_name = line.get(..len)?;
+    if line.get(len + 1) != Some(&b' ') {
+        return None;
+    }
     match (value.first(), value.last()) {
         (Some(&a), Some(&z)) if a > b' ' && z > b' ' => Some(Header {
             name,
