@@ -404,8 +404,10 @@ fn scan_head<'b>(
     buf: &'b [u8],
     limits: &Limits,
     eof: bool,
-    mut headers: Index<'b>,
+    scratch: &mut Scratch,
 ) -> Result<Status<Head<'b>>, Error> {
+    // (Taken here: a local, not the argument's memory, to push to.)
+    let mut headers = scratch.take();
     let mut line_ends = LineEnds::new(buf);
     let Some(nl) = line_ends.next() else {
         return if eof || buf.len() > limits.max_message_size {
@@ -760,7 +762,7 @@ pub fn parse_datagram_into<'b, 's>(
     if buf.is_empty() {
         return Err(Error::Empty);
     }
-    let Status::Complete(head) = scan_head(buf, limits, true, scratch.take())? else {
+    let Status::Complete(head) = scan_head(buf, limits, true, scratch)? else {
         return Err(Error::NoHeaderEnd);
     };
     let available = buf.len().saturating_sub(head.body_at);
@@ -826,7 +828,7 @@ pub fn parse_stream_into<'b, 's>(
     if msg.is_empty() {
         return Ok(Status::Partial);
     }
-    let Status::Complete(head) = scan_head(msg, limits, false, scratch.take())? else {
+    let Status::Complete(head) = scan_head(msg, limits, false, scratch)? else {
         return Ok(Status::Partial);
     };
     let census = Census::of(&head.headers);
