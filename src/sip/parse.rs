@@ -782,7 +782,7 @@ pub fn parse_datagram_into<'b, 's>(
         slot,
         buf.get(..end).unwrap_or_default(),
         head,
-        census,
+        &census,
         defect,
     )
 }
@@ -840,7 +840,7 @@ pub fn parse_stream_into<'b, 's>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    let parsed = Message::build(slot, raw, head, census, None)?;
+    let parsed = Message::build(slot, raw, head, &census, None)?;
     Ok(Status::Complete((parsed, skip + end)))
 }
 
@@ -876,7 +876,7 @@ impl<'b> Message<'b> {
         slot: &'s mut Option<Self>,
         raw: &'b [u8],
         head: Head<'b>,
-        census: Census,
+        census: &Census,
         defect: Option<Error>,
     ) -> Result<&'s mut Self, Error> {
         let body = raw.get(head.body_at..).unwrap_or_default();
@@ -906,14 +906,14 @@ impl<'b> Message<'b> {
                 status: StatusCode(status),
                 reason,
                 headers: head.headers,
-                census,
+                census: *census,
                 body,
                 defect: None,
                 parsed: Parsed::default(),
             }));
             if let Message::Response(resp) = msg {
                 resp.defect = defect
-                    .or_else(|| common_defect(&census))
+                    .or_else(|| common_defect(census))
                     .or_else(|| resp.cseq().err());
             }
             return Ok(msg);
@@ -929,7 +929,7 @@ impl<'b> Message<'b> {
             uri,
             version,
             headers: head.headers,
-            census,
+            census: *census,
             body,
             defect: None,
             parsed: Parsed::default(),
@@ -955,7 +955,7 @@ impl<'b> Message<'b> {
                 defect = defect.or(Some(Error::BadStartLine));
             }
             req.defect = defect
-                .or_else(|| common_defect(&census))
+                .or_else(|| common_defect(census))
                 .or_else(|| request_defect(req, uri_error));
         }
         Ok(msg)
