@@ -100,25 +100,25 @@ struct Census {
 
 impl Census {
     fn of(headers: &[Header<'_>]) -> Self {
-        let mut first = [First::NONE; HeaderName::COUNT];
-        let mut count = [0u16; HeaderName::COUNT];
+        // (Filled where it is returned, not in two arrays copied into it at the end.)
+        let mut census = Self {
+            first: First([First::NONE; HeaderName::COUNT]),
+            count: [0u16; HeaderName::COUNT],
+        };
         // Last line first: the position a name keeps is the last one written, its first
         // line's, with no test of whether it was seen; a count is one add to memory.
         // (Positions and counts are below `MAX_LINES`, so they fit.)
         let mut i = headers.len() as u16;
         for h in headers.iter().rev() {
             i = i.wrapping_sub(1);
-            if let Some(slot) = first.get_mut(h.name as usize) {
+            if let Some(slot) = census.first.0.get_mut(h.name as usize) {
                 *slot = i;
             }
-            if let Some(n) = count.get_mut(h.name as usize) {
+            if let Some(n) = census.count.get_mut(h.name as usize) {
                 *n = n.wrapping_add(1);
             }
         }
-        Self {
-            first: First(first),
-            count,
-        }
+        census
     }
 
     /// The lines of `headers` that can hold `name`: its one line when it appears once, from
