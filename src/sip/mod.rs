@@ -404,6 +404,11 @@ fn sum_digits(s: &[u8]) -> Option<u64> {
     if s.len() > 9 {
         return sum_digits_general(s);
     }
+    // One digit (the usual Content-Length, 0) without the loop.
+    if let [d] = *s {
+        let d = d.wrapping_sub(b'0');
+        return (d <= 9).then_some(u64::from(d));
+    }
     // Four digits (an expiry of 3600) as one word, without a step per digit.
     if let Some(&word) = s.first_chunk::<4>().filter(|_| s.len() == 4) {
         return four_digits(word).map(u64::from);
@@ -598,6 +603,13 @@ mod tests {
         for n in 0..10_000u32 {
             let s = format!("{n:04}");
             assert_eq!(sum_digits(s.as_bytes()), Some(u64::from(n)), "{s}");
+        }
+    }
+
+    #[test]
+    fn one_byte_sums_match_the_general_sum() {
+        for b in 0..=255u8 {
+            assert_eq!(sum_digits(&[b]), sum_digits_general(&[b]), "{b}");
         }
     }
 
