@@ -1341,10 +1341,9 @@ fn whole_via<'b>(rest: &mut &'b [u8]) -> Option<Result<Via<'b>, Error>> {
 /// `None` when the line holds anything else.
 pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
     let mut rest = value;
-    match parse_usual_contact(&mut rest)? {
-        Ok(contact) if rest.is_empty() => Some(contact),
-        _ => None,
-    }
+    // (Built as the answer itself: through `parse_usual_contact`'s `Result` it is copied once
+    // more.)
+    read_usual_contact(&mut rest, true, |contact| contact)
 }
 
 /// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
@@ -1354,6 +1353,17 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 /// `rest` to the general path.
 #[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
+    read_usual_contact(rest, false, Ok)
+}
+
+/// [`parse_usual_contact`] answering `wrap` of the contact; with `whole`, `None` when text is
+/// left after it.
+#[inline(always)]
+fn read_usual_contact<'b, R>(
+    rest: &mut &'b [u8],
+    whole: bool,
+    wrap: impl FnOnce(Contact<'b>) -> R,
+) -> Option<R> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
     // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
     // would hide the `>` from the comma split), any other searched for first.
@@ -1386,6 +1396,9 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
         [b',', after @ ..] => after,
         _ => return None,
     };
+    if whole && !after.is_empty() {
+        return None;
+    }
     let uri = match read {
         Some((uri, _)) => uri,
         None => Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?,
@@ -1398,7 +1411,7 @@ fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Er
         tag: tag.flatten(),
     };
     *rest = after;
-    Some(Ok(Contact::Addr(reader.finish(name_addr))))
+    Some(wrap(Contact::Addr(reader.finish(name_addr))))
 }
 
 fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
@@ -2327,6 +2340,38 @@ mod tests {
                 assert!(!starts_with_words(&text, &prefix), "{n} {at}");
             }
             assert!(!starts_with_words(&text[..n], &text[..(n + 1).min(40)]) || n == 40);
+        }
+    }
+
+    #[test]
+    fn whole_usual_contact_is_the_usual_contact_with_nothing_after() {
+        for value in [
+            &b"<sip:bob@192.0.2.4:5060;transport=udp>;+sip.instance=\"<urn:uuid:1>\""[..],
+            b"<sip:bob@192.0.2.4>",
+            b"<sip:bob@192.0.2.4>,",
+            b"<sip:bob@192.0.2.4>, <sip:bob@192.0.2.5>",
+            b"<sip:bob@192.0.2.4>;q=x",
+            b"<sip:bob@192.0.2.4>;expires=60;x",
+            b"<sip:bob@192.0.2.4> ;expires=60",
+            b"<sip:bob@192.0.2.4;lr>;x=\"a,b\"",
+            b"<sip:bob@192.0.2.4>;+sip.instance=\"<urn:uuid:1>",
+            b"<tel:+1>;tag=1",
+            b"Bob <sip:bob@192.0.2.4>",
+            b"<>",
+            b"*",
+            b"",
+        ] {
+            let mut rest = value;
+            let general = match parse_usual_contact(&mut rest) {
+                Some(Ok(contact)) if rest.is_empty() => Some(contact),
+                _ => None,
+            };
+            assert_eq!(
+                format!("{:?}", whole_usual_contact(value)),
+                format!("{general:?}"),
+                "{}",
+                String::from_utf8_lossy(value)
+            );
         }
     }
 
