@@ -447,7 +447,17 @@ impl Update<'_, '_> {
         cfg: &EngineConfig,
         total: Option<usize>,
     ) -> Result<Changed, Error> {
-        let step = step_of(bindings, w, false, self.call_id, self.cseq)?;
+        // A new AOR (the usual REGISTER of the bench, and of a phone's first start) has nothing
+        // to match: `step_of` over no bindings answers from the expiry alone, without its call.
+        let step = if bindings.is_empty() {
+            if w.expires == 0 {
+                Step::Keep
+            } else {
+                Step::Insert
+            }
+        } else {
+            step_of(bindings, w, false, self.call_id, self.cseq)?
+        };
         let mut tally = Tally::default();
         tally.count(step);
         let evictions = tally.evictions(bindings.len(), cfg, total)?;
@@ -456,7 +466,10 @@ impl Update<'_, '_> {
             Step::Remove(idx) => bindings.remove(idx),
             Step::Keep | Step::Insert => {}
         }
-        evict(bindings, evictions);
+        // Usually none: no call.
+        if evictions > 0 {
+            evict(bindings, evictions);
+        }
         if step == Step::Insert {
             bindings.push(&self.common.binding(w));
         }
