@@ -433,6 +433,7 @@ impl Update<'_, '_> {
         }
         match self.wanted {
             [] => Ok(Changed::default()),
+            [w] if bindings.is_empty() => self.apply_new(w, bindings, cfg, total),
             [w] => self.apply_one(w, bindings, cfg, total),
             _ => self.apply_many(bindings, cfg, total),
         }
@@ -456,7 +457,35 @@ impl Update<'_, '_> {
             Step::Remove(idx) => bindings.remove(idx),
             Step::Keep | Step::Insert => {}
         }
-        evict(bindings, evictions);
+        // Usually none: no call.
+        if evictions > 0 {
+            evict(bindings, evictions);
+        }
+        if step == Step::Insert {
+            bindings.push(&self.common.binding(w));
+        }
+        Ok(tally.changed(evictions))
+    }
+
+    /// [`Update::apply_one`] for an AOR without bindings (a new one: the usual REGISTER of a
+    /// phone's first start): nothing to match, so the step is the expiry's alone (what
+    /// `step_of` answers over no bindings), with nothing to refresh, remove or evict.
+    fn apply_new(
+        &self,
+        w: &Wanted<'_>,
+        bindings: &mut Bindings<'_>,
+        cfg: &EngineConfig,
+        total: Option<usize>,
+    ) -> Result<Changed, Error> {
+        let step = if w.expires == 0 {
+            Step::Keep
+        } else {
+            Step::Insert
+        };
+        let mut tally = Tally::default();
+        tally.count(step);
+        // With no bindings there is none to evict: only the limits' 503 can come of it.
+        let evictions = tally.evictions(bindings.len(), cfg, total)?;
         if step == Step::Insert {
             bindings.push(&self.common.binding(w));
         }
@@ -1184,7 +1213,8 @@ mod tests {
         assert!(compared > 2000, "{compared}");
     }
 
-    /// One contact through `apply_one` does what the general plan-then-apply does with it:
+    /// One contact through `apply_one` (and, with no bindings, `apply_new`) does what the
+    /// general plan-then-apply does with it:
     /// the same outcome and the same bindings left, for every stored list, contact, expiry,
     /// Call-ID/CSeq, contact limit (reject or evict) and global limit tried.
     #[test]

@@ -75,10 +75,11 @@ impl Wheel {
         let Some(end) = u32::try_from(first + CHUNK).ok().filter(|&e| e < NIL) else {
             return;
         };
-        // Entry `first + k` links to the next one; the last one to the old free list.
-        let chunk: Box<[Entry]> = (first + 1..first + CHUNK)
-            .map(|n| u32::try_from(n).unwrap_or(NIL))
-            .chain([self.free])
+        // Entry `first + k` links to the next one; the last one to the old free list. The
+        // links are counted in u32 (`end + 1` fits): one plain range, collected without a check
+        // per entry (its length is known), the last link set after.
+        let start = end - u32::try_from(CHUNK).unwrap_or(0);
+        let mut chunk: Box<[Entry]> = (start + 1..end + 1)
             .map(|next| Entry {
                 hash: 0,
                 part: 0,
@@ -86,12 +87,15 @@ impl Wheel {
                 next,
             })
             .collect();
+        if let Some(last) = chunk.last_mut() {
+            last.next = self.free;
+        }
         // CHUNK entries: the conversion always succeeds.
         let Ok(chunk) = chunk.try_into() else {
             return;
         };
         self.chunks.push(chunk);
-        self.free = end - u32::try_from(CHUNK).unwrap_or(0);
+        self.free = start;
     }
 
     /// Appends `(part, hash, at)` to slot `slot`.
