@@ -429,6 +429,22 @@ fn scan_head<'b>(
     let max_lines = limits.max_headers.min(MAX_LINES);
     // Where the current line starts.
     let mut pos = nl + 1;
+    // A header line into the index (a macro: the index stays a local of this loop).
+    macro_rules! push_line {
+        ($h:expr) => {{
+            let h = $h;
+            if headers.len() >= max_lines {
+                return Err(Error::TooManyHeaders);
+            }
+            if headers.len() < headers.capacity() {
+                headers.push(h);
+            } else {
+                // (Growing out of line: no register is kept across a call that the usual
+                // line never makes.)
+                headers = push_grown(headers, h.name, h.raw_name, h.value);
+            }
+        }};
+    }
     let body_at = loop {
         if pos > limits.max_message_size {
             return Err(Error::TooLarge);
@@ -455,30 +471,12 @@ fn scan_head<'b>(
             return Err(Error::BadHeader);
         };
         if let Some(h) = usual_line(line) {
-            if headers.len() >= max_lines {
-                return Err(Error::TooManyHeaders);
-            }
-            if headers.len() < headers.capacity() {
-                headers.push(h);
-            } else {
-                // (Growing out of line: no register is kept across a call that the usual
-                // line never makes.)
-                headers = push_grown(headers, h.name, h.raw_name, h.value);
-            }
+            push_line!(h);
         } else if matches!(line, b"" | b"\r") {
             break nl + 1;
         } else {
             match other_line(line)? {
-                Other::Header(h) => {
-                    if headers.len() >= max_lines {
-                        return Err(Error::TooManyHeaders);
-                    }
-                    if headers.len() < headers.capacity() {
-                        headers.push(h);
-                    } else {
-                        headers = push_grown(headers, h.name, h.raw_name, h.value);
-                    }
-                }
+                Other::Header(h) => push_line!(h),
                 Other::Folded(line) => {
                     // Folding: the continuation belongs to the last header's value (§7.3.1).
                     let Some(h) = headers.last_mut() else {
