@@ -459,6 +459,8 @@ fn sum_digits_general(s: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn case_insensitive_equality_matches_std() {
         let words: &[&[u8]] = &[
@@ -569,8 +571,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
 
     proptest::proptest! {
         /// The short numbers' sum is the general one, on digits and on anything else.
