@@ -433,7 +433,6 @@ impl Update<'_, '_> {
         }
         match self.wanted {
             [] => Ok(Changed::default()),
-            [w] if bindings.is_empty() => self.apply_new(w, bindings, cfg, total),
             [w] => self.apply_one(w, bindings, cfg, total),
             _ => self.apply_many(bindings, cfg, total),
         }
@@ -448,7 +447,13 @@ impl Update<'_, '_> {
         cfg: &EngineConfig,
         total: Option<usize>,
     ) -> Result<Changed, Error> {
-        let step = step_of(bindings, w, false, self.call_id, self.cseq)?;
+        // An AOR without bindings (a new one: the usual REGISTER of a phone's first start)
+        // has nothing to match: its step is the expiry's alone, what `step_of` answers there.
+        let step = match (bindings.is_empty(), w.expires) {
+            (true, 0) => Step::Keep,
+            (true, _) => Step::Insert,
+            (false, _) => step_of(bindings, w, false, self.call_id, self.cseq)?,
+        };
         let mut tally = Tally::default();
         tally.count(step);
         let evictions = tally.evictions(bindings.len(), cfg, total)?;
@@ -461,31 +466,6 @@ impl Update<'_, '_> {
         if evictions > 0 {
             evict(bindings, evictions);
         }
-        if step == Step::Insert {
-            bindings.push(&self.common.binding(w));
-        }
-        Ok(tally.changed(evictions))
-    }
-
-    /// [`Update::apply_one`] for an AOR without bindings (a new one: the usual REGISTER of a
-    /// phone's first start): nothing to match, so the step is the expiry's alone (what
-    /// `step_of` answers over no bindings), with nothing to refresh, remove or evict.
-    fn apply_new(
-        &self,
-        w: &Wanted<'_>,
-        bindings: &mut Bindings<'_>,
-        cfg: &EngineConfig,
-        total: Option<usize>,
-    ) -> Result<Changed, Error> {
-        let step = if w.expires == 0 {
-            Step::Keep
-        } else {
-            Step::Insert
-        };
-        let mut tally = Tally::default();
-        tally.count(step);
-        // With no bindings there is none to evict: only the limits' 503 can come of it.
-        let evictions = tally.evictions(bindings.len(), cfg, total)?;
         if step == Step::Insert {
             bindings.push(&self.common.binding(w));
         }
