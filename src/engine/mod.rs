@@ -527,10 +527,8 @@ pub struct Engine {
     /// AORs registered over each open stream connection of this shard (for `handle_close`).
     flows: HashMap<ConnId, Vec<AorKey>>,
     /// The `Server` and `Date` header lines every response carries, re-rendered once per
-    /// second and when the policy (the server name) changes: the second, the lines (empty:
-    /// render them again), and the same lines at the start of a fixed array when they fit
-    /// (copied whole, a copy of known size without a `memcpy` call, then cut to length).
-    server_date: (u64, Vec<u8>, [u8; SERVER_DATE_FIXED]),
+    /// second and when the policy (the server name) changes (empty: render them again).
+    server_date: (u64, Vec<u8>),
     stats: Stats,
     /// Recent User-Agent verdicts of the scanner check.
     scanners: guard::ScannerCache,
@@ -565,7 +563,7 @@ impl Engine {
             aor: String::with_capacity(128),
             scratch: sip::Scratch::default(),
             flows: HashMap::new(),
-            server_date: (0, Vec::with_capacity(96), [0; SERVER_DATE_FIXED]),
+            server_date: (0, Vec::with_capacity(96)),
             stats: Stats::default(),
             scanners: guard::ScannerCache::default(),
         }
@@ -994,9 +992,6 @@ impl Engine {
             lines.extend_from_slice(b"\r\nDate: ");
             sip::write_http_date(lines, now.as_secs());
             lines.extend_from_slice(b"\r\n");
-            if let Some(fixed) = self.server_date.2.get_mut(..lines.len()) {
-                fixed.copy_from_slice(lines);
-            }
         }
         // §18.2.1: `received` (and `rport` when asked for) on the top Via.
         let tag = |call_id: &[u8]| to_tag(req, call_id);
@@ -1008,23 +1003,11 @@ impl Engine {
             tag,
             Some(meta.source),
         );
-        let (_, lines, fixed) = &self.server_date;
-        w.raw(|out| {
-            if lines.len() <= fixed.len() {
-                let end = out.len() + lines.len();
-                out.extend_from_slice(fixed);
-                out.truncate(end);
-            } else {
-                out.extend_from_slice(lines);
-            }
-        });
+        let lines = &self.server_date.1;
+        w.raw(|out| out.extend_from_slice(lines));
         w
     }
 }
-
-/// The longest `Server` and `Date` lines kept in the engine's fixed array (a server name of up
-/// to 17 bytes; longer ones are copied from the `Vec`).
-const SERVER_DATE_FIXED: usize = 64;
 
 /// RFC 3261 §18.2.2 + RFC 3581 §4: over UDP, a request whose top Via carries `rport` is answered
 /// to the packet's source address and port; otherwise to the source IP (the `received` address)
@@ -1110,8 +1093,7 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 mod writer_tests {
     use super::*;
 
-    /// The Server and Date lines from the fixed array (short server names) and from the `Vec`
-    /// (long ones) read the same, and follow the second.
+    /// The Server and Date lines, for short and long server names, follow the second.
     #[test]
     fn server_date_lines_of_any_name() {
         for server in [
