@@ -706,7 +706,9 @@ impl Store {
 
     /// The sweep of a wheel entry: partition `part`, table hash `hash`. Every AOR along that
     /// hash's probe sequence whose wheel entry is due (its own, or one sharing the hash's tag)
-    /// has its expired bindings purged and its next entry scheduled; the others keep theirs.
+    /// has its expired bindings purged and its next entry scheduled under its own hash (the
+    /// one its probe sequence starts from, whatever later growth of the table moves); the
+    /// others keep theirs.
     fn expire(&self, part: usize, hash: u64, now_secs: u32) -> usize {
         let Some(map) = self.parts.get(part) else {
             return 0;
@@ -717,13 +719,16 @@ impl Store {
         // are delivered and the next entry scheduled with no lock held.
         loop {
             let mut events: Events = SmallVec::new();
-            let (key, before, after, next) = {
+            let (key, own, before, after, next) = {
                 let mut table = shard_of!(map, hash).write();
                 let due = |(_, e): &Slot| e.get().due <= now_secs;
                 let Some((_, entry)) = table.get_mut(hash, due) else {
                     break;
                 };
                 let entry = entry.get_mut();
+                // (An AOR whose tag only matches `hash`'s has a hash of its own; it lies in
+                // this lock shard's table, so its own hash picks this shard too.)
+                let own = table_hash(map, entry.aor());
                 let key = record.then(|| AorKey::from_text(entry.aor()));
                 let before = entry.list.len();
                 self.count_expired(purge(
@@ -735,13 +740,13 @@ impl Store {
                 entry.due = next.unwrap_or(u32::MAX);
                 let after = entry.list.len();
                 if after == 0 {
-                    table.remove_entry(hash, |(_, e): &Slot| e.get().list.is_empty());
+                    table.remove_entry(own, |(_, e): &Slot| e.get().list.is_empty());
                 }
-                (key, before, after, next)
+                (key, own, before, after, next)
             };
             // This AOR's wheel entry was consumed: keep one at its earliest remaining expiry.
             if let Some(at) = next {
-                self.wheels.schedule(part, hash, at);
+                self.wheels.schedule(part, own, at);
             }
             self.account(before, after);
             if let Some(key) = key {

@@ -693,3 +693,30 @@ fn a_sweep_touches_only_due_aors() {
     assert_eq!(store.handle_timeout(at(T0 + 100)), 0);
     assert_eq!(store.wheels.len(), 0);
 }
+
+/// A sweep under another hash that finds an AOR (its tag matched) reschedules that AOR's next
+/// expiry under the AOR's own hash, not the sweep's: after the table grows, only its own hash's
+/// probe sequence is sure to reach it.
+#[test]
+fn a_sweep_reschedules_under_the_aors_own_hash() {
+    let store = Store::new(&StoreConfig::default());
+    let a = AorKey::new("sip:two@example.com");
+    store.modify(&a, at(T0), |b| {
+        b.push(&nb("sip:early@1", T0 + 100));
+        b.push(&nb("sip:late@1", T0 + 300));
+    });
+    let stable = aor_hash(a.as_bytes());
+    let (part, map) = (store.part_index(stable), store.part_at(stable));
+    let hash = table_hash(map, a.as_bytes());
+    // Its own wheel entry (at T0 + 100) is taken out; a sweep under a hash with the same tag
+    // and lock shard (the lowest bit differs) and, in a one-group table, the same probe finds
+    // it due.
+    store.wheels.drain_due(T0 + 100, |_, _| {});
+    assert_eq!(store.expire(part, hash ^ 1, T0 + 100), 1);
+    assert_eq!(store.binding_count(), 1);
+    let mut scheduled = Vec::new();
+    store
+        .wheels
+        .drain_due(T0 + 300, |p, h| scheduled.push((p, h)));
+    assert_eq!(scheduled, vec![(part, hash)]);
+}
