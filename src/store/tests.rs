@@ -708,11 +708,11 @@ fn a_sweep_reschedules_under_the_aors_own_hash() {
     let stable = aor_hash(a.as_bytes());
     let (part, map) = (store.part_index(stable), store.part_at(stable));
     let hash = table_hash(map, a.as_bytes());
-    // Its own wheel entry (at T0 + 100) is taken out; a sweep under a hash with the same tag
-    // and lock shard (the lowest bit differs) and, in a one-group table, the same probe finds
-    // it due.
+    // Its own wheel entry (at T0 + 100) is taken out; a sweep under another hash with the same
+    // tag (top 7 bits), lock shard (the bits below them) and probe start (the low bits under
+    // the bucket mask) finds it due: bit 40 is none of those.
     store.wheels.drain_due(T0 + 100, |_, _| {});
-    assert_eq!(store.expire(part, hash ^ 1, T0 + 100), 1);
+    assert_eq!(store.expire(part, hash ^ (1 << 40), T0 + 100), 1);
     assert_eq!(store.binding_count(), 1);
     let mut scheduled = Vec::new();
     store
