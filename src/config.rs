@@ -277,7 +277,8 @@ pub struct Registrar {
     pub allow_third_party: bool,
     /// Remove bindings learned over a connection when it closes. Default true.
     pub remove_on_close: bool,
-    /// Initial bindings map capacity (AORs). Default 65536.
+    /// Initial bindings map capacity (AORs), also the flood guard's initial source table size
+    /// (at most 2^20 sources). Default 65536.
     pub capacity: usize,
 }
 

@@ -301,6 +301,17 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
+    /// A guard whose source table has room for `sources` sources (at most its bound) before it
+    /// grows. Sized like the bindings map (`store.capacity`): a re-registration avalanche
+    /// brings one new source per phone, and growing the table then would rehash whole lock
+    /// shards under their write lock while every worker waits on them.
+    pub fn with_capacity(sources: usize) -> Self {
+        Self {
+            buckets: Table::with_capacity_and_hasher(sources.min(MAX_ENTRIES), Default::default()),
+            ..Self::default()
+        }
+    }
+
     /// Flood check for one request from `ip`.
     pub fn admit(&self, s: &Settings, now: Instant, ip: IpAddr) -> Admit {
         let Some(r) = &s.rate else {
@@ -470,6 +481,22 @@ mod tests {
 
     fn t(ms: u64) -> Instant {
         Instant::from_millis(1_700_000_000_000 + ms)
+    }
+
+    #[test]
+    fn a_presized_guard_takes_its_sources_without_growing() {
+        let g = G(
+            Guard::with_capacity(1000),
+            G::new(Some(RateLimit::default()), None, false).1,
+        );
+        let before = g.0.buckets.capacity();
+        assert!(before >= 1000, "capacity {before}");
+        for i in 0..1000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 | i));
+            assert_eq!(g.admit(t(0), ip), Admit::Yes);
+        }
+        assert_eq!(g.0.sources.load(Ordering::Relaxed), 1000);
+        assert_eq!(g.0.buckets.capacity(), before);
     }
 
     #[test]

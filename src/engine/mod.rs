@@ -60,7 +60,8 @@ pub struct EngineConfig {
     pub max_headers: usize,
     /// Contacts in one REGISTER. Default 32.
     pub max_contacts_per_request: usize,
-    /// Initial capacity of the bindings map (AORs). Default 65536.
+    /// Initial capacity of the bindings map (AORs) and of the flood guard's source table.
+    /// Default 65536.
     pub store_capacity: usize,
     /// Shard count of the bindings map (power of two, >= 4x cores). Default 64.
     pub store_shards: usize,
@@ -235,7 +236,7 @@ impl Shared {
             generation: AtomicU64::new(0),
             store: Arc::new(store),
             auth,
-            guard: guard::Guard::default(),
+            guard: guard::Guard::with_capacity(store_config.capacity),
         })
     }
 
