@@ -594,6 +594,32 @@ impl<'b> NameAddr<'b> {
         Self::parse_visiting(value, Some(known), |_, _| {})
     }
 
+    /// What [`NameAddr::parse`] makes of `text` when `text` is the text of `value` — which
+    /// parsed as `self` — up to where its header parameters start: `self` without them (a
+    /// REGISTER's To usually names its From's address without the From's tag), found with one
+    /// comparison instead of a parse. `None` for any other text, and for a `self` without
+    /// parameters or not bracketed.
+    ///
+    /// The name-addr before the parameters is read from that text alone, the same bytes in
+    /// both, and the parse of `text` finds no parameters after the `>` (at most LWS, which it
+    /// trims).
+    #[inline(always)]
+    pub(crate) fn without_params(&self, value: &'b [u8], text: &'b [u8]) -> Option<Self> {
+        let params = self.params.raw();
+        if !self.bracketed
+            || params.is_empty()
+            || offset_in(value, params) != text.len()
+            || !starts_with_words(value, text)
+        {
+            return None;
+        }
+        Some(Self {
+            params: Params::default(),
+            tag: None,
+            ..*self
+        })
+    }
+
     /// [`NameAddr::parse`], handing each header parameter to `visit` while they are validated.
     fn parse_visiting(
         value: &'b [u8],
@@ -2292,6 +2318,66 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A name-addr read off another's view without its parameters is the parse of that text;
+    /// every cut of the value (and the cut with a byte changed) is tried, so the one cut it
+    /// answers for is among them.
+    fn check_without_params(value: &[u8]) {
+        let Ok(from) = NameAddr::parse(value) else {
+            return;
+        };
+        let lossy = String::from_utf8_lossy(value);
+        let mut answered = false;
+        for cut in 0..=value.len() {
+            let mut changed = value[..cut].to_vec();
+            if let Some(last) = changed.last_mut() {
+                *last ^= 1;
+            }
+            for text in [&value[..cut], &changed[..]] {
+                if let Some(view) = from.without_params(value, text) {
+                    answered |= text == &value[..cut];
+                    assert_eq!(
+                        format!("{view:?}"),
+                        format!("{:?}", NameAddr::parse(text).unwrap()),
+                        "{lossy} cut at {cut}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            answered,
+            from.bracketed && !from.params.raw().is_empty(),
+            "{lossy}"
+        );
+    }
+
+    #[test]
+    fn without_params_is_the_parse_of_the_text_before_them() {
+        for value in [
+            &b"<sip:u1@example.com>;tag=a73kszlfl"[..],
+            b"\"Bob\" <sip:bob@example.com;transport=tcp> ;tag=1;x",
+            b"Bob <sip:bob@example.com>;tag=1",
+            b"<sip:bob@example.com>",
+            b"sip:bob@example.com;tag=1",
+            b"<sip:a@b;lr>>;tag=1",
+            b"<tel:+1>;tag=1",
+            b"<sip:a@b?x=y> \t;tag=\"q\"",
+        ] {
+            check_without_params(value);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn without_params_matches_parse(
+            display in proptest::sample::select(vec!["", "Bob ", "\"B b\" ", " "]),
+            uri in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 1..6),
+            params in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..4),
+        ) {
+            let value = format!("{display}<sip:{}{}", uri.concat(), params.concat());
+            check_without_params(value.as_bytes());
         }
     }
 

@@ -1086,10 +1086,16 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
     let Some(to) = req.header(HeaderName::To) else {
         return Some(Error::MissingHeader("To"));
     };
-    let from = match NameAddr::parse(from) {
+    let from_value = from;
+    let from = match NameAddr::parse(from_value) {
         Ok(f) => req.parsed.from.insert(f),
         Err(e) => return Some(e),
     };
+    // The usual To is its From without the tag: then it is read off the From's view.
+    if let Some(t) = from.without_params(from_value, to) {
+        req.parsed.to = Some(t);
+        return None;
+    }
     match NameAddr::parse_like(to, &from.uri) {
         Ok(t) => req.parsed.to = Some(t),
         Err(e) => return Some(e),
