@@ -708,7 +708,7 @@ impl<'b> NameAddr<'b> {
 /// `text.starts_with(prefix)`, eight bytes per step inline (the last step overlapping the one
 /// before), where the library's compare is a call; byte by byte below eight bytes.
 #[inline(always)]
-fn starts_with_words(text: &[u8], prefix: &[u8]) -> bool {
+pub(crate) fn starts_with_words(text: &[u8], prefix: &[u8]) -> bool {
     let Some(text) = text.get(..prefix.len()) else {
         return false;
     };
@@ -1369,7 +1369,18 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
     let mut rest = value;
     // (Built as the answer itself: through `parse_usual_contact`'s `Result` it is copied once
     // more.)
-    read_usual_contact(&mut rest, true, |contact| contact)
+    read_usual_contact(&mut rest, true, None, |contact| contact)
+}
+
+/// [`whole_usual_contact`] of a contact whose URI usually repeats the scheme and user part of
+/// `known` and names `host` with a port (see [`Uri::parse_bracketed_like`]): the same answer.
+pub(crate) fn whole_usual_contact_like<'b>(
+    value: &'b [u8],
+    known: &Uri<'_>,
+    host: &[u8],
+) -> Option<Contact<'b>> {
+    let mut rest = value;
+    read_usual_contact(&mut rest, true, Some((known, host)), |contact| contact)
 }
 
 /// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
@@ -1379,21 +1390,25 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 /// `rest` to the general path.
 #[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
-    read_usual_contact(rest, false, Ok)
+    read_usual_contact(rest, false, None, Ok)
 }
 
 /// [`parse_usual_contact`] answering `wrap` of the contact; with `whole`, `None` when text is
-/// left after it.
+/// left after it. `like`: what the URI usually repeats (see [`Uri::parse_bracketed_like`]).
 #[inline(always)]
 fn read_usual_contact<'b, R>(
     rest: &mut &'b [u8],
     whole: bool,
+    like: Option<(&Uri<'_>, &[u8])>,
     wrap: impl FnOnce(Contact<'b>) -> R,
 ) -> Option<R> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
     // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
     // would hide the `>` from the comma split), any other searched for first.
-    let read = Uri::parse_bracketed(inner);
+    let read = match like {
+        Some((known, host)) => Uri::parse_bracketed_like(inner, known, host),
+        None => Uri::parse_bracketed(inner),
+    };
     let gt = match read {
         Some((_, gt)) => gt,
         None => find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?,

@@ -315,7 +315,14 @@ macro_rules! header_accessors {
             let line = self
                 .headers
                 .get(self.census.first.get(HeaderName::Contact))?;
-            super::header::whole_usual_contact(line.value)
+            // A desk phone's contact usually repeats its From's user and its top Via's
+            // sent-by: those are compared rather than read again.
+            match (&self.parsed.from, &self.parsed.top_via) {
+                (Some(from), Some(via)) => {
+                    super::header::whole_usual_contact_like(line.value, &from.uri, via.host)
+                }
+                _ => super::header::whole_usual_contact(line.value),
+            }
         }
     };
 }

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::header::{host_port_prefix, offset_in, port_after, walk_plain, Params};
+use super::header::{
+    host_port_prefix, offset_in, port_after, starts_with_words, walk_plain, Params,
+};
 use super::{byte_table, eq_ignore_case, find, host_len, run_len, Error};
 
 /// URI scheme.
@@ -256,12 +258,27 @@ impl<'b> Uri<'b> {
             _ => (0, host_port_prefix(rest).map(|(h, p, a)| (h, p, a, false))),
         };
         let (host, port, params, lower) = host_port?;
+        self.plain_from_host(host_at, (host, port, params), written_lower && lower)
+    }
+
+    /// The rest of [`Uri::sip_plain_end`] once the host (at `host_at` in the text after the
+    /// scheme), the port and the text after them are read: the fields set, the parameters
+    /// walked. `lower`: the scheme and the host are written in lower case.
+    #[inline(always)]
+    fn plain_from_host(
+        &mut self,
+        host_at: usize,
+        (host, port, params): (&[u8], Option<u16>, &'b [u8]),
+        lower: bool,
+    ) -> Option<usize> {
+        // (Offsets by index arithmetic: `parse` checked that they fit in u32.)
+        let base = usize::from(self.rest_at);
         self.host_start = (base + host_at) as u32;
         self.host_end = (base + host_at + host.len()) as u32;
         self.port = port;
         // (`params` runs to the end of `raw`.)
         self.params_start = (self.raw.len() - params.len()) as u32;
-        self.flags |= if written_lower && lower && port.is_none() {
+        self.flags |= if lower && port.is_none() {
             PLAIN | AOR_WRITTEN
         } else {
             PLAIN
@@ -304,13 +321,67 @@ impl<'b> Uri<'b> {
         }
         let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
         let left = uri.sip_plain_end(inner.get(4..).unwrap_or_default(), p == b"sip:")?;
-        let gt = inner.len() - left;
-        if inner.get(gt) != Some(&b'>') {
+        uri.bracketed_at(inner.len() - left)
+    }
+
+    /// The URI read so far ending at `gt`, when the text has a `>` there.
+    #[inline(always)]
+    fn bracketed_at(mut self, gt: usize) -> Option<(Self, usize)> {
+        if self.raw.get(gt) != Some(&b'>') {
             return None;
         }
-        uri.raw = inner.get(..gt)?;
-        uri.params_end = gt as u32;
-        Some((uri, gt))
+        self.raw = self.raw.get(..gt)?;
+        self.params_end = gt as u32;
+        Some((self, gt))
+    }
+
+    /// [`Uri::parse_bracketed`] of a URI that usually repeats the scheme and user part of
+    /// `known` (a contact's user is usually its From's) and names the host `host` with a port
+    /// (a desk phone's contact is usually at its top Via's sent-by): then those parts are
+    /// compared, not read. The same answer as [`Uri::parse_bracketed`] in every case.
+    #[inline(always)]
+    pub(crate) fn parse_bracketed_like(
+        inner: &'b [u8],
+        known: &Uri<'_>,
+        host: &[u8],
+    ) -> Option<(Self, usize)> {
+        match Self::bracketed_known(inner, known, host) {
+            Some(read) => Some(read),
+            None => Self::parse_bracketed(inner),
+        }
+    }
+
+    /// [`Uri::parse_bracketed_like`] when `inner` starts with `known`'s text up to its host
+    /// (`sip:`, a user part, `@`), then `host` and a `:`; `None` otherwise (which says nothing
+    /// about the text).
+    ///
+    /// What the one pass reads there: the one-pass parse read `known`'s user part, so it is
+    /// literal user characters, and so are host characters: its run ends at the `@` after
+    /// it. `host` was read as a host ends (at a byte that cannot continue it; a `:` cannot)
+    /// and the port is read as the one pass reads it. With a port the URI is no
+    /// address-of-record as written, whatever the case of its scheme and host.
+    #[inline(always)]
+    fn bracketed_known(inner: &'b [u8], known: &Uri<'_>, host: &[u8]) -> Option<(Self, usize)> {
+        if known.flags & (PLAIN | USER) != PLAIN | USER || known.scheme != Scheme::Sip {
+            return None;
+        }
+        let userinfo = known.raw.get(..known.host_start as usize)?;
+        let len = u32::try_from(inner.len()).ok()?;
+        let after = inner.get(userinfo.len()..)?;
+        if !starts_with_words(inner, userinfo)
+            || !starts_with_words(after, host)
+            || after.get(host.len()) != Some(&b':')
+        {
+            return None;
+        }
+        let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
+        uri.flags = USER;
+        uri.user_end = known.user_end;
+        let (host, after_host) = after.split_at_checked(host.len())?;
+        let host_port = port_after(host, after_host)?;
+        // (The user part and its `@` follow the four bytes of the scheme.)
+        let left = uri.plain_from_host(userinfo.len() - 4, host_port, false)?;
+        uri.bracketed_at(inner.len() - left)
     }
 
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
@@ -1132,6 +1203,145 @@ mod tests {
         ) {
             let text = format!("{scheme}{}", parts.concat());
             check_bracketed(text.as_bytes());
+        }
+    }
+
+    /// A URI read like a known one is the URI read without it: the same parts, flags and
+    /// end. Whether the comparison answered (not the fallback).
+    fn check_bracketed_like(text: &[u8], known: &[u8], host: &[u8]) -> bool {
+        let Ok(known) = Uri::parse(known) else {
+            return false;
+        };
+        let lossy = String::from_utf8_lossy(text);
+        let show = |r: Option<(Uri<'_>, usize)>| {
+            r.map(|(u, gt)| (format!("{:?}", parts(&u)), u.flags, gt))
+        };
+        assert_eq!(
+            show(Uri::parse_bracketed_like(text, &known, host)),
+            show(Uri::parse_bracketed(text)),
+            "{lossy}"
+        );
+        Uri::bracketed_known(text, &known, host).is_some()
+    }
+
+    #[test]
+    fn bracketed_like_known_uris() {
+        let usual = &b"sip:u1@192.0.2.10:5060;transport=udp>;+sip.instance=\"<urn:x>\""[..];
+        for (text, known, host, compared) in [
+            (usual, &b"sip:u1@example.com"[..], &b"192.0.2.10"[..], true),
+            (usual, b"sip:u1@example.com;lr", b"192.0.2.10", true),
+            (usual, b"SIP:u1@example.com", b"192.0.2.10", false),
+            (
+                b"SIP:u1@192.0.2.10:5060>",
+                b"SIP:u1@example.com",
+                b"192.0.2.10",
+                true,
+            ),
+            (usual, b"sips:u1@example.com", b"192.0.2.10", false),
+            (usual, b"sip:u@example.com", b"192.0.2.10", false),
+            (usual, b"sip:u1@example.com", b"192.0.2.1", false),
+            (usual, b"sip:u1@example.com", b"192.0.2.10:5060", false),
+            (usual, b"sip:example.com", b"192.0.2.10", false),
+            (usual, b"sip:u1:pw@example.com", b"192.0.2.10", false),
+            (usual, b"sip:u1@EXAMPLE.com", b"192.0.2.10", true),
+            (usual, b"sip:u1@example.com:5060", b"192.0.2.10", true),
+            (
+                b"sip:u1@192.0.2.10>",
+                b"sip:u1@example.com",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.100:5060>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:99999>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:50600>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                true,
+            ),
+            (
+                b"sip:u1@192.0.2.10:65536>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060x>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (b"sip:u1@192.0.2.10:5060", b"sip:u1@h", b"192.0.2.10", false),
+            (
+                b"sip:u1@192.0.2.10:5060 >",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060;lr>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                true,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060;lr;x=\"y\">",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060?x=y>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (b"sip:u1@[::1]:5060>", b"sip:u1@h", b"[::1]", true),
+            (b"sip:u1@[::1]:5060>", b"sip:u1@h", b"[::1", false),
+            (b"sip:u1@H:1>", b"sip:u1@h", b"H", true),
+            (b"sip:u;x=1@h:1>", b"sip:u;x=1@h", b"h", true),
+            (b"sip:u1@:5060>", b"sip:u1@h", b"", false),
+            (b"sip:u1@h:5060>", b"sip:u%41@h", b"h", false),
+            (b"sip:u1@h:5060>", b"tel:+1", b"h", false),
+            (b"sip:u1@", b"sip:u1@h", b"h", false),
+        ] {
+            assert_eq!(
+                check_bracketed_like(text, known, host),
+                compared,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bracketed_like_matches_parse_bracketed(
+            scheme in proptest::sample::select(vec!["sip:", "SIP:", "sips:", ""]),
+            user in proptest::sample::select(vec!["u1", "u", "u1;x", "U1", "u%41", "u1:pw", ""]),
+            known_user in proptest::sample::select(vec!["u1", "u", "u1;x", "u%41", "u1:pw", ""]),
+            host in proptest::sample::select(vec!["h", "h.example", "H", "[::1]", "192.0.2.10", ""]),
+            hint in proptest::sample::select(vec!["h", "h.example", "H", "[::1]", "192.0.2.10", "", "h.ex"]),
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                ":5060", ":1", ":99999", ":", "5", ">", ";lr", ";transport=udp", "?x=y", "@",
+                "\"", " ", ";", "x", ">;tag=1",
+            ][..]), 0..6),
+        ) {
+            let at = if user.is_empty() { "" } else { "@" };
+            let text = format!("{scheme}{user}{at}{host}{}", parts.concat());
+            let known_at = if known_user.is_empty() { "" } else { "@" };
+            let known = format!("sip:{known_user}{known_at}example.com");
+            check_bracketed_like(text.as_bytes(), known.as_bytes(), hint.as_bytes());
         }
     }
 
