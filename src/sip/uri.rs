@@ -594,13 +594,57 @@ const LOWER_HOST: [bool; 256] = byte_table!(|b| b.is_ascii_lowercase()
 /// inline, an upper-case letter continued through a call.
 #[inline(always)]
 fn host_run(s: &[u8]) -> (usize, bool) {
-    let n = run_len(s, &LOWER_HOST);
+    let n = lower_host_len(s);
     match s.get(n) {
         Some(b) if b.is_ascii_uppercase() => {
             (n + upper_host_len(s.get(n..).unwrap_or_default()), false)
         }
         _ => (n, true),
     }
+}
+
+/// The run of [`LOWER_HOST`] characters `s` starts with. A host (or user part) usually ends
+/// within 16 bytes: when `s` has them, they are classified at once.
+#[inline(always)]
+fn lower_host_len(s: &[u8]) -> usize {
+    match s.first_chunk::<16>() {
+        Some(block) => match (!lower_host_bits(*block)).trailing_zeros() as usize {
+            16 => 16 + run_len(s.get(16..).unwrap_or_default(), &LOWER_HOST),
+            n => n,
+        },
+        None => run_len(s, &LOWER_HOST),
+    }
+}
+
+/// A bit per byte of `block` that is a [`LOWER_HOST`] character (the lowest for its first
+/// byte), by SSE2 compares: a byte is within `lo..=lo + width` when its distance above `lo`,
+/// wrapping, is at most `width`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn lower_host_bits(block: [u8; 16]) -> u32 {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+        sub_i8_m128i,
+    };
+    let x = m128i::from(block);
+    let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
+    let within = |lo: u8, width: u8| {
+        let d = sub_i8_m128i(x, splat(lo));
+        cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
+    };
+    let bits =
+        within(b'a', 25) | within(b'0', 9) | within(b'-', 1) | cmp_eq_mask_i8_m128i(x, splat(b'_'));
+    // The mask has 16 bits: the i32 is never negative.
+    move_mask_i8_m128i(bits) as u32
+}
+
+/// A bit per byte of `block` that is a [`LOWER_HOST`] character (other targets).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn lower_host_bits(block: [u8; 16]) -> u32 {
+    block.iter().rev().fold(0, |bits, &b| {
+        bits << 1 | u32::from(LOWER_HOST[usize::from(b)])
+    })
 }
 
 /// [`host_len`] once an upper-case letter interrupted the lower-case run (out of line).
@@ -1203,6 +1247,35 @@ mod tests {
         ) {
             let text = format!("{scheme}{}", parts.concat());
             check_bracketed(text.as_bytes());
+        }
+    }
+
+    /// The 16 bytes classified at once agree with the table for every byte at every place.
+    #[test]
+    fn lower_host_bits_match_the_table() {
+        for at in 0..16 {
+            for b in 0..=255u8 {
+                let mut block = *b"a0-._zZ9xy.-q1_m";
+                block[at] = b;
+                let want = block.iter().enumerate().fold(0, |bits, (i, &c)| {
+                    bits | u32::from(LOWER_HOST[usize::from(c)]) << i
+                });
+                assert_eq!(lower_host_bits(block), want, "{b} at {at}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lower_host_len_matches_run_len(
+            run in proptest::collection::vec(proptest::sample::select(&b"az09.-_"[..]), 0..36),
+            stop in proptest::prelude::any::<u8>(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+        ) {
+            let s = [&run[..], &[stop], &tail].concat();
+            for s in [&s[..], &run] {
+                proptest::prop_assert_eq!(lower_host_len(s), run_len(s, &LOWER_HOST));
+            }
         }
     }
 
