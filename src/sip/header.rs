@@ -8,10 +8,10 @@ use memchr::{memchr2, memchr3};
 
 use super::lines::find2;
 use super::parse::Header;
-use super::uri::Uri;
+use super::uri::{any_host_len, Uri};
 use super::{
-    digit_run, eq_ignore_case, find, host_len, is_lws, is_token, is_wsp, parse_delta_saturating,
-    parse_u32, token_len, trim_lws, Error, Method,
+    digit_run, eq_ignore_case, find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32,
+    token_len, trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -1234,7 +1234,7 @@ pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> 
         ipv6_reference(s)?
     } else {
         // The host runs to its first non-hostname character.
-        s.split_at(host_len(s))
+        s.split_at(any_host_len(s))
     };
     port_after(host, after)
 }

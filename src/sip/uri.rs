@@ -603,46 +603,64 @@ fn host_run(s: &[u8]) -> (usize, bool) {
     }
 }
 
-/// The run of [`LOWER_HOST`] characters `s` starts with. A host (or user part) usually ends
-/// within 16 bytes: when `s` has them, they are classified at once.
+/// The run of [`LOWER_HOST`] characters `s` starts with.
 #[inline(always)]
 fn lower_host_len(s: &[u8]) -> usize {
+    host_chars_len(s, 0, |rest| run_len(rest, &LOWER_HOST))
+}
+
+/// [`host_len`] of `s` (host characters of either case).
+#[inline(always)]
+pub(crate) fn any_host_len(s: &[u8]) -> usize {
+    host_chars_len(s, 0x20, host_len)
+}
+
+/// The run of host characters `s` starts with, upper-case letters among them when `case` is
+/// 0x20 (the case bit), not when it is 0; `run` reads such a run. A host (or user part)
+/// usually ends within 16 bytes: when `s` has them, they are classified at once, and `run`
+/// reads on only after 16 of them or in shorter text.
+#[inline(always)]
+fn host_chars_len(s: &[u8], case: u8, run: impl FnOnce(&[u8]) -> usize) -> usize {
     match s.first_chunk::<16>() {
-        Some(block) => match (!lower_host_bits(*block)).trailing_zeros() as usize {
-            16 => 16 + run_len(s.get(16..).unwrap_or_default(), &LOWER_HOST),
+        Some(block) => match (!host_bits(*block, case)).trailing_zeros() as usize {
+            16 => 16 + run(s.get(16..).unwrap_or_default()),
             n => n,
         },
-        None => run_len(s, &LOWER_HOST),
+        None => run(s),
     }
 }
 
-/// A bit per byte of `block` that is a [`LOWER_HOST`] character (the lowest for its first
-/// byte), by SSE2 compares: a byte is within `lo..=lo + width` when its distance above `lo`,
-/// wrapping, is at most `width`.
+/// A bit per byte of `block` that is a host character (the lowest bit for its first byte):
+/// alphanumeric, `.`, `-` or `_`, upper-case letters only with `case` 0x20 (letters are
+/// compared with that bit set). By SSE2 compares: a byte is within `lo..=lo + width` when its
+/// distance above `lo`, wrapping, is at most `width`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
-fn lower_host_bits(block: [u8; 16]) -> u32 {
+fn host_bits(block: [u8; 16], case: u8) -> u32 {
     use safe_arch::{
         cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
         sub_i8_m128i,
     };
     let x = m128i::from(block);
     let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
-    let within = |lo: u8, width: u8| {
+    let within = |x: m128i, lo: u8, width: u8| {
         let d = sub_i8_m128i(x, splat(lo));
         cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
     };
-    let bits =
-        within(b'a', 25) | within(b'0', 9) | within(b'-', 1) | cmp_eq_mask_i8_m128i(x, splat(b'_'));
+    let bits = within(x | splat(case), b'a', 25)
+        | within(x, b'0', 9)
+        | within(x, b'-', 1)
+        | cmp_eq_mask_i8_m128i(x, splat(b'_'));
     // The mask has 16 bits: the i32 is never negative.
     move_mask_i8_m128i(bits) as u32
 }
 
-/// A bit per byte of `block` that is a [`LOWER_HOST`] character (other targets).
+/// [`host_bits`] on other targets.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
-fn lower_host_bits(block: [u8; 16]) -> u32 {
+fn host_bits(block: [u8; 16], case: u8) -> u32 {
     block.iter().rev().fold(0, |bits, &b| {
+        let b = if b.is_ascii_uppercase() { b | case } else { b };
         bits << 1 | u32::from(LOWER_HOST[usize::from(b)])
     })
 }
@@ -1250,17 +1268,23 @@ mod tests {
         }
     }
 
-    /// The 16 bytes classified at once agree with the table for every byte at every place.
+    /// The 16 bytes classified at once agree with the tables for every byte at every place.
     #[test]
-    fn lower_host_bits_match_the_table() {
+    fn host_bits_match_the_tables() {
+        let any_case = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_');
         for at in 0..16 {
             for b in 0..=255u8 {
                 let mut block = *b"a0-._zZ9xy.-q1_m";
                 block[at] = b;
-                let want = block.iter().enumerate().fold(0, |bits, (i, &c)| {
-                    bits | u32::from(LOWER_HOST[usize::from(c)]) << i
-                });
-                assert_eq!(lower_host_bits(block), want, "{b} at {at}");
+                let bits = |class: &dyn Fn(u8) -> bool| {
+                    block
+                        .iter()
+                        .enumerate()
+                        .fold(0, |bits, (i, &c)| bits | u32::from(class(c)) << i)
+                };
+                let lower = bits(&|c| LOWER_HOST[usize::from(c)]);
+                assert_eq!(host_bits(block, 0), lower, "{b} at {at}");
+                assert_eq!(host_bits(block, 0x20), bits(&any_case), "{b} at {at}");
             }
         }
     }
@@ -1268,13 +1292,14 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn lower_host_len_matches_run_len(
-            run in proptest::collection::vec(proptest::sample::select(&b"az09.-_"[..]), 0..36),
+            run in proptest::collection::vec(proptest::sample::select(&b"azAZ09.-_"[..]), 0..36),
             stop in proptest::prelude::any::<u8>(),
             tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
         ) {
             let s = [&run[..], &[stop], &tail].concat();
             for s in [&s[..], &run] {
                 proptest::prop_assert_eq!(lower_host_len(s), run_len(s, &LOWER_HOST));
+                proptest::prop_assert_eq!(any_host_len(s), host_len(s));
             }
         }
     }
