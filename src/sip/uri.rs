@@ -618,16 +618,28 @@ pub(crate) fn any_host_len(s: &[u8]) -> usize {
 /// The run of host characters `s` starts with, upper-case letters among them when `case` is
 /// 0x20 (the case bit), not when it is 0; `run` reads such a run. A host (or user part)
 /// usually ends within 16 bytes: when `s` has them, they are classified at once, and `run`
-/// reads on only after 16 of them or in shorter text.
+/// reads on only after 16 of them; text of 8 to 15 bytes is classified as its first and its
+/// last eight (which overlap), shorter text read by `run`.
 #[inline(always)]
 fn host_chars_len(s: &[u8], case: u8, run: impl FnOnce(&[u8]) -> usize) -> usize {
-    match s.first_chunk::<16>() {
-        Some(block) => match (!host_bits(*block, case)).trailing_zeros() as usize {
+    if let Some(block) = s.first_chunk::<16>() {
+        return match (!host_bits(*block, case)).trailing_zeros() as usize {
             16 => 16 + run(s.get(16..).unwrap_or_default()),
             n => n,
-        },
-        None => run(s),
+        };
     }
+    let (Some(head), Some(tail)) = (s.first_chunk::<8>(), s.last_chunk::<8>()) else {
+        return run(s);
+    };
+    let mut block = [0; 16];
+    let (low, high) = block.split_at_mut(8);
+    low.copy_from_slice(head);
+    high.copy_from_slice(tail);
+    let bits = host_bits(block, case);
+    // A bit per byte of `s`: the last eight's bits moved to where those bytes are. None is
+    // set from `s.len()` on, so the run is at most that long.
+    let bits = bits & 0xff | (bits >> 8) << (s.len() - 8);
+    (!bits).trailing_zeros() as usize
 }
 
 /// A bit per byte of `block` that is a host character (the lowest bit for its first byte):
@@ -1286,6 +1298,24 @@ mod tests {
                 assert_eq!(host_bits(block, 0), lower, "{b} at {at}");
                 assert_eq!(host_bits(block, 0x20), bits(&any_case), "{b} at {at}");
             }
+        }
+    }
+
+    /// Runs of every length up to past 16, cut by every byte at every place, as the table's
+    /// run reads them (through the 16-byte block, the overlapping halves, or the table).
+    #[test]
+    fn host_runs_match_the_tables_at_every_length() {
+        let text = b"a0-._zz9xy.-q1_mabcd.";
+        for len in 0..=text.len() {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = text[..len].to_vec();
+                    s[at] = b;
+                    assert_eq!(lower_host_len(&s), run_len(&s, &LOWER_HOST), "{s:?}");
+                    assert_eq!(any_host_len(&s), host_len(&s), "{s:?}");
+                }
+            }
+            assert_eq!(lower_host_len(&text[..len]), len);
         }
     }
 
