@@ -151,6 +151,23 @@ impl<'b> Uri<'b> {
     /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix. Text longer than
     /// `u32::MAX` bytes is not a URI.
     pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
+        // The usual `sip:` URI read in the one pass here; anything else (and a `sip:` URI the
+        // one pass does not read) out of line, where the general parse's state does not crowd
+        // this path's registers.
+        if let (Ok(len), Some(p)) = (u32::try_from(raw.len()), raw.first_chunk::<4>()) {
+            if eq_ignore_case(p, b"sip:") {
+                let mut uri = Self::unread(raw, len, Scheme::Sip, 4);
+                if uri.sip_plain(raw.get(4..).unwrap_or_default(), p == b"sip:") {
+                    return Ok(uri);
+                }
+            }
+        }
+        Self::parse_general(raw)
+    }
+
+    /// [`Uri::parse`] of any URI.
+    #[inline(never)]
+    fn parse_general(raw: &'b [u8]) -> Result<Self, Error> {
         let Ok(len) = u32::try_from(raw.len()) else {
             return Err(Error::BadUri);
         };
@@ -183,8 +200,8 @@ impl<'b> Uri<'b> {
         // (Only sip, sips and tel use `rest_at`: their colon is at 3 or 4.)
         let rest_at = u8::try_from(rest_at).unwrap_or(0);
         let mut uri = Self::unread(raw, len, scheme, rest_at);
-        let sip = matches!(scheme, Scheme::Sip | Scheme::Sips);
-        if sip && uri.sip_plain(rest, written_lower) {
+        // (A `sip:` URI here is one the one pass in `parse` did not read.)
+        if scheme == Scheme::Sips && uri.sip_plain(rest, written_lower) {
             return Ok(uri);
         }
         let seen = classify(rest);
