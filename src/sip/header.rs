@@ -1130,7 +1130,8 @@ impl<'b> Via<'b> {
         let transport = raw.get(8..12).and_then(|t| <&[u8; 4]>::try_from(t).ok());
         if let (true, Some(t)) = (head == Some(b"SIP/2.0/"), transport) {
             if t == b"UDP " || t == b"TCP " || t == b"TLS " {
-                let (transport, rest) = (raw.get(8..11), raw.get(11..));
+                // (Past the SP the four bytes end with: usually sent-by starts there.)
+                let (transport, rest) = (raw.get(8..11), raw.get(12..));
                 return Ok((
                     transport.unwrap_or_default(),
                     skip_lws(rest.unwrap_or_default()),
