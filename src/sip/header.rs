@@ -626,42 +626,78 @@ impl<'b> NameAddr<'b> {
         known: Option<&Uri<'b>>,
         mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
+        let v = trim_lws(value);
+        // The usual From and To: a `<` and a URI the one pass reads, here; a display name, an
+        // addr-spec or another URI out of line, where their state does not crowd this path.
+        if let Some(inner) = v.strip_prefix(b"<") {
+            if let Some(read) = Self::read_bracketed(inner, known) {
+                return Self::bracketed(None, inner, read, &mut visit);
+            }
+        }
+        Self::parse_general(v, known, visit)
+    }
+
+    /// The URI after a `<` (`inner`, the text after it) and where the `>` after it is, when
+    /// that URI is read in the pass that finds its end.
+    #[inline(always)]
+    fn read_bracketed(inner: &'b [u8], known: Option<&Uri<'b>>) -> Option<(Uri<'b>, usize)> {
+        match known {
+            // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
+            // parse read it) and the text starts with it and a `>`, that `>` is the first one,
+            // found without the search.
+            Some(k)
+                if k.is_plain()
+                    && inner.get(k.raw().len()) == Some(&b'>')
+                    && starts_with_words(inner, k.raw()) =>
+            {
+                Some((*k, k.raw().len()))
+            }
+            // Otherwise the usual URI is read in the pass that finds its end.
+            _ => Uri::parse_bracketed(inner),
+        }
+    }
+
+    /// The name-addr whose URI [`NameAddr::read_bracketed`] read from `inner`: its header
+    /// parameters validated (handed to `visit`) and its tag picked out.
+    #[inline(always)]
+    fn bracketed(
+        display: Option<&'b [u8]>,
+        inner: &'b [u8],
+        (uri, gt): (Uri<'b>, usize),
+        visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+    ) -> Result<Self, Error> {
+        let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+        let tag = first_tag(params, visit)?;
+        Ok(Self {
+            display,
+            uri,
+            params,
+            bracketed: true,
+            tag,
+        })
+    }
+
+    /// [`NameAddr::parse_visiting`] of any (trimmed) value `v`.
+    #[inline(never)]
+    fn parse_general(
+        v: &'b [u8],
+        known: Option<&Uri<'b>>,
+        mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+    ) -> Result<Self, Error> {
         let parse_uri = |text: &'b [u8]| match known {
             Some(uri) if uri.raw() == text => Ok(*uri),
             _ => Uri::parse(text).map_err(|_| Error::BadNameAddr),
         };
-        let v = trim_lws(value);
-        // The usual From and To start with the `<`; a display name or an addr-spec is read
-        // out of line.
         let (display, rest) = match v.first() {
             Some(b'<') => (None, v),
             _ => display_name(v)?,
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
-            // parse read it) and the text starts with it and a `>`, that `>` is the first one,
-            // found without the search.
-            // Otherwise the usual URI is read in the pass that finds its end.
-            let read = match known {
-                Some(k)
-                    if k.is_plain()
-                        && inner.get(k.raw().len()) == Some(&b'>')
-                        && starts_with_words(inner, k.raw()) =>
-                {
-                    Some((*k, k.raw().len()))
+            // (Without a display name, the one pass did not read the URI.)
+            if display.is_some() {
+                if let Some(read) = Self::read_bracketed(inner, known) {
+                    return Self::bracketed(display, inner, read, &mut visit);
                 }
-                _ => Uri::parse_bracketed(inner),
-            };
-            if let Some((uri, gt)) = read {
-                let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
-                let tag = first_tag(params, &mut visit)?;
-                return Ok(Self {
-                    display,
-                    uri,
-                    params,
-                    bracketed: true,
-                    tag,
-                });
             }
             // (One byte looked for as either of two.)
             let gt = find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?;
