@@ -8,10 +8,10 @@ use memchr::{memchr2, memchr3};
 
 use super::lines::find2;
 use super::parse::Header;
-use super::uri::Uri;
+use super::uri::{any_host_len, Uri};
 use super::{
-    digit_run, eq_ignore_case, find, host_len, is_lws, is_token, is_wsp, parse_delta_saturating,
-    parse_u32, token_len, trim_lws, Error, Method,
+    digit_run, eq_ignore_case, find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32,
+    token_len, trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -594,9 +594,93 @@ impl<'b> NameAddr<'b> {
         Self::parse_visiting(value, Some(known), |_, _| {})
     }
 
+    /// What [`NameAddr::parse`] makes of `text` when `text` is the text of `value` — which
+    /// parsed as `self` — up to where its header parameters start: `self` without them (a
+    /// REGISTER's To usually names its From's address without the From's tag), found with one
+    /// comparison instead of a parse. `None` for any other text, and for a `self` without
+    /// parameters or not bracketed.
+    ///
+    /// The name-addr before the parameters is read from that text alone, the same bytes in
+    /// both, and the parse of `text` finds no parameters after the `>` (at most LWS, which it
+    /// trims).
+    #[inline(always)]
+    pub(crate) fn without_params(&self, value: &'b [u8], text: &'b [u8]) -> Option<Self> {
+        let params = self.params.raw();
+        if !self.bracketed
+            || params.is_empty()
+            || offset_in(value, params) != text.len()
+            || !starts_with_words(value, text)
+        {
+            return None;
+        }
+        Some(Self {
+            params: Params::default(),
+            tag: None,
+            ..*self
+        })
+    }
+
     /// [`NameAddr::parse`], handing each header parameter to `visit` while they are validated.
     fn parse_visiting(
         value: &'b [u8],
+        known: Option<&Uri<'b>>,
+        mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+    ) -> Result<Self, Error> {
+        let v = trim_lws(value);
+        // The usual From and To: a `<` and a URI the one pass reads, here; a display name, an
+        // addr-spec or another URI out of line, where their state does not crowd this path.
+        if let Some(inner) = v.strip_prefix(b"<") {
+            if let Some(read) = Self::read_bracketed(inner, known) {
+                return Self::bracketed(None, inner, read, &mut visit);
+            }
+        }
+        Self::parse_general(v, known, visit)
+    }
+
+    /// The URI after a `<` (`inner`, the text after it) and where the `>` after it is, when
+    /// that URI is read in the pass that finds its end.
+    #[inline(always)]
+    fn read_bracketed(inner: &'b [u8], known: Option<&Uri<'b>>) -> Option<(Uri<'b>, usize)> {
+        match known {
+            // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
+            // parse read it) and the text starts with it and a `>`, that `>` is the first one,
+            // found without the search.
+            Some(k)
+                if k.is_plain()
+                    && inner.get(k.raw().len()) == Some(&b'>')
+                    && starts_with_words(inner, k.raw()) =>
+            {
+                Some((*k, k.raw().len()))
+            }
+            // Otherwise the usual URI is read in the pass that finds its end.
+            _ => Uri::parse_bracketed(inner),
+        }
+    }
+
+    /// The name-addr whose URI [`NameAddr::read_bracketed`] read from `inner`: its header
+    /// parameters validated (handed to `visit`) and its tag picked out.
+    #[inline(always)]
+    fn bracketed(
+        display: Option<&'b [u8]>,
+        inner: &'b [u8],
+        (uri, gt): (Uri<'b>, usize),
+        visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
+    ) -> Result<Self, Error> {
+        let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+        let tag = first_tag(params, visit)?;
+        Ok(Self {
+            display,
+            uri,
+            params,
+            bracketed: true,
+            tag,
+        })
+    }
+
+    /// [`NameAddr::parse_visiting`] of any (trimmed) value `v`.
+    #[inline(never)]
+    fn parse_general(
+        v: &'b [u8],
         known: Option<&Uri<'b>>,
         mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
@@ -604,38 +688,16 @@ impl<'b> NameAddr<'b> {
             Some(uri) if uri.raw() == text => Ok(*uri),
             _ => Uri::parse(text).map_err(|_| Error::BadNameAddr),
         };
-        let v = trim_lws(value);
-        // The usual From and To start with the `<`; a display name or an addr-spec is read
-        // out of line.
         let (display, rest) = match v.first() {
             Some(b'<') => (None, v),
             _ => display_name(v)?,
         };
         if let Some(inner) = rest.strip_prefix(b"<") {
-            // The usual To repeats its From's URI: when that URI has no `>` in it (the one-pass
-            // parse read it) and the text starts with it and a `>`, that `>` is the first one,
-            // found without the search.
-            // Otherwise the usual URI is read in the pass that finds its end.
-            let read = match known {
-                Some(k)
-                    if k.is_plain()
-                        && inner.get(k.raw().len()) == Some(&b'>')
-                        && starts_with_words(inner, k.raw()) =>
-                {
-                    Some((*k, k.raw().len()))
+            // (Without a display name, the one pass did not read the URI.)
+            if display.is_some() {
+                if let Some(read) = Self::read_bracketed(inner, known) {
+                    return Self::bracketed(display, inner, read, &mut visit);
                 }
-                _ => Uri::parse_bracketed(inner),
-            };
-            if let Some((uri, gt)) = read {
-                let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
-                let tag = first_tag(params, &mut visit)?;
-                return Ok(Self {
-                    display,
-                    uri,
-                    params,
-                    bracketed: true,
-                    tag,
-                });
             }
             // (One byte looked for as either of two.)
             let gt = find2(b'>', b'>', inner).ok_or(Error::BadNameAddr)?;
@@ -682,7 +744,7 @@ impl<'b> NameAddr<'b> {
 /// `text.starts_with(prefix)`, eight bytes per step inline (the last step overlapping the one
 /// before), where the library's compare is a call; byte by byte below eight bytes.
 #[inline(always)]
-fn starts_with_words(text: &[u8], prefix: &[u8]) -> bool {
+pub(crate) fn starts_with_words(text: &[u8], prefix: &[u8]) -> bool {
     let Some(text) = text.get(..prefix.len()) else {
         return false;
     };
@@ -1104,7 +1166,8 @@ impl<'b> Via<'b> {
         let transport = raw.get(8..12).and_then(|t| <&[u8; 4]>::try_from(t).ok());
         if let (true, Some(t)) = (head == Some(b"SIP/2.0/"), transport) {
             if t == b"UDP " || t == b"TCP " || t == b"TLS " {
-                let (transport, rest) = (raw.get(8..11), raw.get(11..));
+                // (Past the SP the four bytes end with: usually sent-by starts there.)
+                let (transport, rest) = (raw.get(8..11), raw.get(12..));
                 return Ok((
                     transport.unwrap_or_default(),
                     skip_lws(rest.unwrap_or_default()),
@@ -1208,7 +1271,7 @@ pub(crate) fn host_port_prefix(s: &[u8]) -> Option<(&[u8], Option<u16>, &[u8])> 
         ipv6_reference(s)?
     } else {
         // The host runs to its first non-hostname character.
-        s.split_at(host_len(s))
+        s.split_at(any_host_len(s))
     };
     port_after(host, after)
 }
@@ -1343,7 +1406,18 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
     let mut rest = value;
     // (Built as the answer itself: through `parse_usual_contact`'s `Result` it is copied once
     // more.)
-    read_usual_contact(&mut rest, true, |contact| contact)
+    read_usual_contact(&mut rest, true, None, |contact| contact)
+}
+
+/// [`whole_usual_contact`] of a contact whose URI usually repeats the scheme and user part of
+/// `known` and names `host` with a port (see [`Uri::parse_bracketed_like`]): the same answer.
+pub(crate) fn whole_usual_contact_like<'b>(
+    value: &'b [u8],
+    known: &Uri<'_>,
+    host: &[u8],
+) -> Option<Contact<'b>> {
+    let mut rest = value;
+    read_usual_contact(&mut rest, true, Some((known, host)), |contact| contact)
 }
 
 /// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
@@ -1353,21 +1427,25 @@ pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
 /// `rest` to the general path.
 #[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
-    read_usual_contact(rest, false, Ok)
+    read_usual_contact(rest, false, None, Ok)
 }
 
 /// [`parse_usual_contact`] answering `wrap` of the contact; with `whole`, `None` when text is
-/// left after it.
+/// left after it. `like`: what the URI usually repeats (see [`Uri::parse_bracketed_like`]).
 #[inline(always)]
 fn read_usual_contact<'b, R>(
     rest: &mut &'b [u8],
     whole: bool,
+    like: Option<(&Uri<'_>, &[u8])>,
     wrap: impl FnOnce(Contact<'b>) -> R,
 ) -> Option<R> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
     // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
     // would hide the `>` from the comma split), any other searched for first.
-    let read = Uri::parse_bracketed(inner);
+    let read = match like {
+        Some((known, host)) => Uri::parse_bracketed_like(inner, known, host),
+        None => Uri::parse_bracketed(inner),
+    };
     let gt = match read {
         Some((_, gt)) => gt,
         None => find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?,
@@ -2292,6 +2370,66 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A name-addr read off another's view without its parameters is the parse of that text;
+    /// every cut of the value (and the cut with a byte changed) is tried, so the one cut it
+    /// answers for is among them.
+    fn check_without_params(value: &[u8]) {
+        let Ok(from) = NameAddr::parse(value) else {
+            return;
+        };
+        let lossy = String::from_utf8_lossy(value);
+        let mut answered = false;
+        for cut in 0..=value.len() {
+            let mut changed = value[..cut].to_vec();
+            if let Some(last) = changed.last_mut() {
+                *last ^= 1;
+            }
+            for text in [&value[..cut], &changed[..]] {
+                if let Some(view) = from.without_params(value, text) {
+                    answered |= text == &value[..cut];
+                    assert_eq!(
+                        format!("{view:?}"),
+                        format!("{:?}", NameAddr::parse(text).unwrap()),
+                        "{lossy} cut at {cut}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            answered,
+            from.bracketed && !from.params.raw().is_empty(),
+            "{lossy}"
+        );
+    }
+
+    #[test]
+    fn without_params_is_the_parse_of_the_text_before_them() {
+        for value in [
+            &b"<sip:u1@example.com>;tag=a73kszlfl"[..],
+            b"\"Bob\" <sip:bob@example.com;transport=tcp> ;tag=1;x",
+            b"Bob <sip:bob@example.com>;tag=1",
+            b"<sip:bob@example.com>",
+            b"sip:bob@example.com;tag=1",
+            b"<sip:a@b;lr>>;tag=1",
+            b"<tel:+1>;tag=1",
+            b"<sip:a@b?x=y> \t;tag=\"q\"",
+        ] {
+            check_without_params(value);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn without_params_matches_parse(
+            display in proptest::sample::select(vec!["", "Bob ", "\"B b\" ", " "]),
+            uri in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 1..6),
+            params in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..4),
+        ) {
+            let value = format!("{display}<sip:{}{}", uri.concat(), params.concat());
+            check_without_params(value.as_bytes());
         }
     }
 

@@ -315,7 +315,14 @@ macro_rules! header_accessors {
             let line = self
                 .headers
                 .get(self.census.first.get(HeaderName::Contact))?;
-            super::header::whole_usual_contact(line.value)
+            // A desk phone's contact usually repeats its From's user and its top Via's
+            // sent-by: those are compared rather than read again.
+            match (&self.parsed.from, &self.parsed.top_via) {
+                (Some(from), Some(via)) => {
+                    super::header::whole_usual_contact_like(line.value, &from.uri, via.host)
+                }
+                _ => super::header::whole_usual_contact(line.value),
+            }
         }
     };
 }
@@ -1086,10 +1093,16 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
     let Some(to) = req.header(HeaderName::To) else {
         return Some(Error::MissingHeader("To"));
     };
-    let from = match NameAddr::parse(from) {
+    let from_value = from;
+    let from = match NameAddr::parse(from_value) {
         Ok(f) => req.parsed.from.insert(f),
         Err(e) => return Some(e),
     };
+    // The usual To is its From without the tag: then it is read off the From's view.
+    if let Some(t) = from.without_params(from_value, to) {
+        req.parsed.to = Some(t);
+        return None;
+    }
     match NameAddr::parse_like(to, &from.uri) {
         Ok(t) => req.parsed.to = Some(t),
         Err(e) => return Some(e),

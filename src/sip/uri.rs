@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::header::{host_port_prefix, offset_in, port_after, walk_plain, Params};
+use super::header::{
+    host_port_prefix, offset_in, port_after, starts_with_words, walk_plain, Params,
+};
 use super::{byte_table, eq_ignore_case, find, host_len, run_len, Error};
 
 /// URI scheme.
@@ -149,6 +151,23 @@ impl<'b> Uri<'b> {
     /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix. Text longer than
     /// `u32::MAX` bytes is not a URI.
     pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
+        // The usual `sip:` URI read in the one pass here; anything else (and a `sip:` URI the
+        // one pass does not read) out of line, where the general parse's state does not crowd
+        // this path's registers.
+        if let (Ok(len), Some(p)) = (u32::try_from(raw.len()), raw.first_chunk::<4>()) {
+            if eq_ignore_case(p, b"sip:") {
+                let mut uri = Self::unread(raw, len, Scheme::Sip, 4);
+                if uri.sip_plain(raw.get(4..).unwrap_or_default(), p == b"sip:") {
+                    return Ok(uri);
+                }
+            }
+        }
+        Self::parse_general(raw)
+    }
+
+    /// [`Uri::parse`] of any URI.
+    #[inline(never)]
+    fn parse_general(raw: &'b [u8]) -> Result<Self, Error> {
         let Ok(len) = u32::try_from(raw.len()) else {
             return Err(Error::BadUri);
         };
@@ -181,8 +200,8 @@ impl<'b> Uri<'b> {
         // (Only sip, sips and tel use `rest_at`: their colon is at 3 or 4.)
         let rest_at = u8::try_from(rest_at).unwrap_or(0);
         let mut uri = Self::unread(raw, len, scheme, rest_at);
-        let sip = matches!(scheme, Scheme::Sip | Scheme::Sips);
-        if sip && uri.sip_plain(rest, written_lower) {
+        // (A `sip:` URI here is one the one pass in `parse` did not read.)
+        if scheme == Scheme::Sips && uri.sip_plain(rest, written_lower) {
             return Ok(uri);
         }
         let seen = classify(rest);
@@ -256,12 +275,27 @@ impl<'b> Uri<'b> {
             _ => (0, host_port_prefix(rest).map(|(h, p, a)| (h, p, a, false))),
         };
         let (host, port, params, lower) = host_port?;
+        self.plain_from_host(host_at, (host, port, params), written_lower && lower)
+    }
+
+    /// The rest of [`Uri::sip_plain_end`] once the host (at `host_at` in the text after the
+    /// scheme), the port and the text after them are read: the fields set, the parameters
+    /// walked. `lower`: the scheme and the host are written in lower case.
+    #[inline(always)]
+    fn plain_from_host(
+        &mut self,
+        host_at: usize,
+        (host, port, params): (&[u8], Option<u16>, &'b [u8]),
+        lower: bool,
+    ) -> Option<usize> {
+        // (Offsets by index arithmetic: `parse` checked that they fit in u32.)
+        let base = usize::from(self.rest_at);
         self.host_start = (base + host_at) as u32;
         self.host_end = (base + host_at + host.len()) as u32;
         self.port = port;
         // (`params` runs to the end of `raw`.)
         self.params_start = (self.raw.len() - params.len()) as u32;
-        self.flags |= if written_lower && lower && port.is_none() {
+        self.flags |= if lower && port.is_none() {
             PLAIN | AOR_WRITTEN
         } else {
             PLAIN
@@ -304,13 +338,67 @@ impl<'b> Uri<'b> {
         }
         let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
         let left = uri.sip_plain_end(inner.get(4..).unwrap_or_default(), p == b"sip:")?;
-        let gt = inner.len() - left;
-        if inner.get(gt) != Some(&b'>') {
+        uri.bracketed_at(inner.len() - left)
+    }
+
+    /// The URI read so far ending at `gt`, when the text has a `>` there.
+    #[inline(always)]
+    fn bracketed_at(mut self, gt: usize) -> Option<(Self, usize)> {
+        if self.raw.get(gt) != Some(&b'>') {
             return None;
         }
-        uri.raw = inner.get(..gt)?;
-        uri.params_end = gt as u32;
-        Some((uri, gt))
+        self.raw = self.raw.get(..gt)?;
+        self.params_end = gt as u32;
+        Some((self, gt))
+    }
+
+    /// [`Uri::parse_bracketed`] of a URI that usually repeats the scheme and user part of
+    /// `known` (a contact's user is usually its From's) and names the host `host` with a port
+    /// (a desk phone's contact is usually at its top Via's sent-by): then those parts are
+    /// compared, not read. The same answer as [`Uri::parse_bracketed`] in every case.
+    #[inline(always)]
+    pub(crate) fn parse_bracketed_like(
+        inner: &'b [u8],
+        known: &Uri<'_>,
+        host: &[u8],
+    ) -> Option<(Self, usize)> {
+        match Self::bracketed_known(inner, known, host) {
+            Some(read) => Some(read),
+            None => Self::parse_bracketed(inner),
+        }
+    }
+
+    /// [`Uri::parse_bracketed_like`] when `inner` starts with `known`'s text up to its host
+    /// (`sip:`, a user part, `@`), then `host` and a `:`; `None` otherwise (which says nothing
+    /// about the text).
+    ///
+    /// What the one pass reads there: the one-pass parse read `known`'s user part, so it is
+    /// literal user characters, and so are host characters: its run ends at the `@` after
+    /// it. `host` was read as a host ends (at a byte that cannot continue it; a `:` cannot)
+    /// and the port is read as the one pass reads it. With a port the URI is no
+    /// address-of-record as written, whatever the case of its scheme and host.
+    #[inline(always)]
+    fn bracketed_known(inner: &'b [u8], known: &Uri<'_>, host: &[u8]) -> Option<(Self, usize)> {
+        if known.flags & (PLAIN | USER) != PLAIN | USER || known.scheme != Scheme::Sip {
+            return None;
+        }
+        let userinfo = known.raw.get(..known.host_start as usize)?;
+        let len = u32::try_from(inner.len()).ok()?;
+        let after = inner.get(userinfo.len()..)?;
+        if !starts_with_words(inner, userinfo)
+            || !starts_with_words(after, host)
+            || after.get(host.len()) != Some(&b':')
+        {
+            return None;
+        }
+        let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
+        uri.flags = USER;
+        uri.user_end = known.user_end;
+        let (host, after_host) = after.split_at_checked(host.len())?;
+        let host_port = port_after(host, after_host)?;
+        // (The user part and its `@` follow the four bytes of the scheme.)
+        let left = uri.plain_from_host(userinfo.len() - 4, host_port, false)?;
+        uri.bracketed_at(inner.len() - left)
     }
 
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
@@ -523,13 +611,87 @@ const LOWER_HOST: [bool; 256] = byte_table!(|b| b.is_ascii_lowercase()
 /// inline, an upper-case letter continued through a call.
 #[inline(always)]
 fn host_run(s: &[u8]) -> (usize, bool) {
-    let n = run_len(s, &LOWER_HOST);
+    let n = lower_host_len(s);
     match s.get(n) {
         Some(b) if b.is_ascii_uppercase() => {
             (n + upper_host_len(s.get(n..).unwrap_or_default()), false)
         }
         _ => (n, true),
     }
+}
+
+/// The run of [`LOWER_HOST`] characters `s` starts with.
+#[inline(always)]
+fn lower_host_len(s: &[u8]) -> usize {
+    host_chars_len(s, 0, |rest| run_len(rest, &LOWER_HOST))
+}
+
+/// [`host_len`] of `s` (host characters of either case).
+#[inline(always)]
+pub(crate) fn any_host_len(s: &[u8]) -> usize {
+    host_chars_len(s, 0x20, host_len)
+}
+
+/// The run of host characters `s` starts with, upper-case letters among them when `case` is
+/// 0x20 (the case bit), not when it is 0; `run` reads such a run. A host (or user part)
+/// usually ends within 16 bytes: when `s` has them, they are classified at once, and `run`
+/// reads on only after 16 of them; text of 8 to 15 bytes is classified as its first and its
+/// last eight (which overlap), shorter text read by `run`.
+#[inline(always)]
+fn host_chars_len(s: &[u8], case: u8, run: impl FnOnce(&[u8]) -> usize) -> usize {
+    if let Some(block) = s.first_chunk::<16>() {
+        return match (!host_bits(*block, case)).trailing_zeros() as usize {
+            16 => 16 + run(s.get(16..).unwrap_or_default()),
+            n => n,
+        };
+    }
+    let (Some(head), Some(tail)) = (s.first_chunk::<8>(), s.last_chunk::<8>()) else {
+        return run(s);
+    };
+    let mut block = [0; 16];
+    let (low, high) = block.split_at_mut(8);
+    low.copy_from_slice(head);
+    high.copy_from_slice(tail);
+    let bits = host_bits(block, case);
+    // A bit per byte of `s`: the last eight's bits moved to where those bytes are. None is
+    // set from `s.len()` on, so the run is at most that long.
+    let bits = bits & 0xff | (bits >> 8) << (s.len() - 8);
+    (!bits).trailing_zeros() as usize
+}
+
+/// A bit per byte of `block` that is a host character (the lowest bit for its first byte):
+/// alphanumeric, `.`, `-` or `_`, upper-case letters only with `case` 0x20 (letters are
+/// compared with that bit set). By SSE2 compares: a byte is within `lo..=lo + width` when its
+/// distance above `lo`, wrapping, is at most `width`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn host_bits(block: [u8; 16], case: u8) -> u32 {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+        sub_i8_m128i,
+    };
+    let x = m128i::from(block);
+    let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
+    let within = |x: m128i, lo: u8, width: u8| {
+        let d = sub_i8_m128i(x, splat(lo));
+        cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
+    };
+    let bits = within(x | splat(case), b'a', 25)
+        | within(x, b'0', 9)
+        | within(x, b'-', 1)
+        | cmp_eq_mask_i8_m128i(x, splat(b'_'));
+    // The mask has 16 bits: the i32 is never negative.
+    move_mask_i8_m128i(bits) as u32
+}
+
+/// [`host_bits`] on other targets.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn host_bits(block: [u8; 16], case: u8) -> u32 {
+    block.iter().rev().fold(0, |bits, &b| {
+        let b = if b.is_ascii_uppercase() { b | case } else { b };
+        bits << 1 | u32::from(LOWER_HOST[usize::from(b)])
+    })
 }
 
 /// [`host_len`] once an upper-case letter interrupted the lower-case run (out of line).
@@ -1132,6 +1294,199 @@ mod tests {
         ) {
             let text = format!("{scheme}{}", parts.concat());
             check_bracketed(text.as_bytes());
+        }
+    }
+
+    /// The 16 bytes classified at once agree with the tables for every byte at every place.
+    #[test]
+    fn host_bits_match_the_tables() {
+        let any_case = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_');
+        for at in 0..16 {
+            for b in 0..=255u8 {
+                let mut block = *b"a0-._zZ9xy.-q1_m";
+                block[at] = b;
+                let bits = |class: &dyn Fn(u8) -> bool| {
+                    block
+                        .iter()
+                        .enumerate()
+                        .fold(0, |bits, (i, &c)| bits | u32::from(class(c)) << i)
+                };
+                let lower = bits(&|c| LOWER_HOST[usize::from(c)]);
+                assert_eq!(host_bits(block, 0), lower, "{b} at {at}");
+                assert_eq!(host_bits(block, 0x20), bits(&any_case), "{b} at {at}");
+            }
+        }
+    }
+
+    /// Runs of every length up to past 16, cut by every byte at every place, as the table's
+    /// run reads them (through the 16-byte block, the overlapping halves, or the table).
+    #[test]
+    fn host_runs_match_the_tables_at_every_length() {
+        let text = b"a0-._zz9xy.-q1_mabcd.";
+        for len in 0..=text.len() {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = text[..len].to_vec();
+                    s[at] = b;
+                    assert_eq!(lower_host_len(&s), run_len(&s, &LOWER_HOST), "{s:?}");
+                    assert_eq!(any_host_len(&s), host_len(&s), "{s:?}");
+                }
+            }
+            assert_eq!(lower_host_len(&text[..len]), len);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lower_host_len_matches_run_len(
+            run in proptest::collection::vec(proptest::sample::select(&b"azAZ09.-_"[..]), 0..36),
+            stop in proptest::prelude::any::<u8>(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+        ) {
+            let s = [&run[..], &[stop], &tail].concat();
+            for s in [&s[..], &run] {
+                proptest::prop_assert_eq!(lower_host_len(s), run_len(s, &LOWER_HOST));
+                proptest::prop_assert_eq!(any_host_len(s), host_len(s));
+            }
+        }
+    }
+
+    /// A URI read like a known one is the URI read without it: the same parts, flags and
+    /// end. Whether the comparison answered (not the fallback).
+    fn check_bracketed_like(text: &[u8], known: &[u8], host: &[u8]) -> bool {
+        let Ok(known) = Uri::parse(known) else {
+            return false;
+        };
+        let lossy = String::from_utf8_lossy(text);
+        let show = |r: Option<(Uri<'_>, usize)>| {
+            r.map(|(u, gt)| (format!("{:?}", parts(&u)), u.flags, gt))
+        };
+        assert_eq!(
+            show(Uri::parse_bracketed_like(text, &known, host)),
+            show(Uri::parse_bracketed(text)),
+            "{lossy}"
+        );
+        Uri::bracketed_known(text, &known, host).is_some()
+    }
+
+    #[test]
+    fn bracketed_like_known_uris() {
+        let usual = &b"sip:u1@192.0.2.10:5060;transport=udp>;+sip.instance=\"<urn:x>\""[..];
+        for (text, known, host, compared) in [
+            (usual, &b"sip:u1@example.com"[..], &b"192.0.2.10"[..], true),
+            (usual, b"sip:u1@example.com;lr", b"192.0.2.10", true),
+            (usual, b"SIP:u1@example.com", b"192.0.2.10", false),
+            (
+                b"SIP:u1@192.0.2.10:5060>",
+                b"SIP:u1@example.com",
+                b"192.0.2.10",
+                true,
+            ),
+            (usual, b"sips:u1@example.com", b"192.0.2.10", false),
+            (usual, b"sip:u@example.com", b"192.0.2.10", false),
+            (usual, b"sip:u1@example.com", b"192.0.2.1", false),
+            (usual, b"sip:u1@example.com", b"192.0.2.10:5060", false),
+            (usual, b"sip:example.com", b"192.0.2.10", false),
+            (usual, b"sip:u1:pw@example.com", b"192.0.2.10", false),
+            (usual, b"sip:u1@EXAMPLE.com", b"192.0.2.10", true),
+            (usual, b"sip:u1@example.com:5060", b"192.0.2.10", true),
+            (
+                b"sip:u1@192.0.2.10>",
+                b"sip:u1@example.com",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.100:5060>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:99999>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:50600>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                true,
+            ),
+            (
+                b"sip:u1@192.0.2.10:65536>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060x>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (b"sip:u1@192.0.2.10:5060", b"sip:u1@h", b"192.0.2.10", false),
+            (
+                b"sip:u1@192.0.2.10:5060 >",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060;lr>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                true,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060;lr;x=\"y\">",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (
+                b"sip:u1@192.0.2.10:5060?x=y>",
+                b"sip:u1@h",
+                b"192.0.2.10",
+                false,
+            ),
+            (b"sip:u1@[::1]:5060>", b"sip:u1@h", b"[::1]", true),
+            (b"sip:u1@[::1]:5060>", b"sip:u1@h", b"[::1", false),
+            (b"sip:u1@H:1>", b"sip:u1@h", b"H", true),
+            (b"sip:u;x=1@h:1>", b"sip:u;x=1@h", b"h", true),
+            (b"sip:u1@:5060>", b"sip:u1@h", b"", false),
+            (b"sip:u1@h:5060>", b"sip:u%41@h", b"h", false),
+            (b"sip:u1@h:5060>", b"tel:+1", b"h", false),
+            (b"sip:u1@", b"sip:u1@h", b"h", false),
+        ] {
+            assert_eq!(
+                check_bracketed_like(text, known, host),
+                compared,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bracketed_like_matches_parse_bracketed(
+            scheme in proptest::sample::select(vec!["sip:", "SIP:", "sips:", ""]),
+            user in proptest::sample::select(vec!["u1", "u", "u1;x", "U1", "u%41", "u1:pw", ""]),
+            known_user in proptest::sample::select(vec!["u1", "u", "u1;x", "u%41", "u1:pw", ""]),
+            host in proptest::sample::select(vec!["h", "h.example", "H", "[::1]", "192.0.2.10", ""]),
+            hint in proptest::sample::select(vec!["h", "h.example", "H", "[::1]", "192.0.2.10", "", "h.ex"]),
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                ":5060", ":1", ":99999", ":", "5", ">", ";lr", ";transport=udp", "?x=y", "@",
+                "\"", " ", ";", "x", ">;tag=1",
+            ][..]), 0..6),
+        ) {
+            let at = if user.is_empty() { "" } else { "@" };
+            let text = format!("{scheme}{user}{at}{host}{}", parts.concat());
+            let known_at = if known_user.is_empty() { "" } else { "@" };
+            let known = format!("sip:{known_user}{known_at}example.com");
+            check_bracketed_like(text.as_bytes(), known.as_bytes(), hint.as_bytes());
         }
     }
 
