@@ -503,19 +503,23 @@ fn scan_head<'b>(
 /// same for it. `line` is the line with its CR, without the LF.
 #[inline(always)]
 fn usual_line(line: &[u8]) -> Option<Header<'_>> {
-    let (&b'\r', line) = line.split_last()? else {
+    // The CR and the value's last byte behind one length check.
+    let [.., z, b'\r'] = *line else {
         return None;
     };
+    if z <= b' ' {
+        return None;
+    }
     let (name, len) = canonical_name(line)?;
     // (The colon was compared with the name: one length check for the space and the value,
     // which makes the name's slice and the space's byte in bounds.)
-    let value = line.get(len + 2..)?;
+    let value = line.get(len + 2..line.len() - 1)?;
     let raw_name = line.get(..len)?;
     if line.get(len + 1) != Some(&b' ') {
         return None;
     }
-    match (value.first(), value.last()) {
-        (Some(&a), Some(&z)) if a > b' ' && z > b' ' => Some(Header {
+    match value.first() {
+        Some(&a) if a > b' ' => Some(Header {
             name,
             raw_name,
             value,
@@ -1830,6 +1834,9 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             (b"Via:  SIP/2.0/UDP h\r", false),
             (b"Via: SIP/2.0/UDP h \r", false),
             (b"Via: SIP/2.0/UDP h\t\r", false),
+            (b"Via: x\r\r", false),
+            (b"Via: xy\r", true),
+            (b"Via:  \r", false),
             (b"Via: \r", false),
             (b"Via:\r", false),
             (b"Via : x\r", false),
