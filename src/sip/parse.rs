@@ -420,7 +420,11 @@ fn scan_head<'b>(
             Ok(Status::Partial)
         };
     };
-    let start = strip_cr(buf.get(..nl).unwrap_or_default());
+    // (As a slice pattern: one length check for the CR and the line.)
+    let start = match buf.get(..nl) {
+        Some([start @ .., b'\r']) | Some(start) => start,
+        None => &[],
+    };
     // (The index is grown only out of line and passed there by value: no `reserve` or
     // `push` with its own grow call is inlined here.)
     if headers.capacity() - headers.len() < 16 {
