@@ -733,6 +733,10 @@ fn content_length(headers: &[Header<'_>], census: &Census) -> Result<Option<usiz
 
 /// Length of leading CRLFs (RFC 3261 §7.5: ignored before a start line).
 fn leading_crlf(buf: &[u8]) -> usize {
+    // (The usual message starts with its method: one compare.)
+    if !matches!(buf.first(), Some(b'\r' | b'\n')) {
+        return 0;
+    }
     buf.iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len())
@@ -980,11 +984,13 @@ type RequestLine<'b> = (&'b [u8], &'b [u8], &'b [u8], bool);
 /// with no search for the SPs and no trailing white space to cut.
 #[inline(always)]
 fn usual_request_line(start: &[u8]) -> Option<RequestLine<'_>> {
-    let middle = start
-        .strip_prefix(b"REGISTER ")?
-        .strip_suffix(b" SIP/2.0")?;
-    let method = start.get(..8)?;
-    let version = start.get(start.len() - 7..)?;
+    // (Split at both fixed parts first: one length check each, the compares on arrays.)
+    let (method_sp, rest) = start.split_first_chunk::<9>()?;
+    let (middle, sp_version) = rest.split_last_chunk::<8>()?;
+    if method_sp != b"REGISTER " || sp_version != b" SIP/2.0" {
+        return None;
+    }
+    let ([method @ .., _], [_, version @ ..]) = (method_sp, sp_version);
     Some((method, middle, version, false))
 }
 
