@@ -427,7 +427,11 @@ fn scan_head<'b>(
             Ok(Status::Partial)
         };
     };
-    let start = strip_cr(buf.get(..nl).unwrap_or_default());
+    // (As a slice pattern: one length check for the CR and the line.)
+    let start = match buf.get(..nl) {
+        Some([start @ .., b'\r']) | Some(start) => start,
+        None => &[],
+    };
     // (The index is grown only out of line and passed there by value: no `reserve` or
     // `push` with its own grow call is inlined here.)
     if headers.capacity() - headers.len() < 16 {
@@ -510,19 +514,23 @@ fn scan_head<'b>(
 /// same for it. `line` is the line with its CR, without the LF.
 #[inline(always)]
 fn usual_line(line: &[u8]) -> Option<Header<'_>> {
-    let (&b'\r', line) = line.split_last()? else {
+    // The CR and the value's last byte behind one length check.
+    let [.., z, b'\r'] = *line else {
         return None;
     };
+    if z <= b' ' {
+        return None;
+    }
     let (name, len) = canonical_name(line)?;
     // (The colon was compared with the name: one length check for the space and the value,
     // which makes the name's slice and the space's byte in bounds.)
-    let value = line.get(len + 2..)?;
+    let value = line.get(len + 2..line.len() - 1)?;
     let raw_name = line.get(..len)?;
     if line.get(len + 1) != Some(&b' ') {
         return None;
     }
-    match (value.first(), value.last()) {
-        (Some(&a), Some(&z)) if a > b' ' && z > b' ' => Some(Header {
+    match value.first() {
+        Some(&a) if a > b' ' => Some(Header {
             name,
             raw_name,
             value,
@@ -612,13 +620,17 @@ fn canonical_name(line: &[u8]) -> Option<(HeaderName, usize)> {
         b'V' => first_of!(b"Via:" => Via),
         b'F' => first_of!(b"From:" => From),
         b'T' => first_of!(b"To:" => To),
-        b'C' => first_of!(
-            b"Call-ID:" => CallId,
-            b"CSeq:" => CSeq,
-            b"Contact:" => Contact,
-            b"Content-Length:" => ContentLength,
-            b"Content-Type:" => ContentType,
-        ),
+        // (A request has four of these: told apart by their second byte first, so Call-ID and
+        // CSeq take one compare each, not a walk past the others.)
+        b'C' => match line.get(1)? {
+            b'a' => first_of!(b"Call-ID:" => CallId),
+            b'S' => first_of!(b"CSeq:" => CSeq),
+            _ => first_of!(
+                b"Contact:" => Contact,
+                b"Content-Length:" => ContentLength,
+                b"Content-Type:" => ContentType,
+            ),
+        },
         b'E' => first_of!(b"Expires:" => Expires),
         b'M' => first_of!(b"Max-Forwards:" => MaxForwards, b"Min-Expires:" => MinExpires),
         b'U' => first_of!(b"User-Agent:" => UserAgent, b"Unsupported:" => Unsupported),
@@ -728,6 +740,10 @@ fn content_length(headers: &[Header<'_>], census: &Census) -> Result<Option<usiz
 
 /// Length of leading CRLFs (RFC 3261 §7.5: ignored before a start line).
 fn leading_crlf(buf: &[u8]) -> usize {
+    // (The usual message starts with its method: one compare.)
+    if !matches!(buf.first(), Some(b'\r' | b'\n')) {
+        return 0;
+    }
     buf.iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len())
@@ -975,11 +991,13 @@ type RequestLine<'b> = (&'b [u8], &'b [u8], &'b [u8], bool);
 /// with no search for the SPs and no trailing white space to cut.
 #[inline(always)]
 fn usual_request_line(start: &[u8]) -> Option<RequestLine<'_>> {
-    let middle = start
-        .strip_prefix(b"REGISTER ")?
-        .strip_suffix(b" SIP/2.0")?;
-    let method = start.get(..8)?;
-    let version = start.get(start.len() - 7..)?;
+    // (Split at both fixed parts first: one length check each, the compares on arrays.)
+    let (method_sp, rest) = start.split_first_chunk::<9>()?;
+    let (middle, sp_version) = rest.split_last_chunk::<8>()?;
+    if method_sp != b"REGISTER " || sp_version != b" SIP/2.0" {
+        return None;
+    }
+    let ([method @ .., _], [_, version @ ..]) = (method_sp, sp_version);
     Some((method, middle, version, false))
 }
 
@@ -1843,6 +1861,9 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             (b"Via:  SIP/2.0/UDP h\r", false),
             (b"Via: SIP/2.0/UDP h \r", false),
             (b"Via: SIP/2.0/UDP h\t\r", false),
+            (b"Via: x\r\r", false),
+            (b"Via: xy\r", true),
+            (b"Via:  \r", false),
             (b"Via: \r", false),
             (b"Via:\r", false),
             (b"Via : x\r", false),
