@@ -50,15 +50,22 @@ pub struct NewBinding<'a> {
 //   0  flags u8         transport (2 bits) | FLAG_*
 //   1  cseq u32         5  expires_at u32     9  registered_at u32
 //  13  port u16        15  q u16 (NO_Q)      17  user agent id u32 (interned)
-//  21  lengths u16 x 6: contact, params, call_id, instance, path, aor
-//  33  the strings but the AOR, then ip (4 or 16 bytes), reg_id u32 and conn u64 when
-//      flagged, then the AOR. The strings first: they start at a constant offset, so the
-//      contact and params (read for every 200 OK) are found without decoding the flags; the
-//      rest is found from the end. The AOR's text (empty outside the store) is the store's
-//      key: the map holds no key of its own (see `super::Entry`).
-const HEADER: usize = 33;
+//  21  lengths u16 x 6: contact, params, call_id, path, instance, aor
+//  33  where the instance starts in the block, u32
+//  37  the strings but the AOR — the instance only when it is not a piece of the params —,
+//      then ip (4 or 16 bytes), reg_id u32 and conn u64 when flagged, then the AOR. The
+//      strings first: they start at a constant offset, so the contact and params (read for
+//      every 200 OK) are found without decoding the flags; the rest is found from the end.
+//      The usual contact's `+sip.instance` is the value of one of the params it echoes: it is
+//      kept once, as its place in them. The AOR's text (empty outside the store) is the
+//      store's key: the map holds no key of its own (see `super::Entry`).
+const HEADER: usize = 37;
+/// The length slot of the instance.
+const INSTANCE_LEN_AT: usize = 29;
 /// The length slot of the AOR.
 const AOR_LEN_AT: usize = 31;
+/// The instance's offset in the block.
+const INSTANCE_AT: usize = 33;
 const FLAG_V6: u8 = 1 << 2;
 const FLAG_REG_ID: u8 = 1 << 3;
 const FLAG_INSTANCE: u8 = 1 << 4;
@@ -106,7 +113,14 @@ fn u32_at(d: &[u8], at: usize) -> u32 {
 
 /// What a [`NewBinding`] packs into: its variable parts and the packed size.
 struct Fields<'a> {
+    /// Contact, params, Call-ID, path and instance, each at most [`MAX_TEXT`] bytes.
     strings: [&'a [u8]; 5],
+    /// The instance is a piece of the params (the same bytes in memory, as the request's view
+    /// of the usual contact's `+sip.instance` is a piece of its view of the params): it is
+    /// not stored on its own.
+    in_params: bool,
+    /// Where the instance starts in the block.
+    instance_at: u32,
     flags: u8,
     /// The packed size, the AOR included.
     len: usize,
@@ -119,9 +133,22 @@ impl<'a> Fields<'a> {
             cap(b.contact),
             cap(b.params),
             cap(b.call_id),
-            cap(b.instance.unwrap_or_default()),
             cap(b.path),
+            cap(b.instance.unwrap_or_default()),
         ];
+        let [contact, params, call_id, path, instance] = strings;
+        // Within the (capped) params: from where they start, no further than they end.
+        let off = instance
+            .as_ptr()
+            .addr()
+            .wrapping_sub(params.as_ptr().addr());
+        let in_params = off <= params.len() && instance.len() <= params.len() - off;
+        let before = contact.len() + params.len() + call_id.len() + path.len();
+        let (instance_at, own) = if in_params {
+            (HEADER + contact.len() + off, 0)
+        } else {
+            (HEADER + before, instance.len())
+        };
         let ip_len = if b.source.is_ipv4() { 4 } else { 16 };
         let mut flags = match b.transport {
             Transport::Udp => 0,
@@ -145,9 +172,13 @@ impl<'a> Fields<'a> {
             + if b.reg_id.is_some() { 4 } else { 0 }
             + if b.conn.is_some() { 8 } else { 0 }
             + aor_len
-            + strings.iter().map(|s| s.len()).sum::<usize>();
+            + before
+            + own;
         Self {
             strings,
+            in_params,
+            // At most five strings of 16-bit lengths in: always fits.
+            instance_at: u32::try_from(instance_at).unwrap_or(u32::MAX),
             flags,
             len,
         }
@@ -172,8 +203,11 @@ impl<'a> Fields<'a> {
         }
         let aor_len = u16::try_from(aor_len).unwrap_or(u16::MAX).to_le_bytes();
         head[AOR_LEN_AT..AOR_LEN_AT + 2].copy_from_slice(&aor_len);
+        head[INSTANCE_AT..INSTANCE_AT + 4].copy_from_slice(&self.instance_at.to_le_bytes());
         put(&head);
-        for s in &self.strings {
+        let [contact, params, call_id, path, instance] = self.strings;
+        let own = if self.in_params { &[][..] } else { instance };
+        for s in [contact, params, call_id, path, own] {
             if !s.is_empty() {
                 put(s);
             }
@@ -223,7 +257,7 @@ impl Binding {
             return;
         }
         let old_ua = u32_at(&self.data, 17);
-        let ua = if intern::get(old_ua) == intern::cut(b.user_agent) {
+        let ua = if intern::same(intern::get(old_ua), intern::cut(b.user_agent)) {
             old_ua
         } else {
             intern::id(b.user_agent)
@@ -312,7 +346,16 @@ impl Binding {
 
     /// `+sip.instance`.
     pub fn instance(&self) -> Option<&[u8]> {
-        (self.flags() & FLAG_INSTANCE != 0).then(|| self.part(3))
+        if self.flags() & FLAG_INSTANCE == 0 {
+            return None;
+        }
+        let at = usize::try_from(u32_at(&self.data, INSTANCE_AT)).unwrap_or(usize::MAX);
+        let len = usize::from(u16_at(&self.data, INSTANCE_LEN_AT));
+        Some(
+            self.data
+                .get(at..at.saturating_add(len))
+                .unwrap_or_default(),
+        )
     }
 
     /// `reg-id`.
@@ -322,7 +365,7 @@ impl Binding {
 
     /// Path header values (joined).
     pub fn path(&self) -> &[u8] {
-        self.part(4)
+        self.part(3)
     }
 
     /// User-Agent (interned; see `intern`).
@@ -433,10 +476,31 @@ mod intern {
             return 0;
         }
         let (last, value) = LAST.get();
-        if value == ua {
+        if same(value, ua) {
             return last;
         }
         lookup(ua)
+    }
+
+    /// `a == b`, for the short texts a User-Agent usually is (16 to 32 bytes) as two 16-byte
+    /// arrays, overlapping where shorter (compared inline, without a `memcmp` call); any other
+    /// length as slices.
+    #[inline]
+    pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        if a.len() <= 32 {
+            if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+                a.first_chunk::<16>(),
+                a.last_chunk::<16>(),
+                b.first_chunk::<16>(),
+                b.last_chunk::<16>(),
+            ) {
+                return a0 == b0 && a1 == b1;
+            }
+        }
+        a == b
     }
 
     /// [`id`] through the shared table (adding the value when it is new).
@@ -614,25 +678,57 @@ mod tests {
         }
     }
 
-    /// The packing written piece by piece: header, every string (empty ones included), then
+    /// At most 65 535 bytes of `s`.
+    fn cut(s: &[u8]) -> &[u8] {
+        &s[..s.len().min(65_535)]
+    }
+
+    /// The packing written piece by piece: header, every string (each capped on its own; empty
+    /// ones included; the instance only when its bytes are not inside the params), then
     /// address, reg-id, flow.
     fn reference_pack(b: &NewBinding<'_>) -> Vec<u8> {
-        let f = Fields::of(b, 0);
+        let (contact, params, call_id, path) =
+            (cut(b.contact), cut(b.params), cut(b.call_id), cut(b.path));
+        let instance = b.instance.map(cut);
+        // (Without an instance, the empty one is placed as any other: its place is never read.)
+        let i = instance.unwrap_or_default();
+        let inside = params.as_ptr_range();
+        let in_params = (inside.start <= i.as_ptr() && i.as_ptr_range().end <= inside.end)
+            .then(|| i.as_ptr() as usize - params.as_ptr() as usize);
+        let strings = contact.len() + params.len() + call_id.len() + path.len();
+        let instance_at = match in_params {
+            Some(at) => 37 + contact.len() + at,
+            None => 37 + strings,
+        };
         let mut head = [0u8; HEADER];
-        head[0] = f.flags;
+        head[0] = match b.transport {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Tls => 2,
+        } | u8::from(b.source.is_ipv6()) << 2
+            | u8::from(b.reg_id.is_some()) << 3
+            | u8::from(instance.is_some()) << 4
+            | u8::from(b.conn.is_some()) << 5;
         head[1..5].copy_from_slice(&b.cseq.to_le_bytes());
         head[5..9].copy_from_slice(&b.expires_at.to_le_bytes());
         head[9..13].copy_from_slice(&b.registered_at.to_le_bytes());
         head[13..15].copy_from_slice(&b.source.port().to_le_bytes());
         head[15..17].copy_from_slice(&b.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
         head[17..21].copy_from_slice(&intern::id(b.user_agent).to_le_bytes());
-        for (i, s) in f.strings.iter().enumerate() {
-            let len = u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes();
-            head[21 + 2 * i..23 + 2 * i].copy_from_slice(&len);
+        let instance = instance.unwrap_or_default();
+        for (i, s) in [contact, params, call_id, path, instance]
+            .iter()
+            .enumerate()
+        {
+            head[21 + 2 * i..23 + 2 * i].copy_from_slice(&(s.len() as u16).to_le_bytes());
         }
+        head[33..37].copy_from_slice(&(instance_at as u32).to_le_bytes());
         let mut d = head.to_vec();
-        for s in &f.strings {
+        for s in [contact, params, call_id, path] {
             d.extend_from_slice(s);
+        }
+        if in_params.is_none() {
+            d.extend_from_slice(instance);
         }
         match b.source.ip() {
             IpAddr::V4(v4) => d.extend_from_slice(&v4.octets()),
@@ -647,22 +743,41 @@ mod tests {
         d
     }
 
+    /// Every kind of binding against the reference layout, the instance in the params (the
+    /// usual contact's) or not, and read back.
     #[test]
     fn packing_writes_the_reference_layout() {
         let long = [b'p'; 70_000];
+        let usual = b";+sip.instance=\"<urn:x>\";video";
         for source in ["192.0.2.44:5060", "[2001:db8::1]:5061", "0.0.0.0:0"] {
-            for instance in [None, Some(&b"<urn:x>"[..]), Some(&b""[..])] {
-                for (reg_id, conn) in [
-                    (None, None),
-                    (Some(7), None),
-                    (None, Some(9)),
-                    (Some(1), Some(u64::MAX)),
+            for (reg_id, conn) in [
+                (None, None),
+                (Some(7), None),
+                (None, Some(9)),
+                (Some(1), Some(u64::MAX)),
+            ] {
+                for (params, path, q) in [
+                    (&b""[..], &b""[..], None),
+                    (&b";video"[..], &b"<sip:p;lr>"[..], Some(1000)),
+                    (&usual[..], &b""[..], None),
+                    (&long[..], &long[..5], Some(2000)),
                 ] {
-                    for (params, path, q) in [
-                        (&b""[..], &b""[..], None),
-                        (&b";video"[..], &b"<sip:p;lr>"[..], Some(1000)),
-                        (&long[..], &long[..5], Some(2000)),
-                    ] {
+                    // Apart from the params, then pieces of them: the first bytes, the
+                    // last ones (past the cap for the long params: stored on their own), the
+                    // empty piece at their end, and the usual one.
+                    let n = params.len();
+                    let pieces = [
+                        None,
+                        Some(&b"<urn:x>"[..]),
+                        Some(&b""[..]),
+                        params.get(..n.min(3)),
+                        params.get(n.saturating_sub(3)..),
+                        params.get(n..),
+                        params.get(16..23),
+                        long.get(65_530..65_535),
+                        long.get(65_530..65_536),
+                    ];
+                    for instance in pieces {
                         let n = NewBinding {
                             params,
                             path,
@@ -674,6 +789,10 @@ mod tests {
                         };
                         let b = Binding::pack(&n);
                         assert_eq!(&b.data[..], &reference_pack(&n)[..], "{n:?}");
+                        assert_eq!(
+                            (b.params(), b.path(), b.instance()),
+                            (cut(params), path, instance.map(cut))
+                        );
                         let mut r = Binding::pack(&sample("192.0.2.9:1", None));
                         r.repack(&n);
                         assert_eq!(r, b);
@@ -681,6 +800,21 @@ mod tests {
                 }
             }
         }
+        // The usual contact's instance is kept once.
+        let within = NewBinding {
+            params: usual,
+            instance: usual.get(16..23),
+            ..sample("192.0.2.44:5060", None)
+        };
+        let apart = NewBinding {
+            instance: Some(b"<urn:x>"),
+            ..within
+        };
+        assert_eq!(within.instance, apart.instance);
+        let (within, apart) = (Binding::pack(&within), Binding::pack(&apart));
+        assert_eq!(within.data.len() + 7, apart.data.len());
+        assert_eq!(within.instance(), apart.instance());
+        assert_eq!(within.id(), apart.id());
     }
 
     /// A binding packed for an AOR is the binding packed without one, with the AOR's length in
@@ -779,6 +913,26 @@ mod tests {
         });
         assert_eq!(intern::get(a), b"intern test UA one");
         assert_eq!(intern::id(b"intern test UA two"), b);
+    }
+
+    /// The inline comparison answers what `==` answers: every length up to 40, equal and
+    /// differing in each byte, and slices of different lengths.
+    #[test]
+    fn user_agents_compare_as_slices() {
+        for len in 0..=40usize {
+            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(intern::same(&a, &a.clone()));
+            for i in 0..len {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!intern::same(&a, &b), "{len} {i}");
+                assert_eq!(intern::same(&a, &b), a == b);
+            }
+            for other in [len.saturating_sub(1), len + 1] {
+                let b: Vec<u8> = (0..other).map(|i| b'a' + (i % 26) as u8).collect();
+                assert_eq!(intern::same(&a, &b), a == b, "{len} {other}");
+            }
+        }
     }
 
     #[test]
