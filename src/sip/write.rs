@@ -539,19 +539,28 @@ const DIGITS2: &[u8; 200] = b"\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Each octet value in decimal, padded: the digits then their count in the last byte.
-const OCTETS: [[u8; 4]; 256] = {
-    let mut table = [[0u8; 4]; 256];
+/// Each octet value as it follows a dot in dotted decimal, a little-endian word: the dot
+/// and the digits in its low bytes (text order), their count with the dot in its high byte.
+const DOTTED: [u64; 256] = {
+    let mut table = [0u64; 256];
     let mut v = 0;
     while v < 256 {
         let o = v as u8;
-        table[v] = if o >= 100 {
-            [b'0' + o / 100, b'0' + (o / 10) % 10, b'0' + o % 10, 3]
+        let text: [u8; 4] = if o >= 100 {
+            [b'.', b'0' + o / 100, b'0' + (o / 10) % 10, b'0' + o % 10]
         } else if o >= 10 {
-            [b'0' + o / 10, b'0' + o % 10, 0, 2]
+            [b'.', b'0' + o / 10, b'0' + o % 10, 0]
         } else {
-            [b'0' + o, 0, 0, 1]
+            [b'.', b'0' + o, 0, 0]
         };
+        let len: u64 = if o >= 100 {
+            4
+        } else if o >= 10 {
+            3
+        } else {
+            2
+        };
+        table[v] = u32::from_le_bytes(text) as u64 | len << 56;
         v += 1;
     }
     table
@@ -603,37 +612,44 @@ fn decimal8(n: u32) -> Option<(u64, usize)> {
 }
 
 /// Appends `;received=` and an IPv4 address in dotted decimal, then `;rport=` and the port
-/// when one is given: one copy from a stack buffer. (Out of line: its frame stays out of
-/// its callers'.)
+/// when one is given: one copy from a stack buffer, each octet (with its dot) and the port's
+/// digits stored there as one word whose bytes past the text the next word overwrites or
+/// the length cuts off. (Out of line: its frame stays out of its callers'.)
 #[inline(never)]
 fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
     const PREFIX: &[u8] = b";received=";
-    const RPORT: &[u8; 8] = b";rport=\0";
     // Room for the prefix, four octets of up to three digits and three dots, `;rport=`, five
-    // digits and the spare bytes the last 8-byte copy writes past its digits.
-    let mut buf = [0u8; PREFIX.len() + 15 + 7 + 8];
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut len = PREFIX.len();
-    for (i, o) in octets.into_iter().enumerate() {
-        let [d0, d1, d2, n] = OCTETS[usize::from(o)];
-        if let Some(dst) = buf.get_mut(len..len + 4) {
-            if i == 0 {
-                dst.copy_from_slice(&[d0, d1, d2, 0]);
-                len += usize::from(n);
-            } else {
-                dst.copy_from_slice(&[b'.', d0, d1, d2]);
-                len += 1 + usize::from(n);
-            }
+    // digits, and the spare bytes the last word writes past its text.
+    const ROOM: usize = PREFIX.len() + 15 + 7 + 8;
+    // The prefix in place from the start (one copy of a constant).
+    const START: [u8; ROOM] = {
+        let mut buf = [0u8; ROOM];
+        let mut i = 0;
+        while i < PREFIX.len() {
+            buf[i] = PREFIX[i];
+            i += 1;
+        }
+        buf
+    };
+    let mut buf = START;
+    /// Stores `word` at `at` (within `buf` whenever `at` is a length written so far).
+    fn put(buf: &mut [u8; ROOM], at: usize, word: u64) {
+        if let Some(dst) = buf.get_mut(at..).and_then(|b| b.first_chunk_mut::<8>()) {
+            *dst = word.to_le_bytes();
         }
     }
+    let [o0, o1, o2, o3] = octets.map(|o| DOTTED[usize::from(o)]);
+    // The first octet without its dot.
+    put(&mut buf, PREFIX.len(), o0 >> 8);
+    let mut len = PREFIX.len() + (o0 >> 56) as usize - 1;
+    for o in [o1, o2, o3] {
+        put(&mut buf, len, o);
+        len += (o >> 56) as usize;
+    }
     if let Some((digits, n)) = rport.and_then(|port| decimal8(u32::from(port))) {
-        if let Some(dst) = buf.get_mut(len..len + 8) {
-            dst.copy_from_slice(RPORT);
-        }
-        if let Some(dst) = buf.get_mut(len + 7..len + 15) {
-            dst.copy_from_slice(&digits.to_le_bytes());
-            len += 7 + n;
-        }
+        put(&mut buf, len, u64::from_le_bytes(*b";rport=\0"));
+        put(&mut buf, len + 7, digits);
+        len += 7 + n;
     }
     push_prefix(out, &buf, len);
 }
