@@ -188,9 +188,12 @@ fn copy_usual(
         },
     };
     let raw = req.as_bytes();
-    let mut top = true;
-    for via in req.headers_named(HeaderName::Via) {
-        push_via(out, req, raw, via, &mut top, received);
+    let mut vias = req.headers_named(HeaderName::Via);
+    if let Some(top) = vias.next() {
+        push_top_via(out, req, top, received);
+    }
+    for via in vias {
+        push_line(out, raw, via, b"Via: ");
     }
     let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
     if let Some((run, to_end)) = adjacent_run(raw, [from, to, call_id, cseq]) {
@@ -285,9 +288,12 @@ fn copy_in_two_passes(
 ) {
     let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
     let raw = req.as_bytes();
-    let mut top = true;
-    for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-        push_via(out, req, raw, h.value, &mut top, received);
+    let mut vias = req.headers().iter().filter(|h| h.name == HeaderName::Via);
+    if let Some(top) = vias.next() {
+        push_top_via(out, req, top.value, received);
+    }
+    for via in vias {
+        push_line(out, raw, via.value, b"Via: ");
     }
     for h in req.headers() {
         match h.name {
@@ -300,22 +306,10 @@ fn copy_in_two_passes(
     }
 }
 
-/// Appends a Via line of the request: the top one (the first, `top` is then cleared) with
-/// `received`/`rport` set, any other as it is.
+/// Appends the request's top Via line (`value`, its first Via line's) with `received`/`rport`
+/// set.
 #[inline(always)]
-fn push_via(
-    out: &mut Vec<u8>,
-    req: &Request<'_>,
-    raw: &[u8],
-    value: &[u8],
-    top: &mut bool,
-    received: Option<SocketAddr>,
-) {
-    if !*top {
-        push_line(out, raw, value, b"Via: ");
-        return;
-    }
-    *top = false;
+fn push_top_via(out: &mut Vec<u8>, req: &Request<'_>, value: &[u8], received: Option<SocketAddr>) {
     out.extend_from_slice(b"Via: ");
     match req.parsed_top_via() {
         // The usual one value per line: the parsed top Via is the whole value (a valid Via has
