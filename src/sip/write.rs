@@ -189,11 +189,20 @@ fn copy_usual(
     };
     let raw = req.as_bytes();
     let mut vias = req.headers_named(HeaderName::Via);
-    if let Some(top) = vias.next() {
+    // At most one line that can hold a Via (the usual request): its value is the one Via
+    // line, without the name test of the iteration.
+    let single = vias.size_hint().1 == Some(1);
+    if let Some(top) = if single {
+        req.header(HeaderName::Via)
+    } else {
+        vias.next()
+    } {
         push_top_via(out, req, top, received);
     }
-    for via in vias {
-        push_line(out, raw, via, b"Via: ");
+    if !single {
+        for via in vias {
+            push_line(out, raw, via, b"Via: ");
+        }
     }
     let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
     if let Some((run, to_end)) = adjacent_run(raw, [from, to, call_id, cseq]) {
