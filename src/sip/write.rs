@@ -617,8 +617,9 @@ fn decimal8(n: u32) -> Option<(u64, usize)> {
 /// Appends `;received=` and an IPv4 address in dotted decimal, then `;rport=` and the port
 /// when one is given: one copy from a stack buffer, each octet (with its dot) and the port's
 /// digits stored there as one word whose bytes past the text the next word overwrites or
-/// the length cuts off. (Out of line: its frame stays out of its callers'.)
-#[inline(never)]
+/// the length cuts off. (Inlined: with no zeroing and one store per octet, the buffer costs
+/// its callers' frames less than a call.)
+#[inline(always)]
 fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
     const PREFIX: &[u8] = b";received=";
     // Room for the prefix, four octets of up to three digits and three dots, `;rport=`, five
