@@ -44,21 +44,23 @@ impl<'o> ResponseWriter<'o> {
         received: Option<SocketAddr>,
     ) -> Self {
         let start = out.len();
+        // The status line and the top Via's head in one piece: a request has its Via (when
+        // it has none, the head is taken back).
         match (status, reason) {
-            (StatusCode::OK, None) => out.extend_from_slice(b"SIP/2.0 200 OK\r\n"),
+            (StatusCode::OK, None) => out.extend_from_slice(b"SIP/2.0 200 OK\r\nVia: "),
             _ => {
                 let reason = reason.unwrap_or_else(|| status.reason());
                 out.extend_from_slice(b"SIP/2.0 ");
                 push_decimal(out, u64::from(status.0));
                 out.push(b' ');
                 out.extend_from_slice(reason.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(b"\r\nVia: ");
             }
         }
         // Every Via in order, then From, To, Call-ID and CSeq in request order. The usual
         // request (each of the four once, in this order) straight from the header index, any
         // other in a general pass.
-        let mark = out.len();
+        let mark = out.len().saturating_sub(b"Via: ".len());
         let lines = consecutive_lines(req);
         let call_id = match lines {
             Some([_, _, call_id, _]) => Some(call_id.value),
@@ -66,7 +68,7 @@ impl<'o> ResponseWriter<'o> {
         };
         let tag = to_tag(call_id.unwrap_or_default());
         let tag = tag.as_ref();
-        if !copy_usual(out, req, lines, call_id, tag, received) {
+        if !copy_usual(out, mark, req, lines, call_id, tag, received) {
             out.truncate(mark);
             copy_in_two_passes(out, req, tag, received);
         }
@@ -166,14 +168,16 @@ fn consecutive_lines<'r, 'b>(req: &'r Request<'b>) -> Option<&'r [Header<'b>; 4]
 
 /// Every Via line, then the From, To, Call-ID and CSeq lines, each set in request order,
 /// when the request (valid: each of the four once) has them in the order From, To, Call-ID,
-/// CSeq; `false` (with some lines written) otherwise. The four are `lines` when they are
+/// CSeq; `false` (nothing written) otherwise. The four are `lines` when they are
 /// consecutive ([`consecutive_lines`]), else found through the header index (`call_id`
 /// already was), without a pass over every header line; the four in one piece (two around an
 /// added To tag) when they are adjacent lines spelled as RFC 3261 writes them
-/// ([`adjacent_run`]).
+/// ([`adjacent_run`]). The top Via's `Via: ` is already written, at `via_head` (taken back
+/// when the request has no Via).
 #[inline(always)]
 fn copy_usual(
     out: &mut Vec<u8>,
+    via_head: usize,
     req: &Request<'_>,
     lines: Option<&[Header<'_>; 4]>,
     call_id: Option<&[u8]>,
@@ -192,12 +196,14 @@ fn copy_usual(
     // At most one line that can hold a Via (the usual request): its value is the one Via
     // line, without the name test of the iteration.
     let single = vias.size_hint().1 == Some(1);
-    if let Some(top) = if single {
+    let top = if single {
         req.header(HeaderName::Via)
     } else {
         vias.next()
-    } {
-        push_top_via(out, req, top, received);
+    };
+    match top {
+        Some(top) => push_top_via(out, req, top, received),
+        None => out.truncate(via_head),
     }
     if !single {
         for via in vias {
@@ -299,6 +305,7 @@ fn copy_in_two_passes(
     let raw = req.as_bytes();
     let mut vias = req.headers().iter().filter(|h| h.name == HeaderName::Via);
     if let Some(top) = vias.next() {
+        out.extend_from_slice(b"Via: ");
         push_top_via(out, req, top.value, received);
     }
     for via in vias {
@@ -316,10 +323,9 @@ fn copy_in_two_passes(
 }
 
 /// Appends the request's top Via line (`value`, its first Via line's) with `received`/`rport`
-/// set.
+/// set, after its `Via: ` head (already written).
 #[inline(always)]
 fn push_top_via(out: &mut Vec<u8>, req: &Request<'_>, value: &[u8], received: Option<SocketAddr>) {
-    out.extend_from_slice(b"Via: ");
     match req.parsed_top_via() {
         // The usual one value per line: the parsed top Via is the whole value (a valid Via has
         // no comma outside a quoted string), no need to split it again.
@@ -1061,7 +1067,8 @@ From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCS
 
     #[test]
     fn fast_paths_write_what_the_reference_writes() {
-        let crafted: [&[u8]; 19] = [
+        let crafted: [&[u8]; 20] = [
+            b"OPTIONS sip:example.com SIP/2.0\r\nFrom: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nFrom: <sip:u@example.com>;tag=a\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nVia: SIP/2.0/UDP g;branch=z9hG4bK-0\r\nCSeq: 1 REGISTER\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nFrom: <sip:u@example.com>;tag=a\r\nFrom: <sip:v@example.com>;tag=b\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCSeq: 1 REGISTER\r\nv: SIP/2.0/TCP late;rport\r\nCSeq: 2 REGISTER\r\n\r\n",
             b"REGISTER sip:example.com SIP/2.0\r\nCSeq: 1 REGISTER\r\nt: <sip:u@example.com>\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rport\r\nf: <sip:u@example.com>;tag=a\r\ni: c@h\r\n\r\n",
@@ -1091,10 +1098,12 @@ From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCS
             Some("[2001:db8::7]:5062".parse().unwrap()),
         ];
         let mut compared = 0;
+        let mut no_via = false;
         for m in &messages {
             let Ok(Message::Request(r)) = parse_datagram(m, &Limits::default()) else {
                 continue;
             };
+            no_via |= r.header(HeaderName::Via).is_none();
             for (status, reason) in [
                 (StatusCode::OK, None),
                 (StatusCode::OK, Some("Fine")),
@@ -1120,6 +1129,7 @@ From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCS
             }
         }
         assert!(compared > 1000, "{compared}");
+        assert!(no_via, "a request without a Via compared");
     }
 
     #[test]
