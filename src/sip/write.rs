@@ -168,10 +168,10 @@ fn consecutive_lines<'r, 'b>(req: &'r Request<'b>) -> Option<&'r [Header<'b>; 4]
 
 /// Every Via line, then the From, To, Call-ID and CSeq lines, each set in request order,
 /// when the request (valid: each of the four once) has them in the order From, To, Call-ID,
-/// CSeq; `false` (nothing written) otherwise. The four are `lines` when they are
-/// consecutive ([`consecutive_lines`]), else found through the header index (`call_id`
-/// already was), without a pass over every header line; the four in one piece (two around an
-/// added To tag) when they are adjacent lines spelled as RFC 3261 writes them
+/// CSeq; `false` otherwise (the caller takes back what was written). The four are `lines`
+/// when they are consecutive ([`consecutive_lines`]), else found through the header index
+/// (`call_id` already was), without a pass over every header line; the four in one piece
+/// (two around an added To tag) when they are adjacent lines spelled as RFC 3261 writes them
 /// ([`adjacent_run`]). The top Via's `Via: ` is already written, at `via_head` (taken back
 /// when the request has no Via).
 #[inline(always)]
@@ -184,10 +184,12 @@ fn copy_usual(
     to_tag: &[u8],
     received: Option<SocketAddr>,
 ) -> bool {
-    let [from, to, call_id, cseq] = match lines {
-        Some([from, to, call_id, cseq]) => [from.value, to.value, call_id.value, cseq.value],
+    // The four values are read from the lines after the Vias are written: one pointer kept
+    // across them rather than eight words.
+    let ordered = match lines {
+        Some(_) => None,
         None => match ordered_lines(req, call_id) {
-            Some(values) => values,
+            Some(values) => Some(values),
             None => return false,
         },
     };
@@ -210,6 +212,13 @@ fn copy_usual(
             push_line(out, raw, via, b"Via: ");
         }
     }
+    let [from, to, call_id, cseq] = match (lines, ordered) {
+        (Some([from, to, call_id, cseq]), _) => [from.value, to.value, call_id.value, cseq.value],
+        (None, Some(values)) => values,
+        // (Not reached: without `lines` there is `ordered`. The caller takes back what was
+        // written and falls back to the general pass.)
+        (None, None) => return false,
+    };
     let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
     if let Some((run, to_end)) = adjacent_run(raw, [from, to, call_id, cseq]) {
         // The four lines as the request has them, the tag (when added) after the To value.
