@@ -613,6 +613,10 @@ fn decimal8(n: u32) -> Option<(u64, usize)> {
         let [c0, c1] = PAIRS[n / 100];
         let [d0, d1] = PAIRS[n % 100];
         let word = u64::from(u32::from_le_bytes([c0, c1, d0, d1]));
+        if n >= 1000 {
+            // Four digits (the usual port and delta): no leading zeros to count.
+            return Some((word, 4));
+        }
         let zeros =
             ((word ^ u64::from_le_bytes([b'0', b'0', b'0', 0, 0, 0, 0, 0])).trailing_zeros() / 8)
                 .min(3);
