@@ -981,6 +981,20 @@ impl Engine {
         code: sip::StatusCode,
         reason: Option<&str>,
     ) -> sip::ResponseWriter<'o> {
+        self.writer_inline(now, meta, req, code, reason)
+    }
+
+    /// [`Engine::writer`] inlined into its caller: the 200 OK of a REGISTER (the most
+    /// frequent response) calls it directly, the other responses through `writer`.
+    #[inline(always)]
+    fn writer_inline<'o>(
+        &'o mut self,
+        now: Instant,
+        meta: &Meta,
+        req: &Request<'_>,
+        code: sip::StatusCode,
+        reason: Option<&str>,
+    ) -> sip::ResponseWriter<'o> {
         if req.method() == sip::Method::REGISTER {
             self.stats.count_register(code.0);
         }
