@@ -203,6 +203,11 @@ macro_rules! header_accessors {
                 .map(|h| h.value)
         }
 
+        /// How many header lines `name` has.
+        pub fn line_count(&self, name: HeaderName) -> usize {
+            usize::from(self.census.count(name))
+        }
+
         /// Every value of `name`, in order (one per header line).
         pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'b [u8]> + '_ {
             self.census

@@ -194,21 +194,14 @@ fn copy_usual(
         },
     };
     let raw = req.as_bytes();
-    let mut vias = req.headers_named(HeaderName::Via);
-    // At most one line that can hold a Via (the usual request): its value is the one Via
-    // line, without the name test of the iteration.
-    let single = vias.size_hint().1 == Some(1);
-    let top = if single {
-        req.header(HeaderName::Via)
-    } else {
-        vias.next()
-    };
-    match top {
+    // The first Via line found through the census, the others (the usual request has none)
+    // by the walk over the lines.
+    match req.header(HeaderName::Via) {
         Some(top) => push_top_via(out, req, top, received),
         None => out.truncate(via_head),
     }
-    if !single {
-        for via in vias {
+    if req.line_count(HeaderName::Via) > 1 {
+        for via in req.headers_named(HeaderName::Via).skip(1) {
             push_line(out, raw, via, b"Via: ");
         }
     }
