@@ -70,17 +70,60 @@ impl Default for Lockout {
 }
 
 /// An IP block, e.g. `10.0.0.0/8` or `2001:db8::/32`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Every allow-listed block is checked for every request of a flood-limited source: the block
+/// keeps its network and mask ready for either family, so a check is one AND and one compare.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
+    /// `(network, mask)` over an IPv4 address's bits; for an IPv6 block a pair no address
+    /// matches (network 1 under mask 0), so a source of the other family is never inside.
+    v4: (u32, u32),
+    /// The same over an IPv6 address's bits.
+    v6: (u128, u128),
+}
+
+impl std::fmt::Debug for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The block as configured (the precomputed masks follow from it).
+        f.debug_struct("Cidr")
+            .field("addr", &self.addr)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl Cidr {
-    const ANY_V4: Self = Self {
-        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        prefix: 32,
-    };
+    const ANY_V4: Self = Self::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 32);
+
+    /// The block of `addr`'s first `prefix` bits (`prefix` at most the family's width).
+    const fn new(addr: IpAddr, prefix: u8) -> Self {
+        const NONE_V4: (u32, u32) = (1, 0);
+        const NONE_V6: (u128, u128) = (1, 0);
+        let (v4, v6) = match addr {
+            IpAddr::V4(n) => {
+                let mask = match u32::MAX.checked_shl(32 - prefix as u32) {
+                    Some(m) => m,
+                    None => 0,
+                };
+                ((n.to_bits() & mask, mask), NONE_V6)
+            }
+            IpAddr::V6(n) => {
+                let mask = match u128::MAX.checked_shl(128 - prefix as u32) {
+                    Some(m) => m,
+                    None => 0,
+                };
+                (NONE_V4, (n.to_bits() & mask, mask))
+            }
+        };
+        Self {
+            addr,
+            prefix,
+            v4,
+            v6,
+        }
+    }
 
     /// Parses `addr/prefix` (or a bare address).
     pub fn parse(s: &str) -> Option<Self> {
@@ -91,25 +134,25 @@ impl Cidr {
             Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
             None => max,
         };
-        Some(Self { addr, prefix })
+        Some(Self::new(addr, prefix))
     }
 
     /// Does the block contain `ip`?
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
+        Self::any_contains(std::slice::from_ref(self), ip)
+    }
+
+    /// Does any of `blocks` contain `ip`? The family is matched once, not per block.
+    fn any_contains(blocks: &[Self], ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = a.to_bits();
+                blocks.iter().any(|c| a & c.v4.1 == c.v4.0)
             }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
+            IpAddr::V6(a) => {
+                let a = a.to_bits();
+                blocks.iter().any(|c| a & c.v6.1 == c.v6.0)
             }
-            _ => false,
         }
     }
 }
@@ -317,7 +360,7 @@ impl Guard {
         let Some(r) = &s.rate else {
             return Admit::Yes;
         };
-        if r.allow.iter().any(|c| c.contains(ip)) {
+        if Cidr::any_contains(&r.allow, ip) {
             return Admit::Yes;
         }
         let now_ms = now.as_millis();
@@ -367,7 +410,7 @@ impl Guard {
     fn trusted(s: &Settings, ip: IpAddr) -> bool {
         s.rate
             .as_ref()
-            .is_some_and(|r| r.allow.iter().any(|c| c.contains(ip)))
+            .is_some_and(|r| Cidr::any_contains(&r.allow, ip))
     }
 
     /// Is this user or source locked out?
@@ -516,6 +559,77 @@ mod tests {
         assert!(Cidr::parse("192.0.2.7")
             .unwrap()
             .contains("192.0.2.7".parse().unwrap()));
+    }
+
+    /// The plain definition of a block: the same family and the same first `prefix` bits.
+    fn reference_contains(c: &Cidr, ip: IpAddr) -> bool {
+        match (c.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(c.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(c.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn precomputed_blocks_contain_what_their_prefix_says() {
+        let bases: [IpAddr; 6] = [
+            "10.1.200.3".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
+            "2001:db8::5".parse().unwrap(),
+            "::".parse().unwrap(),
+            "::ffff:10.1.200.3".parse().unwrap(),
+        ];
+        // Each base, each bit of it flipped, and the other family's addresses.
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for b in bases {
+            ips.push(b);
+            match b {
+                IpAddr::V4(a) => {
+                    ips.extend((0..32).map(|i| IpAddr::from((a.to_bits() ^ 1 << i).to_be_bytes())));
+                }
+                IpAddr::V6(a) => {
+                    ips.extend(
+                        (0..128).map(|i| IpAddr::from((a.to_bits() ^ 1 << i).to_be_bytes())),
+                    );
+                }
+            }
+        }
+        let mut blocks = Vec::new();
+        for b in bases {
+            let max = if b.is_ipv4() { 32 } else { 128 };
+            blocks.extend((0..=max).map(|p| Cidr::parse(&format!("{b}/{p}")).unwrap()));
+        }
+        blocks.push(Cidr::ANY_V4);
+        let mut inside = 0;
+        for c in &blocks {
+            for &ip in &ips {
+                let want = reference_contains(c, ip);
+                inside += usize::from(want);
+                assert_eq!(c.contains(ip), want, "{c:?} {ip}");
+            }
+        }
+        assert!(inside > 1000, "{inside}");
+        // A list answers what its blocks answer one by one, in either order.
+        for pair in blocks.windows(2) {
+            for &ip in &ips {
+                let want = pair.iter().any(|c| reference_contains(c, ip));
+                assert_eq!(Cidr::any_contains(pair, ip), want, "{pair:?} {ip}");
+            }
+        }
+        assert!(!Cidr::any_contains(&[], bases[0]));
+        assert_eq!(
+            format!("{:?}", Cidr::parse("10.1.2.3/8").unwrap()),
+            "Cidr { addr: 10.1.2.3, prefix: 8 }"
+        );
     }
 
     #[test]
