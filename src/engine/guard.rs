@@ -373,9 +373,15 @@ impl Guard {
         // new one alike (`get_mut` then `insert` would hash, lock and probe twice).
         let hasher = self.buckets.hasher();
         let hash = hasher.hash_one(ip);
-        let shards = self.buckets.shards();
-        // `determine_shard` is always < the shard count (the top bits of the hash).
-        let shard = &shards[self.buckets.determine_shard(hash as usize) % shards.len()];
+        // `determine_shard` is always < the shard count (the top bits of the hash): the `else`
+        // never runs, and would admit the source untracked, as a full table does.
+        let Some(shard) = self
+            .buckets
+            .shards()
+            .get(self.buckets.determine_shard(hash as usize))
+        else {
+            return Admit::Yes;
+        };
         let mut table = shard.write();
         if let Some((_, b)) = table.get_mut(hash, |(k, _)| *k == ip) {
             let b = b.get_mut();
