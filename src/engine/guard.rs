@@ -250,6 +250,24 @@ impl std::fmt::Debug for ScannerCache {
     }
 }
 
+impl CachedVerdict {
+    /// Is the remembered text `ua` (of the remembered length)? Phones' User-Agents are mostly
+    /// 16 to 32 bytes long: those are compared as their first and last 16 bytes (overlapping),
+    /// two fixed-size compares instead of a `memcmp` call; other lengths as slices.
+    fn holds(&self, ua: &[u8]) -> bool {
+        if let (Some(head), Some(tail), true) = (
+            ua.first_chunk::<16>(),
+            ua.last_chunk::<16>(),
+            ua.len() <= 32,
+        ) {
+            let tail_at = ua.len() - 16;
+            return self.text.first_chunk::<16>() == Some(head)
+                && self.text.get(tail_at..).and_then(|t| t.first_chunk::<16>()) == Some(tail);
+        }
+        self.text.get(..ua.len()) == Some(ua)
+    }
+}
+
 impl ScannerCache {
     /// Scanner check (on by default): drop this request?
     pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
@@ -268,7 +286,7 @@ impl ScannerCache {
         let Some(slot) = self.slots.get_mut(mix % 64) else {
             return is_scanner(ua);
         };
-        if slot.text.get(..slot.len) == Some(ua) {
+        if slot.len == ua.len() && slot.holds(ua) {
             return slot.scanner;
         }
         let scanner = is_scanner(ua);
@@ -830,6 +848,38 @@ mod tests {
             };
             assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
             assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn a_slot_holds_exactly_its_text() {
+        // Against the plain slice compare: every length, with the text equal, and with one
+        // byte changed at each place (in the compared text or past it).
+        let base: Vec<u8> = (0..128u8).map(|i| b'A' + i % 26).collect();
+        for len in 0..=128 {
+            let mut slot = CachedVerdict {
+                len,
+                scanner: false,
+                text: [0; 128],
+            };
+            slot.text.copy_from_slice(&base);
+            let ua = &base[..len];
+            assert!(slot.holds(ua), "{len}");
+            for at in 0..128 {
+                let mut other = slot.clone();
+                other.text[at] ^= 0x20;
+                assert_eq!(other.holds(ua), other.text.get(..len) == Some(ua));
+                assert_eq!(other.holds(ua), at >= len, "{len} {at}");
+                let mut changed = ua.to_vec();
+                if let Some(b) = changed.get_mut(at) {
+                    *b ^= 0x01;
+                    assert_eq!(
+                        slot.holds(&changed),
+                        slot.text.get(..len) == Some(&changed[..])
+                    );
+                    assert!(!slot.holds(&changed), "{len} {at}");
+                }
+            }
         }
     }
 
