@@ -270,11 +270,14 @@ impl CachedVerdict {
 
 impl ScannerCache {
     /// Scanner check (on by default): drop this request?
+    #[inline]
     pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
         s.drop_scanners && self.is_scanner(user_agent)
     }
 
-    /// [`is_scanner`], remembered.
+    /// [`is_scanner`], remembered. The usual request's check (its User-Agent remembered) is
+    /// inlined into the caller; a string to search and remember is handled out of line.
+    #[inline]
     pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
         // The verdict depends on the first 128 bytes only.
         let ua = user_agent
@@ -283,17 +286,24 @@ impl ScannerCache {
         let (first, last) = (ua.first().copied(), ua.last().copied());
         let mix =
             ua.len() ^ usize::from(first.unwrap_or(0)) << 1 ^ usize::from(last.unwrap_or(0)) << 2;
-        let Some(slot) = self.slots.get_mut(mix % 64) else {
-            return is_scanner(ua);
-        };
-        if slot.len == ua.len() && slot.holds(ua) {
-            return slot.scanner;
+        let at = mix % 64;
+        match self.slots.get(at) {
+            Some(slot) if slot.len == ua.len() && slot.holds(ua) => slot.scanner,
+            _ => self.remember(at, ua),
         }
+    }
+
+    /// Searches `ua` (at most 128 bytes) and remembers the verdict in slot `at`.
+    #[cold]
+    #[inline(never)]
+    fn remember(&mut self, at: usize, ua: &[u8]) -> bool {
         let scanner = is_scanner(ua);
-        if let Some(text) = slot.text.get_mut(..ua.len()) {
-            text.copy_from_slice(ua);
-            slot.len = ua.len();
-            slot.scanner = scanner;
+        if let Some(slot) = self.slots.get_mut(at) {
+            if let Some(text) = slot.text.get_mut(..ua.len()) {
+                text.copy_from_slice(ua);
+                slot.len = ua.len();
+                slot.scanner = scanner;
+            }
         }
         scanner
     }
