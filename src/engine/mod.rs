@@ -616,8 +616,8 @@ impl Engine {
             Ok(msg) => {
                 if let Message::Request(req) = msg {
                     let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
-                    if let Some(dest) = self.process(now, meta, req, too_large) {
-                        self.dest = Some((dest, None));
+                    if !self.process(now, meta, req, too_large) {
+                        self.dest = None;
                     }
                 } else {
                     self.stats.dropped += 1;
@@ -678,9 +678,8 @@ impl Engine {
                 }
             }
         };
-        if !self.out.is_empty() {
-            self.dest = Some((meta.source, meta.conn));
-        }
+        // (`process` set a datagram's destination.)
+        self.dest = (!self.out.is_empty()).then_some((meta.source, meta.conn));
         status
     }
 
@@ -868,28 +867,25 @@ impl Engine {
     }
 
     /// Processes one parsed request, writing its response (if any) into `self.out` after what
-    /// is already there. Returns where a UDP response must go.
-    fn process(
-        &mut self,
-        now: Instant,
-        meta: &Meta,
-        req: &Request<'_>,
-        too_large: bool,
-    ) -> Option<SocketAddr> {
+    /// is already there. Returns whether a response is due; when one may be, `self.dest` is set
+    /// to where a UDP response must go (a stream's caller sets its own destination).
+    fn process(&mut self, now: Instant, meta: &Meta, req: &Request<'_>, too_large: bool) -> bool {
         self.stats.requests += 1;
         // Without a Via there is no response (§18.2.1); with a malformed one, the 400 goes
-        // back to the packet's source.
+        // back to the packet's source. Written where `poll_transmit` takes it, not kept in
+        // this frame across the request's processing (most requests are answered).
         let dest = match req.parsed_top_via() {
             Some(top_via) => response_destination(meta, top_via),
             None => match req.top_via() {
                 None => {
                     self.stats.dropped += 1;
-                    return None;
+                    return false;
                 }
                 Some(Ok(top_via)) => response_destination(meta, &top_via),
                 Some(Err(_)) => meta.source,
             },
         };
+        self.dest = Some((dest, None));
         match self
             .shared
             .guard
@@ -898,14 +894,14 @@ impl Engine {
             guard::Admit::Yes => {}
             guard::Admit::Drop => {
                 self.stats.flood_drops += 1;
-                return None;
+                return false;
             }
             guard::Admit::Refuse => {
                 self.stats.flood_drops += 1;
                 let mut w = self.writer(now, meta, req, sip::StatusCode::SERVICE_UNAVAILABLE, None);
                 w.header_fmt("Retry-After", format_args!("{}", error::RETRY_AFTER_SECS));
                 w.finish(b"");
-                return Some(dest);
+                return true;
             }
         }
         if self.scanners.drops(
@@ -913,7 +909,7 @@ impl Engine {
             req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
         ) {
             self.stats.scanner_drops += 1;
-            return None;
+            return false;
         }
         let start = self.out.len();
         let outcome = if meta.overloaded && req.method() == sip::Method::REGISTER {
@@ -923,7 +919,7 @@ impl Engine {
         } else {
             register::dispatch(self, now, meta, req, start)
         };
-        self.finish(now, meta, req, start, outcome).then_some(dest)
+        self.finish(now, meta, req, start, outcome)
     }
 
     /// Writes the error response of a failed request (its response starts at `start`); returns
