@@ -241,7 +241,7 @@ fn register<'b>(
         return Err(fail(Error::ToNotSipUri));
     }
     // The usual REGISTER names the domain in both: the Request-URI's host passed step 1.
-    if to.uri.host() != ruri.host() && !policy.serves(to.uri.host()) {
+    if !super::same_bytes(to.uri.host(), ruri.host()) && !policy.serves(to.uri.host()) {
         return Err(fail(Error::AorNotFound));
     }
     // The AOR: usually the To URI's own text, otherwise written into the engine's scratch.
