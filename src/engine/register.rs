@@ -64,7 +64,7 @@ pub(super) fn dispatch(
     if let Some(defect) = req.defect() {
         return Err(fail(Error::Parse(defect)));
     }
-    if req.version() != b"SIP/2.0" {
+    if !super::same_bytes(req.version(), b"SIP/2.0") {
         return Err(fail(Error::VersionNotSupported));
     }
     let method = req.method();
