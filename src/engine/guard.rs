@@ -70,17 +70,60 @@ impl Default for Lockout {
 }
 
 /// An IP block, e.g. `10.0.0.0/8` or `2001:db8::/32`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Every allow-listed block is checked for every request of a flood-limited source: the block
+/// keeps its network and mask ready for either family, so a check is one AND and one compare.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
+    /// `(network, mask)` over an IPv4 address's bits; for an IPv6 block a pair no address
+    /// matches (network 1 under mask 0), so a source of the other family is never inside.
+    v4: (u32, u32),
+    /// The same over an IPv6 address's bits.
+    v6: (u128, u128),
+}
+
+impl std::fmt::Debug for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The block as configured (the precomputed masks follow from it).
+        f.debug_struct("Cidr")
+            .field("addr", &self.addr)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl Cidr {
-    const ANY_V4: Self = Self {
-        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        prefix: 32,
-    };
+    const ANY_V4: Self = Self::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 32);
+
+    /// The block of `addr`'s first `prefix` bits (`prefix` at most the family's width).
+    const fn new(addr: IpAddr, prefix: u8) -> Self {
+        const NONE_V4: (u32, u32) = (1, 0);
+        const NONE_V6: (u128, u128) = (1, 0);
+        let (v4, v6) = match addr {
+            IpAddr::V4(n) => {
+                let mask = match u32::MAX.checked_shl(32 - prefix as u32) {
+                    Some(m) => m,
+                    None => 0,
+                };
+                ((n.to_bits() & mask, mask), NONE_V6)
+            }
+            IpAddr::V6(n) => {
+                let mask = match u128::MAX.checked_shl(128 - prefix as u32) {
+                    Some(m) => m,
+                    None => 0,
+                };
+                (NONE_V4, (n.to_bits() & mask, mask))
+            }
+        };
+        Self {
+            addr,
+            prefix,
+            v4,
+            v6,
+        }
+    }
 
     /// Parses `addr/prefix` (or a bare address).
     pub fn parse(s: &str) -> Option<Self> {
@@ -91,25 +134,25 @@ impl Cidr {
             Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
             None => max,
         };
-        Some(Self { addr, prefix })
+        Some(Self::new(addr, prefix))
     }
 
     /// Does the block contain `ip`?
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
+        Self::any_contains(std::slice::from_ref(self), ip)
+    }
+
+    /// Does any of `blocks` contain `ip`? The family is matched once, not per block.
+    fn any_contains(blocks: &[Self], ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = a.to_bits();
+                blocks.iter().any(|c| a & c.v4.1 == c.v4.0)
             }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
+            IpAddr::V6(a) => {
+                let a = a.to_bits();
+                blocks.iter().any(|c| a & c.v6.1 == c.v6.0)
             }
-            _ => false,
         }
     }
 }
@@ -207,13 +250,34 @@ impl std::fmt::Debug for ScannerCache {
     }
 }
 
+impl CachedVerdict {
+    /// Is the remembered text `ua` (of the remembered length)? Phones' User-Agents are mostly
+    /// 16 to 32 bytes long: those are compared as their first and last 16 bytes (overlapping),
+    /// two fixed-size compares instead of a `memcmp` call; other lengths as slices.
+    fn holds(&self, ua: &[u8]) -> bool {
+        if let (Some(head), Some(tail), true) = (
+            ua.first_chunk::<16>(),
+            ua.last_chunk::<16>(),
+            ua.len() <= 32,
+        ) {
+            let tail_at = ua.len() - 16;
+            return self.text.first_chunk::<16>() == Some(head)
+                && self.text.get(tail_at..).and_then(|t| t.first_chunk::<16>()) == Some(tail);
+        }
+        self.text.get(..ua.len()) == Some(ua)
+    }
+}
+
 impl ScannerCache {
     /// Scanner check (on by default): drop this request?
+    #[inline]
     pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
         s.drop_scanners && self.is_scanner(user_agent)
     }
 
-    /// [`is_scanner`], remembered.
+    /// [`is_scanner`], remembered. The usual request's check (its User-Agent remembered) is
+    /// inlined into the caller; a string to search and remember is handled out of line.
+    #[inline]
     pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
         // The verdict depends on the first 128 bytes only.
         let ua = user_agent
@@ -222,17 +286,24 @@ impl ScannerCache {
         let (first, last) = (ua.first().copied(), ua.last().copied());
         let mix =
             ua.len() ^ usize::from(first.unwrap_or(0)) << 1 ^ usize::from(last.unwrap_or(0)) << 2;
-        let Some(slot) = self.slots.get_mut(mix % 64) else {
-            return is_scanner(ua);
-        };
-        if slot.text.get(..slot.len) == Some(ua) {
-            return slot.scanner;
+        let at = mix % 64;
+        match self.slots.get(at) {
+            Some(slot) if slot.len == ua.len() && slot.holds(ua) => slot.scanner,
+            _ => self.remember(at, ua),
         }
+    }
+
+    /// Searches `ua` (at most 128 bytes) and remembers the verdict in slot `at`.
+    #[cold]
+    #[inline(never)]
+    fn remember(&mut self, at: usize, ua: &[u8]) -> bool {
         let scanner = is_scanner(ua);
-        if let Some(text) = slot.text.get_mut(..ua.len()) {
-            text.copy_from_slice(ua);
-            slot.len = ua.len();
-            slot.scanner = scanner;
+        if let Some(slot) = self.slots.get_mut(at) {
+            if let Some(text) = slot.text.get_mut(..ua.len()) {
+                text.copy_from_slice(ua);
+                slot.len = ua.len();
+                slot.scanner = scanner;
+            }
         }
         scanner
     }
@@ -317,7 +388,7 @@ impl Guard {
         let Some(r) = &s.rate else {
             return Admit::Yes;
         };
-        if r.allow.iter().any(|c| c.contains(ip)) {
+        if Cidr::any_contains(&r.allow, ip) {
             return Admit::Yes;
         }
         let now_ms = now.as_millis();
@@ -330,9 +401,15 @@ impl Guard {
         // new one alike (`get_mut` then `insert` would hash, lock and probe twice).
         let hasher = self.buckets.hasher();
         let hash = hasher.hash_one(ip);
-        let shards = self.buckets.shards();
-        // `determine_shard` is always < the shard count (the top bits of the hash).
-        let shard = &shards[self.buckets.determine_shard(hash as usize) % shards.len()];
+        // `determine_shard` is always < the shard count (the top bits of the hash): the `else`
+        // never runs, and would admit the source untracked, as a full table does.
+        let Some(shard) = self
+            .buckets
+            .shards()
+            .get(self.buckets.determine_shard(hash as usize))
+        else {
+            return Admit::Yes;
+        };
         let mut table = shard.write();
         if let Some((_, b)) = table.get_mut(hash, |(k, _)| *k == ip) {
             let b = b.get_mut();
@@ -367,7 +444,7 @@ impl Guard {
     fn trusted(s: &Settings, ip: IpAddr) -> bool {
         s.rate
             .as_ref()
-            .is_some_and(|r| r.allow.iter().any(|c| c.contains(ip)))
+            .is_some_and(|r| Cidr::any_contains(&r.allow, ip))
     }
 
     /// Is this user or source locked out?
@@ -516,6 +593,77 @@ mod tests {
         assert!(Cidr::parse("192.0.2.7")
             .unwrap()
             .contains("192.0.2.7".parse().unwrap()));
+    }
+
+    /// The plain definition of a block: the same family and the same first `prefix` bits.
+    fn reference_contains(c: &Cidr, ip: IpAddr) -> bool {
+        match (c.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(c.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(c.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn precomputed_blocks_contain_what_their_prefix_says() {
+        let bases: [IpAddr; 6] = [
+            "10.1.200.3".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
+            "2001:db8::5".parse().unwrap(),
+            "::".parse().unwrap(),
+            "::ffff:10.1.200.3".parse().unwrap(),
+        ];
+        // Each base, each bit of it flipped, and the other family's addresses.
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for b in bases {
+            ips.push(b);
+            match b {
+                IpAddr::V4(a) => {
+                    ips.extend((0..32).map(|i| IpAddr::from((a.to_bits() ^ 1 << i).to_be_bytes())));
+                }
+                IpAddr::V6(a) => {
+                    ips.extend(
+                        (0..128).map(|i| IpAddr::from((a.to_bits() ^ 1 << i).to_be_bytes())),
+                    );
+                }
+            }
+        }
+        let mut blocks = Vec::new();
+        for b in bases {
+            let max = if b.is_ipv4() { 32 } else { 128 };
+            blocks.extend((0..=max).map(|p| Cidr::parse(&format!("{b}/{p}")).unwrap()));
+        }
+        blocks.push(Cidr::ANY_V4);
+        let mut inside = 0;
+        for c in &blocks {
+            for &ip in &ips {
+                let want = reference_contains(c, ip);
+                inside += usize::from(want);
+                assert_eq!(c.contains(ip), want, "{c:?} {ip}");
+            }
+        }
+        assert!(inside > 1000, "{inside}");
+        // A list answers what its blocks answer one by one, in either order.
+        for pair in blocks.windows(2) {
+            for &ip in &ips {
+                let want = pair.iter().any(|c| reference_contains(c, ip));
+                assert_eq!(Cidr::any_contains(pair, ip), want, "{pair:?} {ip}");
+            }
+        }
+        assert!(!Cidr::any_contains(&[], bases[0]));
+        assert_eq!(
+            format!("{:?}", Cidr::parse("10.1.2.3/8").unwrap()),
+            "Cidr { addr: 10.1.2.3, prefix: 8 }"
+        );
     }
 
     #[test]
@@ -710,6 +858,38 @@ mod tests {
             };
             assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
             assert_eq!(cache.is_scanner(ua.as_bytes()), is_scanner(ua.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn a_slot_holds_exactly_its_text() {
+        // Against the plain slice compare: every length, with the text equal, and with one
+        // byte changed at each place (in the compared text or past it).
+        let base: Vec<u8> = (0..128u8).map(|i| b'A' + i % 26).collect();
+        for len in 0..=128 {
+            let mut slot = CachedVerdict {
+                len,
+                scanner: false,
+                text: [0; 128],
+            };
+            slot.text.copy_from_slice(&base);
+            let ua = &base[..len];
+            assert!(slot.holds(ua), "{len}");
+            for at in 0..128 {
+                let mut other = slot.clone();
+                other.text[at] ^= 0x20;
+                assert_eq!(other.holds(ua), other.text.get(..len) == Some(ua));
+                assert_eq!(other.holds(ua), at >= len, "{len} {at}");
+                let mut changed = ua.to_vec();
+                if let Some(b) = changed.get_mut(at) {
+                    *b ^= 0x01;
+                    assert_eq!(
+                        slot.holds(&changed),
+                        slot.text.get(..len) == Some(&changed[..])
+                    );
+                    assert!(!slot.holds(&changed), "{len} {at}");
+                }
+            }
         }
     }
 

@@ -185,8 +185,37 @@ impl Policy {
                 .iter()
                 // Domains are kept in lower case and hosts are mostly written so: an exact
                 // comparison first.
-                .any(|d| host == d.as_bytes() || sip::eq_ignore_case(host, d.as_bytes()))
+                .any(|d| same_bytes(host, d.as_bytes()) || sip::eq_ignore_case(host, d.as_bytes()))
     }
+}
+
+/// `a == b` for the short strings a REGISTER's checks compare (its hosts and our domains): 4 to
+/// 16 bytes as their first and last four or eight (overlapping), fixed-size compares instead of
+/// a `memcmp` call; other lengths as slices.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if let (Some(ah), Some(at), Some(bh), Some(bt), true) = (
+        a.first_chunk::<8>(),
+        a.last_chunk::<8>(),
+        b.first_chunk::<8>(),
+        b.last_chunk::<8>(),
+        a.len() <= 16,
+    ) {
+        return ah == bh && at == bt;
+    }
+    if let (Some(ah), Some(at), Some(bh), Some(bt), true) = (
+        a.first_chunk::<4>(),
+        a.last_chunk::<4>(),
+        b.first_chunk::<4>(),
+        b.last_chunk::<4>(),
+        a.len() < 8,
+    ) {
+        return ah == bh && at == bt;
+    }
+    a == b
 }
 
 /// State shared by every shard's [`Engine`]: configuration, bindings store, authenticator.
@@ -616,8 +645,8 @@ impl Engine {
             Ok(msg) => {
                 if let Message::Request(req) = msg {
                     let too_large = req.as_bytes().len() > self.policy.limits.max_message_size;
-                    if let Some(dest) = self.process(now, meta, req, too_large) {
-                        self.dest = Some((dest, None));
+                    if !self.process(now, meta, req, too_large) {
+                        self.dest = None;
                     }
                 } else {
                     self.stats.dropped += 1;
@@ -678,9 +707,8 @@ impl Engine {
                 }
             }
         };
-        if !self.out.is_empty() {
-            self.dest = Some((meta.source, meta.conn));
-        }
+        // (`process` set a datagram's destination.)
+        self.dest = (!self.out.is_empty()).then_some((meta.source, meta.conn));
         status
     }
 
@@ -868,28 +896,25 @@ impl Engine {
     }
 
     /// Processes one parsed request, writing its response (if any) into `self.out` after what
-    /// is already there. Returns where a UDP response must go.
-    fn process(
-        &mut self,
-        now: Instant,
-        meta: &Meta,
-        req: &Request<'_>,
-        too_large: bool,
-    ) -> Option<SocketAddr> {
+    /// is already there. Returns whether a response is due; when one may be, `self.dest` is set
+    /// to where a UDP response must go (a stream's caller sets its own destination).
+    fn process(&mut self, now: Instant, meta: &Meta, req: &Request<'_>, too_large: bool) -> bool {
         self.stats.requests += 1;
         // Without a Via there is no response (§18.2.1); with a malformed one, the 400 goes
-        // back to the packet's source.
+        // back to the packet's source. Written where `poll_transmit` takes it, not kept in
+        // this frame across the request's processing (most requests are answered).
         let dest = match req.parsed_top_via() {
             Some(top_via) => response_destination(meta, top_via),
             None => match req.top_via() {
                 None => {
                     self.stats.dropped += 1;
-                    return None;
+                    return false;
                 }
                 Some(Ok(top_via)) => response_destination(meta, &top_via),
                 Some(Err(_)) => meta.source,
             },
         };
+        self.dest = Some((dest, None));
         match self
             .shared
             .guard
@@ -898,14 +923,14 @@ impl Engine {
             guard::Admit::Yes => {}
             guard::Admit::Drop => {
                 self.stats.flood_drops += 1;
-                return None;
+                return false;
             }
             guard::Admit::Refuse => {
                 self.stats.flood_drops += 1;
                 let mut w = self.writer(now, meta, req, sip::StatusCode::SERVICE_UNAVAILABLE, None);
                 w.header_fmt("Retry-After", format_args!("{}", error::RETRY_AFTER_SECS));
                 w.finish(b"");
-                return Some(dest);
+                return true;
             }
         }
         if self.scanners.drops(
@@ -913,7 +938,7 @@ impl Engine {
             req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
         ) {
             self.stats.scanner_drops += 1;
-            return None;
+            return false;
         }
         let start = self.out.len();
         let outcome = if meta.overloaded && req.method() == sip::Method::REGISTER {
@@ -923,7 +948,7 @@ impl Engine {
         } else {
             register::dispatch(self, now, meta, req, start)
         };
-        self.finish(now, meta, req, start, outcome).then_some(dest)
+        self.finish(now, meta, req, start, outcome)
     }
 
     /// Writes the error response of a failed request (its response starts at `start`); returns
@@ -1160,6 +1185,31 @@ mod writer_tests {
             for shift in (0..64).step_by(8) {
                 let v = byte << shift | (0x0123_4567_89ab_cdef & !(0xff << shift));
                 assert_eq!(hex16(v), hex16_pairs(v), "{v:x}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod same_bytes_tests {
+    use super::*;
+
+    /// Against the slice compare: every pair of lengths up to 40, equal and with one byte
+    /// changed at each place.
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for la in 0..=40 {
+            for lb in 0..=40 {
+                let (a, b) = (&base[..la], &base[..lb]);
+                assert_eq!(same_bytes(a, b), a == b, "{la} {lb}");
+            }
+            let a = &base[..la];
+            for at in 0..la {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert_eq!(same_bytes(a, &b), a == &b[..], "{la} {at}");
+                assert!(!same_bytes(a, &b));
             }
         }
     }

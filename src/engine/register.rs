@@ -64,7 +64,7 @@ pub(super) fn dispatch(
     if let Some(defect) = req.defect() {
         return Err(fail(Error::Parse(defect)));
     }
-    if req.version() != b"SIP/2.0" {
+    if !super::same_bytes(req.version(), b"SIP/2.0") {
         return Err(fail(Error::VersionNotSupported));
     }
     let method = req.method();
@@ -85,19 +85,12 @@ pub(super) fn dispatch(
         return Err(fail(Error::UnsupportedUriScheme));
     }
     // §8.2.2.3 (and §10.3 step 2 for REGISTER): Require must only name extensions we support.
-    let mut unsupported: SmallVec<[u8; 32]> = SmallVec::new();
-    for value in req.headers_named(HeaderName::Require) {
-        for tag in split_tokens(value) {
-            if !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)) {
-                if !unsupported.is_empty() {
-                    unsupported.extend_from_slice(b", ");
-                }
-                unsupported.extend_from_slice(tag);
-            }
+    // Most requests carry none: the header index answers that without setting up the walk.
+    if req.header(HeaderName::Require).is_some() {
+        let unsupported = unsupported_required(req);
+        if !unsupported.is_empty() && method != Method::CANCEL {
+            return Err((Error::BadExtension, unsupported));
         }
-    }
-    if !unsupported.is_empty() && method != Method::CANCEL {
-        return Err((Error::BadExtension, unsupported));
     }
     if method == Method::OPTIONS {
         let mut w = eng.writer(now, meta, req, StatusCode::OK, None);
@@ -116,6 +109,25 @@ pub(super) fn dispatch(
         }));
     }
     register(eng, now, meta, req, ruri, start, None)
+}
+
+/// The option tags of `req`'s Require headers that we do not support, joined by `, ` (for the
+/// 420's Unsupported header).
+#[cold]
+#[inline(never)]
+fn unsupported_required(req: &Request<'_>) -> SmallVec<[u8; 32]> {
+    let mut unsupported = SmallVec::new();
+    for value in req.headers_named(HeaderName::Require) {
+        for tag in split_tokens(value) {
+            if !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)) {
+                if !unsupported.is_empty() {
+                    unsupported.extend_from_slice(b", ");
+                }
+                unsupported.extend_from_slice(tag);
+            }
+        }
+    }
+    unsupported
 }
 
 /// Runs a REGISTER again once the shared location service answered (see `remote.rs`):
@@ -229,7 +241,7 @@ fn register<'b>(
         return Err(fail(Error::ToNotSipUri));
     }
     // The usual REGISTER names the domain in both: the Request-URI's host passed step 1.
-    if to.uri.host() != ruri.host() && !policy.serves(to.uri.host()) {
+    if !super::same_bytes(to.uri.host(), ruri.host()) && !policy.serves(to.uri.host()) {
         return Err(fail(Error::AorNotFound));
     }
     // The AOR: usually the To URI's own text, otherwise written into the engine's scratch.
@@ -970,6 +982,39 @@ fn secs(now: Instant) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn require_checked_only_when_the_index_has_one() {
+        // Whether the index finds a Require line decides whether the lines are walked: it
+        // must find one exactly when the walk would see a value.
+        for (extra, want) in [
+            ("", &b""[..]),
+            ("Require: path\r\n", b""),
+            ("Require: path, foo\r\n", b"foo"),
+            ("require: foo\r\n", b"foo"),
+            ("REQUIRE : foo,bar\r\n", b"foo, bar"),
+            ("Require: path\r\nSubject: x\r\nRequire: baz\r\n", b"baz"),
+            ("Proxy-Require: foo\r\n", b""),
+            ("Subject: Require: foo\r\n", b""),
+        ] {
+            let msg = format!(
+                "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKr\r\n\
+                 From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\n{extra}\
+                 Call-ID: r1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+            );
+            let Ok(sip::Message::Request(req)) =
+                sip::parse_datagram(msg.as_bytes(), &sip::Limits::default())
+            else {
+                panic!("{msg}");
+            };
+            assert_eq!(
+                req.header(HeaderName::Require).is_some(),
+                req.headers_named(HeaderName::Require).next().is_some(),
+                "{extra}"
+            );
+            assert_eq!(&unsupported_required(&req)[..], want, "{extra}");
+        }
+    }
 
     /// URIs to compare in pairs, spelled in the ways §19.1.4 cares about.
     const URIS: &[&[u8]] = &[
