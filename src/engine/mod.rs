@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::auth::{Algorithm, AuthConfig, Authenticator, Credentials};
+use crate::bytes::same;
 use crate::sip::{self, Message, Request};
 use crate::store::{AorKey, ChangeFeed, Store, StoreConfig};
 use crate::time::Instant;
@@ -185,37 +186,8 @@ impl Policy {
                 .iter()
                 // Domains are kept in lower case and hosts are mostly written so: an exact
                 // comparison first.
-                .any(|d| same_bytes(host, d.as_bytes()) || sip::eq_ignore_case(host, d.as_bytes()))
+                .any(|d| same(host, d.as_bytes()) || sip::eq_ignore_case(host, d.as_bytes()))
     }
-}
-
-/// `a == b` for the short strings a REGISTER's checks compare (its hosts and our domains): 4 to
-/// 16 bytes as their first and last four or eight (overlapping), fixed-size compares instead of
-/// a `memcmp` call; other lengths as slices.
-#[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    if let (Some(ah), Some(at), Some(bh), Some(bt), true) = (
-        a.first_chunk::<8>(),
-        a.last_chunk::<8>(),
-        b.first_chunk::<8>(),
-        b.last_chunk::<8>(),
-        a.len() <= 16,
-    ) {
-        return ah == bh && at == bt;
-    }
-    if let (Some(ah), Some(at), Some(bh), Some(bt), true) = (
-        a.first_chunk::<4>(),
-        a.last_chunk::<4>(),
-        b.first_chunk::<4>(),
-        b.last_chunk::<4>(),
-        a.len() < 8,
-    ) {
-        return ah == bh && at == bt;
-    }
-    a == b
 }
 
 /// State shared by every shard's [`Engine`]: configuration, bindings store, authenticator.
@@ -1185,31 +1157,6 @@ mod writer_tests {
             for shift in (0..64).step_by(8) {
                 let v = byte << shift | (0x0123_4567_89ab_cdef & !(0xff << shift));
                 assert_eq!(hex16(v), hex16_pairs(v), "{v:x}");
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod same_bytes_tests {
-    use super::*;
-
-    /// Against the slice compare: every pair of lengths up to 40, equal and with one byte
-    /// changed at each place.
-    #[test]
-    fn same_bytes_is_slice_equality() {
-        let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
-        for la in 0..=40 {
-            for lb in 0..=40 {
-                let (a, b) = (&base[..la], &base[..lb]);
-                assert_eq!(same_bytes(a, b), a == b, "{la} {lb}");
-            }
-            let a = &base[..la];
-            for at in 0..la {
-                let mut b = a.to_vec();
-                b[at] ^= 0x20;
-                assert_eq!(same_bytes(a, &b), a == &b[..], "{la} {at}");
-                assert!(!same_bytes(a, &b));
             }
         }
     }

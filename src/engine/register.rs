@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 use super::remote::{self, Pending, RemoteWrite, Resume, Waiting};
 use super::{Engine, EngineConfig, Error, Meta, Transport};
 use crate::auth::{Failure, Verdict};
+use crate::bytes::same;
 use crate::sip::{self, Contact, HeaderName, Method, Request, Scheme, StatusCode, Uri};
 use crate::store::{AorKey, Binding, Bindings, NewBinding};
 use crate::time::Instant;
@@ -64,7 +65,7 @@ pub(super) fn dispatch(
     if let Some(defect) = req.defect() {
         return Err(fail(Error::Parse(defect)));
     }
-    if !super::same_bytes(req.version(), b"SIP/2.0") {
+    if !same(req.version(), b"SIP/2.0") {
         return Err(fail(Error::VersionNotSupported));
     }
     let method = req.method();
@@ -241,7 +242,7 @@ fn register<'b>(
         return Err(fail(Error::ToNotSipUri));
     }
     // The usual REGISTER names the domain in both: the Request-URI's host passed step 1.
-    if !super::same_bytes(to.uri.host(), ruri.host()) && !policy.serves(to.uri.host()) {
+    if !same(to.uri.host(), ruri.host()) && !policy.serves(to.uri.host()) {
         return Err(fail(Error::AorNotFound));
     }
     // The AOR: usually the To URI's own text, otherwise written into the engine's scratch.

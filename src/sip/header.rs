@@ -741,30 +741,12 @@ impl<'b> NameAddr<'b> {
     }
 }
 
-/// `text.starts_with(prefix)`, eight bytes per step inline (the last step overlapping the one
-/// before), where the library's compare is a call; byte by byte below eight bytes.
+/// `text.starts_with(prefix)`, compared inline ([`crate::bytes::same`]) where the library's
+/// compare is a call.
 #[inline(always)]
 pub(crate) fn starts_with_words(text: &[u8], prefix: &[u8]) -> bool {
-    let Some(text) = text.get(..prefix.len()) else {
-        return false;
-    };
-    let word = |s: &[u8], at: usize| {
-        s.get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map(u64::from_le_bytes)
-    };
-    let n = prefix.len();
-    if n < 8 {
-        return text == prefix;
-    }
-    let mut at = 0;
-    while at + 8 < n {
-        if word(text, at) != word(prefix, at) {
-            return false;
-        }
-        at += 8;
-    }
-    word(text, n - 8) == word(prefix, n - 8)
+    text.get(..prefix.len())
+        .is_some_and(|t| crate::bytes::same(t, prefix))
 }
 
 /// A name-addr's display name (quoted or tokens) and the text from its `<` on; `None` and the

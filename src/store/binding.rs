@@ -257,7 +257,7 @@ impl Binding {
             return;
         }
         let old_ua = u32_at(&self.data, 17);
-        let ua = if intern::same(intern::get(old_ua), intern::cut(b.user_agent)) {
+        let ua = if crate::bytes::same(intern::get(old_ua), intern::cut(b.user_agent)) {
             old_ua
         } else {
             intern::id(b.user_agent)
@@ -476,31 +476,10 @@ mod intern {
             return 0;
         }
         let (last, value) = LAST.get();
-        if same(value, ua) {
+        if crate::bytes::same(value, ua) {
             return last;
         }
         lookup(ua)
-    }
-
-    /// `a == b`, for the short texts a User-Agent usually is (16 to 32 bytes) as two 16-byte
-    /// arrays, overlapping where shorter (compared inline, without a `memcmp` call); any other
-    /// length as slices.
-    #[inline]
-    pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
-        if a.len() != b.len() {
-            return false;
-        }
-        if a.len() <= 32 {
-            if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
-                a.first_chunk::<16>(),
-                a.last_chunk::<16>(),
-                b.first_chunk::<16>(),
-                b.last_chunk::<16>(),
-            ) {
-                return a0 == b0 && a1 == b1;
-            }
-        }
-        a == b
     }
 
     /// [`id`] through the shared table (adding the value when it is new).
@@ -913,26 +892,6 @@ mod tests {
         });
         assert_eq!(intern::get(a), b"intern test UA one");
         assert_eq!(intern::id(b"intern test UA two"), b);
-    }
-
-    /// The inline comparison answers what `==` answers: every length up to 40, equal and
-    /// differing in each byte, and slices of different lengths.
-    #[test]
-    fn user_agents_compare_as_slices() {
-        for len in 0..=40usize {
-            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            assert!(intern::same(&a, &a.clone()));
-            for i in 0..len {
-                let mut b = a.clone();
-                b[i] ^= 0x20;
-                assert!(!intern::same(&a, &b), "{len} {i}");
-                assert_eq!(intern::same(&a, &b), a == b);
-            }
-            for other in [len.saturating_sub(1), len + 1] {
-                let b: Vec<u8> = (0..other).map(|i| b'a' + (i % 26) as u8).collect();
-                assert_eq!(intern::same(&a, &b), a == b, "{len} {other}");
-            }
-        }
     }
 
     #[test]
