@@ -257,8 +257,10 @@ fn crash_child() {
     }
 }
 
-/// SIGKILLs the child after `run`, reopens, returns (acknowledged AORs with the time their line
-/// arrived, the kill time, the loaded store).
+/// SIGKILLs the child `run` after its first acknowledged AOR (its start — a process, a test
+/// harness, a fresh fjall keyspace — may take seconds on a loaded machine, and is no part of
+/// what is measured), reopens, returns (acknowledged AORs with the time their line arrived,
+/// the kill time, the loaded store).
 fn crash(mode: &str, run: Duration) -> (Vec<(u64, std::time::Instant)>, std::time::Instant, Store) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -284,12 +286,13 @@ fn crash(mode: &str, run: Duration) -> (Vec<(u64, std::time::Instant)>, std::tim
             }
         }
     });
+    let first = rx.recv_timeout(Duration::from_secs(60));
     std::thread::sleep(run);
     child.kill().unwrap(); // SIGKILL
     let killed = std::time::Instant::now();
     child.wait().unwrap();
     reader.join().unwrap();
-    let acked: Vec<_> = rx.try_iter().collect();
+    let acked: Vec<_> = first.into_iter().chain(rx.try_iter()).collect();
     let p = open(dir.path(), Durability::Ack);
     let store = Store::new(&StoreConfig::default());
     p.load_into(&store, at(T0), true).unwrap();
@@ -321,10 +324,12 @@ fn crash_in_ack_mode_loses_no_acknowledged_binding() {
 
 #[test]
 fn crash_in_interval_mode_loses_at_most_the_window() {
-    let (acked, killed, store) = crash("interval", Duration::from_millis(800));
+    let (acked, killed, store) = crash("interval", Duration::from_millis(1200));
     let missing: Vec<_> = acked.iter().filter(|(i, _)| !present(&store, *i)).collect();
-    // Enqueued more than window + scheduling slack before the kill must be on disk.
-    let slack = Duration::from_millis(10 + 150);
+    // Enqueued more than window + slack before the kill must be on disk. The slack is the
+    // writer's scheduling and the fsync's latency, which on a CI disk busy with builds reach
+    // hundreds of milliseconds.
+    let slack = Duration::from_millis(10 + 400);
     let old_missing = missing
         .iter()
         .filter(|(_, t)| killed.duration_since(*t) > slack)
