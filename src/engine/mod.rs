@@ -1025,7 +1025,7 @@ impl Engine {
 /// to the packet's source address and port; otherwise to the source IP (the `received` address)
 /// and the port in the Via's sent-by (5060 by default).
 fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
-    if meta.transport != Transport::Udp || via.rport().is_some() {
+    if meta.transport != Transport::Udp || via.has_rport() {
         return meta.source;
     }
     SocketAddr::new(meta.source.ip(), via.port.unwrap_or(5060))

@@ -1205,6 +1205,12 @@ impl<'b> Via<'b> {
         self.params.get(b"received").flatten()
     }
 
+    /// Has an `rport` parameter (RFC 3581), with a value or without: answered without reading
+    /// the value, as [`Via::rport`] does.
+    pub fn has_rport(&self) -> bool {
+        self.rport.is_some()
+    }
+
     /// `rport` (RFC 3581): `Some(None)` when present without a value.
     pub fn rport(&self) -> Option<Option<u16>> {
         self.rport
@@ -1603,6 +1609,7 @@ mod tests {
                 .get(b"rport")
                 .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()));
             assert_eq!(via.rport(), want, "{v:?}");
+            assert_eq!(via.has_rport(), want.is_some(), "{v:?}");
         }
     }
 
