@@ -391,14 +391,15 @@ impl Reply<'_, '_> {
         let mut w = eng.writer_inline(self.now, self.meta, self.req, StatusCode::OK, None);
         let mut params: SmallVec<[u8; 128]> = SmallVec::new();
         for b in bindings {
-            let Some(q) = b.q() else {
-                w.contact(b.contact(), b.remaining(now_secs), b.params());
+            let b = b.reply_parts(now_secs);
+            let Some(q) = b.q else {
+                w.contact(b.contact, b.remaining, b.params);
                 continue;
             };
             params.clear();
             write_q(&mut params, q);
-            params.extend_from_slice(b.params());
-            w.contact(b.contact(), b.remaining(now_secs), &params);
+            params.extend_from_slice(b.params);
+            w.contact(b.contact, b.remaining, &params);
         }
         if self.echo_path {
             for value in self.req.headers_named(HeaderName::Path) {

@@ -313,14 +313,36 @@ impl Binding {
         self.data.get(start..start + len).unwrap_or_default()
     }
 
+    /// What a 200 OK's Contact line of this binding reads at `now_secs`, from one read of the
+    /// header: the contact and params come first in the block, so one bounds check finds both
+    /// (each accessor on its own would read the header and check its bounds again).
+    pub fn reply_parts(&self, now_secs: u32) -> ReplyParts<'_> {
+        // Every block holds its header; a shorter one (never packed) reads as all zeros.
+        let head: &[u8; HEADER] = self.data.first_chunk().unwrap_or(&[0; HEADER]);
+        let contact = usize::from(u16_at(head, 21));
+        let params = usize::from(u16_at(head, 23));
+        let (contact, params) = self
+            .data
+            .get(HEADER..HEADER + contact + params)
+            .and_then(|both| both.split_at_checked(contact))
+            .unwrap_or_default();
+        let q = u16_at(head, 15);
+        ReplyParts {
+            contact,
+            params,
+            q: (q != NO_Q).then_some(q),
+            remaining: u32_at(head, 5).saturating_sub(now_secs),
+        }
+    }
+
     /// Contact URI (uri-parameters included, no `<>`).
     pub fn contact(&self) -> &[u8] {
-        self.part(0)
+        self.reply_parts(0).contact
     }
 
     /// Contact-params to echo.
     pub fn params(&self) -> &[u8] {
-        self.part(1)
+        self.reply_parts(0).params
     }
 
     /// Call-ID of the request that stored it.
@@ -340,8 +362,7 @@ impl Binding {
 
     /// q in thousandths.
     pub fn q(&self) -> Option<u16> {
-        let q = u16_at(&self.data, 15);
-        (q != NO_Q).then_some(q)
+        self.reply_parts(0).q
     }
 
     /// `+sip.instance`.
@@ -422,8 +443,21 @@ impl Binding {
 
     /// Seconds left at `now_secs` (0 when expired).
     pub fn remaining(&self, now_secs: u32) -> u32 {
-        self.expires_at().saturating_sub(now_secs)
+        self.reply_parts(now_secs).remaining
     }
+}
+
+/// What a 200 OK lists of a binding (see [`Binding::reply_parts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyParts<'a> {
+    /// [`Binding::contact`].
+    pub contact: &'a [u8],
+    /// [`Binding::params`].
+    pub params: &'a [u8],
+    /// [`Binding::q`].
+    pub q: Option<u16>,
+    /// [`Binding::remaining`] at the time asked for.
+    pub remaining: u32,
 }
 
 /// User-Agent interning: a handful of distinct values cover millions of phones, so bindings
@@ -794,6 +828,70 @@ mod tests {
         assert_eq!(within.data.len() + 7, apart.data.len());
         assert_eq!(within.instance(), apart.instance());
         assert_eq!(within.id(), apart.id());
+    }
+
+    /// The 200 OK's one read of a binding gives what was packed and what the single accessors
+    /// give, on every shape: with and without q, instance, params, path, flow; IPv6; expired,
+    /// expiring now and not; contact and params at and past the cap; with an AOR.
+    #[test]
+    fn reply_parts_read_what_was_packed() {
+        let long = [b'c'; 70_000];
+        let usual = b";+sip.instance=\"<urn:x>\";video";
+        for source in ["192.0.2.44:5060", "[2001:db8::1]:5061"] {
+            for (contact, params, path, q) in [
+                (&b"sip:u1@192.0.2.44:5060"[..], &b""[..], &b""[..], None),
+                (
+                    &b"sip:u1@192.0.2.44:5060"[..],
+                    &usual[..],
+                    &b""[..],
+                    Some(0),
+                ),
+                (
+                    &b"sip:a@b"[..],
+                    &b";video"[..],
+                    &b"<sip:p;lr>"[..],
+                    Some(1000),
+                ),
+                (&b""[..], &b""[..], &b""[..], Some(2000)),
+                (&long[..], &b";x"[..], &long[..3], Some(500)),
+                (&b"sip:a@b"[..], &long[..], &b""[..], None),
+                (&long[..], &long[..], &long[..], Some(1)),
+                (&long[..65_535], &long[..65_535], &b""[..], None),
+            ] {
+                for instance in [None, params.get(16..23), Some(&b"<urn:y>"[..])] {
+                    for (reg_id, conn) in [(None, None), (Some(3), Some(u64::MAX))] {
+                        let n = NewBinding {
+                            contact,
+                            params,
+                            path,
+                            q,
+                            instance,
+                            reg_id,
+                            conn,
+                            ..sample(source, None)
+                        };
+                        for aor in [&b""[..], b"sip:alice@example.com"] {
+                            let b = Binding::pack_for(&n, aor);
+                            for now in [0, n.expires_at - 1, n.expires_at, u32::MAX] {
+                                let parts = b.reply_parts(now);
+                                let want = ReplyParts {
+                                    contact: cut(contact),
+                                    params: cut(params),
+                                    q: q.map(|q| q.min(1000)),
+                                    remaining: n.expires_at.saturating_sub(now),
+                                };
+                                assert_eq!(parts, want, "{n:?} {now}");
+                                assert_eq!(
+                                    (b.contact(), b.params(), b.q(), b.remaining(now)),
+                                    (want.contact, want.params, want.q, want.remaining)
+                                );
+                                assert_eq!((b.call_id(), b.path()), (n.call_id, cut(path)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// A binding packed for an AOR is the binding packed without one, with the AOR's length in
