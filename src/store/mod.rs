@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use dashmap::{DashMap, SharedValue};
 use smallvec::SmallVec;
 
-pub use binding::{Binding, NewBinding, Transport, MAX_TEXT};
+pub use binding::{Binding, NewBinding, ReplyParts, Transport, MAX_TEXT};
 use wheel::Wheels;
 
 use crate::time::Instant;
