@@ -10,8 +10,8 @@ use super::lines::find2;
 use super::parse::Header;
 use super::uri::{any_host_len, Uri};
 use super::{
-    digit_run, eq_ignore_case, find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32,
-    token_len, trim_lws, Error, Method,
+    digit_run, eq_ignore_case, find, is_lws, is_token, is_token_text, is_wsp,
+    parse_delta_saturating, parse_u32, token_len, trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -811,7 +811,7 @@ fn first_tag<'b>(
         return Ok(None);
     }
     if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
-        if !value.is_empty() && token_len(value) == value.len() {
+        if is_token_text(value) {
             visit(name, Some(value));
             return Ok(Some(value));
         }
