@@ -1103,24 +1103,18 @@ impl<'b> Via<'b> {
     /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
     fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
         let value = params.strip_prefix(b";branch=")?;
-        // RFC 3261 branches start with the magic cookie (token characters, compared as one
-        // word and the rest scanned).
-        let len = if value.first_chunk::<7>() == Some(b"z9hG4bK") {
-            7 + token_len(value.get(7..).unwrap_or_default())
-        } else {
-            token_len(value)
+        // A token, maybe followed by `;rport` (not a token character: the token ends there).
+        let (branch, rport) = match value.split_last_chunk::<6>() {
+            Some((branch, rport @ b";rport")) => (branch, Some(rport)),
+            _ => (value, None),
         };
-        if len == 0 {
+        if !is_token_text(branch) {
             return None;
         }
-        match value.get(len..)? {
-            b"" => Some((None, plain_end(raw, false, 0, None))),
-            [b';', name @ ..] if name == b"rport" => Some((
-                Some(None),
-                plain_end(raw, false, 1, Some(offset_in(raw, name))),
-            )),
-            _ => None,
-        }
+        Some(match rport {
+            None => (None, plain_end(raw, false, 0, None)),
+            Some(rport) => (Some(None), Some(offset_in(raw, rport))),
+        })
     }
 
     /// Validates the parameters, picking out the first `rport` and `plain_end` (out of line:
