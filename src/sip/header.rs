@@ -10,8 +10,8 @@ use super::lines::find2;
 use super::parse::Header;
 use super::uri::{any_host_len, Uri};
 use super::{
-    digit_run, eq_ignore_case, find, is_lws, is_token, is_wsp, parse_delta_saturating, parse_u32,
-    token_len, trim_lws, Error, Method,
+    digit_run, eq_ignore_case, find, is_lws, is_token, is_token_text, is_wsp,
+    parse_delta_saturating, parse_u32, token_len, trim_lws, Error, Method,
 };
 
 /// Header names the registrar cares about; everything else is `Other`.
@@ -793,7 +793,7 @@ fn first_tag<'b>(
         return Ok(None);
     }
     if let (Some(name), Some(value)) = (raw.get(1..4), raw.strip_prefix(b";tag=")) {
-        if !value.is_empty() && token_len(value) == value.len() {
+        if is_token_text(value) {
             visit(name, Some(value));
             return Ok(Some(value));
         }
@@ -1085,24 +1085,18 @@ impl<'b> Via<'b> {
     /// `plain_end` as [`Via::scan_params`] finds them. `None` for any other parameters.
     fn usual_params(raw: &'b [u8], params: &'b [u8]) -> Option<ViaParams<'b>> {
         let value = params.strip_prefix(b";branch=")?;
-        // RFC 3261 branches start with the magic cookie (token characters, compared as one
-        // word and the rest scanned).
-        let len = if value.first_chunk::<7>() == Some(b"z9hG4bK") {
-            7 + token_len(value.get(7..).unwrap_or_default())
-        } else {
-            token_len(value)
+        // A token, maybe followed by `;rport` (not a token character: the token ends there).
+        let (branch, rport) = match value.split_last_chunk::<6>() {
+            Some((branch, rport @ b";rport")) => (branch, Some(rport)),
+            _ => (value, None),
         };
-        if len == 0 {
+        if !is_token_text(branch) {
             return None;
         }
-        match value.get(len..)? {
-            b"" => Some((None, plain_end(raw, false, 0, None))),
-            [b';', name @ ..] if name == b"rport" => Some((
-                Some(None),
-                plain_end(raw, false, 1, Some(offset_in(raw, name))),
-            )),
-            _ => None,
-        }
+        Some(match rport {
+            None => (None, plain_end(raw, false, 0, None)),
+            Some(rport) => (Some(None), Some(offset_in(raw, rport))),
+        })
     }
 
     /// Validates the parameters, picking out the first `rport` and `plain_end` (out of line:

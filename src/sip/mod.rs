@@ -345,6 +345,56 @@ pub(crate) fn token_len(s: &[u8]) -> usize {
     run_len(s, &TOKEN)
 }
 
+/// Whether `s` is a non-empty run of token characters (its [`token_len`] is its length). Tags
+/// and branches are mostly 8 to 16 letters, digits, `-` and `.`: such text is classified at
+/// once as its first and last eight bytes (which overlap); other lengths, and text with other
+/// token characters (or none), are read by the table.
+#[inline(always)]
+pub(crate) fn is_token_text(s: &[u8]) -> bool {
+    if let (Some(head), Some(tail), true) =
+        (s.first_chunk::<8>(), s.last_chunk::<8>(), s.len() <= 16)
+    {
+        let mut block = [0; 16];
+        let (low, high) = block.split_at_mut(8);
+        low.copy_from_slice(head);
+        high.copy_from_slice(tail);
+        if plain_token_bits(block) == 0xFFFF {
+            return true;
+        }
+    }
+    !s.is_empty() && token_len(s) == s.len()
+}
+
+/// A bit per byte of `block` (the lowest for its first byte) that is a letter, a digit, `-` or
+/// `.`: token characters, not all of them. By SSE2 compares: a byte is within
+/// `lo..=lo + width` when its distance above `lo`, wrapping, is at most `width`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn plain_token_bits(block: [u8; 16]) -> u32 {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+        sub_i8_m128i,
+    };
+    let x = m128i::from(block);
+    let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
+    let within = |x: m128i, lo: u8, width: u8| {
+        let d = sub_i8_m128i(x, splat(lo));
+        cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
+    };
+    let bits = within(x | splat(0x20), b'a', 25) | within(x, b'0', 9) | within(x, b'-', 1);
+    // The mask has 16 bits: the i32 is never negative.
+    move_mask_i8_m128i(bits) as u32
+}
+
+/// [`plain_token_bits`] on other targets.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn plain_token_bits(block: [u8; 16]) -> u32 {
+    block.iter().rev().fold(0, |bits, &b| {
+        bits << 1 | u32::from(b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    })
+}
+
 /// Length of the run of bytes of `class` that `s` starts with: four bytes per step with one
 /// branch, then byte by byte (hosts, tokens and parameter values are mostly 3-30 bytes).
 #[inline]
@@ -540,6 +590,41 @@ mod tests {
         }
     }
 
+    /// Token text of every length up to past 16, with every byte at every place, answers as
+    /// the table's run does (through the overlapping halves or the table).
+    #[test]
+    fn token_texts_match_the_table_at_every_length() {
+        let text = b"a73kszlfl-Z9.q1-xY.0";
+        for len in 0..=text.len() {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = text[..len].to_vec();
+                    s[at] = b;
+                    let want = !s.is_empty() && token_len(&s) == s.len();
+                    assert_eq!(is_token_text(&s), want, "{s:?}");
+                }
+            }
+            assert_eq!(is_token_text(&text[..len]), len > 0);
+        }
+    }
+
+    /// The letters, digits, `-` and `.` classified at once are token characters, and all of
+    /// them, for every byte at every place.
+    #[test]
+    fn plain_token_bits_match_the_table() {
+        for at in 0..16 {
+            for b in 0..=255u8 {
+                let mut block = *b"a0-.zZ9xy.-q1Am5";
+                block[at] = b;
+                let want = block.iter().enumerate().fold(0, |bits, (i, &c)| {
+                    let plain = c.is_ascii_alphanumeric() || c == b'-' || c == b'.';
+                    bits | u32::from(plain && is_token(c)) << i
+                });
+                assert_eq!(plain_token_bits(block), want, "{b} at {at}");
+            }
+        }
+    }
+
     #[test]
     fn digit_runs() {
         for (s, keep, want) in [
@@ -569,6 +654,20 @@ mod tests {
                 let want = s.iter().position(|&b| !class[usize::from(b)]).unwrap_or(s.len());
                 proptest::prop_assert_eq!(run_len(&s, class), want, "{:?}", s);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Token text read at once answers as the table's run, however it is broken.
+        #[test]
+        fn token_texts_match_the_run(
+            s in proptest::collection::vec(proptest::sample::select(
+                vec![b'a', b'Z', b'7', b'.', b'-', b'!', b'_', b'~', b':', b';', b' ', b'/', 0x80]
+            ), 0..24),
+        ) {
+            proptest::prop_assert_eq!(
+                is_token_text(&s), !s.is_empty() && token_len(&s) == s.len(), "{:?}", s
+            );
         }
     }
 
