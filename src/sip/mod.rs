@@ -366,24 +366,28 @@ pub(crate) fn is_token_text(s: &[u8]) -> bool {
 }
 
 /// A bit per byte of `block` (the lowest for its first byte) that is a letter, a digit, `-` or
-/// `.`: token characters, not all of them. By SSE2 compares: a byte is within
-/// `lo..=lo + width` when its distance above `lo`, wrapping, is at most `width`.
+/// `.`: token characters, not all of them. By SSE2 compares, two ranges and one byte: a letter
+/// with its case bit set is within `a..=z`; `-`, `.` and the digits are the range `-..=9`
+/// without `/`. A byte is within `lo..=lo + width` when its distance above `lo`, wrapping and
+/// then moved down by 128 (an add and a signed compare, no unsigned one in SSE2), is below
+/// `width + 1 - 128`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn plain_token_bits(block: [u8; 16]) -> u32 {
     use safe_arch::{
-        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
-        sub_i8_m128i,
+        add_i8_m128i, bitandnot_m128i, cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i,
     };
     let x = m128i::from(block);
     let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
     let within = |x: m128i, lo: u8, width: u8| {
-        let d = sub_i8_m128i(x, splat(lo));
-        cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
+        let d = add_i8_m128i(x, splat(0x80u8.wrapping_sub(lo)));
+        cmp_lt_mask_i8_m128i(d, splat((width + 1) ^ 0x80))
     };
-    let bits = within(x | splat(0x20), b'a', 25) | within(x, b'0', 9) | within(x, b'-', 1);
+    let letters = within(x | splat(0x20), b'a', 25);
+    let plain = bitandnot_m128i(cmp_eq_mask_i8_m128i(x, splat(b'/')), within(x, b'-', 12));
     // The mask has 16 bits: the i32 is never negative.
-    move_mask_i8_m128i(bits) as u32
+    move_mask_i8_m128i(letters | plain) as u32
 }
 
 /// [`plain_token_bits`] on other targets.
