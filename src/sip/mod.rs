@@ -366,24 +366,39 @@ pub(crate) fn is_token_text(s: &[u8]) -> bool {
 }
 
 /// A bit per byte of `block` (the lowest for its first byte) that is a letter, a digit, `-` or
-/// `.`: token characters, not all of them. By SSE2 compares: a byte is within
-/// `lo..=lo + width` when its distance above `lo`, wrapping, is at most `width`.
+/// `.`: token characters, not all of them ([`plain_mask`]).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn plain_token_bits(block: [u8; 16]) -> u32 {
-    use safe_arch::{
-        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
-        sub_i8_m128i,
-    };
-    let x = m128i::from(block);
-    let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
-    let within = |x: m128i, lo: u8, width: u8| {
-        let d = sub_i8_m128i(x, splat(lo));
-        cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
-    };
-    let bits = within(x | splat(0x20), b'a', 25) | within(x, b'0', 9) | within(x, b'-', 1);
+    let x = safe_arch::m128i::from(block);
     // The mask has 16 bits: the i32 is never negative.
-    move_mask_i8_m128i(bits) as u32
+    safe_arch::move_mask_i8_m128i(plain_mask(x, 0x20)) as u32
+}
+
+/// All ones in each byte of `x` that is a letter (upper-case ones only with `case` 0x20:
+/// letters are compared with that bit set), a digit, `-` or `.`; zeros elsewhere. By SSE2
+/// compares, two ranges and one byte: letters `a..=z`, and `-..=9` without `/`. A byte is
+/// within `lo..=lo + width` when its distance above `lo`, wrapping and then moved down by 128
+/// (an add and a signed compare: SSE2 has no unsigned one), is below `width + 1 - 128`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(crate) fn plain_mask(x: safe_arch::m128i, case: u8) -> safe_arch::m128i {
+    use safe_arch::{
+        add_i8_m128i, bitandnot_m128i, cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, m128i,
+    };
+    let within = |x: m128i, lo: u8, width: u8| {
+        let d = add_i8_m128i(x, splat(0x80u8.wrapping_sub(lo)));
+        cmp_lt_mask_i8_m128i(d, splat((width + 1) ^ 0x80))
+    };
+    let letters = within(x | splat(case), b'a', 25);
+    letters | bitandnot_m128i(cmp_eq_mask_i8_m128i(x, splat(b'/')), within(x, b'-', 12))
+}
+
+/// `b` in every byte of an SSE2 register.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(crate) fn splat(b: u8) -> safe_arch::m128i {
+    safe_arch::set_splat_i8_m128i(i8::from_ne_bytes([b]))
 }
 
 /// [`plain_token_bits`] on other targets.

@@ -661,25 +661,14 @@ fn host_chars_len(s: &[u8], case: u8, run: impl FnOnce(&[u8]) -> usize) -> usize
 
 /// A bit per byte of `block` that is a host character (the lowest bit for its first byte):
 /// alphanumeric, `.`, `-` or `_`, upper-case letters only with `case` 0x20 (letters are
-/// compared with that bit set). By SSE2 compares: a byte is within `lo..=lo + width` when its
-/// distance above `lo`, wrapping, is at most `width`.
+/// compared with that bit set). By SSE2 compares ([`plain_mask`] and one for `_`).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn host_bits(block: [u8; 16], case: u8) -> u32 {
-    use safe_arch::{
-        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
-        sub_i8_m128i,
-    };
+    use super::{plain_mask, splat};
+    use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i};
     let x = m128i::from(block);
-    let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
-    let within = |x: m128i, lo: u8, width: u8| {
-        let d = sub_i8_m128i(x, splat(lo));
-        cmp_eq_mask_i8_m128i(min_u8_m128i(d, splat(width)), d)
-    };
-    let bits = within(x | splat(case), b'a', 25)
-        | within(x, b'0', 9)
-        | within(x, b'-', 1)
-        | cmp_eq_mask_i8_m128i(x, splat(b'_'));
+    let bits = plain_mask(x, case) | cmp_eq_mask_i8_m128i(x, splat(b'_'));
     // The mask has 16 bits: the i32 is never negative.
     move_mask_i8_m128i(bits) as u32
 }
