@@ -169,7 +169,7 @@ fn register<'b>(
 
     // Step 1: the Request-URI names a domain we serve. It carries no headers (§19.1.5,
     // RFC 4475 §3.1.2.11).
-    if !ruri.headers().is_empty() {
+    if ruri.has_headers() {
         return Err(fail(Error::Parse(sip::Error::BadUri)));
     }
     if !policy.serves(ruri.host()) {
