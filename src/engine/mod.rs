@@ -159,11 +159,11 @@ impl Policy {
                 .iter()
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
-            guard: guard::Settings {
-                rate: config.rate_limit.clone(),
-                lockout: config.lockout.clone(),
-                drop_scanners: config.drop_scanners,
-            },
+            guard: guard::Settings::new(
+                config.rate_limit.clone(),
+                config.lockout.clone(),
+                config.drop_scanners,
+            ),
             config,
         })
     }
