@@ -140,19 +140,21 @@ impl Cidr {
 
     /// Does the block contain `ip`?
     pub fn contains(&self, ip: IpAddr) -> bool {
-        Self::any_contains(std::slice::from_ref(self), ip)
+        let one = std::slice::from_ref(self);
+        Self::any_contains(one, one, ip)
     }
 
-    /// Does any of `blocks` contain `ip`? The family is matched once, not per block.
-    fn any_contains(blocks: &[Self], ip: IpAddr) -> bool {
+    /// Does any of `v4` (for an IPv4 `ip`) or `v6` (for an IPv6 one) contain `ip`? The family
+    /// is matched once, not per block; a block of the other family in a list never matches.
+    fn any_contains(v4: &[Self], v6: &[Self], ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => {
                 let a = a.to_bits();
-                blocks.iter().any(|c| a & c.v4.1 == c.v4.0)
+                v4.iter().any(|c| a & c.v4.1 == c.v4.0)
             }
             IpAddr::V6(a) => {
                 let a = a.to_bits();
-                blocks.iter().any(|c| a & c.v6.1 == c.v6.0)
+                v6.iter().any(|c| a & c.v6.1 == c.v6.0)
             }
         }
     }
@@ -325,6 +327,33 @@ pub struct Settings {
     pub lockout: Option<Lockout>,
     /// Drop requests from known scanner User-Agents.
     pub drop_scanners: bool,
+    /// `rate`'s allow-list split by family, built by [`Self::new`] (settings are built anew
+    /// on a reload, never edited in place, so the split follows `rate`).
+    allowed: Allowed,
+}
+
+impl Settings {
+    /// The settings, with the rate limit's allow-list split by family once here.
+    pub fn new(rate: Option<RateLimit>, lockout: Option<Lockout>, drop_scanners: bool) -> Self {
+        let allowed = rate.as_ref().map_or_else(Allowed::default, |r| {
+            let (v4, v6) = r.allow.iter().partition(|c| c.addr.is_ipv4());
+            Allowed { v4, v6 }
+        });
+        Self {
+            rate,
+            lockout,
+            drop_scanners,
+            allowed,
+        }
+    }
+}
+
+/// The allow-list split by family when the settings are built: a source walks only the
+/// blocks of its own family (an IPv4 phone does not test the default `::1/128`).
+#[derive(Clone, Debug, Default)]
+struct Allowed {
+    v4: Vec<Cidr>,
+    v6: Vec<Cidr>,
 }
 
 /// Shared state of the defences. Each table holds at most `MAX_ENTRIES`; idle entries are
@@ -371,7 +400,7 @@ impl Guard {
         let Some(r) = &s.rate else {
             return Admit::Yes;
         };
-        if Cidr::any_contains(&r.allow, ip) {
+        if Cidr::any_contains(&s.allowed.v4, &s.allowed.v6, ip) {
             return Admit::Yes;
         }
         let now_ms = now.as_millis();
@@ -425,9 +454,7 @@ impl Guard {
 
     /// Allow-listed sources (edge proxies carry many users: never locked out by IP).
     fn trusted(s: &Settings, ip: IpAddr) -> bool {
-        s.rate
-            .as_ref()
-            .is_some_and(|r| Cidr::any_contains(&r.allow, ip))
+        s.rate.is_some() && Cidr::any_contains(&s.allowed.v4, &s.allowed.v6, ip)
     }
 
     /// Is this user or source locked out?
@@ -515,11 +542,7 @@ mod tests {
         fn new(rate: Option<RateLimit>, lockout: Option<Lockout>, drop_scanners: bool) -> Self {
             Self(
                 Guard::default(),
-                Settings {
-                    rate,
-                    lockout,
-                    drop_scanners,
-                },
+                Settings::new(rate, lockout, drop_scanners),
             )
         }
         fn admit(&self, now: Instant, ip: IpAddr) -> Admit {
@@ -635,14 +658,41 @@ mod tests {
             }
         }
         assert!(inside > 1000, "{inside}");
-        // A list answers what its blocks answer one by one, in either order.
-        for pair in blocks.windows(2) {
+        // A list answers what its blocks answer one by one, in either order, and so does the
+        // list split by family (pairs across two bases mix the families).
+        for pair in blocks.windows(2).chain([&blocks[..]]) {
+            let rate = RateLimit {
+                allow: pair.to_vec(),
+                ..RateLimit::default()
+            };
+            let s = Settings::new(Some(rate), None, false);
+            let split = (&s.allowed.v4[..], &s.allowed.v6[..]);
             for &ip in &ips {
                 let want = pair.iter().any(|c| reference_contains(c, ip));
-                assert_eq!(Cidr::any_contains(pair, ip), want, "{pair:?} {ip}");
+                assert_eq!(Cidr::any_contains(pair, pair, ip), want, "{pair:?} {ip}");
+                assert_eq!(
+                    Cidr::any_contains(split.0, split.1, ip),
+                    want,
+                    "{pair:?} {ip}"
+                );
             }
         }
-        assert!(!Cidr::any_contains(&[], bases[0]));
+        assert!(!Cidr::any_contains(&[], &[], bases[0]));
+        // The default list, split: loopback of either family only.
+        let s = Settings::new(Some(RateLimit::default()), None, false);
+        for (ip, want) in [
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("10.0.0.1", false),
+            ("::2", false),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(Guard::trusted(&s, ip), want, "{ip}");
+        }
+        assert!(!Guard::trusted(
+            &Settings::default(),
+            "127.0.0.1".parse().unwrap()
+        ));
         assert_eq!(
             format!("{:?}", Cidr::parse("10.1.2.3/8").unwrap()),
             "Cidr { addr: 10.1.2.3, prefix: 8 }"

@@ -159,11 +159,11 @@ impl Policy {
                 .iter()
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
-            guard: guard::Settings {
-                rate: config.rate_limit.clone(),
-                lockout: config.lockout.clone(),
-                drop_scanners: config.drop_scanners,
-            },
+            guard: guard::Settings::new(
+                config.rate_limit.clone(),
+                config.lockout.clone(),
+                config.drop_scanners,
+            ),
             config,
         })
     }
@@ -1040,7 +1040,11 @@ fn to_tag(req: &Request<'_>, call_id: &[u8]) -> [u8; 16] {
         None => req.from().ok().and_then(|f| f.tag()),
     };
     let from_tag = from_tag.unwrap_or_default();
-    let cseq = req.cseq().map_or(0, |c| c.seq).to_le_bytes();
+    let seq = match req.parsed_cseq() {
+        Some(c) => c.seq,
+        None => req.cseq().map_or(0, |c| c.seq),
+    };
+    let cseq = seq.to_le_bytes();
     let h = crate::store::stable_hash(&[call_id, from_tag, &cseq]);
     hex16(h)
 }

@@ -169,7 +169,7 @@ fn register<'b>(
 
     // Step 1: the Request-URI names a domain we serve. It carries no headers (§19.1.5,
     // RFC 4475 §3.1.2.11).
-    if !ruri.headers().is_empty() {
+    if ruri.has_headers() {
         return Err(fail(Error::Parse(sip::Error::BadUri)));
     }
     if !policy.serves(ruri.host()) {
@@ -177,7 +177,14 @@ fn register<'b>(
     }
 
     // Steps 3-4: authenticate, then authorise the user for the AOR (below, once it is known).
-    let cseq = req.cseq().map_err(|e| fail(e.into()))?;
+    let reparsed_cseq;
+    let cseq = match req.parsed_cseq() {
+        Some(c) => c,
+        None => {
+            reparsed_cseq = req.cseq().map_err(|e| fail(e.into()))?;
+            &reparsed_cseq
+        }
+    };
     if cseq.method != Method::REGISTER {
         return Err(fail(Error::Parse(sip::Error::CSeqMethodMismatch)));
     }

@@ -285,6 +285,12 @@ macro_rules! header_accessors {
             self.parsed.from.as_ref()
         }
 
+        /// The CSeq as validation parsed it, borrowed (no copy, no `Result` to unwrap); `None`
+        /// when validation stopped before it ([`Self::cseq`] then parses it again).
+        pub fn parsed_cseq(&self) -> Option<&CSeq<'b>> {
+            self.parsed.cseq.as_ref()
+        }
+
         /// The To header as validation parsed it, borrowed; `None` when validation stopped
         /// before it ([`Self::to`] then parses it again).
         pub fn parsed_to(&self) -> Option<&NameAddr<'b>> {
@@ -1297,6 +1303,9 @@ m: <sip:a@h>\r\nl: 0\r\n\r\n";
         assert_eq!(r.call_id().unwrap(), b"abc");
         let cseq = r.cseq().unwrap();
         assert_eq!((cseq.seq, cseq.method), (1, Method::REGISTER));
+        // The borrowed view validation kept is the one the general parse gives.
+        let general = CSeq::parse(r.header(HeaderName::CSeq).unwrap()).unwrap();
+        assert_eq!(r.parsed_cseq(), Some(&general));
         assert_eq!(r.contacts().count(), 1);
         assert_eq!(r.header(HeaderName::CSeq).unwrap(), b"1\r\n  REGISTER");
     }
@@ -1943,6 +1952,9 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             let msg = format!("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{branch}\r\nVia: SIP/2.0/TCP proxy;branch=z9hG4bKp\r\nFrom: <sip:{user}@example.com>;tag={tag}\r\nTo: <sip:{user}@example.com>\r\nCall-ID: {call}\r\nCSeq: {cseq} REGISTER\r\nContent-Length: 0\r\n\r\n");
             let Ok(Message::Request(r)) = parse_datagram(msg.as_bytes(), &Limits::default()) else { panic!("{msg}") };
             proptest::prop_assert_eq!(r.defect(), None);
+            // The CSeq validation kept is the one the general parse gives.
+            let general = CSeq::parse(r.header(HeaderName::CSeq).unwrap_or_default());
+            proptest::prop_assert_eq!(r.parsed_cseq(), general.as_ref().ok());
             let mut out = Vec::new();
             let mut w = crate::sip::ResponseWriter::new(&mut out, StatusCode::OK, None, &r, b"xyz", None);
             w.contact(b"sip:a@b", 1, b"");

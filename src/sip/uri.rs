@@ -148,6 +148,13 @@ impl<'b> Uri<'b> {
             .unwrap_or_default()
     }
 
+    /// Whether headers follow a `?` (`!self.headers().is_empty()`, read from the offsets
+    /// without building the slice).
+    #[inline]
+    pub fn has_headers(&self) -> bool {
+        (self.params_end as usize) + 1 < self.raw.len()
+    }
+
     /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix. Text longer than
     /// `u32::MAX` bytes is not a URI.
     pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
@@ -1069,6 +1076,7 @@ mod tests {
                     proptest::prop_assert_eq!(text, want.as_bytes());
                 }
                 proptest::prop_assert_eq!(uri.aor_as_written(), uri.aor_as_written_general());
+                proptest::prop_assert_eq!(uri.has_headers(), !uri.headers().is_empty());
             }
         }
     }
@@ -1092,12 +1100,16 @@ mod tests {
             (b"sip:bob@[::1]", true, false),
             (b"sip:bob@[::A]", false, false),
             (b"sip:u;x=1@h;lr", true, true),
+            (b"sip:bob@example.com?", true, false),
+            (b"sip:bob@example.com;lr?x=y", true, false),
         ] {
             let uri = Uri::parse(raw).unwrap();
             let text = String::from_utf8_lossy(raw);
             assert_eq!(uri.aor_as_written().is_some(), as_written, "{text}");
             assert_eq!(uri.flags & AOR_WRITTEN != 0, known, "{text}");
             assert_eq!(uri.aor_as_written(), uri.aor_as_written_general(), "{text}");
+            assert_eq!(uri.has_headers(), raw.ends_with(b"?x=y"), "{text}");
+            assert_eq!(uri.has_headers(), !uri.headers().is_empty(), "{text}");
         }
     }
 
