@@ -322,13 +322,13 @@ pub enum Admit {
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     /// Per-source flood control; `None` = off.
-    pub rate: Option<RateLimit>,
+    rate: Option<RateLimit>,
     /// Brute-force lockout; `None` = off.
-    pub lockout: Option<Lockout>,
+    lockout: Option<Lockout>,
     /// Drop requests from known scanner User-Agents.
-    pub drop_scanners: bool,
-    /// `rate`'s allow-list split by family, built by [`Self::new`] (settings are built anew
-    /// on a reload, never edited in place, so the split follows `rate`).
+    drop_scanners: bool,
+    /// `rate`'s allow-list split by family, built by [`Self::new`] (the fields are private and
+    /// settings are built anew on a reload, so the split always follows `rate`).
     allowed: Allowed,
 }
 
