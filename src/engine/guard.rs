@@ -71,60 +71,24 @@ impl Default for Lockout {
 }
 
 /// An IP block, e.g. `10.0.0.0/8` or `2001:db8::/32`.
-///
-/// Every allow-listed block is checked for every request of a flood-limited source: the block
-/// keeps its network and mask ready for either family, so a check is one AND and one compare.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
-    /// `(network, mask)` over an IPv4 address's bits; for an IPv6 block a pair no address
-    /// matches (network 1 under mask 0), so a source of the other family is never inside.
-    v4: (u32, u32),
-    /// The same over an IPv6 address's bits.
-    v6: (u128, u128),
 }
 
-impl std::fmt::Debug for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The block as configured (the precomputed masks follow from it).
-        f.debug_struct("Cidr")
-            .field("addr", &self.addr)
-            .field("prefix", &self.prefix)
-            .finish()
-    }
+/// A block's network and mask over its family's address bits.
+#[derive(Clone, Copy)]
+enum Net {
+    V4 { net: u32, mask: u32 },
+    V6 { net: u128, mask: u128 },
 }
 
 impl Cidr {
-    const ANY_V4: Self = Self::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 32);
-
-    /// The block of `addr`'s first `prefix` bits (`prefix` at most the family's width).
-    const fn new(addr: IpAddr, prefix: u8) -> Self {
-        const NONE_V4: (u32, u32) = (1, 0);
-        const NONE_V6: (u128, u128) = (1, 0);
-        let (v4, v6) = match addr {
-            IpAddr::V4(n) => {
-                let mask = match u32::MAX.checked_shl(32 - prefix as u32) {
-                    Some(m) => m,
-                    None => 0,
-                };
-                ((n.to_bits() & mask, mask), NONE_V6)
-            }
-            IpAddr::V6(n) => {
-                let mask = match u128::MAX.checked_shl(128 - prefix as u32) {
-                    Some(m) => m,
-                    None => 0,
-                };
-                (NONE_V4, (n.to_bits() & mask, mask))
-            }
-        };
-        Self {
-            addr,
-            prefix,
-            v4,
-            v6,
-        }
-    }
+    const ANY_V4: Self = Self {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        prefix: 32,
+    };
 
     /// Parses `addr/prefix` (or a bare address).
     pub fn parse(s: &str) -> Option<Self> {
@@ -135,28 +99,33 @@ impl Cidr {
             Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
             None => max,
         };
-        Some(Self::new(addr, prefix))
+        Some(Self { addr, prefix })
+    }
+
+    /// The block's network and mask.
+    fn net(&self) -> Net {
+        let shift = |width: u32| width.saturating_sub(u32::from(self.prefix));
+        match self.addr {
+            IpAddr::V4(n) => {
+                let mask = u32::MAX.checked_shl(shift(32)).unwrap_or(0);
+                Net::V4 {
+                    net: n.to_bits() & mask,
+                    mask,
+                }
+            }
+            IpAddr::V6(n) => {
+                let mask = u128::MAX.checked_shl(shift(128)).unwrap_or(0);
+                Net::V6 {
+                    net: n.to_bits() & mask,
+                    mask,
+                }
+            }
+        }
     }
 
     /// Does the block contain `ip`?
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let one = std::slice::from_ref(self);
-        Self::any_contains(one, one, ip)
-    }
-
-    /// Does any of `v4` (for an IPv4 `ip`) or `v6` (for an IPv6 one) contain `ip`? The family
-    /// is matched once, not per block; a block of the other family in a list never matches.
-    fn any_contains(v4: &[Self], v6: &[Self], ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(a) => {
-                let a = a.to_bits();
-                v4.iter().any(|c| a & c.v4.1 == c.v4.0)
-            }
-            IpAddr::V6(a) => {
-                let a = a.to_bits();
-                v6.iter().any(|c| a & c.v6.1 == c.v6.0)
-            }
-        }
+        Allowed::of(std::slice::from_ref(self)).contains(ip)
     }
 }
 
@@ -333,12 +302,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings, with the rate limit's allow-list split by family once here.
+    /// The settings, with the rate limit's allow-list made ready for the flood check.
     pub fn new(rate: Option<RateLimit>, lockout: Option<Lockout>, drop_scanners: bool) -> Self {
-        let allowed = rate.as_ref().map_or_else(Allowed::default, |r| {
-            let (v4, v6) = r.allow.iter().partition(|c| c.addr.is_ipv4());
-            Allowed { v4, v6 }
-        });
+        let allowed = rate
+            .as_ref()
+            .map_or_else(Allowed::default, |r| Allowed::of(&r.allow));
         Self {
             rate,
             lockout,
@@ -348,12 +316,40 @@ impl Settings {
     }
 }
 
-/// The allow-list split by family when the settings are built: a source walks only the
-/// blocks of its own family (an IPv4 phone does not test the default `::1/128`).
+/// Allow-listed blocks as the flood check of every request reads them: each block's network
+/// and mask computed once, split by family, so a source walks only its own family's blocks (an
+/// IPv4 phone does not test the default `::1/128`) and a test is one AND and one compare.
 #[derive(Clone, Debug, Default)]
 struct Allowed {
-    v4: Vec<Cidr>,
-    v6: Vec<Cidr>,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Allowed {
+    fn of(blocks: &[Cidr]) -> Self {
+        let mut allowed = Self::default();
+        for c in blocks {
+            match c.net() {
+                Net::V4 { net, mask } => allowed.v4.push((net, mask)),
+                Net::V6 { net, mask } => allowed.v6.push((net, mask)),
+            }
+        }
+        allowed
+    }
+
+    /// Does any of the blocks contain `ip`?
+    fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = a.to_bits();
+                self.v4.iter().any(|&(net, mask)| a & mask == net)
+            }
+            IpAddr::V6(a) => {
+                let a = a.to_bits();
+                self.v6.iter().any(|&(net, mask)| a & mask == net)
+            }
+        }
+    }
 }
 
 /// Shared state of the defences. Each table holds at most `MAX_ENTRIES`; idle entries are
@@ -400,7 +396,7 @@ impl Guard {
         let Some(r) = &s.rate else {
             return Admit::Yes;
         };
-        if Cidr::any_contains(&s.allowed.v4, &s.allowed.v6, ip) {
+        if s.allowed.contains(ip) {
             return Admit::Yes;
         }
         let now_ms = now.as_millis();
@@ -454,7 +450,7 @@ impl Guard {
 
     /// Allow-listed sources (edge proxies carry many users: never locked out by IP).
     fn trusted(s: &Settings, ip: IpAddr) -> bool {
-        s.rate.is_some() && Cidr::any_contains(&s.allowed.v4, &s.allowed.v6, ip)
+        s.rate.is_some() && s.allowed.contains(ip)
     }
 
     /// Is this user or source locked out?
@@ -658,26 +654,20 @@ mod tests {
             }
         }
         assert!(inside > 1000, "{inside}");
-        // A list answers what its blocks answer one by one, in either order, and so does the
-        // list split by family (pairs across two bases mix the families).
+        // A list answers what its blocks answer one by one, in either order (pairs across two
+        // bases mix the families).
         for pair in blocks.windows(2).chain([&blocks[..]]) {
             let rate = RateLimit {
                 allow: pair.to_vec(),
                 ..RateLimit::default()
             };
             let s = Settings::new(Some(rate), None, false);
-            let split = (&s.allowed.v4[..], &s.allowed.v6[..]);
             for &ip in &ips {
                 let want = pair.iter().any(|c| reference_contains(c, ip));
-                assert_eq!(Cidr::any_contains(pair, pair, ip), want, "{pair:?} {ip}");
-                assert_eq!(
-                    Cidr::any_contains(split.0, split.1, ip),
-                    want,
-                    "{pair:?} {ip}"
-                );
+                assert_eq!(s.allowed.contains(ip), want, "{pair:?} {ip}");
             }
         }
-        assert!(!Cidr::any_contains(&[], &[], bases[0]));
+        assert!(!Allowed::of(&[]).contains(bases[0]));
         // The default list, split: loopback of either family only.
         let s = Settings::new(Some(RateLimit::default()), None, false);
         for (ip, want) in [
