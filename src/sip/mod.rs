@@ -351,18 +351,24 @@ pub(crate) fn token_len(s: &[u8]) -> usize {
 /// token characters (or none), are read by the table.
 #[inline(always)]
 pub(crate) fn is_token_text(s: &[u8]) -> bool {
-    if let (Some(head), Some(tail), true) =
-        (s.first_chunk::<8>(), s.last_chunk::<8>(), s.len() <= 16)
-    {
-        let mut block = [0; 16];
-        let (low, high) = block.split_at_mut(8);
-        low.copy_from_slice(head);
-        high.copy_from_slice(tail);
+    if let (Some(block), true) = (ends_block(s), s.len() <= 16) {
         if plain_token_bits(block) == 0xFFFF {
             return true;
         }
     }
     !s.is_empty() && token_len(s) == s.len()
+}
+
+/// The first and the last eight bytes of `s` as one 16-byte block (they overlap when `s` is
+/// shorter than 16 bytes), for classifying text of 8 to 16 bytes at once; `None` below 8.
+#[inline(always)]
+pub(crate) fn ends_block(s: &[u8]) -> Option<[u8; 16]> {
+    let (head, tail) = (s.first_chunk::<8>()?, s.last_chunk::<8>()?);
+    let mut block = [0; 16];
+    let (low, high) = block.split_at_mut(8);
+    low.copy_from_slice(head);
+    high.copy_from_slice(tail);
+    Some(block)
 }
 
 /// A bit per byte of `block` (the lowest for its first byte) that is a letter, a digit, `-` or

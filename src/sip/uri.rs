@@ -652,13 +652,9 @@ fn host_chars_len(s: &[u8], case: u8, run: impl FnOnce(&[u8]) -> usize) -> usize
             n => n,
         };
     }
-    let (Some(head), Some(tail)) = (s.first_chunk::<8>(), s.last_chunk::<8>()) else {
+    let Some(block) = super::ends_block(s) else {
         return run(s);
     };
-    let mut block = [0; 16];
-    let (low, high) = block.split_at_mut(8);
-    low.copy_from_slice(head);
-    high.copy_from_slice(tail);
     let bits = host_bits(block, case);
     // A bit per byte of `s`: the last eight's bits moved to where those bytes are. None is
     // set from `s.len()` on, so the run is at most that long.
