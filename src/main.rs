@@ -212,6 +212,10 @@ fn random_bytes() -> [u8; 40] {
 }
 
 fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+    // Block SIGINT/SIGTERM/SIGHUP before any thread starts (the persistence keyspace starts
+    // its own workers when opened), so that only this thread gets them: a thread without the
+    // mask would take the signal's default action and kill the process mid-write.
+    let signals = block_signals();
     let engine_config = config.engine_config(random_bytes())?;
     let mut runtime_config = config.runtime_config()?;
     let mgmt_config = config.management_config()?;
@@ -237,8 +241,6 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .as_ref()
         .map(|p| Arc::clone(p) as Arc<dyn ChangeFeed>);
     let shared = Arc::new(Shared::with_feed(engine_config, feed)?);
-    // Block SIGINT/SIGTERM/SIGHUP before any thread starts so that only this thread gets them.
-    let signals = block_signals();
     // The management API comes first (/healthz answers while bindings load; /readyz once the
     // SIP listeners are open).
     let tls: Arc<OnceLock<TlsReloader>> = Arc::new(OnceLock::new());

@@ -7,7 +7,7 @@ mod durable;
 mod mgmt;
 mod redis;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
@@ -445,7 +445,26 @@ fn binary_starts_serves_and_stops_on_sigterm() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM only once the binary says it started (it blocks the signals before that line):
+    // a fixed sleep raced a loaded machine's start-up, and the default action killed it.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("sipreg started") {
+                let _ = started_tx.send(());
+            }
+            err.push_str(&line);
+            err.push('\n');
+        }
+        err
+    });
+    assert!(
+        started_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "no start within 60 s"
+    );
     assert!(child.try_wait().unwrap().is_none(), "still running");
     // SAFETY: sending SIGTERM to our own child process.
     #[allow(unsafe_code)]
@@ -464,13 +483,7 @@ fn binary_starts_serves_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = reader.join().unwrap();
     assert!(
         err.contains("sipreg started") && err.contains("stopped"),
         "{err}"
