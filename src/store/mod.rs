@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use dashmap::{DashMap, SharedValue};
 use smallvec::SmallVec;
 
-pub use binding::{Binding, NewBinding, ReplyParts, Transport, MAX_TEXT};
+pub use binding::{Binding, ContactPart, NewBinding, ReplyParts, RequestPart, Transport, MAX_TEXT};
 use wheel::Wheels;
 
 use crate::time::Instant;
@@ -214,22 +214,35 @@ impl<'s> Bindings<'s> {
 
     /// Adds a binding.
     pub fn push(&mut self, b: &NewBinding<'_>) {
-        let binding = Binding::pack_for(b, self.aor);
+        let (r, c) = b.parts();
+        self.push_parts(&r, &c);
+    }
+
+    /// Adds the binding of a request's part and a contact's (see [`RequestPart`]).
+    pub fn push_parts(&mut self, r: &RequestPart<'_>, c: &ContactPart<'_>) {
+        let binding = Binding::pack_parts(r, c, self.aor);
         self.record(Kind::Inserted, &binding);
         self.list.push(binding);
     }
 
     /// Replaces binding `idx` (out of range: no-op).
     pub fn replace(&mut self, idx: usize, b: &NewBinding<'_>) {
+        let (r, c) = b.parts();
+        self.replace_parts(idx, &r, &c);
+    }
+
+    /// Replaces binding `idx` with the binding of a request's part and a contact's (out of
+    /// range: no-op).
+    pub fn replace_parts(&mut self, idx: usize, r: &RequestPart<'_>, c: &ContactPart<'_>) {
         let Some(slot) = self.list.get_mut(idx) else {
             return;
         };
         if self.events.is_none() {
             // Nobody needs the old binding: refresh it in place.
-            slot.repack(b);
+            slot.repack_parts(r, c);
             return;
         }
-        let old = std::mem::replace(slot, Binding::pack_for(b, self.aor));
+        let old = std::mem::replace(slot, Binding::pack_parts(r, c, self.aor));
         let (Some(events), Some(new)) = (self.events.as_deref_mut(), self.list.get(idx)) else {
             return;
         };
