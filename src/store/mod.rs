@@ -544,21 +544,25 @@ impl Store {
                     }
                     done
                 }
-                // A new AOR: its bindings are built outside the table and stored only when
-                // there are any (a query or a failed request of an unknown AOR leaves no trace).
+                // A new AOR: its entry is inserted empty (under the lock no one else sees it)
+                // and its bindings built in place; an entry left empty (a query or a failed
+                // request of an unknown AOR) is removed again.
                 None => {
-                    let mut list = List::new();
-                    // The text the key would hold (see `AorKey::from_text`).
-                    let text = canonical(aor);
-                    let done = run(&mut list, &text, 0, None, &mut events);
-                    if !list.is_empty() {
-                        let entry = Entry {
-                            list,
-                            due: done.1.unwrap_or(u32::MAX),
-                        };
-                        table.insert(hash, ((), SharedValue::new(entry)), |(_, e)| {
+                    let empty = Entry {
+                        list: List::new(),
+                        due: u32::MAX,
+                    };
+                    let (_, entry) =
+                        table.insert_entry(hash, ((), SharedValue::new(empty)), |(_, e)| {
                             text_hash(hasher, e.get().aor())
                         });
+                    let entry = entry.get_mut();
+                    // The text the key would hold (see `AorKey::from_text`).
+                    let text = canonical(aor);
+                    let done = run(&mut entry.list, &text, 0, None, &mut events);
+                    entry.due = done.1.unwrap_or(u32::MAX);
+                    if done.3 == 0 {
+                        table.remove_entry(hash, |(_, e): &Slot| e.get().list.is_empty());
                     }
                     done
                 }
