@@ -362,14 +362,19 @@ fn register<'b>(
     let scratch = std::mem::take(&mut eng.aor);
     let aor = aor_as_written.unwrap_or(scratch.as_bytes());
     let mut stored_over_flow = false;
-    let result = shared
-        .store
-        .modify_text(aor, now, |bindings| -> Result<(), Error> {
-            let total = shared.store.binding_count();
-            stored_over_flow = update.apply(bindings, cfg, Some(total))?.stored && flow.is_some();
-            reply.write_ok(eng, bindings.iter());
-            Ok(())
-        });
+    // The outcome written from inside, the closure returning nothing: the store then carries
+    // no `Result` of the closure's through its own steps.
+    let mut result = Ok(());
+    shared.store.modify_text(aor, now, |bindings| {
+        let total = shared.store.binding_count();
+        match update.apply(bindings, cfg, Some(total)) {
+            Ok(changed) => {
+                stored_over_flow = changed.stored && flow.is_some();
+                reply.write_ok(eng, bindings.iter());
+            }
+            Err(e) => result = Err(e),
+        }
+    });
     let track = match (stored_over_flow, flow) {
         (true, Some(conn)) => Some((conn, AorKey::from_text(aor))),
         _ => None,
