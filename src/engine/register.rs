@@ -14,7 +14,7 @@ use super::{Engine, EngineConfig, Error, Meta, Transport};
 use crate::auth::{Failure, Verdict};
 use crate::bytes::same;
 use crate::sip::{self, Contact, HeaderName, Method, Request, Scheme, StatusCode, Uri};
-use crate::store::{AorKey, Binding, Bindings, NewBinding};
+use crate::store::{AorKey, Binding, Bindings, ContactPart, RequestPart};
 use crate::time::Instant;
 
 /// What happened to a request that did not fail.
@@ -326,14 +326,16 @@ fn register<'b>(
     let node = eng.remote.as_ref().map(|r| r.settings.node);
     let common = Common {
         joined: &joined,
-        call_id,
-        cseq: cseq.seq,
-        path: path.joined(),
-        source: meta.source,
-        transport: meta.transport.to_store(),
-        conn: flow.map(|c| node.map_or(c.0, |node| remote::flow_id(node, c.0))),
-        user_agent,
-        now_secs,
+        request: RequestPart {
+            call_id,
+            cseq: cseq.seq,
+            path: path.joined(),
+            source: meta.source,
+            transport: meta.transport.to_store(),
+            conn: flow.map(|c| node.map_or(c.0, |node| remote::flow_id(node, c.0))),
+            user_agent,
+            registered_at: now_secs,
+        },
     };
 
     let update = Update {
@@ -360,14 +362,19 @@ fn register<'b>(
     let scratch = std::mem::take(&mut eng.aor);
     let aor = aor_as_written.unwrap_or(scratch.as_bytes());
     let mut stored_over_flow = false;
-    let result = shared
-        .store
-        .modify_text(aor, now, |bindings| -> Result<(), Error> {
-            let total = shared.store.binding_count();
-            stored_over_flow = update.apply(bindings, cfg, Some(total))?.stored && flow.is_some();
-            reply.write_ok(eng, bindings.iter());
-            Ok(())
-        });
+    // The outcome written from inside, the closure returning nothing: the store then carries
+    // no `Result` of the closure's through its own steps.
+    let mut result = Ok(());
+    shared.store.modify_text(aor, now, |bindings| {
+        let total = shared.store.binding_count();
+        match update.apply(bindings, cfg, Some(total)) {
+            Ok(changed) => {
+                stored_over_flow = changed.stored && flow.is_some();
+                reply.write_ok(eng, bindings.iter());
+            }
+            Err(e) => result = Err(e),
+        }
+    });
     let track = match (stored_over_flow, flow) {
         (true, Some(conn)) => Some((conn, AorKey::from_text(aor))),
         _ => None,
@@ -479,7 +486,7 @@ impl Update<'_, '_> {
         tally.count(step);
         let evictions = tally.evictions(bindings.len(), cfg, total)?;
         match step {
-            Step::Refresh(idx) => bindings.replace(idx, &self.common.binding(w)),
+            Step::Refresh(idx) => self.common.replace(bindings, idx, w),
             Step::Remove(idx) => bindings.remove(idx),
             Step::Keep | Step::Insert => {}
         }
@@ -488,7 +495,7 @@ impl Update<'_, '_> {
             evict(bindings, evictions);
         }
         if step == Step::Insert {
-            bindings.push(&self.common.binding(w));
+            self.common.push(bindings, w);
         }
         Ok(tally.changed(evictions))
     }
@@ -789,34 +796,31 @@ impl<'b> Echo<'b> {
 struct Common<'r> {
     /// The buffer of the contacts' joined parameters (see [`Echo`]).
     joined: &'r [u8],
-    call_id: &'r [u8],
-    cseq: u32,
-    path: &'r [u8],
-    source: std::net::SocketAddr,
-    transport: crate::store::Transport,
-    conn: Option<u64>,
-    user_agent: &'r [u8],
-    now_secs: u32,
+    /// The request's part of each binding (registered now).
+    request: RequestPart<'r>,
 }
 
 impl Common<'_> {
-    fn binding<'a>(&'a self, w: &'a Wanted<'a>) -> NewBinding<'a> {
-        NewBinding {
+    /// The contact's own part of its binding.
+    fn contact<'a>(&'a self, w: &'a Wanted<'a>) -> ContactPart<'a> {
+        ContactPart {
             contact: w.uri.raw(),
             params: w.params.bytes(self.joined),
-            call_id: self.call_id,
-            cseq: self.cseq,
-            expires_at: self.now_secs.saturating_add(w.expires),
+            expires_at: self.request.registered_at.saturating_add(w.expires),
             q: w.q,
             instance: w.instance,
             reg_id: w.reg_id,
-            path: self.path,
-            source: self.source,
-            transport: self.transport,
-            conn: self.conn,
-            user_agent: self.user_agent,
-            registered_at: self.now_secs,
         }
+    }
+
+    /// Adds the binding of contact `w`.
+    fn push(&self, bindings: &mut Bindings<'_>, w: &Wanted<'_>) {
+        bindings.push_parts(&self.request, &self.contact(w));
+    }
+
+    /// Replaces binding `idx` with the binding of contact `w`.
+    fn replace(&self, bindings: &mut Bindings<'_>, idx: usize, w: &Wanted<'_>) {
+        bindings.replace_parts(idx, &self.request, &self.contact(w));
     }
 }
 
@@ -833,7 +837,7 @@ fn apply(
     if plan.tally.refreshes > 0 {
         for (w, step) in wanted.iter().zip(&plan.steps) {
             if let Step::Refresh(idx) = *step {
-                bindings.replace(idx, &common.binding(w));
+                common.replace(bindings, idx, w);
             }
         }
     }
@@ -856,7 +860,7 @@ fn apply(
     if plan.tally.inserts > 0 {
         for (w, step) in wanted.iter().zip(&plan.steps) {
             if *step == Step::Insert {
-                bindings.push(&common.binding(w));
+                common.push(bindings, w);
             }
         }
     }
@@ -991,6 +995,7 @@ fn secs(now: Instant) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NewBinding;
 
     #[test]
     fn require_checked_only_when_the_index_has_one() {
@@ -1277,14 +1282,16 @@ mod tests {
         ];
         let common = |call_id: &'static [u8], cseq: u32| Common {
             joined: b"",
-            call_id,
-            cseq,
-            path: b"",
-            source: "192.0.2.9:5060".parse().unwrap(),
-            transport: crate::store::Transport::Udp,
-            conn: None,
-            user_agent: b"UA",
-            now_secs: 50,
+            request: RequestPart {
+                call_id,
+                cseq,
+                path: b"",
+                source: "192.0.2.9:5060".parse().unwrap(),
+                transport: crate::store::Transport::Udp,
+                conn: None,
+                user_agent: b"UA",
+                registered_at: 50,
+            },
         };
         let mut compared = 0;
         let mut outcomes = Vec::new();

@@ -46,6 +46,72 @@ pub struct NewBinding<'a> {
     pub registered_at: u32,
 }
 
+/// The fields of a [`NewBinding`] that every contact of one request shares: a request with
+/// several contacts makes them once, and a binding is packed from them and its contact's own
+/// [`ContactPart`] without a `NewBinding` copied together first.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestPart<'a> {
+    /// [`NewBinding::call_id`].
+    pub call_id: &'a [u8],
+    /// [`NewBinding::cseq`].
+    pub cseq: u32,
+    /// [`NewBinding::path`].
+    pub path: &'a [u8],
+    /// [`NewBinding::source`].
+    pub source: SocketAddr,
+    /// [`NewBinding::transport`].
+    pub transport: Transport,
+    /// [`NewBinding::conn`].
+    pub conn: Option<u64>,
+    /// [`NewBinding::user_agent`].
+    pub user_agent: &'a [u8],
+    /// [`NewBinding::registered_at`].
+    pub registered_at: u32,
+}
+
+/// The fields of a [`NewBinding`] that are its contact's own (see [`RequestPart`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ContactPart<'a> {
+    /// [`NewBinding::contact`].
+    pub contact: &'a [u8],
+    /// [`NewBinding::params`].
+    pub params: &'a [u8],
+    /// [`NewBinding::expires_at`].
+    pub expires_at: u32,
+    /// [`NewBinding::q`].
+    pub q: Option<u16>,
+    /// [`NewBinding::instance`].
+    pub instance: Option<&'a [u8]>,
+    /// [`NewBinding::reg_id`].
+    pub reg_id: Option<u32>,
+}
+
+impl<'a> NewBinding<'a> {
+    /// The binding as its request's part and its contact's.
+    pub fn parts(&self) -> (RequestPart<'a>, ContactPart<'a>) {
+        (
+            RequestPart {
+                call_id: self.call_id,
+                cseq: self.cseq,
+                path: self.path,
+                source: self.source,
+                transport: self.transport,
+                conn: self.conn,
+                user_agent: self.user_agent,
+                registered_at: self.registered_at,
+            },
+            ContactPart {
+                contact: self.contact,
+                params: self.params,
+                expires_at: self.expires_at,
+                q: self.q,
+                instance: self.instance,
+                reg_id: self.reg_id,
+            },
+        )
+    }
+}
+
 // Packed layout of a binding: one heap block, fixed header then variable parts.
 //   0  flags u8         transport (2 bits) | FLAG_*
 //   1  cseq u32         5  expires_at u32     9  registered_at u32
@@ -127,14 +193,14 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// The fields of `b` stored with an AOR text of `aor_len` bytes.
-    fn of(b: &NewBinding<'a>, aor_len: usize) -> Self {
+    /// The fields of the binding of `r` and `c` stored with an AOR text of `aor_len` bytes.
+    fn of(r: &RequestPart<'a>, c: &ContactPart<'a>, aor_len: usize) -> Self {
         let strings = [
-            cap(b.contact),
-            cap(b.params),
-            cap(b.call_id),
-            cap(b.path),
-            cap(b.instance.unwrap_or_default()),
+            cap(c.contact),
+            cap(c.params),
+            cap(r.call_id),
+            cap(r.path),
+            cap(c.instance.unwrap_or_default()),
         ];
         let [contact, params, call_id, path, instance] = strings;
         // Within the (capped) params: from where they start, no further than they end.
@@ -149,8 +215,8 @@ impl<'a> Fields<'a> {
         } else {
             (HEADER + before, instance.len())
         };
-        let ip_len = if b.source.is_ipv4() { 4 } else { 16 };
-        let mut flags = match b.transport {
+        let ip_len = if r.source.is_ipv4() { 4 } else { 16 };
+        let mut flags = match r.transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
             Transport::Tls => 2,
@@ -158,19 +224,19 @@ impl<'a> Fields<'a> {
         if ip_len == 16 {
             flags |= FLAG_V6;
         }
-        if b.reg_id.is_some() {
+        if c.reg_id.is_some() {
             flags |= FLAG_REG_ID;
         }
-        if b.instance.is_some() {
+        if c.instance.is_some() {
             flags |= FLAG_INSTANCE;
         }
-        if b.conn.is_some() {
+        if r.conn.is_some() {
             flags |= FLAG_CONN;
         }
         let len = HEADER
             + ip_len
-            + if b.reg_id.is_some() { 4 } else { 0 }
-            + if b.conn.is_some() { 8 } else { 0 }
+            + if c.reg_id.is_some() { 4 } else { 0 }
+            + if r.conn.is_some() { 8 } else { 0 }
             + aor_len
             + before
             + own;
@@ -188,14 +254,21 @@ impl<'a> Fields<'a> {
     /// length `aor_len`, all but the AOR's text itself (the caller's to add, or to keep). The
     /// fixed-size parts go as arrays (their copies need no `memcpy` call), empty strings not at
     /// all.
-    fn emit(&self, b: &NewBinding<'_>, ua: u32, aor_len: usize, mut put: impl FnMut(&[u8])) {
+    fn emit(
+        &self,
+        r: &RequestPart<'_>,
+        c: &ContactPart<'_>,
+        ua: u32,
+        aor_len: usize,
+        mut put: impl FnMut(&[u8]),
+    ) {
         let mut head = [0u8; HEADER];
         head[0] = self.flags;
-        head[1..5].copy_from_slice(&b.cseq.to_le_bytes());
-        head[5..9].copy_from_slice(&b.expires_at.to_le_bytes());
-        head[9..13].copy_from_slice(&b.registered_at.to_le_bytes());
-        head[13..15].copy_from_slice(&b.source.port().to_le_bytes());
-        head[15..17].copy_from_slice(&b.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
+        head[1..5].copy_from_slice(&r.cseq.to_le_bytes());
+        head[5..9].copy_from_slice(&c.expires_at.to_le_bytes());
+        head[9..13].copy_from_slice(&r.registered_at.to_le_bytes());
+        head[13..15].copy_from_slice(&r.source.port().to_le_bytes());
+        head[15..17].copy_from_slice(&c.q.map_or(NO_Q, |q| q.min(1000)).to_le_bytes());
         head[17..21].copy_from_slice(&ua.to_le_bytes());
         for (i, s) in self.strings.iter().enumerate() {
             let len = u16::try_from(s.len()).unwrap_or(u16::MAX).to_le_bytes();
@@ -212,14 +285,14 @@ impl<'a> Fields<'a> {
                 put(s);
             }
         }
-        match b.source.ip() {
+        match r.source.ip() {
             IpAddr::V4(v4) => put(&v4.octets()),
             IpAddr::V6(v6) => put(&v6.octets()),
         }
-        if let Some(r) = b.reg_id {
+        if let Some(r) = c.reg_id {
             put(&r.to_le_bytes());
         }
-        if let Some(c) = b.conn {
+        if let Some(c) = r.conn {
             put(&c.to_le_bytes());
         }
     }
@@ -233,10 +306,16 @@ impl Binding {
 
     /// A binding of the AOR `aor` (canonical text, capped at 65 535 bytes like every string).
     pub(super) fn pack_for(b: &NewBinding<'_>, aor: &[u8]) -> Self {
+        let (r, c) = b.parts();
+        Self::pack_parts(&r, &c, aor)
+    }
+
+    /// [`Binding::pack_for`] of the binding of `r` and `c`.
+    pub(super) fn pack_parts(r: &RequestPart<'_>, c: &ContactPart<'_>, aor: &[u8]) -> Self {
         let aor = cap(aor);
-        let fields = Fields::of(b, aor.len());
+        let fields = Fields::of(r, c, aor.len());
         let mut d = Vec::with_capacity(fields.len);
-        fields.emit(b, intern::id(b.user_agent), aor.len(), |s| {
+        fields.emit(r, c, intern::id(r.user_agent), aor.len(), |s| {
             d.extend_from_slice(s)
         });
         d.extend_from_slice(aor);
@@ -245,26 +324,33 @@ impl Binding {
         }
     }
 
-    /// Makes this binding what [`Binding::pack_for`] makes of `b` with this binding's AOR, in
-    /// place when the packed size is unchanged (a refresh: same contact, Call-ID and
-    /// addresses), without a new allocation and, when the User-Agent is the stored one,
-    /// without looking it up again.
+    /// Makes this binding what [`Binding::pack_for`] makes of `b` with this binding's AOR.
+    #[cfg(test)]
     pub(crate) fn repack(&mut self, b: &NewBinding<'_>) {
+        let (r, c) = b.parts();
+        self.repack_parts(&r, &c);
+    }
+
+    /// Makes this binding what [`Binding::pack_parts`] makes of `r` and `c` with this
+    /// binding's AOR, in place when the packed size is unchanged (a refresh: same contact,
+    /// Call-ID and addresses), without a new allocation and, when the User-Agent is the stored
+    /// one, without looking it up again.
+    pub(super) fn repack_parts(&mut self, r: &RequestPart<'_>, c: &ContactPart<'_>) {
         let aor_len = self.aor().len();
-        let fields = Fields::of(b, aor_len);
+        let fields = Fields::of(r, c, aor_len);
         if fields.len != self.data.len() {
-            *self = Self::pack_for(b, self.aor());
+            *self = Self::pack_parts(r, c, self.aor());
             return;
         }
         let old_ua = u32_at(&self.data, 17);
-        let ua = if crate::bytes::same(intern::get(old_ua), intern::cut(b.user_agent)) {
+        let ua = if crate::bytes::same(intern::get(old_ua), intern::cut(r.user_agent)) {
             old_ua
         } else {
-            intern::id(b.user_agent)
+            intern::id(r.user_agent)
         };
         // Everything up to the AOR, which stays as it is.
         let mut at = 0;
-        fields.emit(b, ua, aor_len, |s| {
+        fields.emit(r, c, ua, aor_len, |s| {
             if let Some(dst) = self.data.get_mut(at..at + s.len()) {
                 dst.copy_from_slice(s);
             }
@@ -501,9 +587,10 @@ mod intern {
         ua.get(..ua.len().min(MAX_LEN)).unwrap_or_default()
     }
 
-    /// The id of a User-Agent. Inlined: the usual value, this thread's last one, is found
-    /// with one comparison; the table lookup stays out of line.
-    #[inline]
+    /// The id of a User-Agent. Always inlined (plain `#[inline]` left it a call in the
+    /// packing): the usual value, this thread's last one, is found with one comparison; the
+    /// table lookup stays out of line.
+    #[inline(always)]
     pub(super) fn id(ua: &[u8]) -> u32 {
         let ua = cut(ua);
         if ua.is_empty() {

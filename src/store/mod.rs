@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use dashmap::{DashMap, SharedValue};
 use smallvec::SmallVec;
 
-pub use binding::{Binding, NewBinding, ReplyParts, Transport, MAX_TEXT};
+pub use binding::{Binding, ContactPart, NewBinding, ReplyParts, RequestPart, Transport, MAX_TEXT};
 use wheel::Wheels;
 
 use crate::time::Instant;
@@ -88,18 +88,30 @@ impl AorKey {
 
 /// The text [`AorKey::from_text`] keeps of `aor`: ASCII as is, anything else through a lossy
 /// UTF-8 conversion.
+#[inline]
 fn canonical(aor: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if is_ascii(aor) {
         std::borrow::Cow::Borrowed(aor)
     } else {
-        std::borrow::Cow::Owned(String::from_utf8_lossy(aor).into_owned().into_bytes())
+        std::borrow::Cow::Owned(lossy(aor))
     }
+}
+
+/// Text that is not ASCII through a lossy UTF-8 conversion (out of line: an AOR is ASCII).
+#[cold]
+#[inline(never)]
+fn lossy(aor: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(aor).into_owned().into_bytes()
 }
 
 /// `<[u8]>::is_ascii` for the short text of an AOR: the high bits of the eight-byte words
 /// covering it ORed together (no byte-by-byte tail).
 fn is_ascii(s: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The usual AOR's four words, as its hashes read them (one read for all three).
+    if let Some([a, b, c, d]) = covering_pair(s) {
+        return (a | b | c | d) & HIGH == 0;
+    }
     match crate::bytes::covering_words(s) {
         Some(words) => words.fold(0, |any, w| any | w) & HIGH == 0,
         None => s.is_ascii(),
@@ -214,22 +226,35 @@ impl<'s> Bindings<'s> {
 
     /// Adds a binding.
     pub fn push(&mut self, b: &NewBinding<'_>) {
-        let binding = Binding::pack_for(b, self.aor);
+        let (r, c) = b.parts();
+        self.push_parts(&r, &c);
+    }
+
+    /// Adds the binding of a request's part and a contact's (see [`RequestPart`]).
+    pub fn push_parts(&mut self, r: &RequestPart<'_>, c: &ContactPart<'_>) {
+        let binding = Binding::pack_parts(r, c, self.aor);
         self.record(Kind::Inserted, &binding);
         self.list.push(binding);
     }
 
     /// Replaces binding `idx` (out of range: no-op).
     pub fn replace(&mut self, idx: usize, b: &NewBinding<'_>) {
+        let (r, c) = b.parts();
+        self.replace_parts(idx, &r, &c);
+    }
+
+    /// Replaces binding `idx` with the binding of a request's part and a contact's (out of
+    /// range: no-op).
+    pub fn replace_parts(&mut self, idx: usize, r: &RequestPart<'_>, c: &ContactPart<'_>) {
         let Some(slot) = self.list.get_mut(idx) else {
             return;
         };
         if self.events.is_none() {
             // Nobody needs the old binding: refresh it in place.
-            slot.repack(b);
+            slot.repack_parts(r, c);
             return;
         }
-        let old = std::mem::replace(slot, Binding::pack_for(b, self.aor));
+        let old = std::mem::replace(slot, Binding::pack_parts(r, c, self.aor));
         let (Some(events), Some(new)) = (self.events.as_deref_mut(), self.list.get(idx)) else {
             return;
         };
@@ -295,9 +320,34 @@ impl Entry {
 }
 
 /// One partition, used through its raw tables: every probe and insert hashes the AOR's text
-/// with the partition's hasher, and compares it with [`Entry::aor`]. foldhash: a fast, seeded
-/// (HashDoS-resistant) hasher; SipHash showed in profiles.
-type Map = DashMap<(), Entry, foldhash::fast::RandomState>;
+/// with the partition's hasher ([`text_hash`]), and compares it with [`Entry::aor`].
+type Map = DashMap<(), Entry, TableHasher>;
+
+/// The tables' hasher: foldhash's seeded (HashDoS-resistant) hasher, and secret seeds drawn
+/// from it for [`fold_words`] (see [`text_hash`]). SipHash showed in profiles.
+#[derive(Clone)]
+struct TableHasher {
+    state: foldhash::fast::RandomState,
+    seeds: [u64; 3],
+}
+
+impl TableHasher {
+    fn new() -> Self {
+        let state = foldhash::fast::RandomState::default();
+        // Words no one outside learns (nothing the store shows depends on its table hashes):
+        // foldhash's own keyed hash of three constants.
+        let seeds = [1u64, 2, 3].map(|i| state.hash_one(i));
+        Self { state, seeds }
+    }
+}
+
+impl BuildHasher for TableHasher {
+    type Hasher = foldhash::fast::FoldHasher<'static>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        self.state.build_hasher()
+    }
+}
 
 /// A partition's table element.
 type Slot = ((), SharedValue<Entry>);
@@ -314,14 +364,28 @@ macro_rules! shard_of {
 }
 
 /// The seeded hash of an AOR's text in `map` (its table's hash).
+#[inline(always)]
 fn table_hash(map: &Map, aor: &[u8]) -> u64 {
     text_hash(map.hasher(), aor)
 }
 
-/// The seeded hash of an AOR's text: the bytes alone, without the length prefix of `Hash`
-/// for slices (every hash of the tables' elements is this one; foldhash's `write` already
-/// folds the length in).
-fn text_hash(hasher: &foldhash::fast::RandomState, aor: &[u8]) -> u64 {
+/// The seeded hash of an AOR's text (every hash of the tables' elements is this one). The
+/// usual text, 17 to 31 bytes, is folded inline from the words [`aor_hash`] folds too (one read
+/// of them for both when inlined together), under the hasher's secret seeds: foldhash's own
+/// round for that length, as flood-resistant as foldhash under its seeds. Any other length is
+/// foldhash's keyed hash of the bytes alone, without the length prefix of `Hash` for slices
+/// (foldhash's `write` already folds the length in).
+#[inline(always)]
+fn text_hash(hasher: &TableHasher, aor: &[u8]) -> u64 {
+    match covering_pair(aor) {
+        Some(words) => fold_words(words, aor.len(), hasher.seeds),
+        None => foldhash_text(hasher, aor),
+    }
+}
+
+/// [`text_hash`] of text of any other length than the usual.
+#[inline(never)]
+fn foldhash_text(hasher: &TableHasher, aor: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = hasher.build_hasher();
     h.write(aor);
@@ -330,7 +394,7 @@ fn text_hash(hasher: &foldhash::fast::RandomState, aor: &[u8]) -> u64 {
 
 /// The shared bindings store.
 pub struct Store {
-    /// Partition `p` holds the AORs whose [`stable_hash`] has `p` in its top bits.
+    /// Partition `p` holds the AORs whose partition hash (`aor_hash`) has `p` in its top bits.
     parts: Box<[Map]>,
     /// 64 - log2(partitions).
     part_shift: u32,
@@ -354,7 +418,7 @@ impl Store {
     /// An empty store without a change feed.
     pub fn new(config: &StoreConfig) -> Self {
         let parts = config.shards.max(4).next_power_of_two();
-        let hasher = foldhash::fast::RandomState::default();
+        let hasher = TableHasher::new();
         Self {
             // Two lock shards per partition: with >= 256 partitions the locks are uncontended.
             parts: (0..parts)
@@ -448,8 +512,9 @@ impl Store {
             (result, schedule, before, after)
         };
         // The AOR is hashed twice, once with the stable hash (partition) and once with the
-        // partition's seeded hasher (lock shard and table slot), and the table is probed under
-        // the lock shard's write lock, held across the closure.
+        // partition's seeded hasher (lock shard and table slot), the usual text's words read
+        // once for both; the table is probed under the lock shard's write lock, held across
+        // the closure.
         let stable = aor_hash(aor);
         let part = self.part_index(stable);
         let map = self.part_at(stable);
@@ -479,21 +544,25 @@ impl Store {
                     }
                     done
                 }
-                // A new AOR: its bindings are built outside the table and stored only when
-                // there are any (a query or a failed request of an unknown AOR leaves no trace).
+                // A new AOR: its entry is inserted empty (under the lock no one else sees it)
+                // and its bindings built in place; an entry left empty (a query or a failed
+                // request of an unknown AOR) is removed again.
                 None => {
-                    let mut list = List::new();
-                    // The text the key would hold (see `AorKey::from_text`).
-                    let text = canonical(aor);
-                    let done = run(&mut list, &text, 0, None, &mut events);
-                    if !list.is_empty() {
-                        let entry = Entry {
-                            list,
-                            due: done.1.unwrap_or(u32::MAX),
-                        };
-                        table.insert(hash, ((), SharedValue::new(entry)), |(_, e)| {
+                    let empty = Entry {
+                        list: List::new(),
+                        due: u32::MAX,
+                    };
+                    let (_, entry) =
+                        table.insert_entry(hash, ((), SharedValue::new(empty)), |(_, e)| {
                             text_hash(hasher, e.get().aor())
                         });
+                    let entry = entry.get_mut();
+                    // The text the key would hold (see `AorKey::from_text`).
+                    let text = canonical(aor);
+                    let done = run(&mut entry.list, &text, 0, None, &mut events);
+                    entry.due = done.1.unwrap_or(u32::MAX);
+                    if done.3 == 0 {
+                        table.remove_entry(hash, |(_, e): &Slot| e.get().list.is_empty());
                     }
                     done
                 }
@@ -619,7 +688,7 @@ impl Store {
         true
     }
 
-    /// Walks the AORs in a fixed order — ascending ([`stable_hash`] of the AOR, AOR text) —
+    /// Walks the AORs in a fixed order — ascending (partition hash of the AOR, AOR text) —
     /// starting after `after`, calling `f` with each AOR that passes `filter` and its live
     /// bindings, for at most `max_aors` AORs. Returns the cursor to continue from, or `None`
     /// when the walk is complete. `pause` runs after each visited AOR with no lock held (the
@@ -864,8 +933,58 @@ impl ScanCursor {
     }
 }
 
+/// The partition hash of an AOR's text (and the management scan's order): the same in every
+/// process. The usual text, 17 to 31 bytes (`sip:user@domain`), is folded inline from the four
+/// words that cover it ([`fold_words`] with fixed seeds); any other length is [`stable_hash`]'s.
+#[inline]
 fn aor_hash(aor: &[u8]) -> u64 {
-    stable_hash(&[aor])
+    match covering_pair(aor) {
+        Some(words) => fold_words(words, aor.len(), STABLE_SEEDS),
+        None => stable_hash(&[aor]),
+    }
+}
+
+/// The seeds of [`aor_hash`]'s folding (fixed: the partition order must survive restarts).
+const STABLE_SEEDS: [u64; 3] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+];
+
+/// Text of 17 to 31 bytes as its first 16 bytes and its last 16 (overlapping), each as two
+/// little-endian words; `None` for any other length.
+#[inline]
+fn covering_pair(s: &[u8]) -> Option<[u64; 4]> {
+    if !(17..32).contains(&s.len()) {
+        return None;
+    }
+    let (first, last) = (s.first_chunk::<16>()?, s.last_chunk::<16>()?);
+    let word = |b: &[u8; 16], i: usize| {
+        b.get(i..i + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    Some([word(first, 0), word(first, 8), word(last, 0), word(last, 8)])
+}
+
+/// Foldhash's round over 17 to 31 bytes (its `hash_bytes_long` for one pair of 16-byte reads):
+/// each of the first two words folded with one of the last two, under seeds `[start, lane,
+/// key]` turned by the length (overlapping reads of different lengths differ).
+#[inline]
+fn fold_words(w: [u64; 4], len: usize, seeds: [u64; 3]) -> u64 {
+    let [start, lane, key] = seeds;
+    let s0 = start.rotate_right(u32::try_from(len).unwrap_or(0));
+    let s1 = s0.wrapping_add(lane);
+    let [a, b, c, d] = w;
+    folded_multiply(a ^ s0, c ^ key) ^ folded_multiply(b ^ s1, d ^ key)
+}
+
+/// The 128-bit product of two words, its halves XORed.
+#[inline]
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let p = u128::from(x) * u128::from(y);
+    let [lo, hi] = [p, p >> 64].map(|h| u64::try_from(h & u128::from(u64::MAX)).unwrap_or(0));
+    lo ^ hi
 }
 
 /// Which wheel an AOR's timers live in (the same AOR always picks the same wheel): the hash's

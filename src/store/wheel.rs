@@ -10,12 +10,12 @@
 //! map. The locks are the map's own kind (`dashmap::RwLock`, parking): no poisoning to
 //! check on each lock and unlock.
 //!
-//! A slot is a list of entries linked by index, first to last (the order they were
-//! scheduled in). The entries live in chunks of [`CHUNK`] that never move; a swept entry goes
-//! to a free list and is reused by the next one scheduled. So a slot costs 8 bytes (a `Vec`
-//! per slot cost 24 plus its slack), scheduling allocates only when no entry is free (one
-//! chunk per [`CHUNK`] entries while the wheel grows, never in steady state), and growth never
-//! copies the entries already scheduled.
+//! A slot is a list of entries linked by index, newest first (a new entry goes in front; the
+//! sweep hands the due ones over in the order they were scheduled). The entries live in chunks
+//! of [`CHUNK`] that never move; a swept entry goes to a free list and is reused by the next
+//! one scheduled. So a slot costs 4 bytes (a `Vec` per slot cost 24 plus its slack),
+//! scheduling allocates only when no entry is free (one chunk per [`CHUNK`] entries while the
+//! wheel grows, never in steady state), and growth never copies the entries already scheduled.
 
 use dashmap::RwLock;
 
@@ -36,17 +36,12 @@ struct Entry {
     next: u32,
 }
 
-/// A slot's list: its first and last entry, [`NIL`] when empty.
-#[derive(Clone, Copy)]
-struct Slot {
-    first: u32,
-    last: u32,
-}
+/// A slot's list: its newest entry (each links to the one scheduled before it), [`NIL`] when
+/// empty. Newest first, so that scheduling only links the new entry in front (no walk to the
+/// last one, no second entry to update); the sweep hands the due ones over oldest first.
+type Slot = u32;
 
-const EMPTY: Slot = Slot {
-    first: NIL,
-    last: NIL,
-};
+const EMPTY: Slot = NIL;
 
 struct Wheel {
     slots: Box<[Slot]>,
@@ -98,7 +93,7 @@ impl Wheel {
         self.free = start;
     }
 
-    /// Appends `(part, hash, at)` to slot `slot`.
+    /// Adds `(part, hash, at)` to slot `slot` (in front: see [`Slot`]).
     fn push(&mut self, slot: usize, part: u32, hash: u64, at: u32) {
         if self.free == NIL {
             self.grow();
@@ -115,23 +110,20 @@ impl Wheel {
             hash,
             part,
             at,
-            next: NIL,
+            next: std::mem::replace(s, i),
         };
-        let last = std::mem::replace(&mut s.last, i);
-        match entry(&mut self.chunks, last) {
-            Some(prev) => prev.next = i,
-            None => s.first = i,
-        }
         self.entries += 1;
     }
 
-    /// Moves the AORs of slot `slot`'s entries due at `now` into `due` (in the slot's order)
-    /// and frees those entries; the others stay, in order.
+    /// Moves the AORs of slot `slot`'s entries due at `now` into `due` (in the order they were
+    /// scheduled) and frees those entries; the others stay, in order.
     fn sweep(&mut self, slot: usize, now: u32, due: &mut Vec<(usize, u64)>) {
-        let Some(&Slot { first, .. }) = self.slots.get(slot) else {
+        let Some(&first) = self.slots.get(slot) else {
             return;
         };
-        let mut kept = EMPTY;
+        let start = due.len();
+        // The entries kept, in the list's order (newest first): the first and the last one.
+        let (mut kept, mut last) = (EMPTY, NIL);
         let mut at = first;
         while let Some(e) = entry(&mut self.chunks, at) {
             let i = at;
@@ -144,14 +136,18 @@ impl Wheel {
                 continue;
             }
             e.next = NIL;
-            match entry(&mut self.chunks, kept.last) {
+            match entry(&mut self.chunks, last) {
                 Some(prev) => prev.next = i,
-                None => kept.first = i,
+                None => kept = i,
             }
-            kept.last = i;
+            last = i;
         }
         if let Some(s) = self.slots.get_mut(slot) {
             *s = kept;
+        }
+        // Walked newest first: the due ones oldest first.
+        if let Some(swept) = due.get_mut(start..) {
+            swept.reverse();
         }
     }
 }
