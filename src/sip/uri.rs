@@ -155,6 +155,25 @@ impl<'b> Uri<'b> {
         (self.params_end as usize) + 1 < self.raw.len()
     }
 
+    /// This view over `raw` instead of its own text: the same parts when `raw` holds the same
+    /// bytes (see [`UriMemo`]).
+    #[inline(always)]
+    fn over<'c>(&self, raw: &'c [u8]) -> Uri<'c> {
+        Uri {
+            raw,
+            user_end: self.user_end,
+            password_end: self.password_end,
+            host_start: self.host_start,
+            host_end: self.host_end,
+            params_start: self.params_start,
+            params_end: self.params_end,
+            port: self.port,
+            scheme: self.scheme,
+            rest_at: self.rest_at,
+            flags: self.flags,
+        }
+    }
+
     /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix. Text longer than
     /// `u32::MAX` bytes is not a URI.
     pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
@@ -588,6 +607,58 @@ impl<'b> Uri<'b> {
             let _ = write!(out, ":{port}");
         }
         Ok(())
+    }
+}
+
+/// The last Request-URI a parse read and its view, so that the next request naming the same
+/// URI — a registrar's requests name its domain, `sip:example.com`, nearly every time — has
+/// its text compared, not read again: the view of the same bytes is the same view (a `Uri` is
+/// its text and offsets into it, and [`Uri::parse`] reads nothing but the text).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UriMemo {
+    /// The text, its first `len` bytes.
+    text: [u8; Self::CAP],
+    /// How many bytes of `text` the URI has; past `CAP` when nothing is remembered (then no
+    /// text matches, the empty one included).
+    len: usize,
+    /// The view of that text, without the text.
+    view: Uri<'static>,
+}
+
+impl Default for UriMemo {
+    fn default() -> Self {
+        Self {
+            text: [0; Self::CAP],
+            len: usize::MAX,
+            view: Uri::unread(&[], 0, Scheme::Other, 0),
+        }
+    }
+}
+
+impl UriMemo {
+    /// The longest text remembered (a domain's URI is usually far shorter).
+    const CAP: usize = 48;
+
+    /// [`Uri::parse`] of `raw`: the remembered view when `raw` is the remembered text, any
+    /// other text parsed (and remembered when it parses and fits).
+    #[inline(always)]
+    pub(crate) fn parse<'b>(&mut self, raw: &'b [u8]) -> Result<Uri<'b>, Error> {
+        match self.text.get(..self.len) {
+            Some(text) if crate::bytes::same(text, raw) => Ok(self.view.over(raw)),
+            _ => self.parse_new(raw),
+        }
+    }
+
+    /// [`UriMemo::parse`] of a text not remembered (out of line).
+    #[inline(never)]
+    fn parse_new<'b>(&mut self, raw: &'b [u8]) -> Result<Uri<'b>, Error> {
+        let uri = Uri::parse(raw)?;
+        if let Some(text) = self.text.get_mut(..raw.len()) {
+            text.copy_from_slice(raw);
+            self.len = raw.len();
+            self.view = uri.over(&[]);
+        }
+        Ok(uri)
     }
 }
 
@@ -1580,6 +1651,99 @@ mod tests {
             let got = format!("{:?}", parse_parts(text.as_bytes()));
             let want = format!("{:?}", reference_parse(text.as_bytes()));
             proptest::prop_assert_eq!(got, want, "{}", text);
+        }
+    }
+
+    /// Every field of a view (its text by content), for comparing views made two ways.
+    fn all_fields(u: &Uri<'_>) -> String {
+        format!(
+            "{:?} {} {} {} {} {} {} {:?} {:?} {} {}",
+            u.raw,
+            u.user_end,
+            u.password_end,
+            u.host_start,
+            u.host_end,
+            u.params_start,
+            u.params_end,
+            u.port,
+            u.scheme,
+            u.rest_at,
+            u.flags
+        )
+    }
+
+    /// The memo answers each text of a sequence as `Uri::parse` does, whatever it remembers
+    /// from the texts before: `texts` indexes `pool` (repeats, texts of one length that
+    /// differ in a byte, texts that fail, are empty, or are longer than the memo holds).
+    fn check_memo(pool: &[Vec<u8>], texts: &[usize]) {
+        let mut memo = UriMemo::default();
+        for &i in texts {
+            let text = &pool[i % pool.len()];
+            // (A copy: the view must be of this text, not of the remembered one.)
+            let owned = text.clone();
+            let got = memo.parse(&owned).map(|u| all_fields(&u));
+            let want = Uri::parse(&owned).map(|u| all_fields(&u));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(text));
+            if let Ok(u) = memo.parse(&owned) {
+                assert_eq!(u.raw().as_ptr(), owned.as_ptr());
+            }
+        }
+    }
+
+    const MEMO_POOL: &[&[u8]] = &[
+        b"sip:example.com",
+        b"sip:examplf.com",
+        b"sip:example.com;lr",
+        b"SIP:Example.COM",
+        b"sips:example.com:5061",
+        b"sip:u1@example.com;transport=tcp?x=y",
+        b"tel:+15551234",
+        b"mailto:a@b",
+        b"sip:",
+        b"",
+        b"x",
+        b"sip:a b",
+        b"sip:%zz@h",
+        b"sip:registrar.a-very-long-provider-domain.example.net",
+        b"sip:registrar.a-very-long-provider-domain.example.nex",
+        b"sip:exactly-forty-eight-bytes-of-text.example.co",
+        b"sip:exactly-forty-eight-bytes-of-text.example.cO",
+    ];
+
+    #[test]
+    fn memo_answers_as_parse() {
+        assert_eq!(MEMO_POOL[15].len(), UriMemo::CAP);
+        let pool: Vec<Vec<u8>> = MEMO_POOL.iter().map(|t| t.to_vec()).collect();
+        // Each text after each other, twice in a row.
+        let mut texts = Vec::new();
+        for i in 0..pool.len() {
+            for j in 0..pool.len() {
+                texts.extend([i, i, j, j, i]);
+            }
+        }
+        check_memo(&pool, &texts);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn memo_matches_parse(
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..8),
+            scheme in proptest::sample::select(vec!["sip:", "SIPS:", "tel:", "x:", ""]),
+            // Texts of the same length: the first with one byte changed.
+            edits in proptest::collection::vec((0usize..64, proptest::num::u8::ANY), 0..3),
+            other in proptest::collection::vec(proptest::sample::select(PIECES), 0..8),
+            texts in proptest::collection::vec(0usize..5, 1..12),
+        ) {
+            let first = format!("{scheme}{}", parts.concat()).into_bytes();
+            let mut pool = vec![first.clone(), format!("{scheme}{}", other.concat()).into_bytes()];
+            for (at, byte) in edits {
+                let mut edited = first.clone();
+                if let Some(b) = edited.get_mut(at % first.len().max(1)) {
+                    *b = byte;
+                }
+                pool.push(edited);
+            }
+            check_memo(&pool, &texts);
         }
     }
 }
