@@ -1120,7 +1120,8 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
         Err(e) => return Some(e),
     };
     req.parsed.cseq = Some(cseq);
-    if cseq.method != req.method {
+    // (Compared inline: `!=` on the methods is a `memcmp` call.)
+    if !crate::bytes::same(cseq.method.0, req.method.0) {
         return Some(Error::CSeqMethodMismatch);
     }
     let Some(from) = req.header(HeaderName::From) else {
