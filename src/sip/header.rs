@@ -594,6 +594,18 @@ impl<'b> NameAddr<'b> {
         Self::parse_visiting(value, Some(known), |_, _| {})
     }
 
+    /// [`NameAddr::parse`] of a value whose URI usually names a user at the host of `known`
+    /// (see [`Uri::parse_bracketed_at_host`]; a REGISTER's From at its Request-URI's host):
+    /// the same answer, that URI's host compared rather than read.
+    pub(crate) fn parse_at_host(value: &'b [u8], known: &Uri<'_>) -> Result<Self, Error> {
+        if let Some(inner) = trim_lws(value).strip_prefix(b"<") {
+            if let Some(read) = Uri::parse_bracketed_at_host(inner, known) {
+                return Self::bracketed(None, inner, read, |_, _| {});
+            }
+        }
+        Self::parse(value)
+    }
+
     /// What [`NameAddr::parse`] makes of `text` when `text` is the text of `value` — which
     /// parsed as `self` — up to where its header parameters start: `self` without them (a
     /// REGISTER's To usually names its From's address without the From's tag), found with one
@@ -2353,6 +2365,28 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A From read at its Request-URI's host is the From read on its own.
+        #[test]
+        fn parse_at_host_matches_parse(
+            known in proptest::sample::select(vec![
+                "sip:example.com", "sip:h.x", "sip:a@h.x", "sip:H.x", "sip:h.x:5060", "sip:[::1]",
+            ]),
+            display in proptest::sample::select(vec!["", "Bob ", " "]),
+            user in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..3),
+            rest in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..4),
+        ) {
+            let known = Uri::parse(known.as_bytes()).unwrap();
+            let host = String::from_utf8_lossy(known.host()).into_owned();
+            let value = format!("{display}<sip:{}@{host}{}", user.concat(), rest.concat());
+            proptest::prop_assert_eq!(
+                format!("{:?}", NameAddr::parse_at_host(value.as_bytes(), &known)),
+                format!("{:?}", NameAddr::parse(value.as_bytes())),
+                "{}", value
+            );
         }
     }
 

@@ -1131,7 +1131,12 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
         return Some(Error::MissingHeader("To"));
     };
     let from_value = from;
-    let from = match NameAddr::parse(from_value) {
+    // The usual From names its user at the Request-URI's host: that host is compared.
+    let from = match req.parsed.request_uri.as_ref() {
+        Some(uri) => NameAddr::parse_at_host(from_value, uri),
+        None => NameAddr::parse(from_value),
+    };
+    let from = match from {
         Ok(f) => req.parsed.from.insert(f),
         Err(e) => return Some(e),
     };

@@ -278,13 +278,7 @@ impl<'b> Uri<'b> {
     /// when the parts it reads are malformed.
     #[inline(always)]
     fn sip_plain_end(&mut self, rest: &'b [u8], written_lower: bool) -> Option<usize> {
-        // Host characters are literal user characters too: the run of them is the host unless
-        // an '@' (maybe after other user characters) ends a user part.
-        let (host, lower) = host_run(rest);
-        let run = match rest.get(host) {
-            None | Some(b'@') => host,
-            Some(_) => host + run_len(rest.get(host..).unwrap_or_default(), &USER_LITERAL),
-        };
+        let (host, lower, run) = user_run(rest);
         // (Offsets by index arithmetic: `parse` checked that they fit in u32.)
         let base = usize::from(self.rest_at);
         let (host_at, host_port) = match rest.get(run) {
@@ -425,6 +419,47 @@ impl<'b> Uri<'b> {
         // (The user part and its `@` follow the four bytes of the scheme.)
         let left = uri.plain_from_host(userinfo.len() - 4, host_port, false)?;
         uri.bracketed_at(inner.len() - left)
+    }
+
+    /// [`Uri::parse_bracketed`] of the usual URI of a name-addr naming a user at the host of
+    /// `known`: `sip:`, a user part and `@`, then that host and the `>` (a REGISTER's From
+    /// names its user at the registrar's domain, the Request-URI's host). The host is compared,
+    /// not read. `None` for any other text, which says nothing about it.
+    ///
+    /// What the one pass reads there: the user part as it reads it; `known`'s host, read by the
+    /// one pass as lower-case host characters with no port (its [`AOR_WRITTEN`]), is a host
+    /// run that the `>` ends, with no port or parameters after it: with the lower-case scheme
+    /// the URI is the address-of-record as written.
+    #[inline(always)]
+    pub(crate) fn parse_bracketed_at_host(
+        inner: &'b [u8],
+        known: &Uri<'_>,
+    ) -> Option<(Self, usize)> {
+        let host = known.host();
+        if known.flags & (PLAIN | AOR_WRITTEN) != PLAIN | AOR_WRITTEN || host.is_empty() {
+            return None;
+        }
+        let len = u32::try_from(inner.len()).ok()?;
+        let rest = inner.strip_prefix(b"sip:")?;
+        let (_, _, run) = user_run(rest);
+        let after = match rest.get(run..) {
+            Some([b'@', after @ ..]) if run > 0 => after,
+            _ => return None,
+        };
+        // (`bracketed_at` checks the `>`.)
+        if !starts_with_words(after, host) {
+            return None;
+        }
+        // (Offsets by index arithmetic: `len` fits in u32.)
+        let host_start = 4 + run + 1;
+        let gt = host_start + host.len();
+        let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
+        uri.flags = USER | PLAIN | AOR_WRITTEN;
+        uri.user_end = (4 + run) as u32;
+        uri.host_start = host_start as u32;
+        uri.host_end = gt as u32;
+        uri.params_start = gt as u32;
+        uri.bracketed_at(gt)
     }
 
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
@@ -678,6 +713,20 @@ fn usual_transport(params: &[u8]) -> &[u8] {
         }
     }
     params
+}
+
+/// The run of literal user characters `rest` (a URI's text after its scheme) starts with, as
+/// the one pass reads it: host characters are literal user characters too, so the run of them
+/// is read first — the host unless an `@` (maybe after other user characters) ends a user
+/// part. Its length, whether it has no upper-case letter, and the length of the whole run.
+#[inline(always)]
+fn user_run(rest: &[u8]) -> (usize, bool, usize) {
+    let (host, lower) = host_run(rest);
+    let run = match rest.get(host) {
+        None | Some(b'@') => host,
+        Some(_) => host + run_len(rest.get(host..).unwrap_or_default(), &USER_LITERAL),
+    };
+    (host, lower, run)
 }
 
 /// Characters of a host name without upper-case letters.
@@ -1744,6 +1793,80 @@ mod tests {
                 pool.push(edited);
             }
             check_memo(&pool, &texts);
+        }
+    }
+
+    /// Where the URI read at a known host answers, it is what the one pass reads (every field,
+    /// flags included); it answers for the usual From of each known host.
+    fn check_at_host(text: &[u8], known: &Uri<'_>) -> bool {
+        let Some((uri, gt)) = Uri::parse_bracketed_at_host(text, known) else {
+            return false;
+        };
+        let lossy = String::from_utf8_lossy(text);
+        let (want, want_gt) = Uri::parse_bracketed(text).expect(&lossy);
+        assert_eq!(gt, want_gt, "{lossy}");
+        assert_eq!(all_fields(&uri), all_fields(&want), "{lossy}");
+        true
+    }
+
+    const AT_HOST_KNOWN: &[&[u8]] = &[
+        b"sip:example.com",
+        b"sip:u1@example.com;lr",
+        b"sips:example.com",
+        b"sip:Example.com",
+        b"SIP:example.com",
+        b"sip:example.com:5060",
+        b"sip:[::1]",
+        b"sip:e",
+        b"sip:a%41@example.com",
+        b"tel:+1555",
+    ];
+
+    #[test]
+    fn at_host_reads_what_the_one_pass_reads() {
+        for known in AT_HOST_KNOWN {
+            let known = Uri::parse(known).unwrap();
+            let host = String::from_utf8_lossy(known.host()).into_owned();
+            let usual = format!("sip:u123@{host}>;tag=1");
+            // Only a known host the one pass read as lower case, without a port, is taken.
+            assert_eq!(
+                check_at_host(usual.as_bytes(), &known),
+                known.flags & AOR_WRITTEN != 0,
+                "{usual}"
+            );
+            for text in [
+                format!("sip:u123@{host}>"),
+                format!("sip:Bob.Smith+1@{host}>"),
+                format!("sip:u;x=1?y@{host}>"),
+                format!("sip:@{host}>"),
+                format!("sip:{host}>"),
+                format!("sip:u@{host}x>"),
+                format!("sip:u@{host}:5060>"),
+                format!("sip:u@{host};lr>"),
+                format!("sip:u@{host}"),
+                format!("sip:u@@{host}>"),
+                format!("sip:u%41@{host}>"),
+                format!("SIP:u@{host}>"),
+                format!("sips:u@{host}>"),
+                format!("sip:u@{}>", host.to_uppercase()),
+                format!("sip:u@{}>", &host[..host.len().saturating_sub(1)]),
+            ] {
+                check_at_host(text.as_bytes(), &known);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn at_host_matches_one_pass(
+            known in proptest::sample::select(AT_HOST_KNOWN),
+            user in proptest::collection::vec(proptest::sample::select(PIECES), 0..4),
+            tail in proptest::collection::vec(proptest::sample::select(PIECES), 0..3),
+        ) {
+            let known = Uri::parse(known).unwrap();
+            let host = String::from_utf8_lossy(known.host()).into_owned();
+            let text = format!("sip:{}@{host}{}>", user.concat(), tail.concat());
+            check_at_host(text.as_bytes(), &known);
         }
     }
 }
