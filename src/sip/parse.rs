@@ -976,13 +976,7 @@ impl<'b> Message<'b> {
         if let Message::Request(req) = msg {
             // Parsed here (into its slot), reported in validation's order. A URI with white
             // space inside never parses, so only a failed one is searched for it.
-            let uri_error = match request_uri.parse(uri) {
-                Ok(u) => {
-                    req.parsed.request_uri = Some(u);
-                    None
-                }
-                Err(e) => Some(e),
-            };
+            let uri_error = request_uri.parse_into(uri, &mut req.parsed.request_uri);
             // Extra SP between elements, or white space inside the URI (RFC 4475
             // §3.1.2.8-3.1.2.10).
             let mut defect = defect;

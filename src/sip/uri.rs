@@ -674,17 +674,32 @@ impl UriMemo {
     /// The longest text remembered (a domain's URI is usually far shorter).
     const CAP: usize = 48;
 
-    /// [`Uri::parse`] of `raw`: the remembered view when `raw` is the remembered text, any
-    /// other text parsed (and remembered when it parses and fits).
+    /// [`Uri::parse`] of `raw` written into `slot` (left as it is on a failure, which is
+    /// answered): the remembered view when `raw` is the remembered text, written there in
+    /// place (not through a `Result` first); any other text parsed, and remembered when it
+    /// parses and fits.
     #[inline(always)]
-    pub(crate) fn parse<'b>(&mut self, raw: &'b [u8]) -> Result<Uri<'b>, Error> {
+    pub(crate) fn parse_into<'b>(
+        &mut self,
+        raw: &'b [u8],
+        slot: &mut Option<Uri<'b>>,
+    ) -> Option<Error> {
         match self.text.get(..self.len) {
-            Some(text) if crate::bytes::same(text, raw) => Ok(self.view.over(raw)),
-            _ => self.parse_new(raw),
+            Some(text) if crate::bytes::same(text, raw) => {
+                *slot = Some(self.view.over(raw));
+                None
+            }
+            _ => match self.parse_new(raw) {
+                Ok(uri) => {
+                    *slot = Some(uri);
+                    None
+                }
+                Err(e) => Some(e),
+            },
         }
     }
 
-    /// [`UriMemo::parse`] of a text not remembered (out of line).
+    /// [`Uri::parse`] of a text not remembered (out of line).
     #[inline(never)]
     fn parse_new<'b>(&mut self, raw: &'b [u8]) -> Result<Uri<'b>, Error> {
         let uri = Uri::parse(raw)?;
@@ -1730,10 +1745,17 @@ mod tests {
             let text = &pool[i % pool.len()];
             // (A copy: the view must be of this text, not of the remembered one.)
             let owned = text.clone();
-            let got = memo.parse(&owned).map(|u| all_fields(&u));
+            let mut slot = None;
+            let got = match memo.parse_into(&owned, &mut slot) {
+                None => Ok(all_fields(&slot.unwrap())),
+                Some(e) => {
+                    assert!(slot.is_none());
+                    Err(e)
+                }
+            };
             let want = Uri::parse(&owned).map(|u| all_fields(&u));
             assert_eq!(got, want, "{}", String::from_utf8_lossy(text));
-            if let Ok(u) = memo.parse(&owned) {
+            if let Some(u) = slot {
                 assert_eq!(u.raw().as_ptr(), owned.as_ptr());
             }
         }
