@@ -1143,7 +1143,8 @@ impl<'b> Via<'b> {
         let value = params.strip_prefix(b";branch=")?;
         // A token, maybe followed by `;rport` (not a token character: the token ends there).
         let (branch, rport) = match value.split_last_chunk::<6>() {
-            Some((branch, rport @ b";rport")) => (branch, Some(rport)),
+            // (Compared as two words, not byte by byte.)
+            Some((branch, rport)) if crate::bytes::same(rport, b";rport") => (branch, Some(rport)),
             _ => (value, None),
         };
         if !is_token_text(branch) {
@@ -1801,6 +1802,24 @@ mod tests {
             );
             let scanned = Via::scan_params(via.raw, via.params).unwrap();
             assert_eq!((via.rport, via.plain_end), scanned);
+        }
+        // A trailing `;rport` with any one byte changed is not taken for it.
+        for at in 0..6 {
+            for b in [b'x', b'-', b'.', b'R', b'P'] {
+                let mut value = b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport".to_vec();
+                let len = value.len();
+                value[len - 6 + at] = b;
+                let Ok(via) = Via::parse(&value) else {
+                    continue;
+                };
+                let scanned = Via::scan_params(via.raw, via.params).unwrap();
+                assert_eq!(
+                    (via.rport, via.plain_end),
+                    scanned,
+                    "{}",
+                    String::from_utf8_lossy(&value)
+                );
+            }
         }
     }
 
