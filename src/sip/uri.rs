@@ -717,11 +717,12 @@ impl UriMemo {
 /// (neither byte continues its value), without the scans of its name and value.
 #[inline(always)]
 fn usual_transport(params: &[u8]) -> &[u8] {
-    if let (Some(name), Some(value), Some(rest)) =
-        (params.get(..11), params.get(11..14), params.get(14..))
-    {
-        if name == b";transport="
-            && matches!(value, b"udp" | b"tcp" | b"tls")
+    // (Its 14 bytes as two overlapping words, `;transpo` and `port=udp`, compared whole: array
+    // patterns compile to a compare per byte.)
+    let word = |at: usize| params.get(at..).and_then(<[u8]>::first_chunk::<8>);
+    if let (Some(name), Some(value), Some(rest)) = (word(0), word(6), params.get(14..)) {
+        if name == b";transpo"
+            && (value == b"port=udp" || value == b"port=tcp" || value == b"port=tls")
             && matches!(rest.first(), None | Some(b'>' | b';'))
         {
             return rest;
@@ -1889,6 +1890,44 @@ mod tests {
             let host = String::from_utf8_lossy(known.host()).into_owned();
             let text = format!("sip:{}@{host}{}>", user.concat(), tail.concat());
             check_at_host(text.as_bytes(), &known);
+        }
+    }
+
+    /// Where a first `;transport=` parameter is passed over, the walk over the parameters
+    /// leaves the same text as the walk from past it, having read one parameter there: every
+    /// three-byte value of some transport letters and delimiters, before each ending.
+    #[test]
+    fn usual_transport_is_what_the_walk_reads() {
+        let alphabet = b"udptcls\";>U =@";
+        for &a in alphabet {
+            for &b in alphabet {
+                for &c in alphabet {
+                    for end in ["", ">", ";lr", ">;x", "x", ",", "\"", "p"] {
+                        let mut params = b";transport=".to_vec();
+                        params.extend([a, b, c]);
+                        params.extend(end.as_bytes());
+                        let rest = usual_transport(&params);
+                        if rest.len() == params.len() {
+                            continue;
+                        }
+                        let lossy = String::from_utf8_lossy(&params);
+                        let skipped = &params[..params.len() - rest.len()];
+                        let mut read = Vec::new();
+                        let left = walk_plain(skipped, false, |n, v| read.push((n, v)));
+                        assert_eq!(left, Some(&b""[..]), "{lossy}");
+                        assert_eq!(
+                            read,
+                            [(&b"transport"[..], Some(&params[11..14]))],
+                            "{lossy}"
+                        );
+                        assert_eq!(
+                            walk_plain(&params, false, |_, _| {}),
+                            walk_plain(rest, false, |_, _| {}),
+                            "{lossy}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
