@@ -594,6 +594,18 @@ impl<'b> NameAddr<'b> {
         Self::parse_visiting(value, Some(known), |_, _| {})
     }
 
+    /// [`NameAddr::parse`] of a value whose URI usually names a user at the host of `known`
+    /// (see [`Uri::parse_bracketed_at_host`]; a REGISTER's From at its Request-URI's host):
+    /// the same answer, that URI's host compared rather than read.
+    pub(crate) fn parse_at_host(value: &'b [u8], known: &Uri<'_>) -> Result<Self, Error> {
+        if let Some(inner) = trim_lws(value).strip_prefix(b"<") {
+            if let Some(read) = Uri::parse_bracketed_at_host(inner, known) {
+                return Self::bracketed(None, inner, read, |_, _| {});
+            }
+        }
+        Self::parse(value)
+    }
+
     /// What [`NameAddr::parse`] makes of `text` when `text` is the text of `value` — which
     /// parsed as `self` — up to where its header parameters start: `self` without them (a
     /// REGISTER's To usually names its From's address without the From's tag), found with one
@@ -831,6 +843,50 @@ fn closing_quote(s: &[u8]) -> Option<usize> {
         }
         i += 2; // a quoted-pair: skip the escaped byte
     }
+}
+
+/// [`closing_quote`] of a quoted string that ends `s` (a contact's usual `+sip.instance`,
+/// `"<urn:uuid:...>"`, is its last parameter): `s.len() - 1` when `s` ends with a `"` and holds
+/// no other `"` and no `\` after its first byte, found without the search. `None` for any
+/// other text (which says nothing about it) and for quoted strings of other lengths than 18 to
+/// 50 bytes.
+#[inline(always)]
+fn quote_ending(s: &[u8]) -> Option<usize> {
+    let inner = s.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.len() > 48 {
+        return None;
+    }
+    // Three blocks of 16 cover the 16 to 48 bytes between the quotes (overlapping; the middle
+    // one is the first again when the first and the last cover them).
+    let (first, last) = (inner.first_chunk::<16>()?, inner.last_chunk::<16>()?);
+    let middle = inner
+        .get(16..)
+        .and_then(<[u8]>::first_chunk::<16>)
+        .unwrap_or(first);
+    let found = quote_bits(*first) | quote_bits(*middle) | quote_bits(*last);
+    (found == 0).then(|| s.len() - 1)
+}
+
+/// A bit per byte of `block` that is a `"` or a `\` (by SSE2 compares).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn quote_bits(block: [u8; 16]) -> u32 {
+    use super::splat;
+    use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i};
+    let x = m128i::from(block);
+    let found = cmp_eq_mask_i8_m128i(x, splat(b'"')) | cmp_eq_mask_i8_m128i(x, splat(b'\\'));
+    // The mask has 16 bits: the i32 is never negative.
+    move_mask_i8_m128i(found) as u32
+}
+
+/// [`quote_bits`] on other targets.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn quote_bits(block: [u8; 16]) -> u32 {
+    block
+        .iter()
+        .rev()
+        .fold(0, |bits, &b| bits << 1 | u32::from(b == b'"' || b == b'\\'))
 }
 
 /// One Contact value (§20.10).
@@ -1087,7 +1143,8 @@ impl<'b> Via<'b> {
         let value = params.strip_prefix(b";branch=")?;
         // A token, maybe followed by `;rport` (not a token character: the token ends there).
         let (branch, rport) = match value.split_last_chunk::<6>() {
-            Some((branch, rport @ b";rport")) => (branch, Some(rport)),
+            // (Compared as two words, not byte by byte.)
+            Some((branch, rport)) if crate::bytes::same(rport, b";rport") => (branch, Some(rport)),
             _ => (value, None),
         };
         if !is_token_text(branch) {
@@ -1439,7 +1496,10 @@ fn read_usual_contact<'b, R>(
     // taken as the walk takes it, without the scan of the name and its comparison.
     let first = match params.strip_prefix(b";+sip.instance=") {
         Some(value) if value.first() == Some(&b'"') => {
-            let len = closing_quote(value)? + 1;
+            let len = match quote_ending(value) {
+                Some(end) => end + 1,
+                None => closing_quote(value)? + 1,
+            };
             reader.fields.instance = value.get(..len).map(unquoted);
             value.get(len..).unwrap_or_default()
         }
@@ -1742,6 +1802,24 @@ mod tests {
             );
             let scanned = Via::scan_params(via.raw, via.params).unwrap();
             assert_eq!((via.rport, via.plain_end), scanned);
+        }
+        // A trailing `;rport` with any one byte changed is not taken for it.
+        for at in 0..6 {
+            for b in [b'x', b'-', b'.', b'R', b'P'] {
+                let mut value = b"SIP/2.0/UDP h;branch=z9hG4bK-1-1;rport".to_vec();
+                let len = value.len();
+                value[len - 6 + at] = b;
+                let Ok(via) = Via::parse(&value) else {
+                    continue;
+                };
+                let scanned = Via::scan_params(via.raw, via.params).unwrap();
+                assert_eq!(
+                    (via.rport, via.plain_end),
+                    scanned,
+                    "{}",
+                    String::from_utf8_lossy(&value)
+                );
+            }
         }
     }
 
@@ -2352,6 +2430,78 @@ mod tests {
                         "{}", to
                     );
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// A From read at its Request-URI's host is the From read on its own.
+        #[test]
+        fn parse_at_host_matches_parse(
+            known in proptest::sample::select(vec![
+                "sip:example.com", "sip:h.x", "sip:a@h.x", "sip:H.x", "sip:h.x:5060", "sip:[::1]",
+            ]),
+            display in proptest::sample::select(vec!["", "Bob ", " "]),
+            user in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..3),
+            rest in proptest::collection::vec(proptest::sample::select(NAME_ADDR_PIECES), 0..4),
+        ) {
+            let known = Uri::parse(known.as_bytes()).unwrap();
+            let host = String::from_utf8_lossy(known.host()).into_owned();
+            let value = format!("{display}<sip:{}@{host}{}", user.concat(), rest.concat());
+            proptest::prop_assert_eq!(
+                format!("{:?}", NameAddr::parse_at_host(value.as_bytes(), &known)),
+                format!("{:?}", NameAddr::parse(value.as_bytes())),
+                "{}", value
+            );
+        }
+    }
+
+    /// Where the quoted string ending the text is taken at once, it is where the search finds
+    /// its closing quote; it is taken for every quoted string of 18 to 50 bytes without a
+    /// quote or backslash inside. Every length to 60, with a `"` or `\` at every place, and a
+    /// text after the string.
+    #[test]
+    fn quote_ending_is_the_closing_quote() {
+        for len in 0..=60 {
+            let mut plain = vec![b'a'; len];
+            if let Some(first) = plain.first_mut() {
+                *first = b'"';
+            }
+            if let Some(last) = plain.last_mut() {
+                *last = b'"';
+            }
+            let want = (18..=50).contains(&len).then(|| len - 1);
+            assert_eq!(quote_ending(&plain), want, "{len}");
+            let mut texts = vec![plain.clone(), [&plain[..], b";x"].concat()];
+            for at in 0..len {
+                for b in [b'"', b'\\', b'<', 0] {
+                    let mut t = plain.clone();
+                    t[at] = b;
+                    texts.push(t);
+                }
+            }
+            for t in texts {
+                if let Some(end) = quote_ending(&t) {
+                    assert_eq!(
+                        Some(end),
+                        closing_quote(&t),
+                        "{}",
+                        String::from_utf8_lossy(&t)
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quote_ending_matches_closing_quote(
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'"', b'\\', b'>', b'-']), 0..60),
+        ) {
+            let text = [&b"\""[..], &body, b"\""].concat();
+            if let Some(end) = quote_ending(&text) {
+                proptest::prop_assert_eq!(Some(end), closing_quote(&text));
             }
         }
     }

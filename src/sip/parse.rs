@@ -2,7 +2,7 @@
 
 use super::header::{offset_in, CSeq, Contact, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::lines::LineEnds;
-use super::uri::Uri;
+use super::uri::{Uri, UriMemo};
 use super::{
     find, is_token, is_wsp, parse_delta_saturating, parse_u32, trim_lws, Error, Limits, Method,
     Status, StatusCode,
@@ -35,9 +35,13 @@ pub enum Message<'b> {
 type Index<'b> = Vec<Header<'b>>;
 
 /// What parsing keeps from one message for the next: the header index's allocation, so that
-/// once it has grown to the largest message seen, parsing a message allocates nothing.
+/// once it has grown to the largest message seen, parsing a message allocates nothing, and the
+/// last Request-URI read, so that the next request naming it has it compared, not read.
 #[derive(Debug, Default)]
-pub struct Scratch(Vec<Header<'static>>);
+pub struct Scratch {
+    index: Vec<Header<'static>>,
+    request_uri: UriMemo,
+}
 
 impl Scratch {
     /// Takes back the header index of a message that is done with (the message is left with
@@ -47,11 +51,11 @@ impl Scratch {
             Message::Request(r) => &mut r.headers,
             Message::Response(r) => &mut r.headers,
         };
-        self.0 = recycle(std::mem::take(headers));
+        self.index = recycle(std::mem::take(headers));
     }
 
     fn take<'b>(&mut self) -> Index<'b> {
-        recycle(std::mem::take(&mut self.0))
+        recycle(std::mem::take(&mut self.index))
     }
 }
 
@@ -816,6 +820,7 @@ pub fn parse_datagram_into<'b, 's>(
         head,
         &census,
         defect,
+        &mut scratch.request_uri,
     )
 }
 
@@ -872,7 +877,7 @@ pub fn parse_stream_into<'b, 's>(
     let Some(raw) = msg.get(..end) else {
         return Ok(Status::Partial);
     };
-    let parsed = Message::build(slot, raw, head, &census, None)?;
+    let parsed = Message::build(slot, raw, head, &census, None, &mut scratch.request_uri)?;
     Ok(Status::Complete((parsed, skip + end)))
 }
 
@@ -903,13 +908,15 @@ pub fn keepalive_len(buf: &[u8]) -> Status<Option<usize>> {
 
 impl<'b> Message<'b> {
     /// Parses the start line and builds the message over `raw` (its header index is full) in
-    /// `slot`, where the views validation parses are written in place.
+    /// `slot`, where the views validation parses are written in place. A Request-URI is read
+    /// through `request_uri`, which remembers the last one.
     fn build<'s>(
         slot: &'s mut Option<Self>,
         raw: &'b [u8],
         head: Head<'b>,
         census: &Census,
         defect: Option<Error>,
+        request_uri: &mut UriMemo,
     ) -> Result<&'s mut Self, Error> {
         let body = raw.get(head.body_at..).unwrap_or_default();
         if head.start.starts_with(b"SIP/") {
@@ -969,13 +976,7 @@ impl<'b> Message<'b> {
         if let Message::Request(req) = msg {
             // Parsed here (into its slot), reported in validation's order. A URI with white
             // space inside never parses, so only a failed one is searched for it.
-            let uri_error = match Uri::parse(uri) {
-                Ok(u) => {
-                    req.parsed.request_uri = Some(u);
-                    None
-                }
-                Err(e) => Some(e),
-            };
+            let uri_error = request_uri.parse_into(uri, &mut req.parsed.request_uri);
             // Extra SP between elements, or white space inside the URI (RFC 4475
             // §3.1.2.8-3.1.2.10).
             let mut defect = defect;
@@ -1113,7 +1114,8 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
         Err(e) => return Some(e),
     };
     req.parsed.cseq = Some(cseq);
-    if cseq.method != req.method {
+    // (Compared inline: `!=` on the methods is a `memcmp` call.)
+    if !crate::bytes::same(cseq.method.0, req.method.0) {
         return Some(Error::CSeqMethodMismatch);
     }
     let Some(from) = req.header(HeaderName::From) else {
@@ -1123,7 +1125,12 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
         return Some(Error::MissingHeader("To"));
     };
     let from_value = from;
-    let from = match NameAddr::parse(from_value) {
+    // The usual From names its user at the Request-URI's host: that host is compared.
+    let from = match req.parsed.request_uri.as_ref() {
+        Some(uri) => NameAddr::parse_at_host(from_value, uri),
+        None => NameAddr::parse(from_value),
+    };
+    let from = match from {
         Ok(f) => req.parsed.from.insert(f),
         Err(e) => return Some(e),
     };

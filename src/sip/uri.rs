@@ -155,6 +155,25 @@ impl<'b> Uri<'b> {
         (self.params_end as usize) + 1 < self.raw.len()
     }
 
+    /// This view over `raw` instead of its own text: the same parts when `raw` holds the same
+    /// bytes (see [`UriMemo`]).
+    #[inline(always)]
+    fn over<'c>(&self, raw: &'c [u8]) -> Uri<'c> {
+        Uri {
+            raw,
+            user_end: self.user_end,
+            password_end: self.password_end,
+            host_start: self.host_start,
+            host_end: self.host_end,
+            params_start: self.params_start,
+            params_end: self.params_end,
+            port: self.port,
+            scheme: self.scheme,
+            rest_at: self.rest_at,
+            flags: self.flags,
+        }
+    }
+
     /// Parses a URI. Non-SIP schemes only need a valid `scheme:` prefix. Text longer than
     /// `u32::MAX` bytes is not a URI.
     pub fn parse(raw: &'b [u8]) -> Result<Self, Error> {
@@ -259,13 +278,7 @@ impl<'b> Uri<'b> {
     /// when the parts it reads are malformed.
     #[inline(always)]
     fn sip_plain_end(&mut self, rest: &'b [u8], written_lower: bool) -> Option<usize> {
-        // Host characters are literal user characters too: the run of them is the host unless
-        // an '@' (maybe after other user characters) ends a user part.
-        let (host, lower) = host_run(rest);
-        let run = match rest.get(host) {
-            None | Some(b'@') => host,
-            Some(_) => host + run_len(rest.get(host..).unwrap_or_default(), &USER_LITERAL),
-        };
+        let (host, lower, run) = user_run(rest);
         // (Offsets by index arithmetic: `parse` checked that they fit in u32.)
         let base = usize::from(self.rest_at);
         let (host_at, host_port) = match rest.get(run) {
@@ -406,6 +419,47 @@ impl<'b> Uri<'b> {
         // (The user part and its `@` follow the four bytes of the scheme.)
         let left = uri.plain_from_host(userinfo.len() - 4, host_port, false)?;
         uri.bracketed_at(inner.len() - left)
+    }
+
+    /// [`Uri::parse_bracketed`] of the usual URI of a name-addr naming a user at the host of
+    /// `known`: `sip:`, a user part and `@`, then that host and the `>` (a REGISTER's From
+    /// names its user at the registrar's domain, the Request-URI's host). The host is compared,
+    /// not read. `None` for any other text, which says nothing about it.
+    ///
+    /// What the one pass reads there: the user part as it reads it; `known`'s host, read by the
+    /// one pass as lower-case host characters with no port (its [`AOR_WRITTEN`]), is a host
+    /// run that the `>` ends, with no port or parameters after it: with the lower-case scheme
+    /// the URI is the address-of-record as written.
+    #[inline(always)]
+    pub(crate) fn parse_bracketed_at_host(
+        inner: &'b [u8],
+        known: &Uri<'_>,
+    ) -> Option<(Self, usize)> {
+        let host = known.host();
+        if known.flags & (PLAIN | AOR_WRITTEN) != PLAIN | AOR_WRITTEN || host.is_empty() {
+            return None;
+        }
+        let len = u32::try_from(inner.len()).ok()?;
+        let rest = inner.strip_prefix(b"sip:")?;
+        let (_, _, run) = user_run(rest);
+        let after = match rest.get(run..) {
+            Some([b'@', after @ ..]) if run > 0 => after,
+            _ => return None,
+        };
+        // (`bracketed_at` checks the `>`.)
+        if !starts_with_words(after, host) {
+            return None;
+        }
+        // (Offsets by index arithmetic: `len` fits in u32.)
+        let host_start = 4 + run + 1;
+        let gt = host_start + host.len();
+        let mut uri = Self::unread(inner, len, Scheme::Sip, 4);
+        uri.flags = USER | PLAIN | AOR_WRITTEN;
+        uri.user_end = (4 + run) as u32;
+        uri.host_start = host_start as u32;
+        uri.host_end = gt as u32;
+        uri.params_start = gt as u32;
+        uri.bracketed_at(gt)
     }
 
     /// Fills the fields of a sip/sips URI from `rest` (the text after the scheme), where
@@ -591,22 +645,104 @@ impl<'b> Uri<'b> {
     }
 }
 
+/// The last Request-URI a parse read and its view, so that the next request naming the same
+/// URI — a registrar's requests name its domain, `sip:example.com`, nearly every time — has
+/// its text compared, not read again: the view of the same bytes is the same view (a `Uri` is
+/// its text and offsets into it, and [`Uri::parse`] reads nothing but the text).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UriMemo {
+    /// The text, its first `len` bytes.
+    text: [u8; Self::CAP],
+    /// How many bytes of `text` the URI has; past `CAP` when nothing is remembered (then no
+    /// text matches, the empty one included).
+    len: usize,
+    /// The view of that text, without the text.
+    view: Uri<'static>,
+}
+
+impl Default for UriMemo {
+    fn default() -> Self {
+        Self {
+            text: [0; Self::CAP],
+            len: usize::MAX,
+            view: Uri::unread(&[], 0, Scheme::Other, 0),
+        }
+    }
+}
+
+impl UriMemo {
+    /// The longest text remembered (a domain's URI is usually far shorter).
+    const CAP: usize = 48;
+
+    /// [`Uri::parse`] of `raw` written into `slot` (left as it is on a failure, which is
+    /// answered): the remembered view when `raw` is the remembered text, written there in
+    /// place (not through a `Result` first); any other text parsed, and remembered when it
+    /// parses and fits.
+    #[inline(always)]
+    pub(crate) fn parse_into<'b>(
+        &mut self,
+        raw: &'b [u8],
+        slot: &mut Option<Uri<'b>>,
+    ) -> Option<Error> {
+        match self.text.get(..self.len) {
+            Some(text) if crate::bytes::same(text, raw) => {
+                *slot = Some(self.view.over(raw));
+                None
+            }
+            _ => match self.parse_new(raw) {
+                Ok(uri) => {
+                    *slot = Some(uri);
+                    None
+                }
+                Err(e) => Some(e),
+            },
+        }
+    }
+
+    /// [`Uri::parse`] of a text not remembered (out of line).
+    #[inline(never)]
+    fn parse_new<'b>(&mut self, raw: &'b [u8]) -> Result<Uri<'b>, Error> {
+        let uri = Uri::parse(raw)?;
+        if let Some(text) = self.text.get_mut(..raw.len()) {
+            text.copy_from_slice(raw);
+            self.len = raw.len();
+            self.view = uri.over(&[]);
+        }
+        Ok(uri)
+    }
+}
+
 /// `params` past a first `;transport=udp` (or `tcp`, `tls`) as a contact's URI usually writes
 /// it, when a `>`, a `;` or the end follows: the parameter the plain walk would read there
 /// (neither byte continues its value), without the scans of its name and value.
 #[inline(always)]
 fn usual_transport(params: &[u8]) -> &[u8] {
-    if let (Some(name), Some(value), Some(rest)) =
-        (params.get(..11), params.get(11..14), params.get(14..))
-    {
-        if name == b";transport="
-            && matches!(value, b"udp" | b"tcp" | b"tls")
+    // (Its 14 bytes as two overlapping words, `;transpo` and `port=udp`, compared whole: array
+    // patterns compile to a compare per byte.)
+    let word = |at: usize| params.get(at..).and_then(<[u8]>::first_chunk::<8>);
+    if let (Some(name), Some(value), Some(rest)) = (word(0), word(6), params.get(14..)) {
+        if name == b";transpo"
+            && (value == b"port=udp" || value == b"port=tcp" || value == b"port=tls")
             && matches!(rest.first(), None | Some(b'>' | b';'))
         {
             return rest;
         }
     }
     params
+}
+
+/// The run of literal user characters `rest` (a URI's text after its scheme) starts with, as
+/// the one pass reads it: host characters are literal user characters too, so the run of them
+/// is read first — the host unless an `@` (maybe after other user characters) ends a user
+/// part. Its length, whether it has no upper-case letter, and the length of the whole run.
+#[inline(always)]
+fn user_run(rest: &[u8]) -> (usize, bool, usize) {
+    let (host, lower) = host_run(rest);
+    let run = match rest.get(host) {
+        None | Some(b'@') => host,
+        Some(_) => host + run_len(rest.get(host..).unwrap_or_default(), &USER_LITERAL),
+    };
+    (host, lower, run)
 }
 
 /// Characters of a host name without upper-case letters.
@@ -1580,6 +1716,218 @@ mod tests {
             let got = format!("{:?}", parse_parts(text.as_bytes()));
             let want = format!("{:?}", reference_parse(text.as_bytes()));
             proptest::prop_assert_eq!(got, want, "{}", text);
+        }
+    }
+
+    /// Every field of a view (its text by content), for comparing views made two ways.
+    fn all_fields(u: &Uri<'_>) -> String {
+        format!(
+            "{:?} {} {} {} {} {} {} {:?} {:?} {} {}",
+            u.raw,
+            u.user_end,
+            u.password_end,
+            u.host_start,
+            u.host_end,
+            u.params_start,
+            u.params_end,
+            u.port,
+            u.scheme,
+            u.rest_at,
+            u.flags
+        )
+    }
+
+    /// The memo answers each text of a sequence as `Uri::parse` does, whatever it remembers
+    /// from the texts before: `texts` indexes `pool` (repeats, texts of one length that
+    /// differ in a byte, texts that fail, are empty, or are longer than the memo holds).
+    fn check_memo(pool: &[Vec<u8>], texts: &[usize]) {
+        let mut memo = UriMemo::default();
+        for &i in texts {
+            let text = &pool[i % pool.len()];
+            // (A copy: the view must be of this text, not of the remembered one.)
+            let owned = text.clone();
+            let mut slot = None;
+            let got = match memo.parse_into(&owned, &mut slot) {
+                None => Ok(all_fields(&slot.unwrap())),
+                Some(e) => {
+                    assert!(slot.is_none());
+                    Err(e)
+                }
+            };
+            let want = Uri::parse(&owned).map(|u| all_fields(&u));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(text));
+            if let Some(u) = slot {
+                assert_eq!(u.raw().as_ptr(), owned.as_ptr());
+            }
+        }
+    }
+
+    const MEMO_POOL: &[&[u8]] = &[
+        b"sip:example.com",
+        b"sip:examplf.com",
+        b"sip:example.com;lr",
+        b"SIP:Example.COM",
+        b"sips:example.com:5061",
+        b"sip:u1@example.com;transport=tcp?x=y",
+        b"tel:+15551234",
+        b"mailto:a@b",
+        b"sip:",
+        b"",
+        b"x",
+        b"sip:a b",
+        b"sip:%zz@h",
+        b"sip:registrar.a-very-long-provider-domain.example.net",
+        b"sip:registrar.a-very-long-provider-domain.example.nex",
+        b"sip:exactly-forty-eight-bytes-of-text.example.co",
+        b"sip:exactly-forty-eight-bytes-of-text.example.cO",
+    ];
+
+    #[test]
+    fn memo_answers_as_parse() {
+        assert_eq!(MEMO_POOL[15].len(), UriMemo::CAP);
+        let pool: Vec<Vec<u8>> = MEMO_POOL.iter().map(|t| t.to_vec()).collect();
+        // Each text after each other, twice in a row.
+        let mut texts = Vec::new();
+        for i in 0..pool.len() {
+            for j in 0..pool.len() {
+                texts.extend([i, i, j, j, i]);
+            }
+        }
+        check_memo(&pool, &texts);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn memo_matches_parse(
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..8),
+            scheme in proptest::sample::select(vec!["sip:", "SIPS:", "tel:", "x:", ""]),
+            // Texts of the same length: the first with one byte changed.
+            edits in proptest::collection::vec((0usize..64, proptest::num::u8::ANY), 0..3),
+            other in proptest::collection::vec(proptest::sample::select(PIECES), 0..8),
+            texts in proptest::collection::vec(0usize..5, 1..12),
+        ) {
+            let first = format!("{scheme}{}", parts.concat()).into_bytes();
+            let mut pool = vec![first.clone(), format!("{scheme}{}", other.concat()).into_bytes()];
+            for (at, byte) in edits {
+                let mut edited = first.clone();
+                if let Some(b) = edited.get_mut(at % first.len().max(1)) {
+                    *b = byte;
+                }
+                pool.push(edited);
+            }
+            check_memo(&pool, &texts);
+        }
+    }
+
+    /// Where the URI read at a known host answers, it is what the one pass reads (every field,
+    /// flags included); it answers for the usual From of each known host.
+    fn check_at_host(text: &[u8], known: &Uri<'_>) -> bool {
+        let Some((uri, gt)) = Uri::parse_bracketed_at_host(text, known) else {
+            return false;
+        };
+        let lossy = String::from_utf8_lossy(text);
+        let (want, want_gt) = Uri::parse_bracketed(text).expect(&lossy);
+        assert_eq!(gt, want_gt, "{lossy}");
+        assert_eq!(all_fields(&uri), all_fields(&want), "{lossy}");
+        true
+    }
+
+    const AT_HOST_KNOWN: &[&[u8]] = &[
+        b"sip:example.com",
+        b"sip:u1@example.com;lr",
+        b"sips:example.com",
+        b"sip:Example.com",
+        b"SIP:example.com",
+        b"sip:example.com:5060",
+        b"sip:[::1]",
+        b"sip:e",
+        b"sip:a%41@example.com",
+        b"tel:+1555",
+    ];
+
+    #[test]
+    fn at_host_reads_what_the_one_pass_reads() {
+        for known in AT_HOST_KNOWN {
+            let known = Uri::parse(known).unwrap();
+            let host = String::from_utf8_lossy(known.host()).into_owned();
+            let usual = format!("sip:u123@{host}>;tag=1");
+            // Only a known host the one pass read as lower case, without a port, is taken.
+            assert_eq!(
+                check_at_host(usual.as_bytes(), &known),
+                known.flags & AOR_WRITTEN != 0,
+                "{usual}"
+            );
+            for text in [
+                format!("sip:u123@{host}>"),
+                format!("sip:Bob.Smith+1@{host}>"),
+                format!("sip:u;x=1?y@{host}>"),
+                format!("sip:@{host}>"),
+                format!("sip:{host}>"),
+                format!("sip:u@{host}x>"),
+                format!("sip:u@{host}:5060>"),
+                format!("sip:u@{host};lr>"),
+                format!("sip:u@{host}"),
+                format!("sip:u@@{host}>"),
+                format!("sip:u%41@{host}>"),
+                format!("SIP:u@{host}>"),
+                format!("sips:u@{host}>"),
+                format!("sip:u@{}>", host.to_uppercase()),
+                format!("sip:u@{}>", &host[..host.len().saturating_sub(1)]),
+            ] {
+                check_at_host(text.as_bytes(), &known);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn at_host_matches_one_pass(
+            known in proptest::sample::select(AT_HOST_KNOWN),
+            user in proptest::collection::vec(proptest::sample::select(PIECES), 0..4),
+            tail in proptest::collection::vec(proptest::sample::select(PIECES), 0..3),
+        ) {
+            let known = Uri::parse(known).unwrap();
+            let host = String::from_utf8_lossy(known.host()).into_owned();
+            let text = format!("sip:{}@{host}{}>", user.concat(), tail.concat());
+            check_at_host(text.as_bytes(), &known);
+        }
+    }
+
+    /// Where a first `;transport=` parameter is passed over, the walk over the parameters
+    /// leaves the same text as the walk from past it, having read one parameter there: every
+    /// three-byte value of some transport letters and delimiters, before each ending.
+    #[test]
+    fn usual_transport_is_what_the_walk_reads() {
+        let alphabet = b"udptcls\";>U =@";
+        for &a in alphabet {
+            for &b in alphabet {
+                for &c in alphabet {
+                    for end in ["", ">", ";lr", ">;x", "x", ",", "\"", "p"] {
+                        let mut params = b";transport=".to_vec();
+                        params.extend([a, b, c]);
+                        params.extend(end.as_bytes());
+                        let rest = usual_transport(&params);
+                        if rest.len() == params.len() {
+                            continue;
+                        }
+                        let lossy = String::from_utf8_lossy(&params);
+                        let skipped = &params[..params.len() - rest.len()];
+                        let mut read = Vec::new();
+                        let left = walk_plain(skipped, false, |n, v| read.push((n, v)));
+                        assert_eq!(left, Some(&b""[..]), "{lossy}");
+                        assert_eq!(
+                            read,
+                            [(&b"transport"[..], Some(&params[11..14]))],
+                            "{lossy}"
+                        );
+                        assert_eq!(
+                            walk_plain(&params, false, |_, _| {}),
+                            walk_plain(rest, false, |_, _| {}),
+                            "{lossy}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
