@@ -551,20 +551,19 @@ fn usual_line(line: &[u8]) -> Option<Header<'_>> {
     }
     let (name, len) = canonical_name(line)?;
     // (The colon was compared with the name: one length check for the space and the value,
-    // which makes the name's slice and the space's byte in bounds.)
+    // which makes the space's byte and the value's first in bounds.)
     let value = line.get(len + 2..line.len() - 1)?;
-    if line.get(len + 1) != Some(&b' ') {
+    // (The value's first byte read from the line: an empty value's is the CR, which fails
+    // the test too, so the value is not tested for being empty on its own.)
+    if line.get(len + 1) != Some(&b' ') || line.get(len + 2).is_none_or(|&a| a <= b' ') {
         return None;
     }
-    match value.first() {
-        // (Its name is spelled as `name` is.)
-        Some(&a) if a > b' ' => Some(Header {
-            name,
-            spelled: None,
-            value,
-        }),
-        _ => None,
-    }
+    // (Its name is spelled as `name` is.)
+    Some(Header {
+        name,
+        spelled: None,
+        value,
+    })
 }
 
 /// Pushes a header to a full index (after growing it). The header comes in its fields, which
