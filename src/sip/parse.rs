@@ -1351,7 +1351,7 @@ Organization:\r\n  acme:corp\r\nX-Empty:   \r\nContent-Length: 0\r\n\r\n";
     #[test]
     fn folded_usual_lines_read_as_general_ones() {
         let first_lines: [&[u8]; 3] = [b"Via: a", b"Via: a b;c=d", b"Contact: <sip:x@y>"];
-        let continuations: [&[u8]; 4] = [b" b", b"\t b ", b"  ,c", b" \t"];
+        let continuations: [&[u8]; 5] = [b" b", b"\t b ", b"  ,c", b" \t", b" b\r\n\tc "];
         for first in first_lines {
             for more in continuations {
                 let value = |first: &[u8]| {
