@@ -224,7 +224,7 @@ pub fn respond(request: &[u8], challenge: Option<&str>, out: &mut Vec<u8>) -> bo
                 | HeaderName::CallId
                 | HeaderName::CSeq
         ) {
-            out.extend_from_slice(h.raw_name);
+            out.extend_from_slice(h.raw_name());
             out.extend_from_slice(b": ");
             out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");

@@ -1930,11 +1930,7 @@ mod tests {
     fn contact_walks(values: &[&[u8]]) -> [Vec<String>; 2] {
         let headers: Vec<Header<'_>> = values
             .iter()
-            .map(|&value| Header {
-                name: HeaderName::Contact,
-                raw_name: b"Contact",
-                value,
-            })
+            .map(|&value| Header::new(HeaderName::Contact, b"Contact", value))
             .collect();
         let general = Values {
             first: None,
@@ -2367,10 +2363,9 @@ mod tests {
                 lines.into_iter().map(|(via, parts)| (via, parts.concat())).collect();
             let headers: Vec<Header<'_>> = texts
                 .iter()
-                .map(|(via, text)| Header {
-                    name: if *via { HeaderName::Via } else { HeaderName::Other },
-                    raw_name: b"Via",
-                    value: text.as_bytes(),
+                .map(|(via, text)| {
+                    let name = if *via { HeaderName::Via } else { HeaderName::Other };
+                    Header::new(name, b"Via", text.as_bytes())
                 })
                 .collect();
             let got = format!("{:?}", super::vias(&headers).collect::<Vec<_>>());
@@ -2389,11 +2384,7 @@ mod tests {
         ];
         let headers: Vec<Header<'_>> = lines
             .iter()
-            .map(|value| Header {
-                name: HeaderName::Via,
-                raw_name: b"Via",
-                value,
-            })
+            .map(|value| Header::new(HeaderName::Via, b"Via", value))
             .collect();
         let hosts: Vec<_> = super::vias(&headers).map(|v| v.map(|v| v.host)).collect();
         assert_eq!(

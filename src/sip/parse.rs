@@ -14,10 +14,27 @@ use super::{
 pub struct Header<'b> {
     /// Classified name (compact forms mapped to the long form).
     pub name: HeaderName,
-    /// The name as written.
-    pub raw_name: &'b [u8],
+    /// The name as written, or `None` when it is written as `name` is spelled
+    /// ([`HeaderName::as_str`]): the usual line's index entry is one word shorter to write.
+    spelled: Option<&'b [u8]>,
     /// The value.
     pub value: &'b [u8],
+}
+
+impl<'b> Header<'b> {
+    /// A header line named `raw_name` as written.
+    pub fn new(name: HeaderName, raw_name: &'b [u8], value: &'b [u8]) -> Self {
+        Self {
+            name,
+            spelled: Some(raw_name),
+            value,
+        }
+    }
+
+    /// The name as written.
+    pub fn raw_name(&self) -> &'b [u8] {
+        self.spelled.unwrap_or(self.name.as_str().as_bytes())
+    }
 }
 
 /// A parsed message.
@@ -467,7 +484,7 @@ fn scan_head<'b>(
             } else {
                 // (Growing out of line: no register is kept across a call that the usual
                 // line never makes.)
-                headers = push_grown(headers, h.name, h.raw_name, h.value);
+                headers = push_grown(headers, h.name, h.spelled, h.value);
             }
         }};
     }
@@ -538,20 +555,19 @@ fn usual_line(line: &[u8]) -> Option<Header<'_>> {
     }
     let (name, len) = canonical_name(line)?;
     // (The colon was compared with the name: one length check for the space and the value,
-    // which makes the name's slice and the space's byte in bounds.)
+    // which makes the space's byte and the value's first in bounds.)
     let value = line.get(len + 2..line.len() - 1)?;
-    let raw_name = line.get(..len)?;
-    if line.get(len + 1) != Some(&b' ') {
+    // (The value's first byte read from the line: an empty value's is the CR, which fails
+    // the test too, so the value is not tested for being empty on its own.)
+    if line.get(len + 1) != Some(&b' ') || line.get(len + 2).is_none_or(|&a| a <= b' ') {
         return None;
     }
-    match value.first() {
-        Some(&a) if a > b' ' => Some(Header {
-            name,
-            raw_name,
-            value,
-        }),
-        _ => None,
-    }
+    // (Its name is spelled as `name` is.)
+    Some(Header {
+        name,
+        spelled: None,
+        value,
+    })
 }
 
 /// Pushes a header to a full index (after growing it). The header comes in its fields, which
@@ -563,12 +579,12 @@ fn usual_line(line: &[u8]) -> Option<Header<'_>> {
 fn push_grown<'b>(
     mut headers: Index<'b>,
     name: HeaderName,
-    raw_name: &'b [u8],
+    spelled: Option<&'b [u8]>,
     value: &'b [u8],
 ) -> Index<'b> {
     headers.push(Header {
         name,
-        raw_name,
+        spelled,
         value,
     });
     headers
@@ -607,11 +623,11 @@ fn other_line(line: &[u8]) -> Result<Other<'_>, Error> {
     let (Some(raw_name), Some(after_colon)) = (line.get(..name_len), line.get(colon + 1..)) else {
         return Err(Error::BadHeader);
     };
-    Ok(Other::Header(Header {
+    Ok(Other::Header(Header::new(
         name,
         raw_name,
-        value: header_value(after_colon),
-    }))
+        header_value(after_colon),
+    )))
 }
 
 /// A header line that starts with a name as RFC 3261 spells it, directly followed by the
@@ -704,11 +720,18 @@ fn header_value(after_colon: &[u8]) -> &[u8] {
 #[cold]
 #[inline(never)]
 fn unfold<'b>(buf: &'b [u8], h: &mut Header<'b>, to: usize) {
-    let name_end = offset_in(buf, h.raw_name) + h.raw_name.len();
-    let after_name = buf.get(name_end..to).unwrap_or_default();
-    let value = after_name
-        .get(find(b':', after_name).map_or(after_name.len(), |c| c + 1)..)
-        .unwrap_or_default();
+    let value = match h.spelled {
+        Some(raw_name) => {
+            let name_end = offset_in(buf, raw_name) + raw_name.len();
+            let after_name = buf.get(name_end..to).unwrap_or_default();
+            after_name
+                .get(find(b':', after_name).map_or(after_name.len(), |c| c + 1)..)
+                .unwrap_or_default()
+        }
+        // The usual line (`Name: value`): its value starts after the colon and the space,
+        // which the trim would take off, and is never empty.
+        None => buf.get(offset_in(buf, h.value)..to).unwrap_or_default(),
+    };
     h.value = trim_lws(value);
 }
 
@@ -1330,6 +1353,39 @@ Organization:\r\n  acme:corp\r\nX-Empty:   \r\nContent-Length: 0\r\n\r\n";
         );
     }
 
+    /// A continuation of the usual line (whose index entry keeps no raw name to find the colon
+    /// by) extends its value as it does the value of a line the general path reads.
+    #[test]
+    fn folded_usual_lines_read_as_general_ones() {
+        let first_lines: [&[u8]; 3] = [b"Via: a", b"Via: a b;c=d", b"Contact: <sip:x@y>"];
+        let continuations: [&[u8]; 5] = [b" b", b"\t b ", b"  ,c", b" \t", b" b\r\n\tc "];
+        for first in first_lines {
+            for more in continuations {
+                let value = |first: &[u8]| {
+                    let mut msg = b"OPTIONS sip:x SIP/2.0\r\n".to_vec();
+                    for line in [first, more, b"Content-Length: 0", b""] {
+                        msg.extend_from_slice(line);
+                        msg.extend_from_slice(b"\r\n");
+                    }
+                    let r = req(&msg);
+                    let h = r.headers()[0];
+                    (h.value.to_vec(), h.raw_name().to_vec())
+                };
+                let usual = value(first);
+                // The same line with two spaces after the colon takes the general path.
+                let text = String::from_utf8_lossy(first);
+                let general = value(text.replacen(':', ":  ", 1).as_bytes());
+                assert_eq!(
+                    usual,
+                    general,
+                    "{text:?} {:?}",
+                    String::from_utf8_lossy(more)
+                );
+                assert!(usual_line(&[first, b"\r"].concat()).is_some(), "{text:?}");
+            }
+        }
+    }
+
     #[test]
     fn bare_lf_line_ends() {
         let lf: Vec<u8> = REG.iter().copied().filter(|&b| b != b'\r').collect();
@@ -1849,22 +1905,26 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
 
     /// The usual line's header as the general path reads it: name, raw name and value, each
     /// as its place in the line.
-    fn general_header(line: &[u8]) -> Option<(HeaderName, usize, usize, usize, usize)> {
+    fn general_header(line: &[u8]) -> Option<(HeaderName, &[u8], usize, usize)> {
         let at = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
         match other_line(line) {
             Ok(Other::Header(h)) => {
-                let ((n, nl), (v, vl)) = (at(h.raw_name), at(h.value));
-                Some((h.name, n, nl, v, vl))
+                // (The raw name is where the line starts.)
+                assert_eq!(at(h.raw_name()).0, 0);
+                let (v, vl) = at(h.value);
+                Some((h.name, h.raw_name(), v, vl))
             }
             _ => None,
         }
     }
 
-    fn fast_header(line: &[u8]) -> Option<(HeaderName, usize, usize, usize, usize)> {
+    /// (The usual line's raw name is its name's own spelling, not a place in the line: its
+    /// text is compared.)
+    fn fast_header(line: &[u8]) -> Option<(HeaderName, &[u8], usize, usize)> {
         let at = |s: &[u8]| (s.as_ptr() as usize - line.as_ptr() as usize, s.len());
         usual_line(line).map(|h| {
-            let ((n, nl), (v, vl)) = (at(h.raw_name), at(h.value));
-            (h.name, n, nl, v, vl)
+            let (v, vl) = at(h.value);
+            (h.name, h.raw_name(), v, vl)
         })
     }
 
