@@ -251,6 +251,9 @@ fn serve(config: &Config, cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             Box::new(move || reload(&cli_args, &shared, tls.get()).map_err(|e| e.to_string())),
         )
     };
+    if let Some(p) = &persister {
+        ctx.set_persister(Arc::clone(p));
+    }
     let management = mgmt_config
         .map(|m| {
             Management::start(&m, Arc::clone(&ctx))

@@ -158,6 +158,20 @@ impl Collector for SipregCollector {
                 store.expired_count(),
             )?;
         }
+        if let Some(p) = ctx.persister.get() {
+            counter(
+                &mut e,
+                "sipreg_persist_enqueued_changes",
+                "Binding changes handed to the journal (sequence number of the last one)",
+                p.enqueued(),
+            )?;
+            counter(
+                &mut e,
+                "sipreg_persist_durable_changes",
+                "Binding changes fsynced: every change up to this sequence number is durable",
+                p.durable(),
+            )?;
+        }
         if let Some(location) = ctx.location.get() {
             let st = location.stats();
             let (ops, conflicts, unavailable) = (

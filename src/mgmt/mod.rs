@@ -72,6 +72,8 @@ pub struct Context {
     reload: Box<ReloadFn>,
     /// The Redis location service, when bindings live there (lookups and deletes go to it).
     location: OnceLock<Arc<crate::remote::RedisLocation>>,
+    /// The local journal, when bindings are persisted (its progress is in `/metrics`).
+    persister: OnceLock<Arc<crate::persist::Persister>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -90,7 +92,13 @@ impl Context {
             server: OnceLock::new(),
             reload,
             location: OnceLock::new(),
+            persister: OnceLock::new(),
         })
+    }
+
+    /// Bindings are persisted by `persister`: its progress is reported.
+    pub fn set_persister(&self, persister: Arc<crate::persist::Persister>) {
+        let _ = self.persister.set(persister);
     }
 
     /// Bindings live in Redis: AOR lookups and deletes go there; the dump is refused.

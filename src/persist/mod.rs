@@ -324,6 +324,12 @@ impl Persister {
         LAST_ENQUEUED.with(Cell::get)
     }
 
+    /// Sequence number of the last change any thread enqueued (0: none); with [`durable`]
+    /// (`Persister::durable`) the journal's backlog, which `/metrics` shows.
+    pub fn enqueued(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
     /// Every change with a sequence number up to this is durable.
     pub fn durable(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
