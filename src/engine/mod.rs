@@ -1036,16 +1036,27 @@ fn response_destination(meta: &Meta, via: &sip::Via<'_>) -> SocketAddr {
 /// keeping state ([`tag_hash`]). `call_id` is the request's Call-ID value (empty when it has
 /// none).
 fn to_tag(req: &Request<'_>, call_id: &[u8]) -> [u8; 16] {
+    let (from_tag, seq) = match (req.parsed_from(), req.parsed_cseq()) {
+        (Some(from), Some(cseq)) => (from.tag().unwrap_or_default(), cseq.seq),
+        _ => tag_parts_unparsed(req),
+    };
+    hex16(tag_hash(call_id, from_tag, seq))
+}
+
+/// The From tag and CSeq number of a request whose validation stopped before it kept them
+/// (out of line: rare, and its parses would give the usual tag a stack frame).
+#[cold]
+#[inline(never)]
+fn tag_parts_unparsed<'b>(req: &Request<'b>) -> (&'b [u8], u32) {
     let from_tag = match req.parsed_from() {
         Some(f) => f.tag(),
         None => req.from().ok().and_then(|f| f.tag()),
     };
-    let from_tag = from_tag.unwrap_or_default();
     let seq = match req.parsed_cseq() {
         Some(c) => c.seq,
         None => req.cseq().map_or(0, |c| c.seq),
     };
-    hex16(tag_hash(call_id, from_tag, seq))
+    (from_tag.unwrap_or_default(), seq)
 }
 
 /// The constants of [`tag_hash`]: the seed and the key each second word is XORed with (odd,
