@@ -551,7 +551,8 @@ const DIGITS2: &[u8; 200] = b"\
 8081828384858687888990919293949596979899";
 
 /// Each octet value as it follows a dot in dotted decimal, a little-endian word: the dot
-/// and the digits in its low bytes (text order), their count with the dot in its high byte.
+/// and the digits in its low bytes (text order), the number of digits in its high byte (1 to
+/// 3: read as two bits, the writer's lengths are known to stay within its buffer).
 const DOTTED: [u64; 256] = {
     let mut table = [0u64; 256];
     let mut v = 0;
@@ -564,14 +565,14 @@ const DOTTED: [u64; 256] = {
         } else {
             [b'.', b'0' + o, 0, 0]
         };
-        let len: u64 = if o >= 100 {
-            4
-        } else if o >= 10 {
+        let digits: u64 = if o >= 100 {
             3
-        } else {
+        } else if o >= 10 {
             2
+        } else {
+            1
         };
-        table[v] = u32::from_le_bytes(text) as u64 | len << 56;
+        table[v] = u32::from_le_bytes(text) as u64 | digits << 56;
         v += 1;
     }
     table
@@ -655,12 +656,15 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
         }
     }
     let [o0, o1, o2, o3] = octets.map(|o| DOTTED[usize::from(o)]);
+    // (Two bits of digit count: the lengths are then known to be within `ROOM`, with no
+    // bounds check in `put` or cut in `push_prefix`.)
+    let digits = |o: u64| (o >> 56) as usize & 3;
     // The first octet without its dot.
     put(&mut buf, PREFIX.len(), o0 >> 8);
-    let mut len = PREFIX.len() + (o0 >> 56) as usize - 1;
+    let mut len = PREFIX.len() + digits(o0);
     for o in [o1, o2, o3] {
         put(&mut buf, len, o);
-        len += (o >> 56) as usize;
+        len += 1 + digits(o);
     }
     if let Some((digits, n)) = rport.and_then(|port| decimal8(u32::from(port))) {
         put(&mut buf, len, u64::from_le_bytes(*b";rport=\0"));
