@@ -978,11 +978,14 @@ impl Engine {
         code: sip::StatusCode,
         reason: Option<&str>,
     ) -> sip::ResponseWriter<'o> {
-        self.writer_inline(now, meta, req, code, reason)
+        let register = req.method() == sip::Method::REGISTER;
+        self.writer_inline(now, meta, req, code, reason, register)
     }
 
     /// [`Engine::writer`] inlined into its caller: the 200 OK of a REGISTER (the most
     /// frequent response) calls it directly, the other responses through `writer`.
+    /// `register`: `req` is a REGISTER (its response is counted); the 200 OK's caller knows
+    /// it without comparing the method.
     #[inline(always)]
     fn writer_inline<'o>(
         &'o mut self,
@@ -991,8 +994,9 @@ impl Engine {
         req: &Request<'_>,
         code: sip::StatusCode,
         reason: Option<&str>,
+        register: bool,
     ) -> sip::ResponseWriter<'o> {
-        if req.method() == sip::Method::REGISTER {
+        if register {
             self.stats.count_register(code.0);
         }
         if self.server_date.0 != now.as_secs() || self.server_date.1.is_empty() {
