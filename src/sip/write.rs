@@ -193,16 +193,27 @@ fn copy_usual(
     };
     let raw = req.as_bytes();
     // The first Via line found through the census, the others (the usual request has none)
-    // by the walk over the lines.
-    match req.header(HeaderName::Via) {
-        Some(top) => push_top_via(out, req, top, received),
-        None => out.truncate(via_head),
-    }
-    if req.line_count(HeaderName::Via) > 1 {
+    // by the walk over the lines. The usual single Via's line is left open: its line end is
+    // written with the From line's head, in one piece.
+    let open = match req.header(HeaderName::Via) {
+        Some(top) => {
+            push_top_via(out, req, top, received);
+            true
+        }
+        None => {
+            out.truncate(via_head);
+            false
+        }
+    };
+    let open = if req.line_count(HeaderName::Via) > 1 {
+        out.extend_from_slice(b"\r\n");
         for via in req.headers_named(HeaderName::Via).skip(1) {
             push_line(out, raw, via, b"Via: ");
         }
-    }
+        false
+    } else {
+        open
+    };
     let [from, to, call_id, cseq] = match (lines, ordered) {
         (Some([from, to, call_id, cseq]), _) => [from.value, to.value, call_id.value, cseq.value],
         (None, Some(values)) => values,
@@ -214,15 +225,31 @@ fn copy_usual(
     // Each line as RFC 3261 spells it (what the general pass writes for any spelling), not
     // copied from the request: checking that the request's four lines read so costs more
     // than the two copies of the values it would save.
-    out.extend_from_slice(b"From: ");
+    if open {
+        out.extend_from_slice(b"\r\nFrom: ");
+    } else {
+        out.extend_from_slice(b"From: ");
+    }
     out.extend_from_slice(from);
     out.extend_from_slice(b"\r\nTo: ");
     out.extend_from_slice(to);
-    if !to_tag.is_empty() {
-        out.extend_from_slice(b";tag=");
-        push_tag(out, to_tag);
+    match <&[u8; 16]>::try_from(to_tag) {
+        // The engine's tag (16 hex digits) with the text around it in one piece.
+        Ok(tag) => {
+            let mut piece = *b";tag=0123456789abcdef\r\nCall-ID: ";
+            if let Some(digits) = piece.get_mut(5..21) {
+                digits.copy_from_slice(tag);
+            }
+            out.extend_from_slice(&piece);
+        }
+        Err(_) => {
+            if !to_tag.is_empty() {
+                out.extend_from_slice(b";tag=");
+                out.extend_from_slice(to_tag);
+            }
+            out.extend_from_slice(b"\r\nCall-ID: ");
+        }
     }
-    out.extend_from_slice(b"\r\nCall-ID: ");
     out.extend_from_slice(call_id);
     out.extend_from_slice(b"\r\nCSeq: ");
     out.extend_from_slice(cseq);
@@ -269,6 +296,7 @@ fn copy_in_two_passes(
     if let Some(top) = vias.next() {
         out.extend_from_slice(b"Via: ");
         push_top_via(out, req, top.value, received);
+        out.extend_from_slice(b"\r\n");
     }
     for via in vias {
         push_line(out, raw, via.value, b"Via: ");
@@ -285,7 +313,7 @@ fn copy_in_two_passes(
 }
 
 /// Appends the request's top Via line (`value`, its first Via line's) with `received`/`rport`
-/// set, after its `Via: ` head (already written).
+/// set, after its `Via: ` head (already written), without its line end (the caller's).
 #[inline(always)]
 fn push_top_via(out: &mut Vec<u8>, req: &Request<'_>, value: &[u8], received: Option<SocketAddr>) {
     match req.parsed_top_via() {
@@ -304,7 +332,6 @@ fn push_top_via(out: &mut Vec<u8>, req: &Request<'_>, value: &[u8], received: Op
         }
         _ => write_top_via_line(out, req, value, received),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The top Via line's values when the parsed top Via is not its whole value (several values
