@@ -402,7 +402,8 @@ impl Reply<'_, '_> {
     /// Step 8: 200 OK listing every current binding with its remaining time.
     fn write_ok<'a>(&self, eng: &mut Engine, bindings: impl Iterator<Item = &'a Binding>) {
         let now_secs = secs(self.now);
-        let mut w = eng.writer_inline(self.now, self.meta, self.req, StatusCode::OK, None);
+        // (A REGISTER's answer: counted as one.)
+        let mut w = eng.writer_inline(self.now, self.meta, self.req, StatusCode::OK, None, true);
         let mut params: SmallVec<[u8; 128]> = SmallVec::new();
         for b in bindings {
             let b = b.reply_parts(now_secs);

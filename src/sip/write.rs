@@ -170,10 +170,8 @@ fn consecutive_lines<'r, 'b>(req: &'r Request<'b>) -> Option<&'r [Header<'b>; 4]
 /// when the request (valid: each of the four once) has them in the order From, To, Call-ID,
 /// CSeq; `false` otherwise (the caller takes back what was written). The four are `lines`
 /// when they are consecutive ([`consecutive_lines`]), else found through the header index
-/// (`call_id` already was), without a pass over every header line; the four in one piece
-/// (two around an added To tag) when they are adjacent lines spelled as RFC 3261 writes them
-/// ([`adjacent_run`]). The top Via's `Via: ` is already written, at `via_head` (taken back
-/// when the request has no Via).
+/// (`call_id` already was), without a pass over every header line. The top Via's `Via: ` is
+/// already written, at `via_head` (taken back when the request has no Via).
 #[inline(always)]
 fn copy_usual(
     out: &mut Vec<u8>,
@@ -195,16 +193,27 @@ fn copy_usual(
     };
     let raw = req.as_bytes();
     // The first Via line found through the census, the others (the usual request has none)
-    // by the walk over the lines.
-    match req.header(HeaderName::Via) {
-        Some(top) => push_top_via(out, req, top, received),
-        None => out.truncate(via_head),
-    }
-    if req.line_count(HeaderName::Via) > 1 {
+    // by the walk over the lines. The usual single Via's line is left open: its line end is
+    // written with the From line's head, in one piece.
+    let open = match req.header(HeaderName::Via) {
+        Some(top) => {
+            push_top_via(out, req, top, received);
+            true
+        }
+        None => {
+            out.truncate(via_head);
+            false
+        }
+    };
+    let open = if req.line_count(HeaderName::Via) > 1 {
+        out.extend_from_slice(b"\r\n");
         for via in req.headers_named(HeaderName::Via).skip(1) {
             push_line(out, raw, via, b"Via: ");
         }
-    }
+        false
+    } else {
+        open
+    };
     let [from, to, call_id, cseq] = match (lines, ordered) {
         (Some([from, to, call_id, cseq]), _) => [from.value, to.value, call_id.value, cseq.value],
         (None, Some(values)) => values,
@@ -213,24 +222,58 @@ fn copy_usual(
         (None, None) => return false,
     };
     let to_tag = if to_has_tag(req) { &[][..] } else { to_tag };
-    if let Some((run, to_end)) = adjacent_run(raw, [from, to, call_id, cseq]) {
-        // The four lines as the request has them, the tag (when added) after the To value.
-        match (run.split_at_checked(to_end), to_tag.is_empty()) {
-            (Some((head, tail)), false) => {
-                out.extend_from_slice(head);
-                out.extend_from_slice(b";tag=");
-                push_tag(out, to_tag);
-                out.extend_from_slice(tail);
-            }
-            _ => out.extend_from_slice(run),
-        }
-        return true;
+    // Each line as RFC 3261 spells it (what the general pass writes for any spelling), not
+    // copied from the request: checking that the request's four lines read so costs more
+    // than the two copies of the values it would save.
+    if open {
+        out.extend_from_slice(b"\r\nFrom: ");
+    } else {
+        out.extend_from_slice(b"From: ");
     }
-    push_line(out, raw, from, b"From: ");
-    push_to(out, raw, to, to_tag);
-    push_line(out, raw, call_id, b"Call-ID: ");
-    push_line(out, raw, cseq, b"CSeq: ");
+    out.extend_from_slice(from);
+    out.extend_from_slice(b"\r\nTo: ");
+    out.extend_from_slice(to);
+    match <&[u8; 16]>::try_from(to_tag) {
+        // The engine's tag (16 hex digits) with the text around it in one piece.
+        Ok(tag) => {
+            let mut piece = *b";tag=0123456789abcdef\r\nCall-ID: ";
+            if let Some(digits) = piece.get_mut(5..21) {
+                digits.copy_from_slice(tag);
+            }
+            out.extend_from_slice(&piece);
+        }
+        Err(_) => {
+            if !to_tag.is_empty() {
+                out.extend_from_slice(b";tag=");
+                out.extend_from_slice(to_tag);
+            }
+            out.extend_from_slice(b"\r\nCall-ID: ");
+        }
+    }
+    out.extend_from_slice(call_id);
+    out.extend_from_slice(b"\r\nCSeq: ");
+    push_short_line(out, raw, cseq);
     true
+}
+
+/// Appends `value`, a request header's value, and CRLF. A value of up to 14 bytes (the
+/// usual CSeq) that the request follows with CRLF is copied with it as the 16 bytes of the
+/// request there, cut after the CRLF: a copy of known size, not a `memcpy` call and a
+/// second piece.
+#[inline(always)]
+fn push_short_line(out: &mut Vec<u8>, raw: &[u8], value: &[u8]) {
+    // Wrapping: a value outside `raw` gives a place `get` refuses.
+    let at = (value.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    let end = value.len() + 2;
+    match raw.get(at..).and_then(|r| r.first_chunk::<16>()) {
+        Some(block) if end <= 16 && block.get(value.len()..end) == Some(b"\r\n") => {
+            push_prefix(out, block, end);
+        }
+        _ => {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// The From, To, Call-ID and CSeq values of a valid request whose lines are in this order but
@@ -256,43 +299,6 @@ fn ordered_lines<'b>(req: &Request<'b>, call_id: Option<&'b [u8]>) -> Option<[&'
     ordered.then_some([from, to, call_id, cseq])
 }
 
-/// The From, To, Call-ID and CSeq lines (`values` in that order) when the request has them
-/// one after another, each reading exactly `Name: value` CRLF: the bytes of the four lines,
-/// and where in them the To value ends. What [`push_line`] and [`push_to`] write line by line
-/// is then one piece (two around an added tag); the checks are of the gaps between the
-/// values, where each line checks its head and its CRLF.
-#[inline(always)]
-fn adjacent_run<'r>(raw: &'r [u8], values: [&[u8]; 4]) -> Option<(&'r [u8], usize)> {
-    const FROM: &[u8; 6] = b"From: ";
-    const TO: &[u8; 6] = b"\r\nTo: ";
-    const CALL_ID: &[u8; 11] = b"\r\nCall-ID: ";
-    const CSEQ: &[u8; 8] = b"\r\nCSeq: ";
-    let [from, to, call_id, cseq] = values;
-    let addr = |v: &[u8]| v.as_ptr() as usize;
-    // Each value where the one before it ends plus the gap: their lengths give the places
-    // of the gaps in the run.
-    let adjacent = addr(to) == addr(from).wrapping_add(from.len() + TO.len())
-        && addr(call_id) == addr(to).wrapping_add(to.len() + CALL_ID.len())
-        && addr(cseq) == addr(call_id).wrapping_add(call_id.len() + CSEQ.len());
-    if !adjacent {
-        return None;
-    }
-    let to_gap = FROM.len() + from.len();
-    let call_id_gap = to_gap + TO.len() + to.len();
-    let cseq_gap = call_id_gap + CALL_ID.len() + call_id.len();
-    let len = cseq_gap + CSEQ.len() + cseq.len() + 2;
-    // Wrapping: a run starting outside `raw` gives a range `get` refuses.
-    let start = addr(from).wrapping_sub(addr(raw) + FROM.len());
-    let run = raw.get(start..)?.get(..len)?;
-    let reads = |at: usize, text: &[u8]| run.get(at..).is_some_and(|r| r.starts_with(text));
-    let placed = run.starts_with(FROM)
-        && reads(to_gap, TO)
-        && reads(call_id_gap, CALL_ID)
-        && reads(cseq_gap, CSEQ)
-        && run.ends_with(b"\r\n");
-    placed.then_some((run, call_id_gap))
-}
-
 /// All Vias first, then From, To, Call-ID and CSeq in request order: for any request
 /// [`copy_usual`] does not take (out of line).
 #[cold]
@@ -309,6 +315,7 @@ fn copy_in_two_passes(
     if let Some(top) = vias.next() {
         out.extend_from_slice(b"Via: ");
         push_top_via(out, req, top.value, received);
+        out.extend_from_slice(b"\r\n");
     }
     for via in vias {
         push_line(out, raw, via.value, b"Via: ");
@@ -325,7 +332,7 @@ fn copy_in_two_passes(
 }
 
 /// Appends the request's top Via line (`value`, its first Via line's) with `received`/`rport`
-/// set, after its `Via: ` head (already written).
+/// set, after its `Via: ` head (already written), without its line end (the caller's).
 #[inline(always)]
 fn push_top_via(out: &mut Vec<u8>, req: &Request<'_>, value: &[u8], received: Option<SocketAddr>) {
     match req.parsed_top_via() {
@@ -344,7 +351,6 @@ fn push_top_via(out: &mut Vec<u8>, req: &Request<'_>, value: &[u8], received: Op
         }
         _ => write_top_via_line(out, req, value, received),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The top Via line's values when the parsed top Via is not its whole value (several values
@@ -551,7 +557,8 @@ const DIGITS2: &[u8; 200] = b"\
 8081828384858687888990919293949596979899";
 
 /// Each octet value as it follows a dot in dotted decimal, a little-endian word: the dot
-/// and the digits in its low bytes (text order), their count with the dot in its high byte.
+/// and the digits in its low bytes (text order), the number of digits in its high byte (1 to
+/// 3: read as two bits, the writer's lengths are known to stay within its buffer).
 const DOTTED: [u64; 256] = {
     let mut table = [0u64; 256];
     let mut v = 0;
@@ -564,14 +571,14 @@ const DOTTED: [u64; 256] = {
         } else {
             [b'.', b'0' + o, 0, 0]
         };
-        let len: u64 = if o >= 100 {
-            4
-        } else if o >= 10 {
+        let digits: u64 = if o >= 100 {
             3
-        } else {
+        } else if o >= 10 {
             2
+        } else {
+            1
         };
-        table[v] = u32::from_le_bytes(text) as u64 | len << 56;
+        table[v] = u32::from_le_bytes(text) as u64 | digits << 56;
         v += 1;
     }
     table
@@ -655,12 +662,15 @@ fn push_received_v4(out: &mut Vec<u8>, octets: [u8; 4], rport: Option<u16>) {
         }
     }
     let [o0, o1, o2, o3] = octets.map(|o| DOTTED[usize::from(o)]);
+    // (Two bits of digit count: the lengths are then known to be within `ROOM`, with no
+    // bounds check in `put` or cut in `push_prefix`.)
+    let digits = |o: u64| (o >> 56) as usize & 3;
     // The first octet without its dot.
     put(&mut buf, PREFIX.len(), o0 >> 8);
-    let mut len = PREFIX.len() + (o0 >> 56) as usize - 1;
+    let mut len = PREFIX.len() + digits(o0);
     for o in [o1, o2, o3] {
         put(&mut buf, len, o);
-        len += (o >> 56) as usize;
+        len += 1 + digits(o);
     }
     if let Some((digits, n)) = rport.and_then(|port| decimal8(u32::from(port))) {
         put(&mut buf, len, u64::from_le_bytes(*b";rport=\0"));
@@ -1138,6 +1148,38 @@ From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCS
         assert!(no_via, "a request without a Via compared");
     }
 
+    /// The short value's one copy against the value and CRLF: every length to 20, every
+    /// place in the request to its end, followed by CRLF, by another line end or by nothing.
+    #[test]
+    fn short_line_is_the_value_and_crlf() {
+        for after in [&b"\r\n"[..], b"\n", b"\r", b" \r\n", b""] {
+            for len in 0..=20 {
+                for place in 0..=24 {
+                    let mut raw = vec![b'x'; place];
+                    raw.extend((0..len).map(|i| b'0' + i as u8));
+                    raw.extend_from_slice(after);
+                    raw.extend(std::iter::repeat_n(b'y', 24 - place));
+                    for cut in [raw.len(), place + len + after.len(), place + len] {
+                        let raw = &raw[..cut];
+                        let value = &raw[place..place + len];
+                        let mut got = b"p".to_vec();
+                        push_short_line(&mut got, raw, value);
+                        let want = [&b"p"[..], value, b"\r\n"].concat();
+                        assert_eq!(got, want, "{len} {place} {after:?} {cut}");
+                    }
+                }
+            }
+        }
+        // A value that is not a piece of `raw`.
+        let mut got = Vec::new();
+        push_short_line(
+            &mut got,
+            b"7 REGISTER\r\n0123456789",
+            &b"7 REGISTER\r\n"[..10],
+        );
+        assert_eq!(got, b"7 REGISTER\r\n");
+    }
+
     #[test]
     fn via_shapes_known_from_parsing() {
         let cut = |v: &'static str| Via::parse(v.as_bytes()).unwrap().without_rport();
@@ -1169,8 +1211,8 @@ From: <sip:u@example.com>;tag=a\r\nTo: <sip:u@example.com>\r\nCall-ID: c@h\r\nCS
 
     proptest::proptest! {
         /// Requests whose From, To, Call-ID and CSeq lines come in any order, spelled in usual
-        /// and unusual ways, with other lines among them: the run of adjacent lines and the
-        /// line-by-line copy write what the reference writes.
+        /// and unusual ways, with other lines among them: the usual path (the four in order,
+        /// consecutive or not) and the general pass write what the reference writes.
         #[test]
         fn adjacent_lines_write_what_the_reference_writes(
             // Mostly the usual order and spellings, where the run is taken.
