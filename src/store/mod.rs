@@ -759,7 +759,9 @@ impl Store {
     }
 
     fn part_index(&self, hash: u64) -> usize {
-        usize::try_from(hash.checked_shr(self.part_shift).unwrap_or(0)).unwrap_or(0)
+        // `part_shift` is at most 62 (at least four partitions): the mask only spares the
+        // check `checked_shr` makes for 64 and more.
+        usize::try_from(hash >> (self.part_shift & 63)).unwrap_or(0)
     }
 
     fn part_of(&self, aor: &[u8]) -> &Map {
