@@ -361,29 +361,30 @@ fn register<'b>(
     // borrowed out of the engine meanwhile.
     let scratch = std::mem::take(&mut eng.aor);
     let aor = aor_as_written.unwrap_or(scratch.as_bytes());
-    let mut stored_over_flow = false;
-    // The outcome written from inside, the closure returning nothing: the store then carries
-    // no `Result` of the closure's through its own steps.
-    let mut result = Ok(());
+    // The outcome (whether bindings were stored, or the error) written from inside, the
+    // closure returning nothing: the store then carries no `Result` of the closure's through
+    // its own steps. One local for both keeps the closure's environment small.
+    let mut outcome = Ok(false);
     shared.store.modify_text(aor, now, |bindings| {
         let total = shared.store.binding_count();
-        match update.apply(bindings, cfg, Some(total)) {
-            Ok(changed) => {
-                stored_over_flow = changed.stored && flow.is_some();
-                reply.write_ok(eng, bindings.iter());
-            }
-            Err(e) => result = Err(e),
-        }
+        outcome = update.apply(bindings, cfg, Some(total)).map(|changed| {
+            reply.write_ok(eng, bindings.iter());
+            changed.stored
+        });
     });
-    let track = match (stored_over_flow, flow) {
+    let stored = match outcome {
+        Ok(stored) => stored,
+        Err(e) => {
+            eng.aor = scratch;
+            eng.out.truncate(start);
+            return Err(fail(e));
+        }
+    };
+    let track = match (stored, flow) {
         (true, Some(conn)) => Some((conn, AorKey::from_text(aor))),
         _ => None,
     };
     eng.aor = scratch;
-    if let Err(e) = result {
-        eng.out.truncate(start);
-        return Err(fail(e));
-    }
     if let Some((conn, aor)) = track {
         eng.track_flow(conn, aor);
     }

@@ -86,17 +86,6 @@ impl AorKey {
     }
 }
 
-/// The text [`AorKey::from_text`] keeps of `aor`: ASCII as is, anything else through a lossy
-/// UTF-8 conversion.
-#[inline]
-fn canonical(aor: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if is_ascii(aor) {
-        std::borrow::Cow::Borrowed(aor)
-    } else {
-        std::borrow::Cow::Owned(lossy(aor))
-    }
-}
-
 /// Text that is not ASCII through a lossy UTF-8 conversion (out of line: an AOR is ASCII).
 #[cold]
 #[inline(never)]
@@ -557,9 +546,16 @@ impl Store {
                             text_hash(hasher, e.get().aor())
                         });
                     let entry = entry.get_mut();
-                    // The text the key would hold (see `AorKey::from_text`).
-                    let text = canonical(aor);
-                    let done = run(&mut entry.list, &text, 0, None, &mut events);
+                    // The text the key would hold (see `AorKey::from_text`): a plain
+                    // borrow of the usual ASCII text, no `Cow` to tell apart or drop.
+                    let converted;
+                    let text = if is_ascii(aor) {
+                        aor
+                    } else {
+                        converted = lossy(aor);
+                        &converted
+                    };
+                    let done = run(&mut entry.list, text, 0, None, &mut events);
                     entry.due = done.1.unwrap_or(u32::MAX);
                     if done.3 == 0 {
                         table.remove_entry(hash, |(_, e): &Slot| e.get().list.is_empty());
@@ -572,7 +568,11 @@ impl Store {
         if let Some(at) = schedule {
             self.wheels.schedule(part, hash, at);
         }
-        if !events.is_empty() {
+        if events.is_empty() {
+            // Never pushed to (the usual store has no feed), so never spilled: nothing to drop
+            // or free, and its drop's checks are skipped.
+            std::mem::forget(events);
+        } else {
             let key = key.cloned().unwrap_or_else(|| AorKey::from_text(aor));
             self.deliver(&key, &events);
         }
@@ -759,7 +759,9 @@ impl Store {
     }
 
     fn part_index(&self, hash: u64) -> usize {
-        usize::try_from(hash.checked_shr(self.part_shift).unwrap_or(0)).unwrap_or(0)
+        // `part_shift` is at most 62 (at least four partitions): the mask only spares the
+        // check `checked_shr` makes for 64 and more.
+        usize::try_from(hash >> (self.part_shift & 63)).unwrap_or(0)
     }
 
     fn part_of(&self, aor: &[u8]) -> &Map {

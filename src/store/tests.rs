@@ -101,6 +101,24 @@ fn push_replace_remove_with_events_in_order() {
     assert!(store.lookup(&a, at(T0), |_| ()).is_none());
 }
 
+/// A new AOR given as text that is not ASCII packs into its bindings the text its key would
+/// hold (`AorKey::from_text`'s lossy conversion); ASCII text as it is.
+#[test]
+fn a_new_aor_packs_the_text_its_key_holds() {
+    let store = Store::new(&StoreConfig::default());
+    for text in [
+        &b"sip:a@example.com"[..],
+        b"sip:\xff@x",
+        b"sip:\xc3@example.com",
+    ] {
+        let packed = store.modify_text(text, at(T0), |b| {
+            b.push(&nb("sip:a@1", T0 + 60));
+            b.get(0).map(|b| b.aor().to_vec())
+        });
+        assert_eq!(packed.as_deref(), Some(AorKey::from_text(text).as_bytes()));
+    }
+}
+
 #[test]
 fn modify_by_text_reaches_the_same_aor() {
     for feed in [true, false] {

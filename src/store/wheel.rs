@@ -155,6 +155,8 @@ impl Wheel {
 pub(super) struct Wheels {
     /// A power of two of them (an AOR's wheel is picked by masking its hash).
     wheels: Vec<RwLock<Wheel>>,
+    /// `wheels.len() - 1`, kept: the mask needs no saturating subtraction per entry.
+    mask: usize,
     len: u32,
 }
 
@@ -171,22 +173,23 @@ impl Wheels {
                     entries: 0,
                 })
             })
-            .collect();
-        Self { wheels, len }
+            .collect::<Vec<_>>();
+        let mask = wheels.len().saturating_sub(1);
+        Self { wheels, mask, len }
     }
 
     /// Schedules a sweep of the AOR with table hash `hash` in partition `part` at `at`.
     pub(super) fn schedule(&self, part: usize, hash: u64, at: u32) {
         // Partitions are counted in u32 (the store's are a few hundred).
         let part = u32::try_from(part).unwrap_or(u32::MAX);
-        let Some(wheel) = self
-            .wheels
-            .get(wheel_index(hash, self.wheels.len().saturating_sub(1)))
-        else {
+        let Some(wheel) = self.wheels.get(wheel_index(hash, self.mask)) else {
             return;
         };
         let mut w = wheel.write();
-        w.next = Some(w.next.map_or(at, |n| n.min(at)));
+        // Written only when earlier (usually not: the AORs' expiries lie ahead of the sweep).
+        if w.next.is_none_or(|n| at < n) {
+            w.next = Some(at);
+        }
         let slot = usize::try_from(at % self.len).unwrap_or(0);
         w.push(slot, part, hash, at);
     }
