@@ -318,7 +318,7 @@ macro_rules! header_accessors {
         }
 
         /// The one Contact value of the usual request — a single Contact line holding one
-        /// `<uri>` that the one pass reads ([`Uri::parse_bracketed`]), with valid parameters
+        /// `<uri>` that the URI parse's one pass reads, with valid parameters
         /// and no LWS — parsed without the walk over values that
         /// [`Self::contacts`] makes, and answered as what a registrar keeps of it (the
         /// [`ContactAddr::parts`](super::ContactAddr::parts) of what that walk yields). `None`
