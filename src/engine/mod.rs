@@ -179,14 +179,25 @@ impl Policy {
     }
 
     /// Is `host` (as written in a URI) one of our domains? Any host when none are configured.
+    /// A registrar usually serves one domain, and requests name it as it is kept (in lower
+    /// case): that compare is inline, the others out of line.
+    #[inline(always)]
     fn serves(&self, host: &[u8]) -> bool {
-        self.domains.is_empty()
-            || self
-                .domains
-                .iter()
-                // Domains are kept in lower case and hosts are mostly written so: an exact
-                // comparison first.
-                .any(|d| same(host, d.as_bytes()) || sip::eq_ignore_case(host, d.as_bytes()))
+        match self.domains.first() {
+            None => true,
+            Some(d) if same(host, d.as_bytes()) => true,
+            Some(_) => self.serves_any(host),
+        }
+    }
+
+    /// [`Policy::serves`] of a host not written as the first domain.
+    #[inline(never)]
+    fn serves_any(&self, host: &[u8]) -> bool {
+        self.domains
+            .iter()
+            // Domains are kept in lower case and hosts are mostly written so: an exact
+            // comparison first.
+            .any(|d| same(host, d.as_bytes()) || sip::eq_ignore_case(host, d.as_bytes()))
     }
 }
 
@@ -1338,5 +1349,56 @@ mod writer_tests {
         assert_ne!(tag_of("c2@h", "f1", 6), first, "another Call-ID");
         assert_ne!(tag_of("c1@h", "f2", 6), first, "another From tag");
         assert_ne!(tag_of("c1@h", "f1", 6), first, "another CSeq");
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    /// The first domain's inline compare answers as the walk over every domain, folded, does:
+    /// for no domain, one and several, hosts written as kept, in other case, longer, shorter
+    /// and of every length class the inline compare reads (to 40 bytes).
+    #[test]
+    fn serves_answers_as_the_walk_over_every_domain() {
+        let long = "r".repeat(40);
+        for domains in [
+            vec![],
+            vec!["example.com"],
+            vec!["a.org", "example.com"],
+            vec!["x", "example.com.", long.as_str()],
+        ] {
+            let config = EngineConfig {
+                domains: domains.iter().map(|d| d.to_string()).collect(),
+                ..EngineConfig::default()
+            };
+            let Ok(policy) = Policy::new(config) else {
+                panic!("{domains:?}")
+            };
+            let mut hosts: Vec<String> = [
+                "example.com",
+                "EXAMPLE.com",
+                "example.co",
+                "example.comm",
+                "xample.com",
+                "a.org",
+                "A.ORG",
+                "x",
+                "X",
+                "",
+                "example.com.",
+            ]
+            .map(String::from)
+            .to_vec();
+            hosts.extend((0..=41).map(|n| "r".repeat(n)));
+            hosts.extend((0..=41).map(|n| "R".repeat(n)));
+            for host in &hosts {
+                let walk =
+                    domains.is_empty() || domains.iter().any(|d| d.eq_ignore_ascii_case(host));
+                assert_eq!(policy.serves(host.as_bytes()), walk, "{domains:?} {host}");
+                let first = domains.first().is_some_and(|d| d == host);
+                assert!(first || domains.is_empty() || policy.serves_any(host.as_bytes()) == walk);
+            }
+        }
     }
 }

@@ -13,7 +13,9 @@ use super::remote::{self, Pending, RemoteWrite, Resume, Waiting};
 use super::{Engine, EngineConfig, Error, Meta, Transport};
 use crate::auth::{Failure, Verdict};
 use crate::bytes::same;
-use crate::sip::{self, Contact, HeaderName, Method, Request, Scheme, StatusCode, Uri};
+use crate::sip::{
+    self, Contact, ContactParts, HeaderName, Method, Request, Scheme, StatusCode, Uri,
+};
 use crate::store::{AorKey, Binding, Bindings, ContactPart, RequestPart};
 use crate::time::Instant;
 
@@ -269,33 +271,30 @@ fn register<'b>(
     let mut wanted: SmallVec<[Wanted<'_>; 4]> = SmallVec::new();
     let mut joined = Joined::new();
     let mut wildcard = false;
-    // Matched by reference: `?` on a result would move the whole contact view.
-    let mut take = |contact: &Contact<'b>| -> Result<(), sip::Error> {
-        match contact {
-            Contact::Star => wildcard = true,
-            Contact::Addr(c) => {
-                let mut params = Echo::One(b"");
-                let f = c.fields_and_params(|p| params.push(p, &mut joined))?;
-                wanted.push(Wanted {
-                    uri: c.name_addr.uri,
-                    params,
-                    expires: f.expires.or(header_expires).unwrap_or(cfg.default_expires),
-                    q: f.q,
-                    instance: f.instance,
-                    reg_id: f.reg_id,
-                });
-            }
-        }
-        Ok(())
+    // A contact as the registrar keeps it, its parameters valid.
+    let mut take = |c: ContactParts<'b>| {
+        let mut params = Echo::One(b"");
+        c.other_params(|p| params.push(p, &mut joined));
+        let f = c.fields;
+        wanted.push(Wanted {
+            uri: c.uri,
+            params,
+            expires: f.expires.or(header_expires).unwrap_or(cfg.default_expires),
+            q: f.q,
+            instance: f.instance,
+            reg_id: f.reg_id,
+        });
     };
     // The usual request's one contact without the walk over values (the same contact).
     if let Some(contact) = req.sole_contact() {
-        take(&contact).map_err(|e| fail(e.into()))?;
+        take(contact);
     } else {
         for contact in req.contacts() {
+            // Matched by reference: `?` on a result would move the whole contact view.
             match &contact {
                 Err(e) => return Err(fail((*e).into())),
-                Ok(c) => take(c).map_err(|e| fail(e.into()))?,
+                Ok(Contact::Star) => wildcard = true,
+                Ok(Contact::Addr(c)) => take(c.parts().map_err(|e| fail(e.into()))?),
             }
         }
     }

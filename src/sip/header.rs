@@ -964,24 +964,63 @@ impl<'b> ContactAddr<'b> {
     /// has neither.
     pub fn fields_and_params(
         &self,
-        mut other: impl FnMut(&'b [u8]),
+        other: impl FnMut(&'b [u8]),
     ) -> Result<ContactFields<'b>, Error> {
-        let fields = self.fields?;
-        if self.all_other {
-            other(self.name_addr.params.raw());
-        } else {
-            self.other_params().for_each(other);
-        }
-        Ok(fields)
+        let parts = self.parts()?;
+        parts.other_params(other);
+        Ok(parts.fields)
+    }
+
+    /// What a registrar keeps of the contact, or the error its parameters had.
+    pub fn parts(&self) -> Result<ContactParts<'b>, Error> {
+        Ok(ContactParts {
+            uri: self.name_addr.uri,
+            fields: self.fields?,
+            params: self.name_addr.params,
+            all_other: self.all_other,
+        })
     }
 
     /// Contact parameters other than `expires` and `q`, raw with their leading `;`.
     pub fn other_params(&self) -> impl Iterator<Item = &'b [u8]> + 'b {
-        self.name_addr.params.segments().filter(|seg| {
-            let (name, _) = split_param(seg.get(1..).unwrap_or_default());
-            !eq_ignore_case(name, b"expires") && !eq_ignore_case(name, b"q")
-        })
+        other_params(self.name_addr.params)
     }
+}
+
+/// What a registrar keeps of a contact address whose parameters are valid: its URI, the
+/// parameters it interprets and the others, to echo. A request's sole usual contact is
+/// answered in this form ([`crate::sip::Request::sole_contact`]), without the display name,
+/// tag and flags of a whole [`ContactAddr`] that the registrar would only copy out of it.
+#[derive(Clone, Copy, Debug)]
+pub struct ContactParts<'b> {
+    /// The contact's URI.
+    pub uri: Uri<'b>,
+    /// `expires`, `q`, `+sip.instance` and `reg-id`.
+    pub fields: ContactFields<'b>,
+    /// All the contact parameters.
+    params: Params<'b>,
+    /// No `expires` or `q` parameter: `params` are all other parameters.
+    all_other: bool,
+}
+
+impl<'b> ContactParts<'b> {
+    /// Hands every contact parameter but `expires` and `q` (raw, with its leading `;`) to
+    /// `other`: all of them as one slice when the contact has neither.
+    pub fn other_params(&self, mut other: impl FnMut(&'b [u8])) {
+        if self.all_other {
+            other(self.params.raw());
+        } else {
+            other_params(self.params).for_each(other);
+        }
+    }
+}
+
+/// Contact parameters other than `expires` and `q`, raw with their leading `;`.
+fn other_params<'b>(params: Params<'b>) -> impl Iterator<Item = &'b [u8]> + 'b {
+    params.segments().filter(|seg| {
+        let (name, _) = split_param(seg.get(1..).unwrap_or_default());
+        !eq_ignore_case(name, b"expires") && !eq_ignore_case(name, b"q")
+    })
 }
 
 /// The contact parameters a registrar interprets.
@@ -1033,6 +1072,26 @@ impl<'b> FieldsReader<'b> {
             fields: self.error.map_or(Ok(self.fields), Err),
             all_other: !self.special,
         }
+    }
+
+    /// [`ContactAddr::parts`] of the contact `finish` would make of `uri`, `params` and a tag
+    /// (`None` for its error; the tag is not kept).
+    #[inline(always)]
+    fn parts(
+        self,
+        uri: Uri<'b>,
+        params: Params<'b>,
+        _tag: Option<&'b [u8]>,
+    ) -> Option<ContactParts<'b>> {
+        if self.error.is_some() {
+            return None;
+        }
+        Some(ContactParts {
+            uri,
+            fields: self.fields,
+            params,
+            all_other: !self.special,
+        })
     }
 }
 
@@ -1439,13 +1498,19 @@ fn whole_via<'b>(rest: &mut &'b [u8]) -> Option<Result<Via<'b>, Error>> {
     Some(Ok(via))
 }
 
-/// The contact of a Contact line holding one usual contact value ([`parse_usual_contact`]),
-/// `None` when the line holds anything else.
-pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<Contact<'_>> {
-    let mut rest = value;
-    // (Built as the answer itself: through `parse_usual_contact`'s `Result` it is copied once
-    // more.)
-    read_usual_contact(&mut rest, true, None, |contact| contact)
+/// What a registrar keeps ([`ContactAddr::parts`]) of the contact of a Contact line holding one
+/// usual contact value ([`parse_usual_contact`]) whose URI [`Uri::parse_bracketed`] reads,
+/// `None` when the line holds anything else or the contact's parameters have an error (the
+/// walk over the values then says what there is). Out of line: a request's sole contact is
+/// usually read by [`whole_usual_contact_like`].
+#[inline(never)]
+pub(crate) fn whole_usual_contact(value: &[u8]) -> Option<ContactParts<'_>> {
+    read_usual_contact(
+        &mut &*value,
+        true,
+        Uri::parse_bracketed,
+        FieldsReader::parts,
+    )
 }
 
 /// [`whole_usual_contact`] of a contact whose URI usually repeats the scheme and user part of
@@ -1454,9 +1519,9 @@ pub(crate) fn whole_usual_contact_like<'b>(
     value: &'b [u8],
     known: &Uri<'_>,
     host: &[u8],
-) -> Option<Contact<'b>> {
-    let mut rest = value;
-    read_usual_contact(&mut rest, true, Some((known, host)), |contact| contact)
+) -> Option<ContactParts<'b>> {
+    let uri_of = |inner| Uri::parse_bracketed_like(inner, known, host);
+    read_usual_contact(&mut &*value, true, uri_of, FieldsReader::parts)
 }
 
 /// The usual contact value — `<uri>` and parameters without LWS or a display name — parsed in
@@ -1466,29 +1531,42 @@ pub(crate) fn whole_usual_contact_like<'b>(
 /// `rest` to the general path.
 #[inline(always)]
 fn parse_usual_contact<'b>(rest: &mut &'b [u8]) -> Option<Result<Contact<'b>, Error>> {
-    read_usual_contact(rest, false, None, Ok)
+    // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
+    // would hide the `>` from the comma split), any other searched for first.
+    let uri_of = |inner| Uri::parse_bracketed(inner).or_else(|| unusual_bracketed(inner));
+    read_usual_contact(rest, false, uri_of, |reader, uri, params, tag| {
+        Some(Ok(Contact::Addr(reader.finish(NameAddr {
+            display: None,
+            uri,
+            params,
+            bracketed: true,
+            tag,
+        }))))
+    })
 }
 
-/// [`parse_usual_contact`] answering `wrap` of the contact; with `whole`, `None` when text is
-/// left after it. `like`: what the URI usually repeats (see [`Uri::parse_bracketed_like`]).
+/// The URI of a usual contact that [`Uri::parse_bracketed`] leaves (out of line): the text up
+/// to the first `>` (without a quote before it) parsed, and where that `>` is.
+#[inline(never)]
+fn unusual_bracketed(inner: &[u8]) -> Option<(Uri<'_>, usize)> {
+    let gt = find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?;
+    Some((Uri::parse(inner.get(..gt)?).ok()?, gt))
+}
+
+/// [`parse_usual_contact`] answering `wrap` of the contact's pieces — its parameters as read,
+/// its URI, its parameters and its first `tag` — with `whole`, `None` when text is left after
+/// it. `uri_of` reads the URI from the text after the `<`, answering it and where its `>` is.
+/// (An unusual URI is parsed before the parameters are read: either failing leaves the value
+/// to the general path.)
 #[inline(always)]
 fn read_usual_contact<'b, R>(
     rest: &mut &'b [u8],
     whole: bool,
-    like: Option<(&Uri<'_>, &[u8])>,
-    wrap: impl FnOnce(Contact<'b>) -> R,
+    uri_of: impl FnOnce(&'b [u8]) -> Option<(Uri<'b>, usize)>,
+    wrap: impl FnOnce(FieldsReader<'b>, Uri<'b>, Params<'b>, Option<&'b [u8]>) -> Option<R>,
 ) -> Option<R> {
     let inner = skip_lws(rest).strip_prefix(b"<")?;
-    // The usual URI read to its `>` in one pass (without a quote inside the brackets: that
-    // would hide the `>` from the comma split), any other searched for first.
-    let read = match like {
-        Some((known, host)) => Uri::parse_bracketed_like(inner, known, host),
-        None => Uri::parse_bracketed(inner),
-    };
-    let gt = match read {
-        Some((_, gt)) => gt,
-        None => find2(b'>', b'"', inner).filter(|&i| inner.get(i) == Some(&b'>'))?,
-    };
+    let (uri, gt) = uri_of(inner)?;
     let params = inner.get(gt + 1..).unwrap_or_default();
     let mut reader = FieldsReader::default();
     let mut tag = None;
@@ -1519,19 +1597,9 @@ fn read_usual_contact<'b, R>(
     if whole && !after.is_empty() {
         return None;
     }
-    let uri = match read {
-        Some((uri, _)) => uri,
-        None => Uri::parse(inner.get(..gt).unwrap_or_default()).ok()?,
-    };
-    let name_addr = NameAddr {
-        display: None,
-        uri,
-        params: Params::new(params.get(..params.len() - at.len()).unwrap_or_default()),
-        bracketed: true,
-        tag: tag.flatten(),
-    };
+    let params = Params::new(params.get(..params.len() - at.len()).unwrap_or_default());
     *rest = after;
-    Some(wrap(Contact::Addr(reader.finish(name_addr))))
+    wrap(reader, uri, params, tag.flatten())
 }
 
 fn parse_contact(item: &[u8]) -> Result<Contact<'_>, Error> {
@@ -2623,9 +2691,15 @@ mod tests {
             b"*",
             b"",
         ] {
+            // (What a registrar keeps of it: no answer for an error in its parameters, nor for
+            // a URI the one pass does not read.)
+            let one_pass = value
+                .strip_prefix(b"<")
+                .and_then(Uri::parse_bracketed)
+                .is_some();
             let mut rest = value;
             let general = match parse_usual_contact(&mut rest) {
-                Some(Ok(contact)) if rest.is_empty() => Some(contact),
+                Some(Ok(Contact::Addr(c))) if rest.is_empty() && one_pass => c.parts().ok(),
                 _ => None,
             };
             assert_eq!(

@@ -23,8 +23,8 @@ mod uri;
 mod write;
 
 pub use header::{
-    CSeq, Contact, ContactAddr, ContactFields, Contacts, HeaderName, NameAddr, Params, Values, Via,
-    Vias,
+    CSeq, Contact, ContactAddr, ContactFields, ContactParts, Contacts, HeaderName, NameAddr,
+    Params, Values, Via, Vias,
 };
 pub use parse::{
     frame_stream, keepalive_len, parse_datagram, parse_datagram_into, parse_datagram_with,

@@ -1,6 +1,6 @@
 //! Message framing and the header index (RFC 3261 §7, §18.3, §20.14).
 
-use super::header::{offset_in, CSeq, Contact, Contacts, HeaderName, NameAddr, Via, Vias};
+use super::header::{offset_in, CSeq, ContactParts, Contacts, HeaderName, NameAddr, Via, Vias};
 use super::lines::LineEnds;
 use super::uri::{Uri, UriMemo};
 use super::{
@@ -335,10 +335,13 @@ macro_rules! header_accessors {
         }
 
         /// The one Contact value of the usual request — a single Contact line holding one
-        /// `<uri>` with parameters and no LWS — parsed without the walk over values that
-        /// [`Self::contacts`] makes (it is what that walk yields). `None` for any other shape:
-        /// then [`Self::contacts`] says what there is.
-        pub fn sole_contact(&self) -> Option<Contact<'b>> {
+        /// `<uri>` that the URI parse's one pass reads, with valid parameters
+        /// and no LWS — parsed without the walk over values that
+        /// [`Self::contacts`] makes, and answered as what a registrar keeps of it (the
+        /// [`ContactAddr::parts`](super::ContactAddr::parts) of what that walk yields). `None`
+        /// for any other shape or an error in its parameters: then [`Self::contacts`] says
+        /// what there is.
+        pub fn sole_contact(&self) -> Option<ContactParts<'b>> {
             // One Contact line: the census's count says so, its first line is the one (what
             // `Census::lines` answers, without building the slice of lines).
             if self.census.count(HeaderName::Contact) != 1 {
@@ -1172,6 +1175,7 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::Contact;
 
     const REG: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bKnashds7;rport\r\n\
@@ -1699,8 +1703,11 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             ),
             ("<sip:bob@192.0.2.4>", true),
             ("<sip:bob@192.0.2.4>;q=0.5;reg-id=1", true),
-            // (A bad q is the contact fields' error, found where the walk finds it.)
-            ("<sip:bob@192.0.2.4>;q=x", true),
+            ("<sip:bob@192.0.2.4>;expires=60;x;Q=1;y=\"a;q=2\"", true),
+            // (A bad q or reg-id is the contact's error: left to the walk, which finds it.)
+            ("<sip:bob@192.0.2.4>;q=x", false),
+            ("<sip:bob@192.0.2.4>;reg-id=x", false),
+            ("<sip:bob@192.0.2.4>;expires=soon", false),
             ("<sip:bob@192.0.2.4>;expires=", false),
             ("<sip:bob@192.0.2.4>, <sip:bob@192.0.2.5>", false),
             ("<sip:bob@192.0.2.4>,", true),
@@ -1718,12 +1725,15 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
                  Content-Length: 0\r\n\r\n"
             );
             let r = req(msg.as_bytes());
-            let walk: Vec<_> = r.contacts().map(|c| format!("{c:?}")).collect();
+            let walk = walk_parts(&r);
             match r.sole_contact() {
-                Some(c) => assert_eq!(walk, [format!("{:?}", Ok::<_, Error>(c))], "{value}"),
+                Some(c) => assert_eq!(walk, [sole_parts(c)], "{value}"),
                 None => assert!(!usual, "{value}: the usual shape left to the walk"),
             }
             assert_eq!(r.sole_contact().is_some(), usual, "{value}");
+            if value.contains("=x") || value.contains("soon") {
+                assert!(walk[0].starts_with("Err"), "{value}: {walk:?}");
+            }
         }
         // Two Contact lines: the walk's business.
         let two = String::from_utf8_lossy(REG).replace(
@@ -1739,9 +1749,25 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
         assert!(req(none.as_bytes()).sole_contact().is_none());
         let compact = String::from_utf8_lossy(REG).replace("Contact:", "X-A: 1\r\nm:");
         let r = req(compact.as_bytes());
-        let walk: Vec<_> = r.contacts().map(|c| format!("{c:?}")).collect();
-        let sole = r.sole_contact().map(|c| format!("{:?}", Ok::<_, Error>(c)));
-        assert_eq!(walk, Vec::from_iter(sole));
+        let sole = r.sole_contact().map(sole_parts);
+        assert_eq!(walk_parts(&r), Vec::from_iter(sole));
+    }
+
+    /// What the walk over a request's contacts yields, each address as what a registrar keeps
+    /// of it ([`ContactAddr::parts`](crate::sip::ContactAddr::parts)), for comparison with
+    /// [`sole_parts`].
+    fn walk_parts(r: &Request<'_>) -> Vec<String> {
+        r.contacts()
+            .map(|c| match c {
+                Ok(Contact::Addr(a)) => format!("{:?}", a.parts()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// [`Request::sole_contact`]'s answer as [`walk_parts`] writes the walk's.
+    fn sole_parts(c: ContactParts<'_>) -> String {
+        format!("{:?}", Ok::<_, Error>(c))
     }
 
     /// The header index's allocation goes from message to message through a `Scratch` (the
@@ -1794,6 +1820,10 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
             let _ = (r.call_id(), r.cseq(), r.expires(), r.max_forwards());
             for v in r.vias() {
                 let _ = v.map(|v| (v.branch(), v.rport(), v.received()));
+            }
+            // The sole usual contact is what the walk yields.
+            if let Some(c) = r.sole_contact() {
+                assert_eq!(walk_parts(&r), [sole_parts(c)]);
             }
             for c in r.contacts() {
                 if let Ok(Contact::Addr(a)) = c {
