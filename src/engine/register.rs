@@ -729,10 +729,13 @@ fn step_of(
     call_id: &[u8],
     cseq: u32,
 ) -> Result<Step, Error> {
-    let found = bindings.iter().position(|b| binding_matches(b, w));
+    // The matching binding is checked as the search finds it (not looked up again by index).
+    let found = bindings
+        .iter()
+        .enumerate()
+        .find(|(_, b)| binding_matches(b, w));
     let mut replay = false;
-    if let Some(idx) = found {
-        let b = bindings.get(idx).ok_or(Error::OutOfOrder)?;
+    if let Some((_, b)) = found {
         if b.call_id() == call_id {
             if cseq < b.cseq() {
                 return Err(Error::OutOfOrder);
@@ -743,7 +746,7 @@ fn step_of(
     if repeated || replay {
         return Ok(Step::Keep);
     }
-    Ok(match (found, w.expires) {
+    Ok(match (found.map(|(idx, _)| idx), w.expires) {
         (Some(idx), 0) => Step::Remove(idx),
         (Some(idx), _) => Step::Refresh(idx),
         (None, 0) => Step::Keep,
