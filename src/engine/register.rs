@@ -148,7 +148,9 @@ pub(super) fn resume(
 
 /// One checked contact of the request.
 struct Wanted<'b> {
-    uri: Uri<'b>,
+    /// The contact's URI as written, a valid URI (parsed again only to compare it with a
+    /// contact whose text differs).
+    contact: &'b [u8],
     params: Echo<'b>,
     expires: u32,
     q: Option<u16>,
@@ -277,7 +279,7 @@ fn register<'b>(
         c.other_params(|p| params.push(p, &mut joined));
         let f = c.fields;
         wanted.push(Wanted {
-            uri: c.uri,
+            contact: c.contact,
             params,
             expires: f.expires.or(header_expires).unwrap_or(cfg.default_expires),
             q: f.q,
@@ -727,10 +729,13 @@ fn step_of(
     call_id: &[u8],
     cseq: u32,
 ) -> Result<Step, Error> {
-    let found = bindings.iter().position(|b| binding_matches(b, w));
+    // The matching binding is checked as the search finds it (not looked up again by index).
+    let found = bindings
+        .iter()
+        .enumerate()
+        .find(|(_, b)| binding_matches(b, w));
     let mut replay = false;
-    if let Some(idx) = found {
-        let b = bindings.get(idx).ok_or(Error::OutOfOrder)?;
+    if let Some((_, b)) = found {
         if b.call_id() == call_id {
             if cseq < b.cseq() {
                 return Err(Error::OutOfOrder);
@@ -741,7 +746,7 @@ fn step_of(
     if repeated || replay {
         return Ok(Step::Keep);
     }
-    Ok(match (found, w.expires) {
+    Ok(match (found.map(|(idx, _)| idx), w.expires) {
         (Some(idx), 0) => Step::Remove(idx),
         (Some(idx), _) => Step::Refresh(idx),
         (None, 0) => Step::Keep,
@@ -805,7 +810,7 @@ impl Common<'_> {
     /// The contact's own part of its binding.
     fn contact<'a>(&'a self, w: &'a Wanted<'a>) -> ContactPart<'a> {
         ContactPart {
-            contact: w.uri.raw(),
+            contact: w.contact,
             params: w.params.bytes(self.joined),
             expires_at: self.request.registered_at.saturating_add(w.expires),
             q: w.q,
@@ -884,26 +889,34 @@ fn binding_matches(b: &Binding, w: &Wanted<'_>) -> bool {
     if let (Some(bi), Some(wi)) = (b.instance(), w.instance) {
         return bi == wi && b.reg_id() == w.reg_id;
     }
-    let stored = b.contact();
-    if stored == w.uri.raw() {
-        // A refresh sends the contact as it did before. The stored text parses to the very URI
-        // the request's contact parsed to, so the comparison is the URI with itself.
-        return equals_itself(&w.uri);
-    }
-    Uri::parse(stored).is_ok_and(|stored| uri_equal(&stored, &w.uri))
+    contacts_equal(b.contact(), w.contact)
 }
 
-/// `uri_equal(u, u)`. §19.1.4 equality is reflexive except for a URI that repeats a parameter
-/// with different values (each occurrence is compared with the first one of its name), which
-/// takes at least two parameters: with one `;` at most, the answer is yes without comparing.
-fn equals_itself(u: &Uri<'_>) -> bool {
-    u.params().raw().iter().filter(|&&b| b == b';').count() <= 1 || uri_equal(u, u)
+/// §19.1.4 equality of two contacts' URIs given as their (valid) text.
+fn contacts_equal(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        // A refresh sends the contact as it did before: the comparison is the URI with itself.
+        return equals_itself(a);
+    }
+    match (Uri::parse(a), Uri::parse(b)) {
+        (Ok(a), Ok(b)) => uri_equal(&a, &b),
+        _ => false,
+    }
+}
+
+/// `uri_equal(u, u)` for the URI of `text`. §19.1.4 equality is reflexive except for a URI
+/// that repeats a parameter with different values (each occurrence is compared with the first
+/// one of its name), which takes at least two parameters: with one `;` at most in the whole
+/// text, the answer is yes without parsing.
+fn equals_itself(text: &[u8]) -> bool {
+    text.iter().filter(|&&b| b == b';').count() <= 1
+        || Uri::parse(text).is_ok_and(|u| uri_equal(&u, &u))
 }
 
 fn same_contact(a: &Wanted<'_>, b: &Wanted<'_>) -> bool {
     match (a.instance, b.instance) {
         (Some(x), Some(y)) => x == y && a.reg_id == b.reg_id,
-        _ => uri_equal(&a.uri, &b.uri),
+        _ => contacts_equal(a.contact, b.contact),
     }
 }
 
@@ -1076,7 +1089,7 @@ mod tests {
 
     fn wanted<'b>(uri: Uri<'b>, instance: Option<&'b [u8]>) -> Wanted<'b> {
         Wanted {
-            uri,
+            contact: uri.raw(),
             params: Echo::One(b""),
             expires: 3600,
             q: None,
@@ -1117,7 +1130,7 @@ mod tests {
     fn binding_matching_is_uri_comparison() {
         for a in URIS {
             let b_parsed = Uri::parse(a).unwrap();
-            assert_eq!(equals_itself(&b_parsed), uri_equal(&b_parsed, &b_parsed));
+            assert_eq!(equals_itself(a), uri_equal(&b_parsed, &b_parsed));
             for c in URIS {
                 let w_uri = Uri::parse(c).unwrap();
                 let want = uri_equal(&Uri::parse(a).unwrap(), &w_uri);
@@ -1130,6 +1143,16 @@ mod tests {
                     String::from_utf8_lossy(c)
                 );
             }
+        }
+        // The shortcut counts `;` in the whole text: one in the user part or the headers too.
+        for text in [
+            &b"sip:a;b@atlanta.com;foo=1"[..],
+            b"sip:a;b@atlanta.com;foo=1;foo=2",
+            b"sip:a@atlanta.com;foo=1?h=a;b",
+            b"sip:a@atlanta.com;foo=1;foo=2?h=a",
+        ] {
+            let u = Uri::parse(text).unwrap();
+            assert_eq!(equals_itself(text), uri_equal(&u, &u));
         }
         // Repeated parameters with different values: not even equal to themselves.
         let odd = Uri::parse(b"sip:alice@atlanta.com;foo=1;foo=2").unwrap();

@@ -974,7 +974,7 @@ impl<'b> ContactAddr<'b> {
     /// What a registrar keeps of the contact, or the error its parameters had.
     pub fn parts(&self) -> Result<ContactParts<'b>, Error> {
         Ok(ContactParts {
-            uri: self.name_addr.uri,
+            contact: self.name_addr.uri.raw(),
             fields: self.fields?,
             params: self.name_addr.params,
             all_other: self.all_other,
@@ -987,14 +987,16 @@ impl<'b> ContactAddr<'b> {
     }
 }
 
-/// What a registrar keeps of a contact address whose parameters are valid: its URI, the
+/// What a registrar keeps of a contact address whose parameters are valid: its URI's text, the
 /// parameters it interprets and the others, to echo. A request's sole usual contact is
 /// answered in this form ([`crate::sip::Request::sole_contact`]), without the display name,
 /// tag and flags of a whole [`ContactAddr`] that the registrar would only copy out of it.
 #[derive(Clone, Copy, Debug)]
 pub struct ContactParts<'b> {
-    /// The contact's URI.
-    pub uri: Uri<'b>,
+    /// The contact's URI as written (it parsed: [`Uri::parse`] of it reads the URI again; the
+    /// registrar compares URIs only when a stored contact's text differs, and the usual
+    /// contact's parts then need not be carried from the parse to the store).
+    pub contact: &'b [u8],
     /// `expires`, `q`, `+sip.instance` and `reg-id`.
     pub fields: ContactFields<'b>,
     /// All the contact parameters.
@@ -1087,7 +1089,7 @@ impl<'b> FieldsReader<'b> {
             return None;
         }
         Some(ContactParts {
-            uri,
+            contact: uri.raw(),
             fields: self.fields,
             params,
             all_other: !self.special,
