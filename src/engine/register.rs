@@ -332,7 +332,7 @@ fn register<'b>(
             source: meta.source,
             transport: meta.transport.to_store(),
             conn: flow.map(|c| node.map_or(c.0, |node| remote::flow_id(node, c.0))),
-            user_agent,
+            user_agent: eng.scanners.user_agent(user_agent),
             registered_at: now_secs,
         },
     };
@@ -1290,7 +1290,7 @@ mod tests {
                 source: "192.0.2.9:5060".parse().unwrap(),
                 transport: crate::store::Transport::Udp,
                 conn: None,
-                user_agent: b"UA",
+                user_agent: crate::store::UserAgent::Text(b"UA"),
                 registered_at: 50,
             },
         };
