@@ -242,16 +242,17 @@ impl ScannerCache {
         s.drop_scanners && self.is_scanner(user_agent)
     }
 
-    /// The User-Agent `user_agent`, the one [`Self::drops`] was given last, for the packing: the
-    /// stored value the check found it equal to, or its text.
+    /// The User-Agent [`Self::drops`] was given last (`header` gives it again) for the packing:
+    /// the stored value the check found it equal to, or the header's text (`header` is only
+    /// called then).
     #[inline]
-    pub fn user_agent<'a>(&self, user_agent: &'a [u8]) -> UserAgent<'a> {
+    pub fn user_agent<'a>(&self, header: impl FnOnce() -> &'a [u8]) -> UserAgent<'a> {
         match self.seen {
             Some(stored) => {
-                debug_assert_eq!(stored.value(), user_agent);
+                debug_assert_eq!(stored.value(), header());
                 UserAgent::Stored(stored)
             }
-            None => UserAgent::Text(user_agent),
+            None => UserAgent::Text(header()),
         }
     }
 
@@ -945,7 +946,7 @@ mod tests {
                 for repeat in 0..(1 + (k + round) % 3) {
                     let drops = cache.drops(settings, ua);
                     assert_eq!(drops, settings.drop_scanners && is_scanner(ua), "{ua:?}");
-                    let handed = cache.user_agent(ua);
+                    let handed = cache.user_agent(|| ua);
                     if let UserAgent::Stored(stored) = handed {
                         assert_eq!(stored.value(), *ua);
                         stored_seen += 1;
