@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::{DashMap, SharedValue};
 
 use crate::bytes::same;
+use crate::store::{StoredUserAgent, UserAgent};
 use crate::time::Instant;
 
 /// Flood control settings.
@@ -188,8 +189,17 @@ pub fn is_scanner(user_agent: &[u8]) -> bool {
 /// over and over, and comparing one with a remembered string is cheaper than searching it for
 /// every scanner name. Direct-mapped (by length and a few bytes), exact: a slot remembers the
 /// (first 128 bytes of the) string itself, and a miss just runs [`is_scanner`].
+///
+/// In front of the slots, the User-Agent last seen as the store keeps it, with its verdict:
+/// phones of one model register one after another, so the usual check is one compare, and the
+/// store packs the request's bindings with that value's id ([`Self::user_agent`]) instead of
+/// comparing the text again.
 pub struct ScannerCache {
     slots: Box<[CachedVerdict]>,
+    /// A User-Agent of the store's table and its verdict.
+    last: (StoredUserAgent, bool),
+    /// `last`'s value when the User-Agent [`Self::drops`] was given last is it.
+    seen: Option<StoredUserAgent>,
 }
 
 #[derive(Clone)]
@@ -212,6 +222,8 @@ impl Default for ScannerCache {
                 64
             ]
             .into_boxed_slice(),
+            last: (StoredUserAgent::EMPTY, false),
+            seen: None,
         }
     }
 }
@@ -226,13 +238,46 @@ impl ScannerCache {
     /// Scanner check (on by default): drop this request?
     #[inline]
     pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
+        self.seen = None;
         s.drop_scanners && self.is_scanner(user_agent)
+    }
+
+    /// The User-Agent [`Self::drops`] was given last (`header` gives it again) for the packing:
+    /// the stored value the check found it equal to, or the header's text (`header` is only
+    /// called then).
+    #[inline]
+    pub fn user_agent<'a>(&self, header: impl FnOnce() -> &'a [u8]) -> UserAgent<'a> {
+        match self.seen {
+            Some(stored) => {
+                debug_assert_eq!(stored.value(), header());
+                UserAgent::Stored(stored)
+            }
+            None => UserAgent::Text(header()),
+        }
     }
 
     /// [`is_scanner`], remembered. The usual request's check (its User-Agent remembered) is
     /// inlined into the caller; a string to search and remember is handled out of line.
     #[inline]
     pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
+        let (stored, scanner) = self.last;
+        if same(stored.value(), user_agent) {
+            self.seen = Some(stored);
+            return scanner;
+        }
+        let scanner = self.is_scanner_slots(user_agent);
+        // Remembered in front when the store has just packed it (a stored value is at most 96
+        // bytes long, so it is the whole header, whose verdict this is).
+        if let Some(stored) = StoredUserAgent::last_if(user_agent) {
+            self.last = (stored, scanner);
+            self.seen = Some(stored);
+        }
+        scanner
+    }
+
+    /// [`is_scanner`] through the slots.
+    #[inline]
+    fn is_scanner_slots(&mut self, user_agent: &[u8]) -> bool {
         // The verdict depends on the first 128 bytes only.
         let ua = user_agent
             .get(..user_agent.len().min(128))
@@ -869,6 +914,53 @@ mod tests {
         for n in SCANNERS {
             assert!(is_scanner(n));
         }
+    }
+
+    /// The check in front of the slots against the plain check and the packing's own lookup:
+    /// runs of one User-Agent (stored after its first request, as the packing stores it),
+    /// alternating ones, scanners packed with the check off, empty, 96, 97 and 130 bytes,
+    /// with the check on and off. The verdict is the plain one and the id handed to the
+    /// packing the one its lookup finds.
+    #[test]
+    fn user_agent_seen_is_the_stored_one() {
+        let on = Settings::new(None, None, true);
+        let off = Settings::new(None, None, false);
+        let at_96 = [b'y'; 96];
+        let at_97 = [b'y'; 97];
+        let long_scanner = [&[b'a'; 120][..], b"sipvicious"].concat();
+        let uas: [&[u8]; 9] = [
+            b"Yealink SIP-T46S 66.86.0.15",
+            b"Yealink SIP-T46S 66.86.0.16",
+            b"friendly-scanner",
+            b"",
+            b"Zoiper rv2.10",
+            b"sipcli/v1.8 (scanner test)",
+            &at_96,
+            &at_97,
+            &long_scanner,
+        ];
+        let mut cache = ScannerCache::default();
+        let mut stored_seen = 0;
+        for (round, settings) in [&on, &on, &off, &on].into_iter().enumerate() {
+            for (k, ua) in uas.iter().enumerate() {
+                for repeat in 0..(1 + (k + round) % 3) {
+                    let drops = cache.drops(settings, ua);
+                    assert_eq!(drops, settings.drop_scanners && is_scanner(ua), "{ua:?}");
+                    let handed = cache.user_agent(|| ua);
+                    if let UserAgent::Stored(stored) = handed {
+                        assert_eq!(stored.value(), *ua);
+                        stored_seen += 1;
+                    }
+                    // The packing's own lookup (which also stores the value, as packing a
+                    // request that was not dropped does).
+                    let looked_up = UserAgent::Text(ua).id();
+                    if !drops {
+                        assert_eq!(handed.id(), looked_up, "round {round} {repeat}: {ua:?}");
+                    }
+                }
+            }
+        }
+        assert!(stored_seen > 10, "{stored_seen}");
     }
 
     #[test]

@@ -312,7 +312,7 @@ fn register<'b>(
         w.expires = w.expires.min(cfg.max_expires);
     }
 
-    // Path, User-Agent and Supported through the header index (each lookup starts at the
+    // Path and Supported through the header index (each lookup starts at the
     // name's first line; most requests carry neither Path nor Supported).
     let mut path = PathHeaders::default();
     for value in req.headers_named(HeaderName::Path) {
@@ -321,7 +321,6 @@ fn register<'b>(
     let echo_path = req
         .headers_named(HeaderName::Supported)
         .any(|v| split_tokens(v).any(|t| t.eq_ignore_ascii_case(b"path")));
-    let user_agent = req.header(HeaderName::UserAgent).unwrap_or_default();
     let now_secs = secs(now);
     let flow = meta.conn.filter(|_| meta.transport != Transport::Udp);
     let node = eng.remote.as_ref().map(|r| r.settings.node);
@@ -334,7 +333,10 @@ fn register<'b>(
             source: meta.source,
             transport: meta.transport.to_store(),
             conn: flow.map(|c| node.map_or(c.0, |node| remote::flow_id(node, c.0))),
-            user_agent,
+            // The header read again only when the scanner check did not find its stored value.
+            user_agent: eng
+                .scanners
+                .user_agent(|| req.header(HeaderName::UserAgent).unwrap_or_default()),
             registered_at: now_secs,
         },
     };
@@ -1313,7 +1315,7 @@ mod tests {
                 source: "192.0.2.9:5060".parse().unwrap(),
                 transport: crate::store::Transport::Udp,
                 conn: None,
-                user_agent: b"UA",
+                user_agent: crate::store::UserAgent::Text(b"UA"),
                 registered_at: 50,
             },
         };

@@ -63,10 +63,58 @@ pub struct RequestPart<'a> {
     pub transport: Transport,
     /// [`NewBinding::conn`].
     pub conn: Option<u64>,
-    /// [`NewBinding::user_agent`].
-    pub user_agent: &'a [u8],
+    /// [`NewBinding::user_agent`], as its text or as the value the store already keeps.
+    pub user_agent: UserAgent<'a>,
     /// [`NewBinding::registered_at`].
     pub registered_at: u32,
+}
+
+/// A request's User-Agent as the packing of its bindings takes it.
+#[derive(Clone, Copy, Debug)]
+pub enum UserAgent<'a> {
+    /// The header's text, looked up (and added) in the store's User-Agent table when packed.
+    Text(&'a [u8]),
+    /// A value the table holds, found equal to the header by the caller: packed as its id,
+    /// without a second compare.
+    Stored(StoredUserAgent),
+}
+
+impl UserAgent<'_> {
+    /// The id a binding keeps (the table's id of the text, or the stored value's).
+    #[inline(always)]
+    pub(crate) fn id(self) -> u32 {
+        match self {
+            Self::Text(text) => intern::id(text),
+            Self::Stored(stored) => stored.id,
+        }
+    }
+}
+
+/// A User-Agent value of the store's table with its id. Ids are never reassigned and values
+/// never change, so the pair stays true for the life of the process: a caller that finds a
+/// request's User-Agent equal to [`Self::value`] (the engine's scanner check, which compares it
+/// anyway) can hand the packing [`UserAgent::Stored`] instead of the text.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredUserAgent {
+    value: &'static [u8],
+    id: u32,
+}
+
+impl StoredUserAgent {
+    /// The empty User-Agent (id 0, always in the table).
+    pub const EMPTY: Self = Self { value: b"", id: 0 };
+
+    /// The value as the table holds it (at most 96 bytes: a longer header never equals it).
+    pub fn value(self) -> &'static [u8] {
+        self.value
+    }
+
+    /// The value this thread looked up last in the table (the last User-Agent packed), when
+    /// it is `ua` (one compare).
+    pub fn last_if(ua: &[u8]) -> Option<Self> {
+        let (id, value) = intern::last();
+        crate::bytes::same(value, ua).then_some(Self { value, id })
+    }
 }
 
 /// The fields of a [`NewBinding`] that are its contact's own (see [`RequestPart`]).
@@ -97,7 +145,7 @@ impl<'a> NewBinding<'a> {
                 source: self.source,
                 transport: self.transport,
                 conn: self.conn,
-                user_agent: self.user_agent,
+                user_agent: UserAgent::Text(self.user_agent),
                 registered_at: self.registered_at,
             },
             ContactPart {
@@ -315,7 +363,7 @@ impl Binding {
         let aor = cap(aor);
         let fields = Fields::of(r, c, aor.len());
         let mut d = Vec::with_capacity(fields.len);
-        fields.emit(r, c, intern::id(r.user_agent), aor.len(), |s| {
+        fields.emit(r, c, r.user_agent.id(), aor.len(), |s| {
             d.extend_from_slice(s)
         });
         d.extend_from_slice(aor);
@@ -342,11 +390,16 @@ impl Binding {
             *self = Self::pack_parts(r, c, self.aor());
             return;
         }
-        let old_ua = u32_at(&self.data, 17);
-        let ua = if crate::bytes::same(intern::get(old_ua), intern::cut(r.user_agent)) {
-            old_ua
-        } else {
-            intern::id(r.user_agent)
+        let ua = match r.user_agent {
+            UserAgent::Stored(stored) => stored.id,
+            UserAgent::Text(text) => {
+                let old_ua = u32_at(&self.data, 17);
+                if crate::bytes::same(intern::get(old_ua), intern::cut(text)) {
+                    old_ua
+                } else {
+                    intern::id(text)
+                }
+            }
         };
         // Everything up to the AOR, which stays as it is.
         let mut at = 0;
@@ -635,6 +688,11 @@ mod intern {
         t.values.push(stored);
         t.ids.insert(stored, id);
         (id, stored)
+    }
+
+    /// The id this thread looked up last, with its value.
+    pub(super) fn last() -> (u32, &'static [u8]) {
+        LAST.get()
     }
 
     pub(super) fn get(id: u32) -> &'static [u8] {

@@ -24,7 +24,10 @@ use std::hash::BuildHasher;
 use dashmap::{DashMap, SharedValue};
 use smallvec::SmallVec;
 
-pub use binding::{Binding, ContactPart, NewBinding, ReplyParts, RequestPart, Transport, MAX_TEXT};
+pub use binding::{
+    Binding, ContactPart, NewBinding, ReplyParts, RequestPart, StoredUserAgent, Transport,
+    UserAgent, MAX_TEXT,
+};
 use wheel::Wheels;
 
 use crate::time::Instant;
