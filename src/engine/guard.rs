@@ -198,8 +198,8 @@ pub struct ScannerCache {
     slots: Box<[CachedVerdict]>,
     /// A User-Agent of the store's table and its verdict.
     last: (StoredUserAgent, bool),
-    /// `last`'s value when the User-Agent [`Self::drops`] was given last is it.
-    seen: Option<StoredUserAgent>,
+    /// The User-Agent [`Self::drops`] was given last is `last`'s value.
+    seen: bool,
 }
 
 #[derive(Clone)]
@@ -223,7 +223,7 @@ impl Default for ScannerCache {
             ]
             .into_boxed_slice(),
             last: (StoredUserAgent::EMPTY, false),
-            seen: None,
+            seen: false,
         }
     }
 }
@@ -238,7 +238,7 @@ impl ScannerCache {
     /// Scanner check (on by default): drop this request?
     #[inline]
     pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
-        self.seen = None;
+        self.seen = false;
         s.drop_scanners && self.is_scanner(user_agent)
     }
 
@@ -247,12 +247,12 @@ impl ScannerCache {
     /// called then).
     #[inline]
     pub fn user_agent<'a>(&self, header: impl FnOnce() -> &'a [u8]) -> UserAgent<'a> {
-        match self.seen {
-            Some(stored) => {
-                debug_assert_eq!(stored.value(), header());
-                UserAgent::Stored(stored)
-            }
-            None => UserAgent::Text(header()),
+        if self.seen {
+            let stored = self.last.0;
+            debug_assert_eq!(stored.value(), header());
+            UserAgent::Stored(stored)
+        } else {
+            UserAgent::Text(header())
         }
     }
 
@@ -262,7 +262,7 @@ impl ScannerCache {
     pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
         let (stored, scanner) = self.last;
         if same(stored.value(), user_agent) {
-            self.seen = Some(stored);
+            self.seen = true;
             return scanner;
         }
         let scanner = self.is_scanner_slots(user_agent);
@@ -270,7 +270,7 @@ impl ScannerCache {
         // bytes long, so it is the whole header, whose verdict this is).
         if let Some(stored) = StoredUserAgent::last_if(user_agent) {
             self.last = (stored, scanner);
-            self.seen = Some(stored);
+            self.seen = true;
         }
         scanner
     }
