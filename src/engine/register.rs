@@ -14,7 +14,8 @@ use super::{Engine, EngineConfig, Error, Meta, Transport};
 use crate::auth::{Failure, Verdict};
 use crate::bytes::same;
 use crate::sip::{
-    self, Contact, ContactParts, HeaderName, Method, Request, Scheme, StatusCode, Uri,
+    self, Contact, ContactFields, ContactParts, HeaderName, Method, Request, Scheme, StatusCode,
+    Uri,
 };
 use crate::store::{AorKey, Binding, Bindings, ContactPart, RequestPart};
 use crate::time::Instant;
@@ -152,10 +153,10 @@ struct Wanted<'b> {
     /// contact whose text differs).
     contact: &'b [u8],
     params: Echo<'b>,
+    /// The interval asked for (clamped in step 7).
     expires: u32,
-    q: Option<u16>,
-    instance: Option<&'b [u8]>,
-    reg_id: Option<u32>,
+    /// The contact's fields as read (its `q`, `+sip.instance` and `reg-id` kept; copied whole).
+    fields: ContactFields<'b>,
 }
 
 fn register<'b>(
@@ -282,9 +283,7 @@ fn register<'b>(
             contact: c.contact,
             params,
             expires: f.expires.or(header_expires).unwrap_or(cfg.default_expires),
-            q: f.q,
-            instance: f.instance,
-            reg_id: f.reg_id,
+            fields: f,
         });
     };
     // The usual request's one contact without the walk over values (the same contact).
@@ -815,9 +814,9 @@ impl Common<'_> {
             contact: w.contact,
             params: w.params.bytes(self.joined),
             expires_at: self.request.registered_at.saturating_add(w.expires),
-            q: w.q,
-            instance: w.instance,
-            reg_id: w.reg_id,
+            q: w.fields.q,
+            instance: w.fields.instance,
+            reg_id: w.fields.reg_id,
         }
     }
 
@@ -888,8 +887,8 @@ fn evict(bindings: &mut Bindings<'_>, mut n: usize) {
 /// Binding identity: RFC 5626 §6 (`+sip.instance` and `reg-id`) when both sides carry an
 /// instance, otherwise RFC 3261 §19.1.4 URI equality (§10.3 step 7).
 fn binding_matches(b: &Binding, w: &Wanted<'_>) -> bool {
-    if let (Some(bi), Some(wi)) = (b.instance(), w.instance) {
-        return bi == wi && b.reg_id() == w.reg_id;
+    if let (Some(bi), Some(wi)) = (b.instance(), w.fields.instance) {
+        return bi == wi && b.reg_id() == w.fields.reg_id;
     }
     contacts_equal(b.contact(), w.contact)
 }
@@ -916,8 +915,8 @@ fn equals_itself(text: &[u8]) -> bool {
 }
 
 fn same_contact(a: &Wanted<'_>, b: &Wanted<'_>) -> bool {
-    match (a.instance, b.instance) {
-        (Some(x), Some(y)) => x == y && a.reg_id == b.reg_id,
+    match (a.fields.instance, b.fields.instance) {
+        (Some(x), Some(y)) => x == y && a.fields.reg_id == b.fields.reg_id,
         _ => contacts_equal(a.contact, b.contact),
     }
 }
@@ -1094,9 +1093,10 @@ mod tests {
             contact: uri.raw(),
             params: Echo::One(b""),
             expires: 3600,
-            q: None,
-            instance,
-            reg_id: None,
+            fields: ContactFields {
+                instance,
+                ..ContactFields::default()
+            },
         }
     }
 
