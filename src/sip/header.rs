@@ -678,7 +678,9 @@ impl<'b> NameAddr<'b> {
         (uri, gt): (Uri<'b>, usize),
         visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
-        let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+        // (`inner` ends where its trimmed value ends: only LWS before the parameters can be
+        // there to skip, none after them to trim.)
+        let params = Params::new(skip_lws(inner.get(gt + 1..).unwrap_or_default()));
         let tag = first_tag(params, visit)?;
         Ok(Self {
             display,
@@ -1810,6 +1812,36 @@ mod tests {
             if let Some(usual) = Via::usual_params(raw, after) {
                 let other = Via::other_params(raw, after).map(|(p, read)| (p.raw(), read));
                 proptest::prop_assert_eq!(Ok((after, usual)), other, "{:?}", value);
+            }
+        }
+    }
+
+    /// A bracketed name-addr's parameters are the text after its `>`, trimmed of LWS (read
+    /// with only the LWS before them skipped: its value is trimmed first), through every path.
+    #[test]
+    fn name_addr_params_are_the_trimmed_rest() {
+        let known = Uri::parse(b"sip:example.com").unwrap();
+        for value in [
+            "<sip:bob@example.com>;tag=a73kszlfl",
+            "<sip:bob@example.com> ;tag=a73kszlfl",
+            "<sip:bob@example.com>\t ;tag=a73kszlfl;x=1 \t",
+            " <sip:bob@example.com>;tag=1\r\n ",
+            "<sip:bob@example.com> \r\n ;tag=1",
+            "<sip:bob@example.com>",
+            "<sip:bob@example.com>  ",
+            "Bob <sip:bob@example.com> ;tag=1 ",
+            "\"Bob\" <sip:bob@example.com:5060> ;tag=1",
+            "<sips:bob@example.com>\t;tag=1",
+        ] {
+            let trimmed = trim_lws(value.as_bytes());
+            let gt = trimmed.iter().position(|&b| b == b'>').unwrap();
+            let want = trim_lws(&trimmed[gt + 1..]);
+            for got in [
+                NameAddr::parse(value.as_bytes()),
+                NameAddr::parse_at_host(value.as_bytes(), &known),
+                NameAddr::parse_like(value.as_bytes(), &known),
+            ] {
+                assert_eq!(got.map(|n| n.params.raw()), Ok(want), "{value:?}");
             }
         }
     }
