@@ -678,7 +678,9 @@ impl<'b> NameAddr<'b> {
         (uri, gt): (Uri<'b>, usize),
         visit: impl FnMut(&'b [u8], Option<&'b [u8]>),
     ) -> Result<Self, Error> {
-        let params = Params::new(trim_lws(inner.get(gt + 1..).unwrap_or_default()));
+        // (`inner` ends where its trimmed value ends: only LWS before the parameters can be
+        // there to skip, none after them to trim.)
+        let params = Params::new(skip_lws(inner.get(gt + 1..).unwrap_or_default()));
         let tag = first_tag(params, visit)?;
         Ok(Self {
             display,
@@ -1177,14 +1179,10 @@ impl<'b> Via<'b> {
         let (transport, rest) = Self::sent_protocol(raw)?;
         // sent-by is read where it starts; LWS may follow it, then only parameters.
         let (host, port, after) = host_port_prefix(rest).ok_or(Error::BadVia)?;
-        let after = skip_lws(after);
-        if !after.is_empty() && after.first() != Some(&b';') {
-            return Err(Error::BadVia);
-        }
-        let params = Params::new(after);
-        let (rport, plain_end) = match Self::usual_params(raw, after) {
-            Some(read) => read,
-            None => Self::scan_params(raw, params)?,
+        // (The usual parameters start right after sent-by, with `;`: nothing to skip there.)
+        let (params, (rport, plain_end)) = match Self::usual_params(raw, after) {
+            Some(read) => (Params::new(after), read),
+            None => Self::other_params(raw, after)?,
         };
         Ok(Self {
             transport,
@@ -1215,6 +1213,18 @@ impl<'b> Via<'b> {
             None => (None, plain_end(raw, false, 0, None)),
             Some(rport) => (Some(None), Some(offset_in(raw, rport))),
         })
+    }
+
+    /// The parameters of any other Via, `after` its sent-by: LWS, then only parameters,
+    /// validated by [`Via::scan_params`]. Out of line: the usual ones take `usual_params`.
+    #[inline(never)]
+    fn other_params(raw: &'b [u8], after: &'b [u8]) -> Result<(Params<'b>, ViaParams<'b>), Error> {
+        let after = skip_lws(after);
+        if !after.is_empty() && after.first() != Some(&b';') {
+            return Err(Error::BadVia);
+        }
+        let params = Params::new(after);
+        Ok((params, Self::scan_params(raw, params)?))
     }
 
     /// Validates the parameters, picking out the first `rport` and `plain_end` (out of line:
@@ -1793,16 +1803,80 @@ mod tests {
         fn usual_via_params_match_scan(
             parts in proptest::collection::vec(proptest::sample::select(
                 &[";", "branch", "=", "z9hG4bK-1", "rport", "RPORT", "received", "5060", " ",
-                  "\"", ":", "[", "é", "z9hG4bK", "z9hG4b", "x"][..]
+                  "\"", ":", "[", "é", "z9hG4bK", "z9hG4b", "x", "\t", ";branch=", ";rport"][..]
             ), 0..8),
         ) {
+            // (What follows sent-by, LWS included: the usual parameters are read there
+            // without the LWS skip and the `;` check the other path makes.)
             let value = format!("SIP/2.0/UDP h:5060{}", parts.concat());
             let raw = value.as_bytes();
-            let params = &raw[18..];
-            if let Some(usual) = Via::usual_params(raw, params) {
-                let scanned = Via::scan_params(raw, Params::new(params));
-                proptest::prop_assert_eq!(Ok(usual), scanned, "{:?}", value);
+            let after = &raw[18..];
+            if let Some(usual) = Via::usual_params(raw, after) {
+                let other = Via::other_params(raw, after).map(|(p, read)| (p.raw(), read));
+                proptest::prop_assert_eq!(Ok((after, usual)), other, "{:?}", value);
             }
+        }
+    }
+
+    /// A bracketed name-addr's parameters are the text after its `>`, trimmed of LWS (read
+    /// with only the LWS before them skipped: its value is trimmed first), through every path.
+    #[test]
+    fn name_addr_params_are_the_trimmed_rest() {
+        let known = Uri::parse(b"sip:example.com").unwrap();
+        for value in [
+            "<sip:bob@example.com>;tag=a73kszlfl",
+            "<sip:bob@example.com> ;tag=a73kszlfl",
+            "<sip:bob@example.com>\t ;tag=a73kszlfl;x=1 \t",
+            " <sip:bob@example.com>;tag=1\r\n ",
+            "<sip:bob@example.com> \r\n ;tag=1",
+            "<sip:bob@example.com>",
+            "<sip:bob@example.com>  ",
+            "Bob <sip:bob@example.com> ;tag=1 ",
+            "\"Bob\" <sip:bob@example.com:5060> ;tag=1",
+            "<sips:bob@example.com>\t;tag=1",
+        ] {
+            let trimmed = trim_lws(value.as_bytes());
+            let gt = trimmed.iter().position(|&b| b == b'>').unwrap();
+            let want = trim_lws(&trimmed[gt + 1..]);
+            for got in [
+                NameAddr::parse(value.as_bytes()),
+                NameAddr::parse_at_host(value.as_bytes(), &known),
+                NameAddr::parse_like(value.as_bytes(), &known),
+            ] {
+                assert_eq!(got.map(|n| n.params.raw()), Ok(want), "{value:?}");
+            }
+        }
+    }
+
+    /// A Via's usual parameters, read where sent-by ends, answer as the other path (LWS
+    /// skipped, a `;` required, the general walk) answers; the whole parse keeps them as
+    /// that path would.
+    #[test]
+    fn usual_via_params_match_other_params() {
+        for after in [
+            ";branch=z9hG4bK-1",
+            ";branch=z9hG4bK-1;rport",
+            " ;branch=z9hG4bK-1",
+            "\t;branch=z9hG4bK-1;rport",
+            " \t ;branch=a;rport",
+            ";branch=",
+            ";branch=;rport",
+            ";branch=a b",
+            ";rport;branch=a",
+            "x;branch=a",
+            "",
+            " ",
+        ] {
+            let value = format!("SIP/2.0/UDP h:5060{after}");
+            // (Trimmed as the parse trims it.)
+            let raw = trim_lws(value.as_bytes());
+            let after = &raw[18..];
+            let other = Via::other_params(raw, after).map(|(p, read)| (p.raw(), read));
+            if let Some(usual) = Via::usual_params(raw, after) {
+                assert_eq!(Ok((after, usual)), other, "{value:?}");
+            }
+            let parsed = Via::parse(raw).map(|v| (v.params.raw(), (v.rport, v.plain_end)));
+            assert_eq!(parsed, other, "{value:?}");
         }
     }
 
