@@ -1,5 +1,14 @@
 //! Byte-string helpers shared by the parser, the engine and the store.
 
+/// The 128-bit product of `x` and `y`, its two halves XORed: foldhash's mixing step, used by
+/// the one-shot hashes written for the request path (the store's AOR words, the To tag), where
+/// a streaming `Hasher`'s per-write bookkeeping cost more than the hashing.
+#[inline(always)]
+pub(crate) fn folded_multiply(x: u64, y: u64) -> u64 {
+    let product = u128::from(x) * u128::from(y);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
 /// `a == b`, inline for the short strings the request path compares (hosts, domains, URI
 /// prefixes, User-Agents): 4 to 32 bytes as their first and last 4, 8 or 16 bytes
 /// (overlapping), longer ones eight bytes per step — where `==` on slices is a `memcmp` call

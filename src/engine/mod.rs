@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::auth::{Algorithm, AuthConfig, Authenticator, Credentials};
-use crate::bytes::same;
+use crate::bytes::{folded_multiply, same};
 use crate::sip::{self, Message, Request};
 use crate::store::{AorKey, ChangeFeed, Store, StoreConfig};
 use crate::time::Instant;
@@ -1131,13 +1131,6 @@ fn fold_text(state: u64, text: &[u8]) -> u64 {
         },
     };
     folded_multiply(a ^ state, b ^ TAG_KEY)
-}
-
-/// The 128-bit product of `x` and `y`, its two halves XORed.
-#[inline(always)]
-fn folded_multiply(x: u64, y: u64) -> u64 {
-    let product = u128::from(x) * u128::from(y);
-    (product as u64) ^ ((product >> 64) as u64)
 }
 
 /// `h` as 16 lower-case hex digits (`format!("{h:016x}")`): each nibble spread to a byte and

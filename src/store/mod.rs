@@ -30,6 +30,7 @@ pub use binding::{
 };
 use wheel::Wheels;
 
+use crate::bytes::folded_multiply;
 use crate::time::Instant;
 
 /// Store sizing.
@@ -982,14 +983,6 @@ fn fold_words(w: [u64; 4], len: usize, seeds: [u64; 3]) -> u64 {
     let s1 = s0.wrapping_add(lane);
     let [a, b, c, d] = w;
     folded_multiply(a ^ s0, c ^ key) ^ folded_multiply(b ^ s1, d ^ key)
-}
-
-/// The 128-bit product of two words, its halves XORed.
-#[inline]
-fn folded_multiply(x: u64, y: u64) -> u64 {
-    let p = u128::from(x) * u128::from(y);
-    let [lo, hi] = [p, p >> 64].map(|h| u64::try_from(h & u128::from(u64::MAX)).unwrap_or(0));
-    lo ^ hi
 }
 
 /// Which wheel an AOR's timers live in (the same AOR always picks the same wheel): the hash's
