@@ -271,6 +271,8 @@ fn register<'b>(
 
     // Step 6: collect and check the contacts.
     let header_expires = req.expires().map_err(|e| fail(e.into()))?;
+    // A contact's interval when it names none.
+    let default_expires = header_expires.unwrap_or(cfg.default_expires);
     let mut wanted: SmallVec<[Wanted<'_>; 4]> = SmallVec::new();
     let mut joined = Joined::new();
     let mut wildcard = false;
@@ -282,7 +284,7 @@ fn register<'b>(
         wanted.push(Wanted {
             contact: c.contact,
             params,
-            expires: f.expires.or(header_expires).unwrap_or(cfg.default_expires),
+            expires: f.expires.unwrap_or(default_expires),
             fields: f,
         });
     };
