@@ -513,7 +513,11 @@ pub struct CSeq<'b> {
 impl<'b> CSeq<'b> {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
-        let value = trim_lws(value);
+        Self::parse_trimmed(trim_lws(value))
+    }
+
+    /// [`CSeq::parse`] of a value without LWS at either end (as a header index holds it).
+    pub(crate) fn parse_trimmed(value: &'b [u8]) -> Result<Self, Error> {
         // The digits are summed while they are found; nine always fit in u32 (more are left to
         // `parse_u32`, which rejects values past its range).
         let (split, seq) = digit_run(value, 9);
@@ -1175,7 +1179,11 @@ pub struct Via<'b> {
 impl<'b> Via<'b> {
     /// Parses `SIP / 2.0 / transport LWS sent-by *( ; via-params )`.
     pub fn parse(value: &'b [u8]) -> Result<Self, Error> {
-        let raw = trim_lws(value);
+        Self::parse_trimmed(trim_lws(value))
+    }
+
+    /// [`Via::parse`] of a value without LWS at either end (as a header index holds it).
+    pub(crate) fn parse_trimmed(raw: &'b [u8]) -> Result<Self, Error> {
         let (transport, rest) = Self::sent_protocol(raw)?;
         // sent-by is read where it starts; LWS may follow it, then only parameters.
         let (host, port, after) = host_port_prefix(rest).ok_or(Error::BadVia)?;

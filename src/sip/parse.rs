@@ -264,7 +264,8 @@ macro_rules! header_accessors {
             if let Some(c) = self.parsed.cseq {
                 return Ok(c);
             }
-            CSeq::parse(
+            // (The index's values are trimmed.)
+            CSeq::parse_trimmed(
                 self.header(HeaderName::CSeq)
                     .ok_or(Error::MissingHeader("CSeq"))?,
             )
@@ -1119,7 +1120,8 @@ fn request_defect(req: &mut Request<'_>, uri_error: Option<Error>) -> Option<Err
     let via_lines = req.census.lines(&req.headers, HeaderName::Via);
     // (Written straight from the parse's result: an `Option` in between is one more copy.)
     if let [line] = via_lines {
-        if let Ok(v) = Via::parse(line.value) {
+        // (The index's values are trimmed.)
+        if let Ok(v) = Via::parse_trimmed(line.value) {
             req.parsed.top_via = Some(v);
         }
     }
@@ -1930,6 +1932,41 @@ To: <sip:a@b>\r\nm: <sip:3@x>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nExpires: 60\r
                 let general = request_line(line);
                 proptest::prop_assert_eq!(Ok(fast), general);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Every value the index holds has no LWS at either end (CSeq and the top Via are
+        /// parsed from it untrimmed, as `parse_trimmed`): with LWS, folding and an empty value
+        /// around the usual and the general lines, the views are those of the whole parse.
+        #[test]
+        fn index_values_are_trimmed(
+            pad in proptest::collection::vec(proptest::sample::select(
+                &["", " ", "\t", "  ", "\r\n ", "\r\n\t", " \r\n  "][..]
+            ), 6),
+        ) {
+            let msg = format!(
+                "REGISTER sip:example.com SIP/2.0\r\n\
+                 Via:{}SIP/2.0/UDP h:5060;branch=z9hG4bK-1{}\r\n\
+                 CSeq:{}1 REGISTER{}\r\n\
+                 X-Empty:{}\r\n\
+                 From: <sip:a@example.com>;tag=1\r\n\
+                 To: <sip:a@example.com>\r\n\
+                 Call-ID: c\r\n\
+                 Max-Forwards:{}70\r\n\r\n",
+                pad[0], pad[1], pad[2], pad[3], pad[4], pad[5]
+            );
+            let req = req(msg.as_bytes());
+            for h in req.headers() {
+                proptest::prop_assert_eq!(trim_lws(h.value), h.value, "{:?}", msg);
+            }
+            let cseq = req.header(HeaderName::CSeq).unwrap_or_default();
+            proptest::prop_assert_eq!(req.cseq(), CSeq::parse(cseq));
+            let via = req.header(HeaderName::Via).unwrap_or_default();
+            proptest::prop_assert_eq!(
+                format!("{:?}", req.parsed_top_via()),
+                format!("{:?}", Via::parse(via).ok().as_ref())
+            );
         }
     }
 
