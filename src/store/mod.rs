@@ -992,7 +992,8 @@ fn wheel_index(aor_hash: u64, mask: usize) -> usize {
 }
 
 /// A hash of byte strings that is the same in every process (fixed-seed foldhash): wheel
-/// placement, binding ids, and To tags that a retransmission must get again. Inlined: with the
+/// placement, binding ids, the partition of AORs of unusual length (see `aor_hash`), a
+/// Redis node's ids. Inlined: with the
 /// number of parts known where it is called, the loop unrolls and the hasher's buffer
 /// bookkeeping folds away.
 #[inline]

@@ -580,7 +580,7 @@ fn refreshes_do_not_grow_the_wheel_and_expiry_follows_the_last_refresh() {
     assert_eq!(store.binding_count(), 0);
 }
 
-/// The stable hash is part of the wire (To tags) and of stored ids: pinned values, whatever the
+/// The stable hash is part of stored ids and of the partition order: pinned values, whatever the
 /// code around it (inlining, unrolling) becomes.
 #[test]
 fn stable_hash_known_answers() {
