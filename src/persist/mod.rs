@@ -324,8 +324,8 @@ impl Persister {
         LAST_ENQUEUED.with(Cell::get)
     }
 
-    /// Sequence number of the last change any thread enqueued (0: none); with [`durable`]
-    /// (`Persister::durable`) the journal's backlog, which `/metrics` shows.
+    /// Sequence number of the last change any thread enqueued (0: none); with
+    /// [`Persister::durable`] the journal's backlog, which `/metrics` shows.
     pub fn enqueued(&self) -> u64 {
         self.next_seq.load(Ordering::Relaxed)
     }
