@@ -1208,14 +1208,7 @@ mod writer_tests {
                 server: server.to_owned(),
                 ..EngineConfig::default()
             };
-            let mut engine = Engine::new(Arc::new(Shared::new(config).unwrap()));
-            let meta = Meta {
-                source: "192.0.2.201:5060".parse().unwrap(),
-                local: "192.0.2.1:5060".parse().unwrap(),
-                transport: Transport::Udp,
-                conn: None,
-                overloaded: false,
-            };
+            let (mut engine, meta) = udp_engine(config);
             for (secs, date) in [
                 (1_289_690_940, "Sat, 13 Nov 2010 23:29:00 GMT"),
                 (1_289_690_941, "Sat, 13 Nov 2010 23:29:01 GMT"),
@@ -1302,6 +1295,18 @@ mod writer_tests {
         }
     }
 
+    /// An engine on `config` and the metadata of a UDP request to it from one phone.
+    fn udp_engine(config: EngineConfig) -> (Engine, Meta) {
+        let meta = Meta {
+            source: "192.0.2.201:5060".parse().unwrap(),
+            local: "192.0.2.1:5060".parse().unwrap(),
+            transport: Transport::Udp,
+            conn: None,
+            overloaded: false,
+        };
+        (Engine::new(Arc::new(Shared::new(config).unwrap())), meta)
+    }
+
     /// Through the engine: a retransmission is answered with the same To tag (§8.2.6.2), a
     /// request with another Call-ID, From tag or CSeq with another one.
     #[test]
@@ -1310,14 +1315,7 @@ mod writer_tests {
             domains: vec!["example.com".into()],
             ..EngineConfig::default()
         };
-        let mut engine = Engine::new(Arc::new(Shared::new(config).unwrap()));
-        let meta = Meta {
-            source: "192.0.2.201:5060".parse().unwrap(),
-            local: "192.0.2.1:5060".parse().unwrap(),
-            transport: Transport::Udp,
-            conn: None,
-            overloaded: false,
-        };
+        let (mut engine, meta) = udp_engine(config);
         let mut tag_of = |call_id: &str, from_tag: &str, cseq: u32| {
             let req = format!(
                 "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-{cseq}\r\n\
