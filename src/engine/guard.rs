@@ -242,6 +242,12 @@ impl ScannerCache {
         s.drop_scanners && self.is_scanner(user_agent)
     }
 
+    /// Whatever [`Self::drops`] was given last is not the request handled next: a REGISTER run
+    /// again later (re-planned after the location service answered) packs its header's text.
+    pub fn forget_seen(&mut self) {
+        self.seen = false;
+    }
+
     /// The User-Agent [`Self::drops`] was given last (`header` gives it again) for the packing:
     /// the stored value the check found it equal to, or the header's text (`header` is only
     /// called then).

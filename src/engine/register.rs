@@ -144,6 +144,8 @@ pub(super) fn resume(
     resume: Resume,
 ) -> Result<Done, Failed> {
     let ruri = req.request_uri().map_err(|e| fail(e.into()))?;
+    // Other requests went through the scanner check since this one did.
+    eng.scanners.forget_seen();
     register(eng, now, meta, req, &ruri, 0, Some(resume))
 }
 

@@ -1562,6 +1562,39 @@ fn remote_nodes_share_bindings_and_keep_section_10_3_rules() {
     assert!(c.service.values.is_empty());
 }
 
+/// A REGISTER re-planned after the location service answered (`register::resume`) packs its
+/// own User-Agent, not the one of the request the scanner check saw last on that node.
+#[test]
+fn remote_resume_keeps_its_own_user_agent() {
+    let mut c = Cluster::new(2, remote_config);
+    let ua = |phone: &str| format!("User-Agent: {phone}");
+    c.expect(
+        0,
+        &Reg::new("ana").cseq(1).header(&ua("Yealink T46S")).bytes(),
+    );
+    // Node 1's cache never saw ana: its op meets a newer version and is re-planned.
+    assert!(c
+        .submit(
+            1,
+            &Reg::new("ana").cseq(2).header(&ua("Polycom VVX")).bytes()
+        )
+        .is_none());
+    // Meanwhile node 1 handles other phones of one model (its scanner check remembers it).
+    for (n, user) in ["bob", "cy", "dee"].into_iter().enumerate() {
+        let r = c.submit(
+            1,
+            &Reg::new(user).cseq(1).header(&ua("Yealink T46S")).bytes(),
+        );
+        assert!(r.is_none(), "{n}");
+    }
+    for (node, r) in c.run() {
+        assert_eq!(r.code, 200, "node {node}: {}", r.raw);
+    }
+    let (_, list) = decode_value(&c.service.values["sip:ana@example.com"]).unwrap();
+    let agents: Vec<_> = list.iter().map(|b| b.user_agent()).collect();
+    assert_eq!(agents, vec![&b"Polycom VVX"[..]]);
+}
+
 #[test]
 fn remote_cseq_race_between_two_nodes() {
     let mut c = Cluster::new(2, remote_config);
