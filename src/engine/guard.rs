@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::{DashMap, SharedValue};
 
 use crate::bytes::same;
-use crate::store::{StoredUserAgent, UserAgent};
+use crate::store::{StoredUserAgent, UserAgentId};
 use crate::time::Instant;
 
 /// Flood control settings.
@@ -192,14 +192,24 @@ pub fn is_scanner(user_agent: &[u8]) -> bool {
 ///
 /// In front of the slots, the User-Agent last seen as the store keeps it, with its verdict:
 /// phones of one model register one after another, so the usual check is one compare, and the
-/// store packs the request's bindings with that value's id ([`Self::user_agent`]) instead of
+/// store packs the request's bindings with that value's id ([`Checked::stored`]) instead of
 /// comparing the text again.
 pub struct ScannerCache {
     slots: Box<[CachedVerdict]>,
     /// A User-Agent of the store's table and its verdict.
     last: (StoredUserAgent, bool),
-    /// The User-Agent [`Self::drops`] was given last is `last`'s value.
-    seen: bool,
+}
+
+/// What the scanner check answers for one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked {
+    /// Drop the request: its User-Agent is a scanner's (and the check is on).
+    pub drop: bool,
+    /// The request's User-Agent as the store keeps it, when the check found the two equal:
+    /// the request's bindings are packed with its id, without a second compare. It answers for
+    /// the request checked only, so it travels with it (a request run again later, re-planned
+    /// after the location service answered, has none and packs its header's text).
+    pub stored: Option<UserAgentId>,
 }
 
 #[derive(Clone)]
@@ -223,7 +233,6 @@ impl Default for ScannerCache {
             ]
             .into_boxed_slice(),
             last: (StoredUserAgent::EMPTY, false),
-            seen: false,
         }
     }
 }
@@ -235,50 +244,44 @@ impl std::fmt::Debug for ScannerCache {
 }
 
 impl ScannerCache {
-    /// Scanner check (on by default): drop this request?
+    /// Scanner check (on by default) of a request's User-Agent.
     #[inline]
-    pub fn drops(&mut self, s: &Settings, user_agent: &[u8]) -> bool {
-        self.seen = false;
-        s.drop_scanners && self.is_scanner(user_agent)
-    }
-
-    /// Whatever [`Self::drops`] was given last is not the request handled next: a REGISTER run
-    /// again later (re-planned after the location service answered) packs its header's text.
-    pub fn forget_seen(&mut self) {
-        self.seen = false;
-    }
-
-    /// The User-Agent [`Self::drops`] was given last (`header` gives it again) for the packing:
-    /// the stored value the check found it equal to, or the header's text (`header` is only
-    /// called then).
-    #[inline]
-    pub fn user_agent<'a>(&self, header: impl FnOnce() -> &'a [u8]) -> UserAgent<'a> {
-        if self.seen {
-            let stored = self.last.0;
-            debug_assert_eq!(stored.value(), header());
-            UserAgent::Stored(stored)
-        } else {
-            UserAgent::Text(header())
+    pub fn check(&mut self, s: &Settings, user_agent: &[u8]) -> Checked {
+        if !s.drop_scanners {
+            return Checked {
+                drop: false,
+                stored: None,
+            };
+        }
+        let (drop, stored) = self.lookup(user_agent);
+        Checked {
+            drop,
+            stored: stored.map(StoredUserAgent::id),
         }
     }
 
-    /// [`is_scanner`], remembered. The usual request's check (its User-Agent remembered) is
-    /// inlined into the caller; a string to search and remember is handled out of line.
-    #[inline]
+    /// [`is_scanner`], remembered.
     pub fn is_scanner(&mut self, user_agent: &[u8]) -> bool {
+        self.lookup(user_agent).0
+    }
+
+    /// [`is_scanner`], remembered, and the User-Agent as the store keeps it when they are
+    /// equal. The usual request's check (its User-Agent remembered) is inlined into the
+    /// caller; a string to search and remember is handled out of line.
+    #[inline]
+    fn lookup(&mut self, user_agent: &[u8]) -> (bool, Option<StoredUserAgent>) {
         let (stored, scanner) = self.last;
         if same(stored.value(), user_agent) {
-            self.seen = true;
-            return scanner;
+            return (scanner, Some(stored));
         }
         let scanner = self.is_scanner_slots(user_agent);
         // Remembered in front when the store has just packed it (a stored value is at most 96
         // bytes long, so it is the whole header, whose verdict this is).
-        if let Some(stored) = StoredUserAgent::last_if(user_agent) {
+        let stored = StoredUserAgent::last_if(user_agent);
+        if let Some(stored) = stored {
             self.last = (stored, scanner);
-            self.seen = true;
         }
-        scanner
+        (scanner, stored)
     }
 
     /// [`is_scanner`] through the slots.
@@ -586,6 +589,7 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::UserAgent;
 
     /// A guard with fixed settings.
     struct G(Guard, Settings);
@@ -607,7 +611,7 @@ mod tests {
             self.0.record_failure(&self.1, now, user, ip)
         }
         fn drops_scanner(&self, user_agent: &[u8]) -> bool {
-            ScannerCache::default().drops(&self.1, user_agent)
+            ScannerCache::default().check(&self.1, user_agent).drop
         }
         fn handle_timeout(&self, now: Instant) {
             self.0.handle_timeout(now);
@@ -950,17 +954,18 @@ mod tests {
         for (round, settings) in [&on, &on, &off, &on].into_iter().enumerate() {
             for (k, ua) in uas.iter().enumerate() {
                 for repeat in 0..(1 + (k + round) % 3) {
-                    let drops = cache.drops(settings, ua);
+                    let checked = cache.check(settings, ua);
+                    let drops = checked.drop;
                     assert_eq!(drops, settings.drop_scanners && is_scanner(ua), "{ua:?}");
-                    let handed = cache.user_agent(|| ua);
-                    if let UserAgent::Stored(stored) = handed {
-                        assert_eq!(stored.value(), *ua);
-                        stored_seen += 1;
-                    }
+                    let handed = checked
+                        .stored
+                        .map_or(UserAgent::Text(ua), UserAgent::Stored);
+                    let stored = matches!(handed, UserAgent::Stored(_));
+                    stored_seen += usize::from(stored);
                     // The packing's own lookup (which also stores the value, as packing a
-                    // request that was not dropped does).
+                    // request that was not dropped does): a stored id is always the text's.
                     let looked_up = UserAgent::Text(ua).id();
-                    if !drops {
+                    if stored || !drops {
                         assert_eq!(handed.id(), looked_up, "round {round} {repeat}: {ua:?}");
                     }
                 }

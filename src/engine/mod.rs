@@ -916,10 +916,11 @@ impl Engine {
                 return true;
             }
         }
-        if self.scanners.drops(
+        let checked = self.scanners.check(
             &self.policy.guard,
             req.header(sip::HeaderName::UserAgent).unwrap_or_default(),
-        ) {
+        );
+        if checked.drop {
             self.stats.scanner_drops += 1;
             return false;
         }
@@ -929,7 +930,7 @@ impl Engine {
         } else if too_large {
             Err((Error::MessageTooLarge, smallvec::SmallVec::new()))
         } else {
-            register::dispatch(self, now, meta, req, start)
+            register::dispatch(self, now, meta, req, start, checked.stored)
         };
         self.finish(now, meta, req, start, outcome)
     }

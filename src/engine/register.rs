@@ -17,7 +17,7 @@ use crate::sip::{
     self, Contact, ContactFields, ContactParts, HeaderName, Method, Request, Scheme, StatusCode,
     Uri,
 };
-use crate::store::{AorKey, Binding, Bindings, ContactPart, RequestPart};
+use crate::store::{AorKey, Binding, Bindings, ContactPart, RequestPart, UserAgent, UserAgentId};
 use crate::time::Instant;
 
 /// What happened to a request that did not fail.
@@ -57,13 +57,15 @@ const KNOWN_METHODS: &[&[u8]] = &[
     b"PUBLISH",
 ];
 
-/// Processes a request whose response starts at `start` in the engine's output buffer.
+/// Processes a request whose response starts at `start` in the engine's output buffer;
+/// `user_agent` is its User-Agent as the store keeps it, when the scanner check found them equal.
 pub(super) fn dispatch(
     eng: &mut Engine,
     now: Instant,
     meta: &Meta,
     req: &Request<'_>,
     start: usize,
+    user_agent: Option<UserAgentId>,
 ) -> Result<Done, Failed> {
     if let Some(defect) = req.defect() {
         return Err(fail(Error::Parse(defect)));
@@ -112,7 +114,7 @@ pub(super) fn dispatch(
             Error::NotImplemented
         }));
     }
-    register(eng, now, meta, req, ruri, start, None)
+    register(eng, now, meta, req, ruri, start, Run::First(user_agent))
 }
 
 /// The option tags of `req`'s Require headers that we do not support, joined by `, ` (for the
@@ -144,9 +146,7 @@ pub(super) fn resume(
     resume: Resume,
 ) -> Result<Done, Failed> {
     let ruri = req.request_uri().map_err(|e| fail(e.into()))?;
-    // Other requests went through the scanner check since this one did.
-    eng.scanners.forget_seen();
-    register(eng, now, meta, req, &ruri, 0, Some(resume))
+    register(eng, now, meta, req, &ruri, 0, Run::Resumed(resume))
 }
 
 /// One checked contact of the request.
@@ -161,6 +161,16 @@ struct Wanted<'b> {
     fields: ContactFields<'b>,
 }
 
+/// Which run of a REGISTER [`register`] makes.
+enum Run {
+    /// The first, right after the scanner check, with its User-Agent as the store keeps it
+    /// when the check found the two equal.
+    First(Option<UserAgentId>),
+    /// Again, once the shared location service answered: the scanner check's answer was for
+    /// the first run (other requests were checked since), so the header's text is packed.
+    Resumed(Resume),
+}
+
 fn register<'b>(
     eng: &mut Engine,
     now: Instant,
@@ -168,8 +178,12 @@ fn register<'b>(
     req: &Request<'b>,
     ruri: &Uri<'_>,
     start: usize,
-    resume: Option<Resume>,
+    run: Run,
 ) -> Result<Done, Failed> {
+    let (user_agent, resume) = match run {
+        Run::First(user_agent) => (user_agent, None),
+        Run::Resumed(resume) => (None, Some(resume)),
+    };
     let shared = eng.shared.clone();
     let policy = eng.policy.clone();
     let cfg = &policy.config;
@@ -337,9 +351,10 @@ fn register<'b>(
             transport: meta.transport.to_store(),
             conn: flow.map(|c| node.map_or(c.0, |node| remote::flow_id(node, c.0))),
             // The header read again only when the scanner check did not find its stored value.
-            user_agent: eng
-                .scanners
-                .user_agent(|| req.header(HeaderName::UserAgent).unwrap_or_default()),
+            user_agent: match user_agent {
+                Some(stored) => UserAgent::Stored(stored),
+                None => UserAgent::Text(req.header(HeaderName::UserAgent).unwrap_or_default()),
+            },
             registered_at: now_secs,
         },
     };
@@ -1319,7 +1334,7 @@ mod tests {
                 source: "192.0.2.9:5060".parse().unwrap(),
                 transport: crate::store::Transport::Udp,
                 conn: None,
-                user_agent: crate::store::UserAgent::Text(b"UA"),
+                user_agent: UserAgent::Text(b"UA"),
                 registered_at: 50,
             },
         };

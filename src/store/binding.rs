@@ -76,8 +76,13 @@ pub enum UserAgent<'a> {
     Text(&'a [u8]),
     /// A value the table holds, found equal to the header by the caller: packed as its id,
     /// without a second compare.
-    Stored(StoredUserAgent),
+    Stored(UserAgentId),
 }
+
+/// The id of a User-Agent value the store's table holds: only the table makes one (through
+/// [`StoredUserAgent::id`]), so a binding packed with it always names a real value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserAgentId(u32);
 
 impl UserAgent<'_> {
     /// The id a binding keeps (the table's id of the text, or the stored value's).
@@ -85,7 +90,7 @@ impl UserAgent<'_> {
     pub(crate) fn id(self) -> u32 {
         match self {
             Self::Text(text) => intern::id(text),
-            Self::Stored(stored) => stored.id,
+            Self::Stored(stored) => stored.0,
         }
     }
 }
@@ -107,6 +112,11 @@ impl StoredUserAgent {
     /// The value as the table holds it (at most 96 bytes: a longer header never equals it).
     pub fn value(self) -> &'static [u8] {
         self.value
+    }
+
+    /// Its id, as a binding keeps it.
+    pub fn id(self) -> UserAgentId {
+        UserAgentId(self.id)
     }
 
     /// The value this thread looked up last in the table (the last User-Agent packed), when
@@ -391,7 +401,7 @@ impl Binding {
             return;
         }
         let ua = match r.user_agent {
-            UserAgent::Stored(stored) => stored.id,
+            UserAgent::Stored(stored) => stored.0,
             UserAgent::Text(text) => {
                 let old_ua = u32_at(&self.data, 17);
                 if crate::bytes::same(intern::get(old_ua), intern::cut(text)) {

@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 
 pub use binding::{
     Binding, ContactPart, NewBinding, ReplyParts, RequestPart, StoredUserAgent, Transport,
-    UserAgent, MAX_TEXT,
+    UserAgent, UserAgentId, MAX_TEXT,
 };
 use wheel::Wheels;
 
